@@ -1,0 +1,112 @@
+"""Rendered manifests of the kustomize overlays, and the offline tools that check them.
+
+The tools live in .cache/deploy-tools (scripts/setup_deploy_tools.sh). Without
+them these tests skip, naming the missing tool and the command that installs it.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Callable
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+TOOLS = ROOT / ".cache" / "deploy-tools"
+KUSTOMIZE = TOOLS / "bin" / "kustomize"
+PROMTOOL = TOOLS / "bin" / "promtool"
+TOOLS_PYTHON = TOOLS / "venv" / "bin" / "python"
+VALIDATOR = DEPLOY / "tools" / "validate_manifests.py"
+OVERLAYS = ("dev", "prod")
+# The Kubernetes version the manifests must be valid for (oldest supported
+# cluster); kubernetes-validate ships its schemas.
+KUBERNETES_VERSION = "1.31.0"
+
+Manifest = dict[str, Any]
+
+
+def require_tool(path: Path) -> Path:
+    """``path`` if installed, else skip the test with the install command."""
+    if not path.exists():
+        pytest.skip(f"{path.relative_to(ROOT)} is missing: run ./scripts/setup_deploy_tools.sh")
+    return path
+
+
+@cache
+def _render(overlay: str) -> str:
+    result = subprocess.run(
+        [str(KUSTOMIZE), "build", str(DEPLOY / "k8s" / "overlays" / overlay)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+    assert result.returncode == 0, f"kustomize build {overlay} failed:\n{result.stderr}"
+    return result.stdout
+
+
+@cache
+def _objects(overlay: str) -> tuple[Manifest, ...]:
+    result = subprocess.run(
+        [str(TOOLS_PYTHON), str(VALIDATOR), "to-json", "-"],
+        input=_render(overlay),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    docs: list[Manifest] = json.loads(result.stdout)
+    return tuple(docs)
+
+
+@pytest.fixture(scope="session")
+def render() -> Callable[[str], str]:
+    """``render(overlay)``: the YAML that ``kustomize build`` prints for an overlay."""
+    require_tool(KUSTOMIZE)
+    return _render
+
+
+@pytest.fixture(scope="session")
+def objects() -> Callable[[str], tuple[Manifest, ...]]:
+    """``objects(overlay)``: the rendered objects of an overlay, as dicts."""
+    require_tool(KUSTOMIZE)
+    require_tool(TOOLS_PYTHON)
+    return _objects
+
+
+def find(objs: tuple[Manifest, ...], kind: str, name: str | None = None) -> list[Manifest]:
+    """Objects of one kind (and name)."""
+    return [
+        o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)
+    ]
+
+
+def one(objs: tuple[Manifest, ...], kind: str, name: str) -> Manifest:
+    """The single object of that kind and name."""
+    found = find(objs, kind, name)
+    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
+    return found[0]
+
+
+def pod_specs(objs: tuple[Manifest, ...]) -> list[tuple[str, Manifest]]:
+    """``(kind/name, pod spec)`` of every workload that runs our image."""
+    return [
+        (f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"])
+        for o in objs
+        if o["kind"] in ("Deployment", "Job", "StatefulSet", "DaemonSet")
+    ]
+
+
+def env_of(objs: tuple[Manifest, ...]) -> dict[str, str]:
+    """The literals of the replaypipe-env ConfigMap."""
+    maps = [
+        o for o in find(objs, "ConfigMap") if o["metadata"]["name"].startswith("replaypipe-env")
+    ]
+    assert len(maps) == 1
+    data: dict[str, str] = maps[0]["data"]
+    return data
