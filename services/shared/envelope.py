@@ -92,7 +92,7 @@ class BatchEnvelope:
                 client_ip=doc.get("client_ip") if isinstance(doc.get("client_ip"), str) else None,
                 consent=consent if isinstance(consent, bool) else None,
                 page_url=str(doc.get("page_url") or ""),
-                extra=doc.get("extra") if isinstance(doc.get("extra"), dict) else {},
+                extra=_dict(doc, "extra"),
             )
         except KeyError as exc:
             raise EnvelopeError(f"missing field {exc.args[0]!r}") from None
@@ -110,3 +110,8 @@ def _int(doc: dict[str, Any], name: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool):
         raise EnvelopeError(f"field {name!r} is not an integer")
     return value
+
+
+def _dict(doc: dict[str, Any], name: str) -> dict[str, Any]:
+    value = doc.get(name)
+    return value if isinstance(value, dict) else {}

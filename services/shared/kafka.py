@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 from services.shared import topics
@@ -11,7 +12,7 @@ from services.shared.env import env_int, env_str
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class KafkaSettings:
     """Where the brokers are and how topics are laid out (``KAFKA_*`` variables)."""
 
@@ -45,9 +46,7 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
     big = {"max.message.bytes": str(settings.max_message_bytes)}
     return [
         TopicSpec(topics.RAW, settings.partitions, {**big, "retention.ms": str(7 * 86_400_000)}),
-        TopicSpec(
-            topics.MASKED, settings.partitions, {**big, "retention.ms": str(7 * 86_400_000)}
-        ),
+        TopicSpec(topics.MASKED, settings.partitions, {**big, "retention.ms": str(7 * 86_400_000)}),
         TopicSpec(topics.DLQ, 1, {**big, "retention.ms": str(30 * 86_400_000)}),
         TopicSpec(topics.SITES_CONFIG, 1, {"cleanup.policy": "compact"}),
     ]
@@ -64,7 +63,7 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
         existing = set(await admin.list_topics())
         wanted = [s for s in topic_specs(settings) if s.name not in existing]
         if wanted:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):
                 await admin.create_topics(
                     [
                         NewTopic(
@@ -76,8 +75,6 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
                         for s in wanted
                     ]
                 )
-            except TopicAlreadyExistsError:
-                pass
         return [s.name for s in wanted]
     finally:
         await admin.close()

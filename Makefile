@@ -1,0 +1,34 @@
+# replaypipe — the two commands: `make run` and `make test`.
+.DEFAULT_GOAL := help
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: help setup run test lint typecheck pytest demo bench clean
+
+help:
+	@echo "make run    set up what is missing, start Kafka + ingest + masker + sink (Ctrl-C stops)"
+	@echo "make test   set up what is missing, run ruff, mypy and the whole pytest suite"
+	@echo "make demo   send generated sessions to a running 'make run' and list them"
+
+setup:
+	@./scripts/bootstrap.sh
+
+run: setup
+	@$(PY) -m services.cli run var
+
+lint: setup
+	$(VENV)/bin/ruff check services tests bench
+
+typecheck: setup
+	$(VENV)/bin/mypy
+
+pytest: setup
+	$(VENV)/bin/pytest -q
+
+test: lint typecheck pytest
+
+demo: setup
+	@$(PY) -m services.cli demo
+
+clean:
+	rm -rf var test-output

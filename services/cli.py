@@ -1,0 +1,96 @@
+"""``replaypipe`` — one entry point for every service and tool.
+
+replaypipe ingest | masker | sink      run one service (configured by env)
+replaypipe run                         local stack: Kafka broker + the three services
+replaypipe kafka                       only the local Kafka broker (var/kafka)
+replaypipe topics                      create the pipeline's topics
+replaypipe migrate                     apply the ClickHouse schema migrations
+replaypipe mask --site-settings FILE   mask an NDJSON recording offline (stdin → stdout)
+replaypipe demo                        send generated sessions to a running stack
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch to a subcommand; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] in ("-h", "--help", "help"):
+        print(__doc__)
+        return 0
+    command, rest = args[0], args[1:]
+    if command == "ingest":
+        from services.ingest.app import main as ingest_main
+
+        ingest_main()
+    elif command == "masker":
+        from services.masker.app import main as masker_main
+
+        sys.argv = [sys.argv[0], "worker"]
+        masker_main()
+    elif command == "sink":
+        from services.sink.app import main as sink_main
+
+        sink_main()
+    elif command == "run":
+        from services.dev.stack import run_forever
+
+        return run_forever(Path(rest[0] if rest else "var").resolve())
+    elif command == "kafka":
+        return _kafka_only()
+    elif command == "topics":
+        from services.shared.kafka import KafkaSettings, ensure_topics
+
+        created = asyncio.run(ensure_topics(KafkaSettings.from_env()))
+        print("created:", ", ".join(created) or "nothing (all exist)")
+    elif command == "migrate":
+        from services.sink.settings import SinkSettings
+        from services.sink.store import open_client, run_migrations
+
+        applied = run_migrations(open_client(SinkSettings.from_env().clickhouse_url))
+        print("applied:", applied or "nothing (schema up to date)")
+    elif command == "mask":
+        from services.masker import offline
+
+        return offline.main(rest)
+    elif command == "demo":
+        from services.dev.demo import main as demo_main
+
+        return demo_main(rest)
+    else:
+        print(f"replaypipe: unknown command {command!r}\n{__doc__}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _kafka_only() -> int:
+    import signal
+    import time
+
+    from services.dev.kafka_broker import LocalKafkaBroker
+    from services.shared.kafka import KafkaSettings, ensure_topics
+
+    broker = LocalKafkaBroker(Path("var/kafka").resolve())
+    broker.start()
+    asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers)))
+    print(f"kafka ready on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    while not stopping and broker.process is not None and broker.process.poll() is None:
+        time.sleep(0.5)
+    broker.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

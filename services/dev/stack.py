@@ -1,0 +1,171 @@
+"""``replaypipe run``: the local stack — a Kafka broker and the three services.
+
+Data stays under ``var/`` (broker log dirs, the embedded ClickHouse store), so a
+second run keeps the recordings. Ctrl-C (or SIGTERM) stops the services first,
+then the broker, with no process left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.request import urlopen
+
+from services.dev.kafka_broker import PROJECT_ROOT, LocalKafkaBroker
+from services.shared.kafka import KafkaSettings, ensure_topics
+
+SERVICES = ("sink", "masker", "ingest")
+
+
+@dataclass
+class LocalStack:
+    """The broker and the three service processes, with their ports."""
+
+    var_dir: Path
+    kafka_port: int = 9092
+    controller_port: int = 9093
+    ingest_port: int = 8080
+    masker_port: int = 8081
+    sink_port: int = 8082
+    sites_file: Path = PROJECT_ROOT / "config" / "sites.json"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    broker: LocalKafkaBroker | None = None
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    def service_env(self) -> dict[str, str]:
+        """The environment every service process gets."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_port}",
+                "SITES_FILE": str(self.sites_file),
+                "INGEST_PORT": str(self.ingest_port),
+                "MASKER_PORT": str(self.masker_port),
+                "SINK_PORT": str(self.sink_port),
+                "CLICKHOUSE_URL": env.get(
+                    "CLICKHOUSE_URL", f"chdb://{self.var_dir / 'clickhouse'}"
+                ),
+                "MASKER_STATE_DIR": str(self.var_dir / "masker"),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start_broker(self) -> None:
+        """Start (or restart) the Kafka broker and create the topics."""
+        self.broker = LocalKafkaBroker(
+            self.var_dir / "kafka", self.kafka_port, self.controller_port
+        )
+        self.broker.start()
+        asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers)))
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        """Start one service as a child process logging to ``var/logs/<name>.log``."""
+        logs = self.var_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", name],
+            env=self.service_env(),
+            cwd=PROJECT_ROOT,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        self.processes[name] = proc
+        return proc
+
+    def wait_ready(self, name: str, port: int, timeout: float = 90.0) -> None:
+        """Wait for a service's ``/readyz``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.processes[name]
+            if proc.poll() is not None:
+                raise RuntimeError(
+                    f"{name} exited with {proc.returncode}; see {self.var_dir}/logs/{name}.log"
+                )
+            try:
+                with urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"{name} not ready after {timeout:.0f}s")
+
+    def start(self) -> None:
+        """Broker, then the services."""
+        self.start_broker()
+        self.start_services()
+
+    def start_services(self) -> None:
+        """Sink, masker and ingest (on a broker already running), until all are ready."""
+        ports = {"sink": self.sink_port, "masker": self.masker_port, "ingest": self.ingest_port}
+        for name in SERVICES:
+            self.start_service(name)
+        for name in SERVICES:
+            self.wait_ready(name, ports[name])
+
+    def stop_service(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30.0) -> None:
+        """Stop one service (SIGTERM: graceful; SIGKILL: crash)."""
+        proc = self.processes.get(name)
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    def stop(self) -> None:
+        """Services first (they flush and commit), then the broker."""
+        for name in reversed(SERVICES):
+            self.stop_service(name)
+        if self.broker is not None:
+            self.broker.stop()
+
+
+def run_forever(var_dir: Path) -> int:
+    """Start the stack, print where it listens, wait for Ctrl-C, stop everything."""
+    stack = LocalStack(var_dir=var_dir)
+    stopping = False
+
+    def on_signal(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        print("replaypipe: starting Kafka broker and services ...", flush=True)
+        stack.start()
+        print(
+            f"""
+replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
+  ingest    POST http://127.0.0.1:{stack.ingest_port}/v1/recordings?key=pk_demo_local
+  read API  GET  http://127.0.0.1:{stack.sink_port}/v1/sites/demo/sessions
+            (header: Authorization: Bearer rt_demo_local)
+  metrics   http://127.0.0.1:{stack.ingest_port}/metrics  :{stack.masker_port}/metrics  \
+:{stack.sink_port}/metrics
+  kafka     127.0.0.1:{stack.kafka_port}
+Press Ctrl-C to stop.""",
+            flush=True,
+        )
+        while not stopping:
+            for name, proc in stack.processes.items():
+                if proc.poll() is not None:
+                    print(f"replaypipe: {name} exited ({proc.returncode}); stopping", flush=True)
+                    stopping = True
+            time.sleep(0.5)
+    finally:
+        print("replaypipe: stopping ...", flush=True)
+        stack.stop()
+        print("replaypipe: stopped", flush=True)
+    return 0

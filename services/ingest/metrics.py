@@ -1,0 +1,21 @@
+"""Prometheus metrics of the ingest gateway (names listed in deploy/metrics.txt)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+REQUESTS = Counter(
+    "replaypipe_ingest_requests", "HTTP requests answered by ingest, by status code", ["status"]
+)
+REJECTIONS = Counter("replaypipe_ingest_rejections", "Batches refused, by reason code", ["reason"])
+EVENTS = Counter("replaypipe_ingest_events", "rrweb events accepted and published")
+BYTES = Counter("replaypipe_ingest_bytes", "Request body bytes accepted (as received)")
+REQUEST_SECONDS = Histogram(
+    "replaypipe_ingest_request_seconds",
+    "Time to answer a batch POST, including the Kafka acknowledgement",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+INFLIGHT = Gauge("replaypipe_ingest_inflight_batches", "Batches waiting for a Kafka ack")
+PUBLISH_FAILURES = Counter(
+    "replaypipe_ingest_publish_failures", "Batches Kafka did not acknowledge (client told to retry)"
+)

@@ -1,0 +1,29 @@
+"""Prometheus metrics of the masker (names listed in deploy/metrics.txt)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+BATCHES = Counter("replaypipe_masker_batches", "Batches masked and published")
+EVENTS = Counter("replaypipe_masker_events", "rrweb events masked and published")
+MASKED = Counter("replaypipe_masker_masked", "Values masked, by rule", ["rule"])
+DROPPED = Counter("replaypipe_masker_dropped_events", "Events not published, by reason", ["reason"])
+STATE_BYTES = Histogram(
+    "replaypipe_masker_state_bytes",
+    "Serialized per-session masking state size after each batch",
+    buckets=(64, 256, 1024, 4096, 16384, 65536, 262144, 1048576),
+)
+SESSIONS_IN_STATE = Gauge("replaypipe_masker_sessions_in_state", "Sessions held in masker state")
+CONSUMER_LAG = Gauge(
+    "replaypipe_masker_consumer_lag", "Messages behind on recordings.raw", ["partition"]
+)
+BATCH_SECONDS = Histogram(
+    "replaypipe_masker_batch_seconds",
+    "Time to mask one batch (pure rules only)",
+    buckets=(0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5),
+)
+LAST_EVENT = Gauge(
+    "replaypipe_masker_last_event_timestamp_seconds",
+    "Receive time of the last batch masked for a site",
+    ["site"],
+)

@@ -1,0 +1,71 @@
+"""Sink wiring: migrations, the writer loop, the read API, startup and shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+
+from aiohttp import web
+
+from services.shared.logging import setup_logging
+from services.shared.ops_http import add_ops_routes, start_site
+from services.shared.site_feed import follow_site_config
+from services.shared.site_settings import SiteRegistry, load_sites_file
+from services.sink.read_api import REGISTRY_KEY, SETTINGS_KEY, STORE_KEY, add_read_routes
+from services.sink.settings import SinkSettings
+from services.sink.store import open_client, run_migrations
+from services.sink.writer import ClickHouseStore, EventWriter
+
+log = logging.getLogger("replaypipe.sink")
+
+
+async def serve(settings: SinkSettings) -> None:
+    """Run until SIGTERM/SIGINT; then flush the pending batch, commit, close."""
+    client = await asyncio.to_thread(open_client, settings.clickhouse_url)
+    applied = await asyncio.to_thread(run_migrations, client)
+    log.info("schema up to date", extra={"count": len(applied)})
+    store = ClickHouseStore(client)
+    registry = SiteRegistry(load_sites_file(settings.sites_file))
+
+    writer = EventWriter(settings, store)
+    await writer.start()
+
+    app = web.Application()
+    app[STORE_KEY] = store
+    app[REGISTRY_KEY] = registry
+    app[SETTINGS_KEY] = settings
+    add_read_routes(app)
+
+    async def ready() -> str | None:
+        return None if writer.consumer is not None else "consumer not started"
+
+    add_ops_routes(app, ready)
+    runner = await start_site(app, settings.host, settings.port)
+    log.info("sink listening", extra={"count": settings.port})
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    writer_task = asyncio.create_task(writer.run())
+    sites_task = asyncio.create_task(follow_site_config(registry, settings.kafka.bootstrap_servers))
+    stop_task = asyncio.create_task(stop.wait())
+    await asyncio.wait({writer_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
+    log.info("sink shutting down")
+    await writer.stop()
+    await writer_task  # flushes and commits; re-raises a writer crash
+    sites_task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await sites_task
+    await writer.close()
+    await runner.cleanup()
+    client.close()
+
+
+def main() -> None:
+    """``replaypipe sink``."""
+    settings = SinkSettings.from_env()
+    setup_logging("sink", settings.log_level)
+    asyncio.run(serve(settings))

@@ -1,0 +1,42 @@
+"""Sink settings, from environment variables (defaults documented in the README)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from services.shared.env import env_float, env_int, env_str
+from services.shared.kafka import KafkaSettings
+
+
+@dataclass(frozen=True)
+class SinkSettings:
+    """Everything the sink reads from the environment."""
+
+    host: str = "0.0.0.0"
+    port: int = 8082
+    clickhouse_url: str = "chdb://var/clickhouse"
+    group_id: str = "replaypipe-sink"
+    sites_file: str = "config/sites.json"
+    admin_token: str = ""
+    batch_max_rows: int = 20_000
+    batch_max_bytes: int = 32 * 1024 * 1024
+    batch_max_seconds: float = 1.0
+    log_level: str = "INFO"
+    kafka: KafkaSettings = field(default_factory=KafkaSettings)
+
+    @classmethod
+    def from_env(cls) -> SinkSettings:
+        """Read ``SINK_*``, ``CLICKHOUSE_URL``, ``SITES_FILE``, ``KAFKA_*`` and ``LOG_LEVEL``."""
+        return cls(
+            host=env_str("SINK_HOST", cls.host),
+            port=env_int("SINK_PORT", cls.port),
+            clickhouse_url=env_str("CLICKHOUSE_URL", cls.clickhouse_url),
+            group_id=env_str("SINK_GROUP_ID", cls.group_id),
+            sites_file=env_str("SITES_FILE", cls.sites_file),
+            admin_token=env_str("SINK_ADMIN_TOKEN", cls.admin_token),
+            batch_max_rows=env_int("SINK_BATCH_MAX_ROWS", cls.batch_max_rows),
+            batch_max_bytes=env_int("SINK_BATCH_MAX_BYTES", cls.batch_max_bytes),
+            batch_max_seconds=env_float("SINK_BATCH_MAX_SECONDS", cls.batch_max_seconds),
+            log_level=env_str("LOG_LEVEL", cls.log_level),
+            kafka=KafkaSettings.from_env(),
+        )
