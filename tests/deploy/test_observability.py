@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import shutil
@@ -81,9 +82,9 @@ def dashboard_queries(node: Any) -> Iterator[str]:
 
 
 def rule_groups(objects: Objects) -> list[dict[str, Any]]:
-    groups: list[dict[str, Any]] = one(objects("prod"), "PrometheusRule", "replaypipe")["spec"][
-        "groups"
-    ]
+    """The rule groups of the rendered PrometheusRule (a copy: tests may edit it)."""
+    rule = one(objects("prod"), "PrometheusRule", "replaypipe")
+    groups: list[dict[str, Any]] = copy.deepcopy(rule["spec"]["groups"])
     return groups
 
 
