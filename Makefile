@@ -12,15 +12,17 @@ help:
 
 setup:
 	@./scripts/bootstrap.sh
+	@./scripts/setup_deploy_tools.sh
 
 run: setup
 	@$(PY) -m services.cli run var
 
 lint: setup
-	$(VENV)/bin/ruff check services tests bench
+	$(VENV)/bin/ruff check services tests bench deploy/tools
 
 typecheck: setup
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy --strict --python-executable .cache/deploy-tools/venv/bin/python deploy/tools/validate_manifests.py
 
 pytest: setup
 	$(VENV)/bin/pytest -q
