@@ -12,7 +12,7 @@ from services.masker.rules import MaskResult, SessionMaskState, mask_batch
 from tests.unit.strategies_rrweb import Scenario, scenarios
 
 PROPERTY_SETTINGS = settings(
-    max_examples=150,
+    max_examples=400,
     deadline=None,
     derandomize=True,  # same examples on every run: CI failures reproduce
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
