@@ -1,159 +1,355 @@
-"""Ingest gateway wiring: aiohttp routes, the Kafka producer, startup and shutdown."""
+"""Ingest gateway wiring: aiohttp routes, the Kafka producer, startup and shutdown.
+
+The checks themselves are pure functions in ``body.py`` (content type,
+decompression), ``batch.py`` (the JSON batch), ``admission.py`` (rate limit,
+sampling) and ``client.py`` (origin, IP address); this module only orders them,
+publishes, and turns a :class:`Rejection` into a JSON answer.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import time
+from collections.abc import AsyncIterator
 
+import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError
 
 from services.ingest import metrics
-from services.ingest.batch import Rejection, parse_batch
+from services.ingest.admission import SiteRateLimiter, retry_after_s, session_sampled_in
+from services.ingest.batch import Rejection, check_message_size, parse_batch
+from services.ingest.body import body_encoding, check_content_type, decode_body
+from services.ingest.client import anonymise_ip, client_address, cors_headers, origin_allowed
 from services.ingest.settings import IngestSettings
 from services.shared import topics
-from services.shared.envelope import BatchEnvelope
 from services.shared.logging import setup_logging
-from services.shared.ops_http import add_ops_routes, start_site
+from services.shared.ops_http import add_ops_routes
+from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites_file
 
 log = logging.getLogger("replaypipe.ingest")
 
-SETTINGS_KEY = web.AppKey("settings", IngestSettings)
-REGISTRY_KEY = web.AppKey("registry", SiteRegistry)
-PRODUCER_KEY = web.AppKey("producer", AIOKafkaProducer)
+MAX_USER_AGENT_CHARS = 512
+_JSON = "application/json"
 
 
-def error_response(rejection: Rejection) -> web.Response:
+def error_response(rejection: Rejection, headers: dict[str, str] | None = None) -> web.Response:
     """The JSON error body every refusal uses: ``{"error": code, "detail": sentence}``."""
-    headers = {}
+    out = dict(headers or {})
     if rejection.retry_after_s is not None:
-        headers["Retry-After"] = str(rejection.retry_after_s)
-    return web.json_response(
-        {"error": rejection.code, "detail": rejection.detail},
-        status=rejection.status,
-        headers=headers,
-    )
+        out["Retry-After"] = str(rejection.retry_after_s)
+    body = orjson.dumps({"error": rejection.code, "detail": rejection.detail})
+    return web.Response(body=body, status=rejection.status, headers=out, content_type=_JSON)
 
 
-def _site_for(request: web.Request) -> SiteSettings:
-    key = request.headers.get("X-Replaypipe-Key") or request.query.get("key")
-    if not key:
-        raise Rejection(401, "missing_site_key", "Send the site key as ?key= or X-Replaypipe-Key.")
-    site = request.app[REGISTRY_KEY].by_public_key(key)
-    if site is None:
-        raise Rejection(401, "unknown_site_key", "The site key is not known to this server.")
-    if not site.enabled:
-        raise Rejection(403, "site_disabled", "Recording is disabled for this site.")
-    return site
+class Gateway:
+    """The state of one ingest process: settings, sites, rate limits and the producer."""
 
-
-async def post_batch(request: web.Request) -> web.Response:
-    """``POST /v1/recordings``: accept one batch, answer 202 once Kafka acknowledged it."""
-    started = time.perf_counter()
-    settings = request.app[SETTINGS_KEY]
-    try:
-        site = _site_for(request)
-        body = await request.read()
-        if len(body) > settings.max_body_bytes:
-            raise Rejection(413, "body_too_large", f"Body over {settings.max_body_bytes} bytes.")
-        envelope = parse_batch(
-            body,
-            site=site,
-            now_ms=int(time.time() * 1000),
-            max_events=settings.max_events_per_batch,
-            max_skew_ms=settings.max_timestamp_skew_ms,
+    def __init__(self, settings: IngestSettings, registry: SiteRegistry) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.limiter = SiteRateLimiter()
+        self.producer: AIOKafkaProducer | None = None
+        self.inflight = 0
+        self._unavailable = Rejection(
+            503,
+            "kafka_unavailable",
+            "The batch could not be stored right now; retry it after Retry-After seconds.",
+            settings.retry_after_s,
         )
-        envelope.user_agent = request.headers.get("User-Agent", "")[:512]
-        await _publish(request.app, envelope, settings.publish_timeout_s)
-    except Rejection as rejection:
-        metrics.REJECTIONS.labels(rejection.code).inc()
-        metrics.REQUESTS.labels(str(rejection.status)).inc()
-        return error_response(rejection)
-    metrics.EVENTS.inc(len(envelope.events))
-    metrics.BYTES.inc(len(body))
-    metrics.REQUESTS.labels("202").inc()
-    metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
-    return web.json_response(
-        {"status": "accepted", "seq": envelope.seq, "events": len(envelope.events)}, status=202
-    )
 
+    # --- HTTP handlers -------------------------------------------------------
 
-async def _publish(app: web.Application, envelope: BatchEnvelope, timeout_s: float) -> None:
-    producer = app[PRODUCER_KEY]
-    key = topics.session_key(envelope.site_id, envelope.session_id)
-    metrics.INFLIGHT.inc()
-    try:
-        await asyncio.wait_for(
-            producer.send_and_wait(topics.RAW, envelope.to_json(), key=key), timeout_s
+    async def post_batch(self, request: web.Request) -> web.Response:
+        """``POST /v1/recordings``: answer 202 only once Kafka acknowledged the batch."""
+        started = time.perf_counter()
+        cors: dict[str, str] = {}
+        try:
+            site = self._site_for(request)
+            origin = request.headers.get("Origin")
+            if origin is not None:
+                if not origin_allowed(origin, site.allowed_origins):
+                    raise _origin_refused()
+                cors = cors_headers(origin)
+            self._admit(site)
+            body = await self._read_body(request)
+            encoding = body_encoding(
+                request.headers.get("Content-Encoding", ""), request.query.get("enc", ""), body
+            )
+            decoded = decode_body(body, encoding, self.settings.max_decoded_bytes)
+            parsed = parse_batch(
+                decoded,
+                site=site,
+                now_ms=int(time.time() * 1000),
+                max_events=self.settings.max_events_per_batch,
+                max_skew_ms=self.settings.max_timestamp_skew_ms,
+            )
+            envelope = parsed.envelope
+            if not session_sampled_in(site.site_id, envelope.session_id, site.sample_rate):
+                metrics.SAMPLED_OUT.inc()
+                metrics.REQUESTS.labels("202").inc()
+                return _json(202, {"status": "sampled_out", "seq": envelope.seq}, cors)
+            envelope.user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT_CHARS]
+            envelope.client_ip = anonymise_ip(
+                client_address(
+                    request.remote,
+                    request.headers.get("X-Forwarded-For", ""),
+                    self.settings.trusted_proxy_hops,
+                ),
+                site.ip_mode,
+            )
+            value = envelope.to_json()
+            check_message_size(len(value), self.settings.kafka.max_message_bytes)
+            await self._publish(topics.session_key(site.site_id, envelope.session_id), value)
+        except Rejection as rejection:
+            metrics.REJECTIONS.labels(rejection.code).inc()
+            metrics.REQUESTS.labels(str(rejection.status)).inc()
+            return error_response(rejection, cors)
+        for reason, count in parsed.dropped.items():
+            metrics.DROPPED_EVENTS.labels(reason).inc(count)
+        metrics.EVENTS.inc(len(envelope.events))
+        metrics.BYTES.inc(len(body))
+        metrics.REQUESTS.labels("202").inc()
+        metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
+        return _json(
+            202, {"status": "accepted", "seq": envelope.seq, "events": len(envelope.events)}, cors
         )
-    except (KafkaError, TimeoutError) as exc:
-        metrics.PUBLISH_FAILURES.inc()
-        log.warning(
-            "kafka did not take the batch",
-            extra={
-                "site": envelope.site_id,
-                "session": envelope.session_id,
-                "reason": type(exc).__name__,
-            },
+
+    async def preflight(self, request: web.Request) -> web.Response:
+        """``OPTIONS /v1/recordings``: the CORS preflight of a browser ``fetch``.
+
+        A preflight carries no custom headers, so the site is known only from
+        ``?key=``; without it, any origin some enabled site allows is let through
+        (the POST itself is then checked against its own site).
+        """
+        origin = request.headers.get("Origin", "")
+        key = request.query.get("key")
+        if key:
+            site = self.registry.by_public_key(key)
+            allowed: list[str] = list(site.allowed_origins) if site and site.enabled else []
+        else:
+            allowed = [o for s in self.registry.all() if s.enabled for o in s.allowed_origins]
+        if not origin or not origin_allowed(origin, allowed):
+            rejection = _origin_refused()
+            metrics.REJECTIONS.labels(rejection.code).inc()
+            metrics.REQUESTS.labels(str(rejection.status)).inc()
+            return error_response(rejection)
+        metrics.REQUESTS.labels("204").inc()
+        return web.Response(status=204, headers=cors_headers(origin, self.settings.cors_max_age_s))
+
+    # --- steps -----------------------------------------------------------------
+
+    def _site_for(self, request: web.Request) -> SiteSettings:
+        key = request.headers.get("X-Replaypipe-Key") or request.query.get("key")
+        if not key:
+            raise Rejection(
+                401,
+                "missing_site_key",
+                "Send the site key as ?key= or as the X-Replaypipe-Key header.",
+            )
+        site = self.registry.by_public_key(key)
+        if site is None:
+            raise Rejection(401, "unknown_site_key", "The site key is not known to this server.")
+        if not site.enabled:
+            raise Rejection(403, "site_disabled", "Recording is disabled for this site.")
+        return site
+
+    def _admit(self, site: SiteSettings) -> None:
+        wait_s = self.limiter.wait_s(
+            site.site_id, site.rate_limit_per_second, site.rate_limit_burst, time.monotonic()
         )
-        raise Rejection(
-            503, "kafka_unavailable", "The batch could not be stored; retry later.", 5
-        ) from None
-    finally:
-        metrics.INFLIGHT.dec()
+        if wait_s > 0:
+            raise Rejection(
+                429,
+                "rate_limited",
+                "This site sends more batches than its rate limit allows; retry after "
+                "Retry-After seconds.",
+                retry_after_s(wait_s),
+            )
+        # Refuse before reading the body: no memory is spent on a batch we cannot hold.
+        if self.inflight >= self.settings.max_inflight_batches:
+            raise Rejection(
+                503,
+                "overloaded",
+                "The gateway holds as many batches as it may while Kafka acknowledges them; "
+                "retry after Retry-After seconds.",
+                1,
+            )
 
+    async def _read_body(self, request: web.Request) -> bytes:
+        check_content_type(request.headers.get("Content-Type", ""))
+        limit = self.settings.max_body_bytes
+        too_large = Rejection(
+            413, "body_too_large", f"The request body is over {limit} bytes; send smaller batches."
+        )
+        if request.content_length is not None and request.content_length > limit:
+            raise too_large
+        try:
+            return await request.read()  # bounded by client_max_size (chunked bodies too)
+        except web.HTTPRequestEntityTooLarge:
+            raise too_large from None
 
-def build_app(settings: IngestSettings, registry: SiteRegistry) -> web.Application:
-    """The aiohttp application (the producer is started in ``on_startup``)."""
-    app = web.Application(client_max_size=settings.max_body_bytes + 1)
-    app[SETTINGS_KEY] = settings
-    app[REGISTRY_KEY] = registry
-    app.router.add_post("/v1/recordings", post_batch)
-
-    async def ready() -> str | None:
-        producer = app.get(PRODUCER_KEY)
+    async def _publish(self, key: bytes, value: bytes) -> None:
+        producer = self.producer
         if producer is None:
-            return "producer not started"
+            metrics.PUBLISH_FAILURES.inc()
+            raise self._unavailable
+        self.inflight += 1
+        metrics.INFLIGHT.set(self.inflight)
+        try:
+            async with asyncio.timeout(self.settings.publish_timeout_s):
+                delivery = await producer.send(topics.RAW, value, key=key)
+                # Shielded: on timeout the client hears 503, but the record stays
+                # queued and may still land; downstream dedups a retried batch.
+                await asyncio.shield(delivery)
+        except MessageSizeTooLargeError:
+            raise Rejection(
+                413,
+                "batch_too_large",
+                "Kafka refused the batch as too large; send fewer events per batch.",
+            ) from None
+        except (KafkaError, TimeoutError) as exc:
+            metrics.PUBLISH_FAILURES.inc()
+            log.warning("kafka did not take a batch", extra={"reason": type(exc).__name__})
+            raise self._unavailable from None
+        finally:
+            self.inflight -= 1
+            metrics.INFLIGHT.set(self.inflight)
+
+    # --- lifecycle -------------------------------------------------------------
+
+    async def ready(self) -> str | None:
+        """None when a publish can succeed now, else why not (``/readyz``)."""
+        producer = self.producer
+        if producer is None:
+            return "kafka producer not started"
         try:
             await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0)
-        except Exception:
+        except (KafkaError, TimeoutError):
             return "kafka unreachable"
         return None
 
-    add_ops_routes(app, ready)
-
-    async def start_producer(app: web.Application) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=settings.kafka.bootstrap_servers,
+    def new_producer(self) -> AIOKafkaProducer:
+        """The producer: durable (acks=all, idempotent), compressed, failing fast."""
+        s = self.settings
+        timeout_ms = max(1000, int(s.publish_timeout_s * 1000))
+        return AIOKafkaProducer(
+            bootstrap_servers=s.kafka.bootstrap_servers,
             acks="all",
             enable_idempotence=True,
-            compression_type="lz4",
-            linger_ms=5,
-            max_request_size=settings.kafka.max_message_bytes,
-            request_timeout_ms=int(settings.publish_timeout_s * 1000),
+            compression_type=None if s.compression == "none" else s.compression,
+            linger_ms=s.linger_ms,
+            max_batch_size=s.producer_batch_bytes,
+            max_request_size=s.kafka.max_message_bytes,
+            request_timeout_ms=timeout_ms,
+            retry_backoff_ms=200,
+            metadata_max_age_ms=60_000,
         )
-        await producer.start()
-        app[PRODUCER_KEY] = producer
 
-    async def stop_producer(app: web.Application) -> None:
-        producer = app.get(PRODUCER_KEY)
+    async def start_producer(self) -> None:
+        """Start the producer, retrying until Kafka answers (posts get 503 meanwhile)."""
+        delay_s = 0.5
+        while True:
+            producer = self.new_producer()
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                log.warning(
+                    "kafka not reachable at start; retrying", extra={"reason": type(exc).__name__}
+                )
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                await asyncio.sleep(delay_s)
+                delay_s = min(delay_s * 2, 10.0)
+                continue
+            self.producer = producer
+            log.info("kafka producer started")
+            return
+
+    async def stop_producer(self) -> None:
+        """Flush every accepted batch, then close (graceful shutdown)."""
+        producer, self.producer = self.producer, None
         if producer is not None:
-            await producer.stop()  # flushes what was accepted
+            await producer.stop()
 
-    app.on_startup.append(start_producer)
-    app.on_cleanup.append(stop_producer)
+    async def follow_sites(self) -> None:
+        """Apply live site changes from ``sites.config``; reconnect when Kafka goes away."""
+        while True:
+            try:
+                await follow_site_config(self.registry, self.settings.kafka.bootstrap_servers)
+            except KafkaError as exc:
+                log.warning("sites.config not readable; retrying", extra={"reason": str(exc)})
+                await asyncio.sleep(5.0)
+
+
+GATEWAY_KEY = web.AppKey("gateway", Gateway)
+
+
+def _origin_refused() -> Rejection:
+    return Rejection(
+        403,
+        "origin_not_allowed",
+        "This page's origin is not in the site's allowed_origins; add it in the site settings.",
+    )
+
+
+def _json(status: int, doc: dict[str, object], headers: dict[str, str]) -> web.Response:
+    return web.Response(body=orjson.dumps(doc), status=status, headers=headers, content_type=_JSON)
+
+
+def build_app(settings: IngestSettings, registry: SiteRegistry) -> web.Application:
+    """The aiohttp application; the producer and the site feed start with it."""
+    gateway = Gateway(settings, registry)
+    app = web.Application(client_max_size=settings.max_body_bytes)
+    app[GATEWAY_KEY] = gateway
+    app.router.add_post("/v1/recordings", gateway.post_batch)
+    app.router.add_route("OPTIONS", "/v1/recordings", gateway.preflight)
+    add_ops_routes(app, gateway.ready)
+
+    async def lifecycle(_: web.Application) -> AsyncIterator[None]:
+        tasks = [
+            asyncio.create_task(gateway.start_producer()),
+            asyncio.create_task(gateway.follow_sites()),
+        ]
+        # Wait briefly so a healthy start is ready at once; a slow Kafka keeps retrying.
+        await asyncio.wait(tasks[:1], timeout=settings.publish_timeout_s)
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await gateway.stop_producer()  # after the HTTP side stopped: flushes accepted batches
+
+    app.cleanup_ctx.append(lifecycle)
     return app
+
+
+async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web.AppRunner:
+    """Start serving on ``settings.host:port``; ``await runner.cleanup()`` stops gracefully."""
+    app = build_app(settings, registry)
+    # auto_decompress=False: bodies are inflated by decode_body, under a size limit.
+    runner = web.AppRunner(
+        app,
+        access_log=None,
+        handle_signals=False,
+        auto_decompress=False,
+        shutdown_timeout=settings.publish_timeout_s + 5,
+    )
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+    return runner
 
 
 async def serve(settings: IngestSettings) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting, flush and close."""
     registry = SiteRegistry(load_sites_file(settings.sites_file))
-    app = build_app(settings, registry)
-    runner = await start_site(app, settings.host, settings.port)
+    runner = await start_gateway(settings, registry)
     log.info("ingest listening", extra={"count": settings.port})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

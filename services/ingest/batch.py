@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -12,6 +13,10 @@ from services.shared.envelope import BatchEnvelope, RrwebEvent
 from services.shared.site_settings import SiteSettings
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,70}$")
+MAX_PAGE_URL_CHARS = 2048
+MAX_EVENT_TYPE = 6  # rrweb EventType: 0 DomContentLoaded … 6 Plugin
+# Room left in a Kafka message for the record's key, headers and framing.
+KAFKA_RECORD_OVERHEAD_BYTES = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +29,14 @@ class Rejection(Exception):
     retry_after_s: int | None = None
 
 
+@dataclass(slots=True)
+class ParsedBatch:
+    """A checked batch: the envelope to publish and how many events were left out, by reason."""
+
+    envelope: BatchEnvelope
+    dropped: Counter[str] = field(default_factory=Counter)
+
+
 def parse_batch(
     body: bytes,
     *,
@@ -31,8 +44,13 @@ def parse_batch(
     now_ms: int,
     max_events: int,
     max_skew_ms: int,
-) -> BatchEnvelope:
-    """Validate a decoded JSON body into an envelope, or raise :class:`Rejection`."""
+) -> ParsedBatch:
+    """Validate a decoded JSON body into an envelope, or raise :class:`Rejection`.
+
+    Events that are not plausible rrweb events are left out (and counted); a
+    batch with none left is refused. Leaving out is deterministic, so a retried
+    batch gives the same events at the same indexes.
+    """
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -41,30 +59,49 @@ def parse_batch(
         raise Rejection(400, "invalid_json", "Body must be a JSON object with an 'events' list.")
     session_id = _id(doc, "session_id", required=True)
     window_id = _id(doc, "window_id", required=False) or "0"
-    visitor_id = _id(doc, "visitor_id", required=False) or ""
+    visitor_id = _id(doc, "visitor_id", required=False)
     seq = doc.get("seq", 0)
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or seq >= 2**53:
         raise Rejection(400, "invalid_seq", "'seq' must be a non-negative integer batch number.")
     consent = doc.get("consent")
     if consent is not None and not isinstance(consent, bool):
         raise Rejection(400, "invalid_consent", "'consent' must be true, false or absent.")
+    page_url = doc.get("page_url")
+    if page_url is not None and not isinstance(page_url, str):
+        raise Rejection(400, "invalid_page_url", "'page_url' must be a string or absent.")
     events = doc.get("events")
     if not isinstance(events, list) or not events:
         raise Rejection(400, "no_events", "'events' must be a non-empty list of rrweb events.")
     if len(events) > max_events:
         raise Rejection(
-            413, "too_many_events", f"A batch may hold at most {max_events} events; split it."
+            413,
+            "too_many_events",
+            f"The batch has {len(events)} events; at most {max_events} are accepted. Split it.",
         )
-    valid = [e for e in events if _is_event(e, now_ms, max_skew_ms)]
+    valid: list[RrwebEvent] = []
+    dropped: Counter[str] = Counter()
+    for event in events:
+        problem = event_problem(event, now_ms, max_skew_ms)
+        if problem is None:
+            valid.append(event)
+        else:
+            dropped[problem] += 1
     if not valid:
+        if set(dropped) == {"timestamp_out_of_range"}:
+            raise Rejection(
+                400,
+                "timestamp_out_of_range",
+                "Every event's 'timestamp' is more than "
+                f"{max_skew_ms / 86_400_000:g} days from the server's clock; "
+                "send epoch milliseconds.",
+            )
         raise Rejection(
             400,
             "no_valid_event",
-            "No event has an integer 'type' (0-6) and a 'timestamp' in ms within "
-            f"{max_skew_ms // 86_400_000} days of now.",
+            "No event is an object with an integer 'type' (0-6) and a numeric 'timestamp' "
+            "in epoch milliseconds.",
         )
-    page_url = doc.get("page_url")
-    return BatchEnvelope(
+    envelope = BatchEnvelope(
         site_id=site.site_id,
         session_id=session_id,
         window_id=window_id,
@@ -73,8 +110,9 @@ def parse_batch(
         received_at_ms=now_ms,
         events=valid,
         consent=consent,
-        page_url=page_url if isinstance(page_url, str) else "",
+        page_url=(page_url or "")[:MAX_PAGE_URL_CHARS],
     )
+    return ParsedBatch(envelope, dropped)
 
 
 def _id(doc: dict[str, Any], name: str, *, required: bool) -> str:
@@ -90,18 +128,38 @@ def _id(doc: dict[str, Any], name: str, *, required: bool) -> str:
     return value
 
 
-def _is_event(event: Any, now_ms: int, max_skew_ms: int) -> bool:
+def event_problem(event: Any, now_ms: int, max_skew_ms: int) -> str | None:
+    """Why ``event`` is not a plausible rrweb event (a reason code), or None if it is."""
     if not isinstance(event, dict):
-        return False
+        return "not_an_object"
     etype = event.get("type")
+    if not isinstance(etype, int) or isinstance(etype, bool) or not 0 <= etype <= MAX_EVENT_TYPE:
+        return "invalid_type"
     ts = event.get("timestamp")
-    if not isinstance(etype, int) or isinstance(etype, bool) or not 0 <= etype <= 6:
-        return False
     if not isinstance(ts, int | float) or isinstance(ts, bool):
-        return False
-    return abs(now_ms - ts) < max_skew_ms
+        return "invalid_timestamp"
+    if abs(now_ms - ts) >= max_skew_ms:
+        return "timestamp_out_of_range"
+    return None
 
 
 def is_valid_event(event: RrwebEvent, now_ms: int, max_skew_ms: int) -> bool:
-    """Public form of the per-event check (used by tests and the benchmark)."""
-    return _is_event(event, now_ms, max_skew_ms)
+    """True if ``event`` passes :func:`event_problem`."""
+    return event_problem(event, now_ms, max_skew_ms) is None
+
+
+def check_message_size(message_bytes: int, max_message_bytes: int) -> None:
+    """Refuse a batch whose Kafka message would be over the topic's limit (413).
+
+    Chosen over chunking: a batch is one Kafka message end to end, and the
+    recorder can always send a big full snapshot in a batch of its own. Only a
+    single full snapshot over the limit cannot be recorded; it is refused loudly.
+    """
+    limit = max_message_bytes - KAFKA_RECORD_OVERHEAD_BYTES
+    if message_bytes > limit:
+        raise Rejection(
+            413,
+            "batch_too_large",
+            f"The batch is {message_bytes} bytes as a Kafka message; the limit is {limit}. "
+            "Send fewer events per batch (a large full snapshot alone in its batch).",
+        )

@@ -19,3 +19,12 @@ INFLIGHT = Gauge("replaypipe_ingest_inflight_batches", "Batches waiting for a Ka
 PUBLISH_FAILURES = Counter(
     "replaypipe_ingest_publish_failures", "Batches Kafka did not acknowledge (client told to retry)"
 )
+SAMPLED_OUT = Counter(
+    "replaypipe_ingest_sampled_out_batches",
+    "Batches answered 202 sampled_out: the site's sample_rate left their session out",
+)
+DROPPED_EVENTS = Counter(
+    "replaypipe_ingest_dropped_events",
+    "Events left out of accepted batches as not plausible rrweb events, by reason",
+    ["reason"],
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.shared.env import env_int, env_str
+from services.shared.env import SettingError, env_float, env_int, env_str
 from services.shared.kafka import KafkaSettings
 
 
@@ -15,10 +15,25 @@ class IngestSettings:
     host: str = "0.0.0.0"
     port: int = 8080
     sites_file: str = "config/sites.json"
+    # Bytes on the wire (compressed or not) and after decompression: the second
+    # one is what a gzip bomb would blow up, so it is enforced while inflating.
     max_body_bytes: int = 10 * 1024 * 1024
+    max_decoded_bytes: int = 10 * 1024 * 1024
     max_events_per_batch: int = 5000
     max_timestamp_skew_ms: int = 7 * 86_400_000
+    # How long a POST waits for the Kafka acknowledgement before answering 503.
     publish_timeout_s: float = 10.0
+    # Batches waiting for a Kafka ack at once; past it new batches get 503.
+    max_inflight_batches: int = 200
+    # Retry-After (seconds) sent with 503.
+    retry_after_s: int = 5
+    # Proxies in front of ingest that append to X-Forwarded-For (0: use the peer address).
+    trusted_proxy_hops: int = 0
+    # Producer batching: wait this long to fill a batch; batch up to this many bytes.
+    linger_ms: int = 5
+    producer_batch_bytes: int = 1024 * 1024
+    compression: str = "lz4"
+    cors_max_age_s: int = 86_400
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -30,7 +45,26 @@ class IngestSettings:
             port=env_int("INGEST_PORT", cls.port),
             sites_file=env_str("SITES_FILE", cls.sites_file),
             max_body_bytes=env_int("INGEST_MAX_BODY_BYTES", cls.max_body_bytes),
+            max_decoded_bytes=env_int("INGEST_MAX_DECODED_BYTES", cls.max_decoded_bytes),
             max_events_per_batch=env_int("INGEST_MAX_EVENTS_PER_BATCH", cls.max_events_per_batch),
+            max_timestamp_skew_ms=int(
+                env_float("INGEST_MAX_TIMESTAMP_SKEW_DAYS", cls.max_timestamp_skew_ms / 86_400_000)
+                * 86_400_000
+            ),
+            publish_timeout_s=env_float("INGEST_PUBLISH_TIMEOUT_S", cls.publish_timeout_s),
+            max_inflight_batches=env_int("INGEST_MAX_INFLIGHT_BATCHES", cls.max_inflight_batches),
+            retry_after_s=env_int("INGEST_RETRY_AFTER_S", cls.retry_after_s),
+            trusted_proxy_hops=env_int("INGEST_TRUSTED_PROXY_HOPS", cls.trusted_proxy_hops),
+            linger_ms=env_int("INGEST_LINGER_MS", cls.linger_ms),
+            producer_batch_bytes=env_int("INGEST_PRODUCER_BATCH_BYTES", cls.producer_batch_bytes),
+            compression=env_str("INGEST_COMPRESSION", cls.compression),
+            cors_max_age_s=env_int("INGEST_CORS_MAX_AGE_S", cls.cors_max_age_s),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
         )
+
+    def __post_init__(self) -> None:
+        if self.compression not in ("lz4", "zstd", "gzip", "snappy", "none"):
+            raise SettingError("INGEST_COMPRESSION must be one of lz4, zstd, gzip, snappy, none")
+        if self.max_inflight_batches < 1:
+            raise SettingError("INGEST_MAX_INFLIGHT_BATCHES must be at least 1")
