@@ -4,7 +4,14 @@ replaypipe ingest | masker | sink      run one service (configured by env)
 replaypipe run                         local stack: Kafka broker + the three services
 replaypipe kafka                       only the local Kafka broker (var/kafka)
 replaypipe topics                      create the pipeline's topics
-replaypipe migrate                     apply the ClickHouse schema migrations
+replaypipe migrate [--cluster NAME] [--print]
+                                       apply the ClickHouse schema migrations (cluster
+                                       variant: Replicated* + Distributed ON CLUSTER NAME;
+                                       --print shows the DDL without applying it)
+replaypipe erase --site S (--session ID | --visitor ID)
+                                       GDPR erasure from ClickHouse (CLICKHOUSE_URL; stop
+                                       the sink first on the embedded engine, or use the
+                                       sink's DELETE API)
 replaypipe mask --site-settings FILE   mask an NDJSON recording offline (stdin → stdout)
 replaypipe demo                        send generated sessions to a running stack
 """
@@ -48,11 +55,13 @@ def main(argv: list[str] | None = None) -> int:
         created = asyncio.run(ensure_topics(KafkaSettings.from_env()))
         print("created:", ", ".join(created) or "nothing (all exist)")
     elif command == "migrate":
-        from services.sink.settings import SinkSettings
-        from services.sink.store import open_client, run_migrations
+        from services.sink.cli_commands import migrate
 
-        applied = run_migrations(open_client(SinkSettings.from_env().clickhouse_url))
-        print("applied:", applied or "nothing (schema up to date)")
+        return migrate(rest)
+    elif command == "erase":
+        from services.sink.cli_commands import erase
+
+        return erase(rest)
     elif command == "mask":
         from services.masker import offline
 

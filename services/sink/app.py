@@ -7,16 +7,15 @@ import contextlib
 import logging
 import signal
 
-from aiohttp import web
-
 from services.shared.logging import setup_logging
 from services.shared.ops_http import add_ops_routes, start_site
 from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, load_sites_file
-from services.sink.read_api import REGISTRY_KEY, SETTINGS_KEY, STORE_KEY, add_read_routes
+from services.sink.read_api import make_read_app
 from services.sink.settings import SinkSettings
-from services.sink.store import open_client, run_migrations
-from services.sink.writer import ClickHouseStore, EventWriter
+from services.sink.store import ClickHouseStore, open_client, run_migrations
+from services.sink.viewer import add_viewer_routes
+from services.sink.writer import EventWriter
 
 log = logging.getLogger("replaypipe.sink")
 
@@ -29,14 +28,11 @@ async def serve(settings: SinkSettings) -> None:
     store = ClickHouseStore(client)
     registry = SiteRegistry(load_sites_file(settings.sites_file))
 
-    writer = EventWriter(settings, store)
+    writer = EventWriter(settings, store, registry)
     await writer.start()
 
-    app = web.Application()
-    app[STORE_KEY] = store
-    app[REGISTRY_KEY] = registry
-    app[SETTINGS_KEY] = settings
-    add_read_routes(app)
+    app = make_read_app(store, registry, settings)
+    add_viewer_routes(app)
 
     async def ready() -> str | None:
         return None if writer.consumer is not None else "consumer not started"

@@ -1,20 +1,42 @@
-"""The read API served by the sink process (the embedded engine is one per process)."""
+"""The read API served by the sink process (the embedded engine is one per process).
+
+Site endpoints take the site's read token (or the admin token); a token sees
+only its own site. Analyst SQL and erasure take the admin token
+(``SINK_ADMIN_TOKEN``; when it is empty they are disabled).
+"""
 
 from __future__ import annotations
 
 import hmac
+import time
+from typing import Any, TypeVar
 
 import orjson
 from aiohttp import web
 
 from services.shared.site_settings import SiteRegistry
 from services.sink import metrics
+from services.sink.queries import (
+    ANALYST_MAX_ROWS,
+    ANALYST_SETTINGS,
+    REPLAY_SQL,
+    QueryParamError,
+    analyst_sql_is_select,
+    analyst_wrapped_sql,
+    parse_session_filter,
+    session_json,
+    session_list_sql,
+)
 from services.sink.settings import SinkSettings
-from services.sink.writer import ClickHouseStore
+from services.sink.store import ClickHouseStore
 
 STORE_KEY = web.AppKey("store", ClickHouseStore)
 REGISTRY_KEY = web.AppKey("registry", SiteRegistry)
 SETTINGS_KEY = web.AppKey("settings", SinkSettings)
+
+MAX_SQL_CHARS = 100_000
+ResponseT = TypeVar("ResponseT", bound=web.StreamResponse)
+STREAM_CHUNK_BYTES = 256 * 1024
 
 
 def error(status: int, code: str, detail: str) -> web.Response:
@@ -22,9 +44,21 @@ def error(status: int, code: str, detail: str) -> web.Response:
     return web.json_response({"error": code, "detail": detail}, status=status)
 
 
+def json_response(doc: Any, status: int = 200) -> web.Response:
+    """A JSON response (orjson: datetimes as ISO 8601, anything else unknown as text)."""
+    return web.Response(
+        body=orjson.dumps(doc, default=str), status=status, content_type="application/json"
+    )
+
+
 def _bearer(request: web.Request) -> str:
     header = request.headers.get("Authorization", "")
     return header.removeprefix("Bearer ").strip() if header.startswith("Bearer ") else ""
+
+
+def _is_admin(request: web.Request, token: str) -> bool:
+    admin = request.app[SETTINGS_KEY].admin_token
+    return bool(admin) and hmac.compare_digest(token.encode(), admin.encode())
 
 
 def authorize_site(request: web.Request, site_id: str) -> web.Response | None:
@@ -32,8 +66,7 @@ def authorize_site(request: web.Request, site_id: str) -> web.Response | None:
     token = _bearer(request)
     if not token:
         return error(401, "missing_token", "Send a read token as 'Authorization: Bearer <token>'.")
-    admin = request.app[SETTINGS_KEY].admin_token
-    if admin and hmac.compare_digest(token, admin):
+    if _is_admin(request, token):
         return None
     site = request.app[REGISTRY_KEY].get(site_id)
     if site is None or not site.accepts_read_token(token):
@@ -41,69 +74,201 @@ def authorize_site(request: web.Request, site_id: str) -> web.Response | None:
     return None
 
 
-async def session_events(request: web.Request) -> web.StreamResponse:
-    """``GET /v1/sites/{site}/sessions/{session}/events``: NDJSON, in replay order."""
-    site_id = request.match_info["site"]
-    session_id = request.match_info["session"]
-    denied = authorize_site(request, site_id)
-    if denied is not None:
-        metrics.READ_REQUESTS.labels("events", str(denied.status)).inc()
-        return denied
-    result = await request.app[STORE_KEY].query(
-        "SELECT data FROM events FINAL WHERE site_id = {site:String} "
-        "AND session_id = {session:String} ORDER BY ts, window_id, seq, idx",
-        parameters={"site": site_id, "session": session_id},
-    )
-    if not result.result_rows:
-        metrics.READ_REQUESTS.labels("events", "404").inc()
-        return error(404, "session_not_found", "No stored events for this session.")
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
-    await response.prepare(request)
-    chunk: list[bytes] = []
-    for (data,) in result.result_rows:
-        chunk.append(data.encode() if isinstance(data, str) else data)
-        if len(chunk) >= 500:
-            await response.write(b"\n".join(chunk) + b"\n")
-            chunk = []
-    if chunk:
-        await response.write(b"\n".join(chunk) + b"\n")
-    await response.write_eof()
-    metrics.READ_REQUESTS.labels("events", "200").inc()
+def authorize_admin(request: web.Request) -> web.Response | None:
+    """None if the request carries the admin token, else the error response."""
+    token = _bearer(request)
+    if not request.app[SETTINGS_KEY].admin_token:
+        return error(
+            403, "admin_disabled", "Set SINK_ADMIN_TOKEN on the sink to enable this endpoint."
+        )
+    if not token:
+        return error(
+            401, "missing_token", "Send the admin token as 'Authorization: Bearer <token>'."
+        )
+    if not _is_admin(request, token):
+        return error(403, "forbidden", "This endpoint needs the admin token (SINK_ADMIN_TOKEN).")
+    return None
+
+
+def _count(endpoint: str, response: ResponseT) -> ResponseT:
+    metrics.READ_REQUESTS.labels(endpoint, str(response.status)).inc()
     return response
 
 
-async def list_sessions(request: web.Request) -> web.Response:
-    """``GET /v1/sites/{site}/sessions``: most recent sessions first."""
+async def session_events(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/sites/{site}/sessions/{session}/events``: NDJSON, in replay order."""
     site_id = request.match_info["site"]
     denied = authorize_site(request, site_id)
     if denied is not None:
-        metrics.READ_REQUESTS.labels("sessions", str(denied.status)).inc()
-        return denied
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 1000)
-    except ValueError:
-        return error(400, "invalid_limit", "'limit' must be an integer between 1 and 1000.")
-    result = await request.app[STORE_KEY].query(
-        "SELECT session_id, any(visitor_id), min(ts), max(ts), count() FROM events FINAL "
-        "WHERE site_id = {site:String} GROUP BY session_id ORDER BY max(ts) DESC "
-        "LIMIT {limit:UInt32}",
-        parameters={"site": site_id, "limit": limit},
+        return _count("events", denied)
+    body = await request.app[STORE_KEY].raw_query(
+        REPLAY_SQL, parameters={"site": site_id, "session": request.match_info["session"]}
     )
-    sessions = [
-        {
-            "session_id": s,
-            "visitor_id": v,
-            "start": a.isoformat(),
-            "end": b.isoformat(),
-            "events": n,
-        }
-        for s, v, a, b, n in result.result_rows
-    ]
-    metrics.READ_REQUESTS.labels("sessions", "200").inc()
-    return web.Response(body=orjson.dumps({"sessions": sessions}), content_type="application/json")
+    if not body:
+        return _count(
+            "events", error(404, "session_not_found", "No stored events for this session.")
+        )
+    # The stored JSON never holds a raw newline (orjson escapes them), so the
+    # engine's TSVRaw output is already NDJSON: one rrweb event per line.
+    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    await response.prepare(request)
+    view = memoryview(body)
+    for start in range(0, len(body), STREAM_CHUNK_BYTES):
+        await response.write(view[start : start + STREAM_CHUNK_BYTES])
+    await response.write_eof()
+    return _count("events", response)
+
+
+async def list_sessions(request: web.Request) -> web.Response:
+    """``GET /v1/sites/{site}/sessions``: filtered, sorted, paginated session summaries."""
+    site_id = request.match_info["site"]
+    denied = authorize_site(request, site_id)
+    if denied is not None:
+        return _count("sessions", denied)
+    try:
+        session_filter = parse_session_filter(request.query)
+    except QueryParamError as exc:
+        return _count("sessions", error(400, f"invalid_{exc.param}", exc.detail))
+    sql, params = session_list_sql(site_id, session_filter)
+    result = await request.app[STORE_KEY].query(sql, parameters=params)
+    rows = result.result_rows
+    more = len(rows) > session_filter.limit
+    doc = {
+        "sessions": [session_json(row) for row in rows[: session_filter.limit]],
+        "next_offset": session_filter.offset + session_filter.limit if more else None,
+    }
+    return _count("sessions", json_response(doc))
+
+
+async def get_session(request: web.Request) -> web.Response:
+    """``GET /v1/sites/{site}/sessions/{session}``: one session's summary."""
+    site_id = request.match_info["site"]
+    denied = authorize_site(request, site_id)
+    if denied is not None:
+        return _count("session", denied)
+    sql, params = session_list_sql(site_id, parse_session_filter({"limit": "1"}))
+    sql = sql.replace(
+        "WHERE site_id = {site:String}",
+        "WHERE site_id = {site:String} AND session_id = {session:String}",
+    )
+    params["session"] = request.match_info["session"]
+    rows = (await request.app[STORE_KEY].query(sql, parameters=params)).result_rows
+    if not rows:
+        return _count("session", error(404, "session_not_found", "No stored session with this id."))
+    return _count("session", json_response(session_json(rows[0])))
+
+
+async def analyst_sql(request: web.Request) -> web.Response:
+    """``POST /v1/sql`` (admin): one read-only SELECT, limited in time, memory and rows.
+
+    Body: the SQL text, or ``{"sql": "..."}``. Answer: ``{"columns", "types",
+    "rows", "truncated", "elapsed_ms"}`` with at most 10,000 rows.
+    """
+    denied = authorize_admin(request)
+    if denied is not None:
+        return _count("sql", denied)
+    raw = await request.text()
+    sql = raw
+    if request.content_type == "application/json":
+        try:
+            doc = orjson.loads(raw)
+            sql = doc["sql"] if isinstance(doc, dict) and isinstance(doc.get("sql"), str) else ""
+        except orjson.JSONDecodeError:
+            sql = ""
+    if not sql.strip() or len(sql) > MAX_SQL_CHARS:
+        return _count(
+            "sql",
+            error(
+                400,
+                "invalid_sql",
+                f"Send one SELECT query (at most {MAX_SQL_CHARS} characters) "
+                'as the body or as {"sql": ...}.',
+            ),
+        )
+    store = request.app[STORE_KEY]
+    try:
+        # The engine's own parser: rejects multi-statements, drops comments.
+        normalized = (
+            await store.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql})
+        ).result_rows[0][0]
+    except Exception as exc:
+        return _count("sql", error(400, "invalid_sql", _first_line(exc)))
+    if not analyst_sql_is_select(normalized):
+        return _count(
+            "sql",
+            error(
+                400,
+                "not_a_select",
+                "Only one SELECT (or WITH … SELECT) query without SETTINGS is allowed; "
+                "the endpoint is read-only.",
+            ),
+        )
+    started = time.perf_counter()
+    try:
+        result = await store.query(analyst_wrapped_sql(normalized), settings=dict(ANALYST_SETTINGS))
+    except Exception as exc:
+        return _count("sql", error(400, "query_failed", _first_line(exc)))
+    rows = [list(row) for row in result.result_rows]
+    doc = {
+        "columns": list(result.column_names),
+        "types": [t.name for t in result.column_types],
+        "rows": rows[:ANALYST_MAX_ROWS],
+        "truncated": len(rows) > ANALYST_MAX_ROWS,
+        "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
+    }
+    return _count("sql", json_response(doc))
+
+
+async def erase_session(request: web.Request) -> web.Response:
+    """``DELETE /v1/sites/{site}/sessions/{session}`` (admin): GDPR erasure of one session."""
+    denied = authorize_admin(request)
+    if denied is not None:
+        return _count("erase", denied)
+    erasure = await request.app[STORE_KEY].erase(
+        request.match_info["site"], session_id=request.match_info["session"]
+    )
+    return _count(
+        "erase",
+        json_response({"site_id": erasure.site_id, "erased_sessions": list(erasure.session_ids)}),
+    )
+
+
+async def erase_visitor(request: web.Request) -> web.Response:
+    """``DELETE /v1/sites/{site}/visitors/{visitor}`` (admin): erase every session of a visitor."""
+    denied = authorize_admin(request)
+    if denied is not None:
+        return _count("erase", denied)
+    erasure = await request.app[STORE_KEY].erase(
+        request.match_info["site"], visitor_id=request.match_info["visitor"]
+    )
+    return _count(
+        "erase",
+        json_response({"site_id": erasure.site_id, "erased_sessions": list(erasure.session_ids)}),
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    """The engine's message without stack traces or query echo."""
+    return str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
 
 
 def add_read_routes(app: web.Application) -> None:
     """Mount the read API."""
     app.router.add_get("/v1/sites/{site}/sessions", list_sessions)
+    app.router.add_get("/v1/sites/{site}/sessions/{session}", get_session)
     app.router.add_get("/v1/sites/{site}/sessions/{session}/events", session_events)
+    app.router.add_delete("/v1/sites/{site}/sessions/{session}", erase_session)
+    app.router.add_delete("/v1/sites/{site}/visitors/{visitor}", erase_visitor)
+    app.router.add_post("/v1/sql", analyst_sql)
+
+
+def make_read_app(
+    store: ClickHouseStore, registry: SiteRegistry, settings: SinkSettings
+) -> web.Application:
+    """An aiohttp application with the read API (the sink adds ops routes to it)."""
+    app = web.Application(client_max_size=MAX_SQL_CHARS * 4)
+    app[STORE_KEY] = store
+    app[REGISTRY_KEY] = registry
+    app[SETTINGS_KEY] = settings
+    add_read_routes(app)
+    return app

@@ -1,4 +1,15 @@
-"""The ClickHouse writer: batches masked envelopes into inserts, commits after the ack."""
+"""The ClickHouse writer: batches masked envelopes into columnar inserts and
+commits Kafka offsets only after ClickHouse acknowledged them.
+
+Flow per batch: consume → rows (pure, :mod:`services.sink.rows`) or DLQ →
+buffer per partition → when rows, bytes or time say so: insert ``events``,
+insert ``session_batches`` (feeds the ``sessions`` view) → commit.
+
+When an insert fails the writer pauses every assigned partition (so memory
+stays bounded and the group membership holds: it keeps calling ``getmany``,
+which returns nothing while paused), retries the same batch with the same
+deduplication tokens and exponential backoff, and resumes after the ack.
+"""
 
 from __future__ import annotations
 
@@ -6,101 +17,140 @@ import asyncio
 import hashlib
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope, EnvelopeError
+from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.sink import metrics
-from services.sink.rows import EVENT_COLUMNS, event_rows
+from services.sink.rows import EVENT_COLUMNS, SUMMARY_COLUMNS, BatchRows, RowError, batch_rows
 from services.sink.settings import SinkSettings
+from services.sink.store import BATCHES_TABLE, EVENTS_TABLE, ClickHouseStore
 
 log = logging.getLogger("replaypipe.sink.writer")
 
+DEFAULT_RETENTION_DAYS = SiteSettings(site_id="default").retention_days
+MAX_BACKOFF_S = 10.0
 
-class ClickHouseStore:
-    """Async wrapper over the sync clickhouse-connect client (calls run in a thread).
 
-    One lock serialises calls: the embedded engine is one per process and the
-    client is not documented as thread-safe.
-    """
+@dataclass
+class PartitionBuffer:
+    """Rows consumed from one partition and not yet inserted."""
 
-    def __init__(self, client: Any) -> None:
-        self.client = client
-        self._lock = asyncio.Lock()
-
-    async def insert_events(self, rows: list[list[Any]], dedup_token: str) -> None:
-        """Insert event rows; a retry with the same token is dropped by ClickHouse."""
-        async with self._lock:
-            await asyncio.to_thread(
-                self.client.insert,
-                "events",
-                rows,
-                column_names=list(EVENT_COLUMNS),
-                settings={"insert_deduplication_token": dedup_token},
-            )
-
-    async def query(
-        self,
-        sql: str,
-        parameters: dict[str, Any] | None = None,
-        settings: dict[str, Any] | None = None,
-    ) -> Any:
-        """Run a query; returns the clickhouse-connect QueryResult."""
-        async with self._lock:
-            return await asyncio.to_thread(
-                self.client.query, sql, parameters=parameters, settings=settings
-            )
-
-    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        """Run a statement without a result set."""
-        async with self._lock:
-            return await asyncio.to_thread(self.client.command, sql, parameters=parameters)
+    batches: list[BatchRows] = field(default_factory=list)
+    first_offset: int = -1
+    last_offset: int = -1
 
 
 @dataclass
 class PendingBatch:
-    """Rows consumed but not yet inserted, and the offsets they cover."""
+    """Everything consumed since the last flush, per partition."""
 
-    rows: list[list[Any]] = field(default_factory=list)
+    partitions: dict[TopicPartition, PartitionBuffer] = field(default_factory=dict)
+    rows: int = 0
     bytes: int = 0
-    offsets: dict[TopicPartition, tuple[int, int]] = field(default_factory=dict)
     started: float = 0.0
 
-    def add(self, tp: TopicPartition, offset: int, rows: list[list[Any]], size: int) -> None:
-        if not self.rows and not self.offsets:
+    def add(self, tp: TopicPartition, offset: int, batch: BatchRows | None) -> None:
+        """Record a consumed message (``batch`` None: sent to the DLQ, only the offset counts)."""
+        if not self.partitions:
             self.started = time.monotonic()
-        self.rows.extend(rows)
-        self.bytes += size
-        first, _ = self.offsets.get(tp, (offset, offset))
-        self.offsets[tp] = (first, offset)
+        buffer = self.partitions.setdefault(tp, PartitionBuffer(first_offset=offset))
+        buffer.last_offset = offset
+        if batch is not None:
+            buffer.batches.append(batch)
+            self.rows += len(batch.events)
+            self.bytes += batch.bytes
+
+    def drop(self, revoked: Iterable[TopicPartition]) -> int:
+        """Forget revoked partitions (their new owner re-reads them from the committed offset)."""
+        dropped = 0
+        for tp in revoked:
+            buffer = self.partitions.pop(tp, None)
+            if buffer is not None:
+                for batch in buffer.batches:
+                    dropped += len(batch.events)
+                    self.rows -= len(batch.events)
+                    self.bytes -= batch.bytes
+        return dropped
 
     def dedup_token(self) -> str:
         """Same consumed offsets → same token, so a retried insert is idempotent."""
         spec = ",".join(
-            f"{tp.topic}/{tp.partition}/{a}-{b}"
-            for tp, (a, b) in sorted(self.offsets.items(), key=lambda kv: kv[0].partition)
+            f"{tp.topic}/{tp.partition}/{b.first_offset}-{b.last_offset}"
+            for tp, b in sorted(
+                self.partitions.items(), key=lambda kv: (kv[0].topic, kv[0].partition)
+            )
         )
         return hashlib.sha256(spec.encode()).hexdigest()
 
+    def columns(self) -> tuple[list[list[Any]], list[list[Any]]]:
+        """Event and summary columns (column-oriented, for one insert per table)."""
+        events: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
+        summaries: list[list[Any]] = [[] for _ in SUMMARY_COLUMNS]
+        for buffer in self.partitions.values():
+            for batch in buffer.batches:
+                for row in batch.events:
+                    for column, value in zip(events, row, strict=True):
+                        column.append(value)
+                if batch.summary is not None:
+                    for column, value in zip(summaries, batch.summary, strict=True):
+                        column.append(value)
+        return events, summaries
+
+    def commit_offsets(self) -> dict[TopicPartition, int]:
+        """The offsets to commit once this batch is stored: next to read, per partition."""
+        return {tp: b.last_offset + 1 for tp, b in self.partitions.items()}
+
+
+class _DropRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, writer: EventWriter) -> None:
+        self.writer = writer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        dropped = self.writer.pending.drop(revoked)
+        if dropped:
+            log.info("partitions revoked; buffered rows dropped", extra={"count": dropped})
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        if self.writer.paused:
+            # Keep newly assigned partitions paused too while ClickHouse is down.
+            assert self.writer.consumer is not None
+            self.writer.consumer.pause(*assigned)
+
 
 class EventWriter:
-    """Consumes ``recordings.masked`` and writes event rows to ClickHouse."""
+    """Consumes ``recordings.masked`` and writes events and session summaries to ClickHouse."""
 
-    def __init__(self, settings: SinkSettings, store: ClickHouseStore) -> None:
+    def __init__(
+        self,
+        settings: SinkSettings,
+        store: ClickHouseStore,
+        registry: SiteRegistry | None = None,
+        *,
+        topic: str = topics.MASKED,
+        dlq_topic: str = topics.DLQ,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.registry = registry
+        self.topic = topic
+        self.dlq_topic = dlq_topic
         self.stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.dlq: AIOKafkaProducer | None = None
+        self.pending = PendingBatch()
+        self.paused = False
+        self._lag_updated = 0.0
 
     async def start(self) -> None:
         """Connect the consumer and the DLQ producer."""
         max_bytes = self.settings.kafka.max_message_bytes
         self.consumer = AIOKafkaConsumer(
-            topics.MASKED,
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
             group_id=self.settings.group_id,
             enable_auto_commit=False,
@@ -109,9 +159,11 @@ class EventWriter:
             fetch_max_bytes=max_bytes * 4,
             max_poll_interval_ms=600_000,
         )
+        self.consumer.subscribe([self.topic], listener=_DropRevoked(self))
         self.dlq = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
             acks="all",
+            enable_idempotence=True,
             max_request_size=max_bytes,
         )
         await self.consumer.start()
@@ -120,78 +172,150 @@ class EventWriter:
     async def run(self) -> None:
         """Consume until :meth:`stop`; flush by rows, bytes or time."""
         assert self.consumer is not None
-        pending = PendingBatch()
         while not self.stopping.is_set():
-            records = await self.consumer.getmany(timeout_ms=200, max_records=5000)
-            for tp, messages in records.items():
-                for message in messages:
-                    rows = await self._rows_or_dlq(message)
-                    pending.add(tp, message.offset, rows, len(message.value or b""))
-            metrics.BUFFERED_ROWS.set(len(pending.rows))
-            if pending.offsets and self._due(pending):
-                await self._flush(pending)
-                pending = PendingBatch()
-        if pending.offsets:
-            await self._flush(pending)
+            records = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+            await self._buffer(records)
+            await self._update_lag()
+            if self.pending.partitions and self._due():
+                await self._flush()
+        if self.pending.partitions:
+            await self._flush()
 
-    def _due(self, pending: PendingBatch) -> bool:
+    async def _buffer(self, records: dict[TopicPartition, list[Any]]) -> None:
+        for tp, messages in records.items():
+            for message in messages:
+                self.pending.add(tp, message.offset, await self._rows_or_dlq(message))
+        metrics.BUFFERED_ROWS.set(self.pending.rows)
+
+    def _due(self) -> bool:
         s = self.settings
         return (
-            len(pending.rows) >= s.batch_max_rows
-            or pending.bytes >= s.batch_max_bytes
-            or time.monotonic() - pending.started >= s.batch_max_seconds
+            self.pending.rows >= s.batch_max_rows
+            or self.pending.bytes >= s.batch_max_bytes
+            or time.monotonic() - self.pending.started >= s.batch_max_seconds
         )
 
-    async def _rows_or_dlq(self, message: Any) -> list[list[Any]]:
+    def _retention_days(self, site_id: str) -> int:
+        site = self.registry.get(site_id) if self.registry is not None else None
+        return site.retention_days if site is not None else DEFAULT_RETENTION_DAYS
+
+    async def _rows_or_dlq(self, message: Any) -> BatchRows | None:
         try:
             envelope = BatchEnvelope.from_json(message.value or b"")
-            return event_rows(envelope)
-        except (EnvelopeError, ValueError, TypeError) as exc:
+            return batch_rows(envelope, self._retention_days(envelope.site_id))
+        except (EnvelopeError, RowError, ValueError, TypeError) as exc:
             reason = "bad_envelope" if isinstance(exc, EnvelopeError) else "bad_row"
-            assert self.dlq is not None
-            await self.dlq.send_and_wait(
-                topics.DLQ,
-                message.value,
-                key=message.key,
-                headers=[("reason", str(exc)[:500].encode()), ("stage", b"sink")],
-            )
-            metrics.DLQ.labels(reason).inc()
-            log.warning(
-                "message sent to the DLQ",
-                extra={"reason": reason, "partition": message.partition, "offset": message.offset},
-            )
-            return []
+            await self._send_to_dlq(message, reason, str(exc))
+            return None
 
-    async def _flush(self, pending: PendingBatch) -> None:
+    async def _send_to_dlq(self, message: Any, reason: str, detail: str) -> None:
+        assert self.dlq is not None
+        await self.dlq.send_and_wait(
+            self.dlq_topic,
+            message.value,
+            key=message.key,
+            headers=[
+                ("reason", reason.encode()),
+                ("detail", detail[:500].encode()),
+                ("stage", b"sink"),
+                ("source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
+            ],
+        )
+        metrics.DLQ.labels(reason).inc()
+        log.warning(
+            "message sent to the DLQ",
+            extra={"reason": reason, "partition": message.partition, "offset": message.offset},
+        )
+
+    async def _flush(self) -> None:
+        """Insert the pending batch (retrying until stored or stopping), then commit."""
         assert self.consumer is not None
-        if pending.rows:
-            await self._insert_with_retry(pending)
-        await self.consumer.commit({tp: last + 1 for tp, (_, last) in pending.offsets.items()})
-        metrics.BUFFERED_ROWS.set(0)
+        batch, self.pending = self.pending, PendingBatch()
+        if batch.rows and not await self._insert_with_retry(batch):
+            return  # stopping while ClickHouse is down: nothing committed, Kafka redelivers
+        assigned = self.consumer.assignment()
+        offsets = {tp: o for tp, o in batch.commit_offsets().items() if tp in assigned}
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except Exception as exc:  # a rebalance raced the commit: redelivery is harmless
+                log.warning("offset commit failed", extra={"reason": type(exc).__name__})
+        metrics.BUFFERED_ROWS.set(self.pending.rows)
 
-    async def _insert_with_retry(self, pending: PendingBatch) -> None:
-        token = pending.dedup_token()
+    async def _insert_with_retry(self, batch: PendingBatch) -> bool:
+        token = batch.dedup_token()
+        events, summaries = batch.columns()
         delay = 0.2
         while True:
             started = time.perf_counter()
             try:
-                await self.store.insert_events(pending.rows, token)
+                await self.store.insert_columns(EVENTS_TABLE, events, EVENT_COLUMNS, token)
+                if summaries[0]:
+                    await self.store.insert_columns(
+                        BATCHES_TABLE, summaries, SUMMARY_COLUMNS, token + "-s"
+                    )
             except Exception as exc:  # any driver/engine error: retry, never drop
                 metrics.INSERT_FAILURES.inc()
-                metrics.INSERT_RETRIES.inc()
-                metrics.PAUSED.set(1)
                 log.warning(
-                    "insert failed; retrying",
-                    extra={"reason": type(exc).__name__, "count": len(pending.rows)},
+                    "insert failed; consumption paused, retrying",
+                    extra={"reason": _reason(exc), "count": batch.rows},
                 )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                self._pause()
+                if not await self._wait_polling(delay):
+                    return False
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                metrics.INSERT_RETRIES.inc()
                 continue
-            metrics.PAUSED.set(0)
             metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
             metrics.INSERTS.inc()
-            metrics.ROWS.inc(len(pending.rows))
+            metrics.ROWS.inc(batch.rows)
+            self._resume()
+            return True
+
+    def _pause(self) -> None:
+        assert self.consumer is not None
+        self.consumer.pause(*self.consumer.assignment())
+        if not self.paused:
+            self.paused = True
+            metrics.PAUSED.set(1)
+
+    def _resume(self) -> None:
+        if self.paused:
+            assert self.consumer is not None
+            self.consumer.resume(*self.consumer.assignment())
+            self.paused = False
+            metrics.PAUSED.set(0)
+            log.info("insert succeeded; consumption resumed")
+
+    async def _wait_polling(self, seconds: float) -> bool:
+        """Wait ``seconds`` while keeping the consumer polled; False if stopping."""
+        assert self.consumer is not None
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.stopping.is_set():
+                return False
+            self.consumer.pause(*self.consumer.assignment())
+            # Paused: returns nothing, but keeps the group membership alive. Anything
+            # fetched just before the pause is buffered for the next batch.
+            await self._buffer(await self.consumer.getmany(timeout_ms=100, max_records=2000))
+            await self._update_lag(force=True)
+        return True
+
+    async def _update_lag(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._lag_updated < 1.0:
             return
+        self._lag_updated = now
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            highwater = self.consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = await self.consumer.position(tp)
+            except Exception:  # no position yet (just assigned)
+                continue
+            metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(highwater - position, 0))
 
     async def stop(self) -> None:
         """Ask :meth:`run` to flush, commit and return."""
@@ -203,3 +327,14 @@ class EventWriter:
             await self.consumer.stop()
         if self.dlq is not None:
             await self.dlq.stop()
+
+
+def _reason(exc: Exception) -> str:
+    """A short reason for logs: the ClickHouse error code name if there is one, else the type."""
+    text = str(exc)
+    start = text.rfind("(")
+    if start != -1 and text.rstrip().endswith(")"):
+        code = text[start + 1 : text.rstrip().rfind(")")]
+        if code.isupper() and len(code) < 64:
+            return code
+    return type(exc).__name__
