@@ -1,0 +1,391 @@
+"""The ingest gateway over HTTP against the real Kafka broker: every answer it can give."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import time
+import uuid
+import zlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+
+from services.dev.kafka_broker import LocalKafkaBroker, free_port
+from services.ingest.admission import session_sampled_in
+from services.ingest.app import GATEWAY_KEY, Gateway, start_gateway
+from services.ingest.settings import IngestSettings
+from services.shared import topics
+from services.shared.envelope import BatchEnvelope
+from services.shared.kafka import KafkaSettings
+from services.shared.site_settings import SiteRegistry, SiteSettings
+
+pytestmark = pytest.mark.integration
+
+SHOP_ORIGIN = "https://shop.example"
+SITES = [
+    SiteSettings(
+        site_id="shop",
+        public_keys=("pk_shop",),
+        allowed_origins=(SHOP_ORIGIN,),
+        rate_limit_per_second=10_000,
+        rate_limit_burst=10_000,
+    ),
+    SiteSettings(site_id="off", public_keys=("pk_off",), enabled=False),
+    SiteSettings(
+        site_id="slow", public_keys=("pk_slow",), rate_limit_per_second=0.01, rate_limit_burst=2
+    ),
+    SiteSettings(site_id="half", public_keys=("pk_half",), sample_rate=0.5),
+    SiteSettings(site_id="quiet", public_keys=("pk_quiet",), ip_mode="drop"),
+]
+
+
+@dataclass
+class Running:
+    """A gateway serving on a local port."""
+
+    url: str
+    gateway: Gateway
+    http: aiohttp.ClientSession
+
+    async def post(
+        self,
+        body: bytes,
+        *,
+        key: str | None = "pk_shop",
+        headers: dict[str, str] | None = None,
+        query: str = "",
+    ) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """POST a batch; returns status, JSON body and headers."""
+        params = f"?key={key}" if key else "?"
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        async with self.http.post(
+            f"{self.url}/v1/recordings{params}{query}", data=body, headers=sent
+        ) as response:
+            return response.status, orjson.loads(await response.read()), dict(response.headers)
+
+
+def ingest_settings(broker: LocalKafkaBroker, **overrides: Any) -> IngestSettings:
+    """Small limits so every limit is reachable with small bodies."""
+    kafka = KafkaSettings(bootstrap_servers=broker.bootstrap_servers, max_message_bytes=512 * 1024)
+    base = IngestSettings(
+        host="127.0.0.1",
+        port=free_port(),
+        max_body_bytes=256 * 1024,
+        max_decoded_bytes=1024 * 1024,
+        max_events_per_batch=100,
+        publish_timeout_s=5.0,
+        kafka=kafka,
+    )
+    return replace(base, **overrides)
+
+
+@pytest.fixture(scope="module")
+async def gw(kafka_broker: LocalKafkaBroker) -> AsyncIterator[Running]:
+    """One gateway for the module, on the shared test broker."""
+    settings = ingest_settings(kafka_broker)
+    runner = await start_gateway(settings, SiteRegistry(SITES))
+    async with aiohttp.ClientSession() as http:
+        yield Running(f"http://127.0.0.1:{settings.port}", runner.app[GATEWAY_KEY], http)
+    await runner.cleanup()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def new_session() -> str:
+    return uuid.uuid4().hex[:24]
+
+
+def batch_body(
+    session_id: str, seq: int = 0, events: list[Any] | None = None, **extra: Any
+) -> bytes:
+    doc = {
+        "session_id": session_id,
+        "window_id": "w-1",
+        "visitor_id": "v-1",
+        "seq": seq,
+        "consent": True,
+        "events": events or [{"type": 4, "timestamp": now_ms(), "data": {"href": "https://x/"}}],
+        **extra,
+    }
+    return orjson.dumps(doc)
+
+
+async def published(
+    broker: LocalKafkaBroker, keys: set[bytes], expected: int, timeout_s: float = 30.0
+) -> list[BatchEnvelope]:
+    """Every record on recordings.raw with one of ``keys``, once ``expected`` are there."""
+    consumer = AIOKafkaConsumer(
+        topics.RAW,
+        bootstrap_servers=broker.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        fetch_max_bytes=64 * 1024 * 1024,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    found: list[BatchEnvelope] = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and len(found) < expected:
+            for records in (await consumer.getmany(timeout_ms=500)).values():
+                found += [BatchEnvelope.from_json(r.value) for r in records if r.key in keys]
+        # A little longer, so a duplicate would be seen too.
+        for records in (await consumer.getmany(timeout_ms=500)).values():
+            found += [BatchEnvelope.from_json(r.value) for r in records if r.key in keys]
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def metric(gw: Running, line_start: str) -> float:
+    """The value of a /metrics sample whose line starts with ``line_start`` (0 if absent)."""
+    async with gw.http.get(f"{gw.url}/metrics") as response:
+        text = await response.text()
+    for line in text.splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+# --- accepted batches ---------------------------------------------------------
+
+
+async def test_accepted_batch_is_in_kafka_keyed_by_site_and_session_with_enrichment(
+    gw: Running, kafka_broker: LocalKafkaBroker
+) -> None:
+    session = new_session()
+    status, body, _ = await gw.post(
+        batch_body(session, seq=4),
+        headers={"User-Agent": "Mozilla/5.0 test", "Origin": SHOP_ORIGIN},
+    )
+    assert (status, body) == (202, {"status": "accepted", "seq": 4, "events": 1})
+
+    [envelope] = await published(kafka_broker, {f"shop:{session}".encode()}, 1)
+    assert (envelope.site_id, envelope.session_id, envelope.seq) == ("shop", session, 4)
+    assert envelope.user_agent == "Mozilla/5.0 test"
+    assert envelope.client_ip == "127.0.0.0"  # the /24 of 127.0.0.1, never the raw address
+    assert abs(envelope.received_at_ms - now_ms()) < 60_000
+
+
+async def test_a_site_with_ip_mode_drop_publishes_no_address(
+    gw: Running, kafka_broker: LocalKafkaBroker
+) -> None:
+    session = new_session()
+    status, _, _ = await gw.post(batch_body(session), key="pk_quiet")
+    assert status == 202
+    [envelope] = await published(kafka_broker, {f"quiet:{session}".encode()}, 1)
+    assert envelope.client_ip is None
+
+
+@pytest.mark.parametrize(
+    ("encode", "headers", "query"),
+    [
+        (gzip.compress, {"Content-Encoding": "gzip"}, ""),
+        (zlib.compress, {"Content-Encoding": "deflate"}, ""),
+        (gzip.compress, {"Content-Type": "application/octet-stream"}, "&enc=gzip"),
+        (gzip.compress, {"Content-Type": "application/octet-stream"}, ""),
+        (lambda b: b, {"Content-Type": "text/plain;charset=UTF-8"}, ""),
+    ],
+    ids=["gzip-header", "deflate-header", "enc-query", "gzip-magic", "beacon-text"],
+)
+async def test_compressed_and_beacon_bodies_are_accepted(
+    gw: Running, encode: Any, headers: dict[str, str], query: str
+) -> None:
+    status, body, _ = await gw.post(encode(batch_body(new_session())), headers=headers, query=query)
+    assert (status, body["status"]) == (202, "accepted")
+
+
+async def test_a_batch_is_accepted_with_the_key_in_a_header(gw: Running) -> None:
+    status, _, _ = await gw.post(
+        batch_body(new_session()), key=None, headers={"X-Replaypipe-Key": "pk_shop"}
+    )
+    assert status == 202
+
+
+async def test_a_sampled_out_session_gets_202_sampled_out_for_every_batch(gw: Running) -> None:
+    session = next(
+        s for s in (f"s-{i}" for i in range(100)) if not session_sampled_in("half", s, 0.5)
+    )
+    before = await metric(gw, "replaypipe_ingest_sampled_out_batches_total")
+    for seq in range(3):
+        status, body, _ = await gw.post(batch_body(session, seq), key="pk_half")
+        assert (status, body) == (202, {"status": "sampled_out", "seq": seq})
+    assert await metric(gw, "replaypipe_ingest_sampled_out_batches_total") == before + 3
+
+
+async def test_concurrent_clients_all_land_exactly_once(
+    gw: Running, kafka_broker: LocalKafkaBroker
+) -> None:
+    sessions = [new_session() for _ in range(16)]
+
+    async def client(session: str) -> list[int]:
+        return [(await gw.post(batch_body(session, seq)))[0] for seq in range(8)]
+
+    statuses = await asyncio.gather(*(client(s) for s in sessions))
+    assert all(status == 202 for per_client in statuses for status in per_client)
+    found = await published(kafka_broker, {f"shop:{s}".encode() for s in sessions}, 16 * 8)
+    assert sorted((e.session_id, e.seq) for e in found) == sorted(
+        (s, seq) for s in sessions for seq in range(8)
+    )
+
+
+# --- CORS ---------------------------------------------------------------------
+
+
+async def test_preflight_from_an_allowed_origin_allows_the_recorder_headers(gw: Running) -> None:
+    async with gw.http.options(
+        f"{gw.url}/v1/recordings?key=pk_shop",
+        headers={
+            "Origin": SHOP_ORIGIN,
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "content-type, content-encoding, x-replaypipe-key",
+        },
+    ) as response:
+        assert response.status == 204
+        assert response.headers["Access-Control-Allow-Origin"] == SHOP_ORIGIN
+        allowed = response.headers["Access-Control-Allow-Headers"].lower()
+        assert all(h in allowed for h in ("content-type", "content-encoding", "x-replaypipe-key"))
+
+
+async def test_preflight_without_a_key_is_judged_against_every_enabled_site(gw: Running) -> None:
+    async with gw.http.options(
+        f"{gw.url}/v1/recordings", headers={"Origin": SHOP_ORIGIN}
+    ) as response:
+        assert response.status == 204
+
+
+async def test_preflight_from_another_origin_is_refused(gw: Running) -> None:
+    async with gw.http.options(
+        f"{gw.url}/v1/recordings?key=pk_shop", headers={"Origin": "https://evil.example"}
+    ) as response:
+        assert response.status == 403
+        assert "Access-Control-Allow-Origin" not in response.headers
+        assert (await response.json())["error"] == "origin_not_allowed"
+
+
+async def test_a_post_from_an_allowed_origin_carries_cors_headers(gw: Running) -> None:
+    _, _, headers = await gw.post(batch_body(new_session()), headers={"Origin": SHOP_ORIGIN})
+    assert headers["Access-Control-Allow-Origin"] == SHOP_ORIGIN
+
+
+# --- every rejection ----------------------------------------------------------
+
+BOMB = gzip.compress(b" " * (64 * 1024 * 1024), compresslevel=9)
+
+
+def _big_snapshot_batch() -> bytes:
+    # Under the decoded-body limit (1 MiB) but over the Kafka message limit (512 KiB).
+    node = {"type": 2, "tagName": "div", "attributes": {}, "childNodes": [], "id": 1}
+    text = "lorem ipsum " * 60_000
+    node["childNodes"] = [{"type": 3, "textContent": text, "id": 2}]
+    snapshot = {"type": 2, "timestamp": now_ms(), "data": {"node": node, "initialOffset": {}}}
+    return gzip.compress(batch_body(new_session(), events=[snapshot]))
+
+
+REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
+    ("missing key", {"key": None}, 401, "missing_site_key"),
+    ("unknown key", {"key": "pk_nope"}, 401, "unknown_site_key"),
+    ("disabled site", {"key": "pk_off"}, 403, "site_disabled"),
+    ("foreign origin", {"headers": {"Origin": "https://evil.example"}}, 403, "origin_not_allowed"),
+    ("bad json", {"body": b'{"session_id": '}, 400, "invalid_json"),
+    (
+        "bad gzip",
+        {"body": b"\x1f\x8b\x08\x00not-gzip-at-all", "headers": {"Content-Encoding": "gzip"}},
+        400,
+        "invalid_gzip",
+    ),
+    ("no valid event", {"events": [{"type": "x", "timestamp": 1}]}, 400, "no_valid_event"),
+    ("bad session id", {"session_id": "no spaces please"}, 400, "invalid_session_id"),
+    (
+        "old timestamps",
+        {"events": [{"type": 3, "timestamp": 1_000}]},
+        400,
+        "timestamp_out_of_range",
+    ),
+    ("too many events", {"events": [{"type": 3, "timestamp": -1}] * 101}, 413, "too_many_events"),
+    ("body too large", {"body": b" " * (300 * 1024)}, 413, "body_too_large"),
+    ("gzip bomb", {"body": BOMB}, 413, "decoded_body_too_large"),
+    ("over kafka limit", {"body": "big"}, 413, "batch_too_large"),
+    (
+        "wrong content type",
+        {"headers": {"Content-Type": "multipart/form-data; boundary=x"}},
+        415,
+        "unsupported_media_type",
+    ),
+    ("unknown encoding", {"headers": {"Content-Encoding": "br"}}, 415, "unsupported_encoding"),
+]
+
+
+@pytest.mark.parametrize(
+    ("case", "status", "code"),
+    [(case, status, code) for _, case, status, code in REJECTIONS],
+    ids=[name for name, *_ in REJECTIONS],
+)
+async def test_every_rejection_answers_json_with_its_status_and_is_counted(
+    gw: Running, case: dict[str, Any], status: int, code: str
+) -> None:
+    if case.get("body") == "big":
+        body = _big_snapshot_batch()
+    elif "body" in case:
+        body = case["body"]
+    else:
+        fields = {k: v for k, v in case.items() if k in ("events", "session_id")}
+        if isinstance(fields.get("events"), list) and fields["events"][0]["timestamp"] == -1:
+            fields["events"] = [{"type": 3, "timestamp": now_ms()}] * 101
+        body = batch_body(fields.pop("session_id", new_session()), **fields)
+    metric_line = f'replaypipe_ingest_rejections_total{{reason="{code}"}}'
+    before = await metric(gw, metric_line)
+
+    answer, doc, _ = await gw.post(
+        body, key=case.get("key", "pk_shop"), headers=case.get("headers")
+    )
+
+    assert (answer, doc["error"]) == (status, code)
+    assert isinstance(doc["detail"], str) and doc["detail"].endswith(".")
+    assert await metric(gw, metric_line) == before + 1
+
+
+async def test_over_the_rate_limit_answers_429_with_retry_after(gw: Running) -> None:
+    statuses = [await gw.post(batch_body(new_session()), key="pk_slow") for _ in range(3)]
+    assert [s for s, _, _ in statuses] == [202, 202, 429]
+    _, doc, headers = statuses[2]
+    assert doc["error"] == "rate_limited"
+    assert int(headers["Retry-After"]) >= 1
+
+
+async def test_over_the_inflight_limit_answers_503_overloaded(
+    kafka_broker: LocalKafkaBroker,
+) -> None:
+    # A long linger keeps the first batch waiting for its ack while the second arrives.
+    settings = ingest_settings(kafka_broker, max_inflight_batches=1, linger_ms=3000)
+    runner = await start_gateway(settings, SiteRegistry(SITES))
+    gateway = runner.app[GATEWAY_KEY]
+    try:
+        async with aiohttp.ClientSession() as http:
+            running = Running(f"http://127.0.0.1:{settings.port}", gateway, http)
+            first = asyncio.create_task(running.post(batch_body(new_session())))
+            for _ in range(1000):
+                if gateway.inflight:
+                    break
+                await asyncio.sleep(0.01)
+            status, doc, headers = await running.post(batch_body(new_session()))
+            assert (status, doc["error"]) == (503, "overloaded")
+            assert int(headers["Retry-After"]) >= 1
+            assert (await first)[0] == 202
+    finally:
+        await runner.cleanup()
+
+
+async def test_health_and_readiness_probes_answer_200(gw: Running) -> None:
+    for path in ("/healthz", "/readyz"):
+        async with gw.http.get(f"{gw.url}{path}") as response:
+            assert response.status == 200, await response.text()
