@@ -132,9 +132,17 @@ async function replay() {
   try {
     const page = await browser.context.newPage();
     watch(page, result);
-    await page.goto(`${config.viewer_url}#token=${encodeURIComponent(config.token)}`);
-    await page.waitForSelector('body[data-state="ready"]');
+    // The session list, with the token in the fragment (as a link from an admin tool would).
+    await page.goto(`${config.list_url}#token=${encodeURIComponent(config.token)}`);
+    await page.waitForSelector("a.session-link");
     result.location = await page.evaluate(() => location.href);
+    result.listed = await page.$$eval("a.session-link", (links) => links.map((a) => a.textContent));
+    // Then the replay page, as a person clicks it: the token stays in this tab's sessionStorage.
+    await Promise.all([
+      page.waitForURL(config.viewer_url),
+      page.click(`a.session-link >> text=${config.session_id}`),
+    ]);
+    await page.waitForSelector('body[data-state="ready"]');
     // Jump to the end of the recording: the checkout page, filled in.
     await page.evaluate(() => {
       const { player, meta } = window.replaypipeViewer;

@@ -286,11 +286,20 @@ def test_replay_page_plays_the_masked_session(e2e: E2EEnv, recorded: dict[str, A
     screenshot = OUTPUT_DIR / "replay.png"
     session_id = recorded["session_ids"][0]
     viewer_url = f"http://127.0.0.1:{e2e.stack.sink_port}/viewer/{quote(SITE_ID)}/sessions/{quote(session_id)}"
+    list_url = f"http://127.0.0.1:{e2e.stack.sink_port}/viewer/{quote(SITE_ID)}"
     result = drive(
-        "replay", {"viewer_url": viewer_url, "token": READ_TOKEN, "screenshot": str(screenshot)}
+        "replay",
+        {
+            "list_url": list_url,
+            "viewer_url": viewer_url,
+            "session_id": session_id,
+            "token": READ_TOKEN,
+            "screenshot": str(screenshot),
+        },
     )
 
     assert "token" not in result["location"], "the read token stayed in the address bar"
+    assert session_id in result["listed"]
     replayed = result["replayed"]
     assert replayed is not None, f"the player rendered no page; console: {result['console']}"
     assert replayed["title"] == "Shop · Checkout"
