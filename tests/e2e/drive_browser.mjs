@@ -177,7 +177,42 @@ async function replay() {
   return result;
 }
 
-const commands = { record, replay };
+/** Wait until the stub ingest of the retry test has accepted ``count`` batches. */
+async function stubAccepted(count) {
+  const deadline = Date.now() + STEP_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const state = await (await fetch(`${config.pages}/stub-state`)).json();
+    if (state.accepted >= count) return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`the stub ingest did not get ${count} batches in time`);
+}
+
+/** Against a stub ingest that answers 503 first: the retry, then disable(). */
+async function retry() {
+  const result = { ingest: [], console: [] };
+  const browser = await launch();
+  try {
+    const page = await browser.context.newPage();
+    watch(page, result);
+    await page.goto(`${config.pages}/plain.html`);
+    result.session_ids = [await recorderReady(page)];
+    await stubAccepted(1); // the full snapshot: refused once with 503, then retried
+    await type(page, "#note", "before disable");
+    await page.evaluate(() => window.replaypipe("flush"));
+    await stubAccepted(2);
+    await page.evaluate(() => window.replaypipe("disable"));
+    await type(page, "#note", " AFTER-DISABLE");
+    await page.evaluate(() => window.replaypipe("flush"));
+    await page.goto("about:blank"); // pagehide: a disabled page sends no beacon either
+    await page.close();
+  } finally {
+    await browser.close();
+  }
+  return result;
+}
+
+const commands = { record, replay, retry };
 if (!commands[command]) {
   console.error(`unknown command ${command}; use record or replay`);
   process.exit(2);

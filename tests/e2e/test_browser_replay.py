@@ -10,6 +10,7 @@ so what is proven is that the server alone keeps every secret out of storage.
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import shutil
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import orjson
 import pytest
@@ -315,3 +316,58 @@ def test_replay_page_plays_the_masked_session(e2e: E2EEnv, recorded: dict[str, A
     pixels = result["pixels"]
     assert screenshot.stat().st_size > 0
     assert pixels["colors"] >= 16 and pixels["dominant_fraction"] < 0.95, pixels
+
+
+class _StubIngestHandler(_PageHandler):
+    """The test pages plus a stand-in ingest that refuses the first batch with 503."""
+
+    substitutions: ClassVar[dict[str, str]]
+    received: ClassVar[list[dict[str, Any]]]
+
+    def do_GET(self) -> None:
+        if self.path == "/stub-state":
+            accepted = sum(1 for r in self.received if r["status"] == 202)
+            self._send(orjson.dumps({"accepted": accepted}), "application/json")
+            return
+        super().do_GET()
+
+    def do_POST(self) -> None:
+        url = urlsplit(self.path)
+        raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        encoding = parse_qs(url.query).get("enc", [""])[0]
+        body = gzip.decompress(raw) if encoding == "gzip" else raw
+        status = 503 if not self.received else 202
+        self.received.append({"status": status, "encoding": encoding, "body": body})
+        self.send_response(status)
+        if status == 503:
+            self.send_header("Retry-After", "1")
+        payload = orjson.dumps({"status": "accepted" if status == 202 else "kafka_unavailable"})
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+
+def test_recorder_retries_a_refused_batch_and_sends_nothing_once_disabled() -> None:
+    class Handler(_StubIngestHandler):
+        substitutions: ClassVar[dict[str, str]] = {}
+        received: ClassVar[list[dict[str, Any]]] = []
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    Handler.substitutions.update({"SITE_KEY": SITE_KEY, "INGEST": origin})
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        result = drive("retry", {"pages": origin})
+    finally:
+        server.shutdown()
+
+    refused, retried = Handler.received[:2]
+    assert refused["status"] == 503 and retried["status"] == 202
+    assert refused["encoding"] == "gzip"
+    assert retried["body"] == refused["body"]  # the same batch (same seq) again
+    batches = [orjson.loads(r["body"]) for r in Handler.received]
+    assert {b["session_id"] for b in batches} == set(result["session_ids"])
+    sent = b"".join(r["body"] for r in Handler.received)
+    assert b"before disable" in sent
+    assert b"AFTER-DISABLE" not in sent
