@@ -70,7 +70,7 @@ def test_event_rows_keep_batch_sequence_index_and_json() -> None:
 
 def test_event_that_is_not_an_object_is_refused_with_its_position() -> None:
     with pytest.raises(RowError, match="event 1"):
-        batch_rows(envelope([{"type": 4, "timestamp": 1}, 7]), retention_days=30)
+        batch_rows(envelope([{"type": 4, "timestamp": 1}, 7]), retention_days=30)  # type: ignore[list-item]
 
 
 def test_three_quick_clicks_in_one_spot_are_one_rage_click() -> None:

@@ -1,0 +1,534 @@
+"""The sink writer and read API on the real broker and the real embedded ClickHouse.
+
+The writer runs in this process against one embedded store (chdb: one engine
+per process), each test on its own topic and site so tests do not see each
+other's rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from services.dev.kafka_broker import LocalKafkaBroker
+from services.dev.rrweb_gen import generate_session
+from services.shared.envelope import BatchEnvelope
+from services.shared.kafka import KafkaSettings
+from services.shared.site_settings import SiteRegistry, SiteSettings
+from services.shared.topics import session_key
+from services.sink.read_api import make_read_app
+from services.sink.settings import SinkSettings
+from services.sink.store import ClickHouseStore, open_client, run_migrations
+from services.sink.writer import EventWriter
+
+pytestmark = pytest.mark.integration
+
+ADMIN = "admin-secret"
+SHOP_TOKEN, BLOG_TOKEN = "rt_shop", "rt_blog"
+RAGE_SESSION = web.AppKey("rage_session", str)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseStore]:
+    path: Path = tmp_path_factory.mktemp("sink-store")
+    client = open_client(f"chdb://{path}")
+    run_migrations(client)
+    yield ClickHouseStore(client)
+    client.close()
+
+
+def registry() -> SiteRegistry:
+    import hashlib
+
+    def site(site_id: str, token: str) -> SiteSettings:
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        return SiteSettings(site_id=site_id, retention_days=60, read_token_sha256=(digest,))
+
+    return SiteRegistry([site("shop", SHOP_TOKEN), site("blog", BLOG_TOKEN)])
+
+
+async def new_topic(broker: LocalKafkaBroker, partitions: int = 2) -> str:
+    name = f"sinktest-{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker.bootstrap_servers)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1)])
+    finally:
+        await admin.close()
+    return name
+
+
+def envelopes(site_id: str, sessions: int, seed: int) -> list[BatchEnvelope]:
+    """Generated sessions as masked envelopes (one per batch)."""
+    rng = random.Random(seed)
+    # Recent times: older rows would be deleted by the retention TTL during the test.
+    now_ms = int(time.time() * 1000)
+    out = []
+    for _ in range(sessions):
+        start_ms = now_ms - rng.randint(60_000, 86_400_000)
+        s = generate_session(rng, site_id=site_id, start_ms=start_ms)
+        for seq, batch in enumerate(s.batches):
+            out.append(
+                BatchEnvelope(
+                    site_id=site_id,
+                    session_id=s.session_id,
+                    window_id=s.window_id,
+                    visitor_id=s.visitor_id,
+                    seq=seq,
+                    received_at_ms=now_ms,
+                    events=batch,
+                    user_agent="Mozilla/5.0 test",
+                    consent=True,
+                )
+            )
+    return out
+
+
+async def publish(broker: LocalKafkaBroker, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=broker.bootstrap_servers, acks="all", max_request_size=10_000_000
+    )
+    await producer.start()
+    try:
+        for key, value in values:
+            await producer.send(topic, value, key=key)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def publish_envelopes(
+    broker: LocalKafkaBroker, topic: str, batch: list[BatchEnvelope]
+) -> None:
+    await publish(
+        broker, topic, [(session_key(e.site_id, e.session_id), e.to_json()) for e in batch]
+    )
+
+
+def writer_for(
+    broker: LocalKafkaBroker, store: ClickHouseStore, topic: str, **overrides: Any
+) -> EventWriter:
+    settings = SinkSettings(
+        group_id=f"g-{uuid.uuid4().hex[:8]}",
+        batch_max_seconds=0.2,
+        kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers),
+        **overrides,
+    )
+    return EventWriter(settings, store, registry(), topic=topic, dlq_topic=topic + ".dlq")
+
+
+async def scalar(store: ClickHouseStore, sql: str, **params: Any) -> Any:
+    return (await store.query(sql, parameters=params)).result_rows[0][0]
+
+
+async def run_until(writer: EventWriter, done: Any, limit_s: float = 60) -> None:
+    """Run the writer until ``await done()`` is true, then stop it gracefully."""
+    await writer.start()
+    task = asyncio.create_task(writer.run())
+    try:
+        deadline = time.monotonic() + limit_s
+        while not await done():
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "writer did not store the expected rows in time"
+            await asyncio.sleep(0.2)
+    finally:
+        await writer.stop()
+        await task
+        await writer.close()
+
+
+def expected_events(batch: list[BatchEnvelope]) -> int:
+    return sum(len(e.events) for e in batch)
+
+
+async def session_figures(store: ClickHouseStore, site: str) -> list[tuple[Any, ...]]:
+    result = await store.query(
+        "SELECT session_id, event_count, bytes, clicks, page_views, inputs, start_time, end_time "
+        "FROM session_summaries WHERE site_id = {site:String} ORDER BY session_id",
+        parameters={"site": site},
+    )
+    return [tuple(r) for r in result.result_rows]
+
+
+async def test_redelivery_with_different_batch_cuts_leaves_every_event_once(
+    kafka_broker: LocalKafkaBroker, store: ClickHouseStore
+) -> None:
+    site = "redeliver"
+    batch = envelopes(site, sessions=6, seed=1)
+    topic = await new_topic(kafka_broker)
+    await publish_envelopes(kafka_broker, topic, batch)
+    total = expected_events(batch)
+
+    async def all_stored() -> bool:
+        return bool(
+            await scalar(
+                store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
+            )
+            == total
+        )
+
+    await run_until(writer_for(kafka_broker, store, topic, batch_max_rows=1000), all_stored)
+    first = await session_figures(store, site)
+    # A second consumer group re-reads everything, cut into different inserts (as after
+    # a crash between insert and commit): the deduplication tokens differ, the keys do not.
+    await run_until(writer_for(kafka_broker, store, topic, batch_max_rows=137), all_stored)
+    await asyncio.sleep(0.5)
+
+    assert (
+        await scalar(store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site)
+        == total
+    )
+    assert await session_figures(store, site) == first
+    assert len(first) == 6 and sum(row[1] for row in first) == total
+
+
+async def test_same_batch_retried_with_its_token_is_not_stored_twice(
+    store: ClickHouseStore,
+) -> None:
+    from services.sink.rows import EVENT_COLUMNS, batch_rows
+
+    env = envelopes("token", sessions=1, seed=2)[0]
+    rows = batch_rows(env, 30).events
+    columns = [list(c) for c in zip(*rows, strict=True)]
+    for _ in range(2):
+        await store.insert_columns("events", columns, EVENT_COLUMNS, "same-token")
+    assert await scalar(store, "SELECT count() FROM events WHERE site_id = 'token'") == len(rows)
+
+
+async def test_store_refusing_writes_pauses_consumption_then_stores_everything(
+    kafka_broker: LocalKafkaBroker, store: ClickHouseStore
+) -> None:
+    from services.sink import metrics
+
+    site = "outage"
+    topic = await new_topic(kafka_broker)
+    batch = envelopes(site, sessions=4, seed=3)
+    total = expected_events(batch)
+    writer = writer_for(kafka_broker, store, topic, batch_max_rows=500)
+    await store.command("DETACH TABLE events")  # inserts now fail: UNKNOWN_TABLE
+    retries_before = metrics.INSERT_RETRIES._value.get()
+    await publish_envelopes(kafka_broker, topic, batch)
+    await writer.start()
+    task = asyncio.create_task(writer.run())
+    try:
+        deadline = time.monotonic() + 60
+        while metrics.INSERT_RETRIES._value.get() < retries_before + 3:
+            assert time.monotonic() < deadline and not task.done()
+            await asyncio.sleep(0.2)
+        assert writer.paused and metrics.PAUSED._value.get() == 1
+        assert writer.consumer is not None and writer.consumer.paused()
+        # Memory is bounded: nothing new is buffered while paused.
+        buffered = writer.pending.rows
+        await asyncio.sleep(1.0)
+        assert writer.pending.rows == buffered
+        await store.command("ATTACH TABLE events")
+        while (
+            await scalar(
+                store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
+            )
+            < total
+        ):
+            assert time.monotonic() < deadline, "writer did not resume after the table came back"
+            await asyncio.sleep(0.2)
+        assert not writer.paused and metrics.PAUSED._value.get() == 0
+    finally:
+        await writer.stop()
+        await task
+        await writer.close()
+    assert (
+        await scalar(store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site)
+        == total
+    )
+    assert (
+        await scalar(
+            store,
+            "SELECT sum(event_count) FROM session_summaries WHERE site_id = {s:String}",
+            s=site,
+        )
+        == total
+    )
+
+
+async def test_unwritable_message_goes_to_the_dlq_and_the_partition_moves_on(
+    kafka_broker: LocalKafkaBroker, store: ClickHouseStore
+) -> None:
+    site = "dlq"
+    topic = await new_topic(kafka_broker, partitions=1)
+    good = envelopes(site, sessions=1, seed=4)
+    key = session_key(site, good[0].session_id)
+    bad_shape = orjson.dumps({"v": 1, "site_id": site, "session_id": "x", "events": []})
+    await publish(kafka_broker, topic, [(key, b"{not json"), (key, bad_shape)])
+    await publish_envelopes(kafka_broker, topic, good)
+    total = expected_events(good)
+
+    async def good_stored() -> bool:
+        return bool(
+            await scalar(
+                store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
+            )
+            == total
+        )
+
+    await run_until(writer_for(kafka_broker, store, topic), good_stored)
+
+    consumer = AIOKafkaConsumer(
+        topic + ".dlq",
+        bootstrap_servers=kafka_broker.bootstrap_servers,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    try:
+        records: list[Any] = []
+        deadline = time.monotonic() + 30
+        while len(records) < 2 and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                records.extend(messages)
+    finally:
+        await consumer.stop()
+    assert [r.value for r in records] == [b"{not json", bad_shape]
+    reasons = [dict(r.headers)["detail"].decode() for r in records]
+    assert "not JSON" in reasons[0] and "missing field 'window_id'" in reasons[1]
+
+
+# --- read API -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+async def read_api(
+    store: ClickHouseStore, kafka_broker: LocalKafkaBroker
+) -> AsyncIterator[TestClient[Any, Any]]:
+    """The read API over a store holding sessions of sites 'shop' and 'blog'."""
+    topic = await new_topic(kafka_broker)
+    shop = envelopes("shop", sessions=12, seed=10)
+    blog = envelopes("blog", sessions=3, seed=11)
+    # One shop session rage-clicks and logs a console error on /help.
+    rage = shop[0]
+    t = rage.events[-1]["timestamp"] + 10
+    rage.events.extend(
+        [
+            {"type": 4, "timestamp": t, "data": {"href": "https://shop.example/help"}},
+            *[
+                {
+                    "type": 3,
+                    "timestamp": t + 100 * i,
+                    "data": {"source": 2, "type": 2, "id": 1, "x": 50, "y": 50},
+                }
+                for i in range(1, 5)
+            ],
+            {
+                "type": 6,
+                "timestamp": t + 600,
+                "data": {"plugin": "rrweb/console@1", "payload": {"level": "error"}},
+            },
+        ]
+    )
+    await publish_envelopes(kafka_broker, topic, shop + blog)
+    total = expected_events(shop + blog)
+
+    async def stored() -> bool:
+        return bool(
+            await scalar(
+                store, "SELECT count() FROM events FINAL WHERE site_id IN ('shop', 'blog')"
+            )
+            == total
+        )
+
+    await run_until(writer_for(kafka_broker, store, topic), stored)
+    settings = SinkSettings(admin_token=ADMIN)
+    client: TestClient[Any, Any] = TestClient(
+        TestServer(make_read_app(store, registry(), settings))
+    )
+    await client.start_server()
+    client.app[RAGE_SESSION] = rage.session_id
+    yield client
+    await client.close()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_session_list_is_sorted_and_paginated(read_api: TestClient[Any, Any]) -> None:
+    seen: list[dict[str, Any]] = []
+    offset: int | None = 0
+    while offset is not None:
+        response = await read_api.get(
+            "/v1/sites/shop/sessions",
+            params={"limit": "5", "offset": str(offset)},
+            headers=bearer(SHOP_TOKEN),
+        )
+        assert response.status == 200
+        doc = await response.json()
+        seen.extend(doc["sessions"])
+        offset = doc["next_offset"]
+    assert len(seen) == 12 and len({s["session_id"] for s in seen}) == 12
+    starts = [s["start_time"] for s in seen]
+    assert starts == sorted(starts, reverse=True)
+    first = seen[0]
+    assert first["event_count"] > 0 and first["duration_s"] > 0 and first["active_s"] > 0
+    assert first["first_url"].startswith("https://shop.example/checkout")
+    assert first["viewport"] == {"width": 1280, "height": 800} and first["consent"] == "granted"
+
+
+async def test_session_list_filters_by_url_and_rage_clicks_and_errors(
+    read_api: TestClient[Any, Any],
+) -> None:
+    rage_session = read_api.app[RAGE_SESSION]
+    for params in (
+        {"rage": "true"},
+        {"errors": "1"},
+        {"url": "/help"},
+        {"url": "/help", "rage": "1"},
+    ):
+        response = await read_api.get(
+            "/v1/sites/shop/sessions", params=params, headers=bearer(SHOP_TOKEN)
+        )
+        doc = await response.json()
+        assert [s["session_id"] for s in doc["sessions"]] == [rage_session], params
+    response = await read_api.get(
+        "/v1/sites/shop/sessions", params={"min_duration": "100000"}, headers=bearer(SHOP_TOKEN)
+    )
+    assert (await response.json())["sessions"] == []
+
+
+async def test_session_list_filters_by_visitor_and_time(read_api: TestClient[Any, Any]) -> None:
+    all_sessions = (
+        await (await read_api.get("/v1/sites/shop/sessions", headers=bearer(SHOP_TOKEN))).json()
+    )["sessions"]
+    one = all_sessions[3]
+    response = await read_api.get(
+        "/v1/sites/shop/sessions", params={"visitor": one["visitor_id"]}, headers=bearer(SHOP_TOKEN)
+    )
+    assert [s["session_id"] for s in (await response.json())["sessions"]] == [one["session_id"]]
+    response = await read_api.get(
+        "/v1/sites/shop/sessions",
+        params={"from": one["start_time"], "sort": "start"},
+        headers=bearer(SHOP_TOKEN),
+    )
+    assert (await response.json())["sessions"][0]["session_id"] == one["session_id"]
+
+
+async def test_bad_list_parameter_is_a_400_naming_it(read_api: TestClient[Any, Any]) -> None:
+    response = await read_api.get(
+        "/v1/sites/shop/sessions", params={"limit": "5000"}, headers=bearer(SHOP_TOKEN)
+    )
+    assert response.status == 400 and (await response.json())["error"] == "invalid_limit"
+
+
+async def test_session_events_stream_in_replay_order(read_api: TestClient[Any, Any]) -> None:
+    session = (
+        await (await read_api.get("/v1/sites/shop/sessions", headers=bearer(SHOP_TOKEN))).json()
+    )["sessions"][0]
+    response = await read_api.get(
+        f"/v1/sites/shop/sessions/{session['session_id']}/events", headers=bearer(SHOP_TOKEN)
+    )
+    assert response.status == 200 and response.headers["Content-Type"] == "application/x-ndjson"
+    events = [orjson.loads(line) for line in (await response.read()).splitlines()]
+    assert len(events) == session["event_count"]
+    assert [e["timestamp"] for e in events] == sorted(e["timestamp"] for e in events)
+    assert events[0]["type"] == 4
+
+
+async def test_read_token_sees_only_its_own_site(read_api: TestClient[Any, Any]) -> None:
+    blog_sessions = (
+        await (await read_api.get("/v1/sites/blog/sessions", headers=bearer(BLOG_TOKEN))).json()
+    )["sessions"]
+    assert len(blog_sessions) == 3
+    blog_session = blog_sessions[0]["session_id"]
+    for path in ("/v1/sites/blog/sessions", f"/v1/sites/blog/sessions/{blog_session}/events"):
+        response = await read_api.get(path, headers=bearer(SHOP_TOKEN))
+        assert response.status == 403, path
+    # The shop token asking for a blog session under its own site finds nothing.
+    response = await read_api.get(
+        f"/v1/sites/shop/sessions/{blog_session}/events", headers=bearer(SHOP_TOKEN)
+    )
+    assert response.status == 404
+    assert (await read_api.get("/v1/sites/shop/sessions")).status == 401
+
+
+async def test_sql_endpoint_needs_the_admin_token_and_is_read_only(
+    read_api: TestClient[Any, Any],
+) -> None:
+    query = "SELECT site_id, count() AS n FROM session_summaries GROUP BY site_id ORDER BY site_id"
+    assert (await read_api.post("/v1/sql", data=query, headers=bearer(SHOP_TOKEN))).status == 403
+    response = await read_api.post("/v1/sql", json={"sql": query}, headers=bearer(ADMIN))
+    doc = await response.json()
+    assert response.status == 200, doc
+    assert doc["columns"] == ["site_id", "n"] and ["blog", 3] in doc["rows"]
+    for forbidden in (
+        "INSERT INTO events SELECT * FROM events",
+        "DROP TABLE events",
+        "SELECT 1; DROP TABLE events",
+        "SELECT * FROM file('/etc/passwd', 'LineAsString')",
+        "SELECT 1 SETTINGS readonly = 0",
+    ):
+        response = await read_api.post("/v1/sql", data=forbidden, headers=bearer(ADMIN))
+        assert response.status == 400, forbidden
+    response = await read_api.post(
+        "/v1/sql", data="SELECT number FROM system.numbers LIMIT 20000", headers=bearer(ADMIN)
+    )
+    doc = await response.json()
+    assert doc["truncated"] is True and len(doc["rows"]) == 10_000
+
+
+async def test_erasing_a_session_and_a_visitor_removes_them_from_every_query(
+    read_api: TestClient[Any, Any], store: ClickHouseStore
+) -> None:
+    sessions = (
+        await (await read_api.get("/v1/sites/shop/sessions", headers=bearer(SHOP_TOKEN))).json()
+    )["sessions"]
+    victim, visitor = sessions[-1], sessions[-2]
+    assert (
+        await read_api.delete(
+            f"/v1/sites/shop/sessions/{victim['session_id']}", headers=bearer(SHOP_TOKEN)
+        )
+    ).status == 403
+    response = await read_api.delete(
+        f"/v1/sites/shop/sessions/{victim['session_id']}", headers=bearer(ADMIN)
+    )
+    assert (await response.json())["erased_sessions"] == [victim["session_id"]]
+    response = await read_api.delete(
+        f"/v1/sites/shop/visitors/{visitor['visitor_id']}", headers=bearer(ADMIN)
+    )
+    assert (await response.json())["erased_sessions"] == [visitor["session_id"]]
+
+    gone = [victim["session_id"], visitor["session_id"]]
+    for session_id in gone:
+        response = await read_api.get(
+            f"/v1/sites/shop/sessions/{session_id}/events", headers=bearer(SHOP_TOKEN)
+        )
+        assert response.status == 404
+        for table in ("events", "events FINAL", "sessions", "session_summaries"):
+            assert (
+                await scalar(
+                    store,
+                    f"SELECT count() FROM {table} WHERE session_id = {{s:String}}",
+                    s=session_id,
+                )
+                == 0
+            )
+    listed = (
+        await (await read_api.get("/v1/sites/shop/sessions", headers=bearer(SHOP_TOKEN))).json()
+    )["sessions"]
+    assert len(listed) == 10 and not set(gone) & {s["session_id"] for s in listed}
+
+
+async def test_events_carry_the_sites_retention_for_the_ttl(store: ClickHouseStore) -> None:
+    ttl = await scalar(store, "SELECT engine_full FROM system.tables WHERE name = 'events'")
+    assert "TTL toDateTime(ts) + toIntervalDay(retention_days)" in ttl
+    assert (
+        await scalar(store, "SELECT DISTINCT retention_days FROM events WHERE site_id = 'shop'")
+        == 60
+    )
