@@ -103,6 +103,16 @@ async function record() {
   return result;
 }
 
+/** Wait for a viewer element; on timeout, fail with what the page's status line says. */
+async function waitOrExplain(page, selector) {
+  try {
+    await page.waitForSelector(selector);
+  } catch (error) {
+    const status = await page.evaluate(() => document.getElementById("status")?.textContent);
+    throw new Error(`${selector} did not appear; viewer status: ${status}; ${error.message}`);
+  }
+}
+
 /** Pixel statistics of a PNG, computed by the browser itself (no image library needed). */
 async function pixelStats(page, png) {
   return page.evaluate(async (b64) => {
@@ -134,7 +144,7 @@ async function replay() {
     watch(page, result);
     // The session list, with the token in the fragment (as a link from an admin tool would).
     await page.goto(`${config.list_url}#token=${encodeURIComponent(config.token)}`);
-    await page.waitForSelector("a.session-link");
+    await waitOrExplain(page, "a.session-link");
     result.location = await page.evaluate(() => location.href);
     result.listed = await page.$$eval("a.session-link", (links) => links.map((a) => a.textContent));
     // Then the replay page, as a person clicks it: the token stays in this tab's sessionStorage.
@@ -142,7 +152,7 @@ async function replay() {
       page.waitForURL(config.viewer_url),
       page.click(`a.session-link >> text=${config.session_id}`),
     ]);
-    await page.waitForSelector('body[data-state="ready"]');
+    await waitOrExplain(page, 'body[data-state="ready"]');
     // Jump to the end of the recording: the checkout page, filled in.
     await page.evaluate(() => {
       const { player, meta } = window.replaypipeViewer;

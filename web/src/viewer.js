@@ -101,18 +101,27 @@ async function showSessionList(root, site) {
   setStatus(`${sessions.length} session${sessions.length === 1 ? "" : "s"}, most recent first.`);
   const rows = sessions.map((s) => {
     const href = `${base}/viewer/${encodeURIComponent(site)}/sessions/${encodeURIComponent(s.session_id)}`;
-    const duration = Date.parse(`${s.end}Z`) - Date.parse(`${s.start}Z`);
+    const start = s.start_time || "";
+    const duration = Number.isFinite(s.duration_s)
+      ? s.duration_s * 1000
+      : Date.parse(s.end_time) - Date.parse(s.start_time);
     return el(
       "tr",
       {},
       el("td", {}, el("a", { href, class: "session-link" }, s.session_id)),
-      el("td", {}, s.start.replace("T", " ").slice(0, 19)),
-      el("td", {}, Number.isFinite(duration) ? formatDuration(duration) : ""),
-      el("td", { class: "num" }, String(s.events)),
-      el("td", {}, s.visitor_id || ""),
+      el("td", {}, start.replace("T", " ").slice(0, 19)),
+      el("td", { class: "num" }, Number.isFinite(duration) ? formatDuration(duration) : ""),
+      el("td", { class: "num" }, String(s.page_views ?? "")),
+      el("td", { class: "num" }, String(s.event_count ?? "")),
+      el("td", { class: "url" }, s.first_url || ""),
+      el("td", {}, s.consent || ""),
     );
   });
-  const head = el("tr", {}, ...["session", "started (UTC)", "duration", "events", "visitor"].map((h) => el("th", {}, h)));
+  const head = el(
+    "tr",
+    {},
+    ...["session", "started (UTC)", "duration", "pages", "events", "first page", "consent"].map((h) => el("th", {}, h)),
+  );
   list.append(el("table", { class: "sessions" }, el("thead", {}, head), el("tbody", {}, ...rows)));
 }
 
