@@ -13,6 +13,7 @@ help:
 setup:
 	@./scripts/bootstrap.sh
 	@./scripts/setup_deploy_tools.sh
+	@./scripts/setup_browser.sh
 
 run: setup
 	@$(PY) -m services.cli run var
