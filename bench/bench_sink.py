@@ -1,0 +1,349 @@
+"""Sink benchmark (results in docs/benchmarks.md, section ``sink``).
+
+1. Throughput: the same generated events (default 200k) go (a) through a real
+   Kafka broker and the sink's EventWriter into the embedded engine, and (b)
+   as a raw clickhouse-connect columnar insert of the already-built rows, in
+   the same process and run, alternating, several rounds. Ratio = sink / raw.
+2. Read latency on a large store (default 100k sessions, ~10.9M events, built
+   once by columnar inserts of generated sessions under var/bench/sink-store):
+   replay fetch of one ~2,000-event session and session-list queries through
+   the real read API over HTTP; p50/p95.
+3. Storage: compressed bytes per event (system.parts / system.columns).
+
+    .venv/bin/python -m bench.bench_sink [--throughput-events 200000] [--sessions 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import shutil
+import statistics
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+
+from services.dev.kafka_broker import PROJECT_ROOT
+from services.dev.rrweb_gen import generate_session
+from services.shared.envelope import BatchEnvelope
+from services.shared.kafka import KafkaSettings
+from services.shared.site_settings import SiteRegistry, SiteSettings
+from services.shared.topics import session_key
+from services.sink.read_api import make_read_app
+from services.sink.rows import EVENT_COLUMNS, SUMMARY_COLUMNS, batch_rows
+from services.sink.settings import SinkSettings
+from services.sink.store import ClickHouseStore, open_client, run_migrations
+from services.sink.writer import EventWriter
+
+ADMIN = "bench-admin"
+DAY_MS = 86_400_000
+
+
+def session_envelopes(
+    rng: random.Random, site: str, start_ms: int, mouse_moves: int
+) -> list[BatchEnvelope]:
+    s = generate_session(rng, site_id=site, start_ms=start_ms, mouse_moves=mouse_moves)
+    return [
+        BatchEnvelope(
+            site_id=site,
+            session_id=s.session_id,
+            window_id=s.window_id,
+            visitor_id=s.visitor_id,
+            seq=seq,
+            received_at_ms=start_ms,
+            events=batch,
+            user_agent="Mozilla/5.0 (X11; Linux x86_64) bench",
+            consent=True,
+        )
+        for seq, batch in enumerate(s.batches)
+    ]
+
+
+def columns_of(
+    envelopes: list[BatchEnvelope], retention: int
+) -> tuple[list[list[Any]], list[list[Any]]]:
+    events: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
+    summaries: list[list[Any]] = [[] for _ in SUMMARY_COLUMNS]
+    for envelope in envelopes:
+        rows = batch_rows(envelope, retention)
+        for row in rows.events:
+            for column, value in zip(events, row, strict=True):
+                column.append(value)
+        if rows.summary is not None:
+            for column, value in zip(summaries, rows.summary, strict=True):
+                column.append(value)
+    return events, summaries
+
+
+# --- 1. throughput ------------------------------------------------------------------
+
+
+async def throughput(
+    store: ClickHouseStore, bootstrap: str, n_events: int, rounds: int
+) -> dict[str, Any]:
+    from aiokafka import AIOKafkaProducer
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    rng = random.Random(5)
+    now_ms = int(time.time() * 1000)
+    envelopes: list[BatchEnvelope] = []
+    while sum(len(e.events) for e in envelopes) < n_events:
+        envelopes.extend(session_envelopes(rng, "tp", now_ms - rng.randint(0, DAY_MS), 30))
+    total = sum(len(e.events) for e in envelopes)
+    topic = f"bench-sink-{uuid.uuid4().hex[:6]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    await admin.create_topics([NewTopic(topic, 4, 1)])
+    await admin.close()
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
+    await producer.start()
+    for e in envelopes:
+        await producer.send(topic, e.to_json(), key=session_key(e.site_id, e.session_id))
+    await producer.flush()
+    await producer.stop()
+    raw_columns, _ = columns_of(envelopes, 30)
+    await store.command("CREATE TABLE IF NOT EXISTS raw_events AS events")
+
+    sink_rates, raw_rates, built_rates = [], [], []
+    values = [e.to_json() for e in envelopes]
+    for _ in range(rounds):
+        # (a) the sink: Kafka → rows → columnar inserts (events + session_batches) → commit
+        await store.command("TRUNCATE TABLE events")
+        settings = SinkSettings(
+            group_id=f"bench-{uuid.uuid4().hex[:6]}",
+            kafka=KafkaSettings(bootstrap_servers=bootstrap),
+        )
+        writer = EventWriter(settings, store, None, topic=topic, dlq_topic=topic + ".dlq")
+        await writer.start()
+        task = asyncio.create_task(writer.run())
+        # Time from the group join (a one-time cost per start) to the last row stored.
+        assert writer.consumer is not None
+        while not writer.consumer.assignment():
+            await asyncio.sleep(0.01)
+        started = time.perf_counter()
+        while (await store.query("SELECT count() FROM events")).result_rows[0][0] < total:
+            await asyncio.sleep(0.05)  # noqa: ASYNC110 - polling the store, not an event
+        sink_rates.append(total / (time.perf_counter() - started))
+        await writer.stop()
+        await task
+        await writer.close()
+        # (b) raw: the same rows, already built, in 20k-row columnar inserts
+        await store.command("TRUNCATE TABLE raw_events")
+        started = time.perf_counter()
+        for start in range(0, total, 20_000):
+            chunk = [c[start : start + 20_000] for c in raw_columns]
+            await store.insert_columns("raw_events", chunk, EVENT_COLUMNS, uuid.uuid4().hex)
+        raw_rates.append(total / (time.perf_counter() - started))
+        # (c) raw including the row building from the same message bytes (no Kafka)
+        await store.command("TRUNCATE TABLE raw_events")
+        started = time.perf_counter()
+        built, _ = columns_of([BatchEnvelope.from_json(v) for v in values], 30)
+        for start in range(0, total, 20_000):
+            chunk = [c[start : start + 20_000] for c in built]
+            await store.insert_columns("raw_events", chunk, EVENT_COLUMNS, uuid.uuid4().hex)
+        built_rates.append(total / (time.perf_counter() - started))
+    await store.command("DROP TABLE raw_events")
+    await store.command("TRUNCATE TABLE events")
+    sink, raw = statistics.median(sink_rates), statistics.median(raw_rates)
+    return {
+        "raw_with_row_building_rows_s": statistics.median(built_rates),
+        "events": total,
+        "sink_rows_s": sink,
+        "raw_rows_s": raw,
+        "ratio": sink / raw,
+        "sink_runs": sink_rates,
+        "raw_runs": raw_rates,
+    }
+
+
+# --- 2. large store -----------------------------------------------------------------
+
+
+def build_dataset(store_client: Any, sessions: int) -> str:
+    """Insert ``sessions`` generated sessions (plus one ~2,000-event session); returns its id."""
+    rng = random.Random(11)
+    now_ms = int(time.time() * 1000)
+    pending: list[BatchEnvelope] = []
+    target = session_envelopes(rng, "bench", now_ms - 2 * DAY_MS, 1880)
+    pending.extend(target)
+    done = 0
+    for n in range(sessions):
+        pending.extend(
+            session_envelopes(
+                rng, "bench", now_ms - rng.randint(0, 25 * DAY_MS), rng.randint(0, 30)
+            )
+        )
+        if len(pending) >= 4000 or n == sessions - 1:
+            events, summaries = columns_of(pending, 365)
+            store_client.insert(
+                "events", events, column_names=list(EVENT_COLUMNS), column_oriented=True
+            )
+            store_client.insert(
+                "session_batches",
+                summaries,
+                column_names=list(SUMMARY_COLUMNS),
+                column_oriented=True,
+            )
+            done += len(events[0])
+            pending = []
+            if n % 10_000 < 40:
+                print(f"  built {n + 1} sessions, {done} events", flush=True)
+    return target[0].session_id
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(round(p / 100 * (len(ordered) - 1)), len(ordered) - 1)]
+
+
+async def read_latency(store: ClickHouseStore, target: str) -> dict[str, Any]:
+    registry = SiteRegistry([SiteSettings(site_id="bench")])
+    app = make_read_app(store, registry, SinkSettings(admin_token=ADMIN))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}/v1/sites/bench"
+    headers = {"Authorization": f"Bearer {ADMIN}"}
+    results: dict[str, Any] = {}
+
+    async def timed(
+        session: aiohttp.ClientSession, url: str, params: dict[str, str] | None, n: int
+    ) -> list[float]:
+        times = []
+        for _ in range(n):
+            started = time.perf_counter()
+            async with session.get(url, params=params, headers=headers) as response:
+                body = await response.read()
+                assert response.status == 200, body[:200]
+            times.append((time.perf_counter() - started) * 1000)
+        results.setdefault("bodies", {})[url + str(params)] = len(body)
+        return times
+
+    async with aiohttp.ClientSession() as http:
+        await timed(http, f"{base}/sessions/{target}/events", None, 3)  # warm caches
+        cases = {
+            "replay_2000": (f"{base}/sessions/{target}/events", None, 50),
+            "list_recent_50": (f"{base}/sessions", {"limit": "50"}, 20),
+            "list_url_rage": (f"{base}/sessions", {"url": "/checkout", "rage": "1"}, 20),
+            "list_min_duration_page3": (
+                f"{base}/sessions",
+                {"min_duration": "20", "sort": "-duration", "offset": "100"},
+                20,
+            ),
+        }
+        for name, (url, params, n) in cases.items():
+            times = await timed(http, url, params, n)
+            results[name] = {
+                "p50_ms": statistics.median(times),
+                "p95_ms": percentile(times, 95),
+                "n": n,
+            }
+    await runner.cleanup()
+    count = (
+        await store.query(f"SELECT count() FROM events WHERE session_id = '{target}'")
+    ).result_rows[0][0]
+    results["replay_events"] = count
+    return results
+
+
+async def storage(store: ClickHouseStore) -> dict[str, Any]:
+    parts = (
+        await store.query(
+            "SELECT sum(rows), sum(data_compressed_bytes), sum(data_uncompressed_bytes) "
+            "FROM system.parts WHERE active AND table = 'events' AND database = currentDatabase()"
+        )
+    ).result_rows[0]
+    data_col = (
+        await store.query(
+            "SELECT data_compressed_bytes, data_uncompressed_bytes FROM system.columns "
+            "WHERE table = 'events' AND name = 'data' AND database = currentDatabase()"
+        )
+    ).result_rows[0]
+    sessions = (
+        await store.query(
+            "SELECT sum(data_compressed_bytes) FROM system.parts "
+            "WHERE active AND table = 'sessions' AND database = currentDatabase()"
+        )
+    ).result_rows[0][0]
+    summaries = (
+        await store.query("SELECT count() FROM session_summaries WHERE site_id = 'bench'")
+    ).result_rows[0][0]
+    rows = parts[0]
+    return {
+        "events": rows,
+        "sessions": summaries,
+        "bytes_per_event": parts[1] / rows,
+        "json_bytes_per_event_uncompressed": data_col[1] / rows,
+        "json_bytes_per_event_compressed": data_col[0] / rows,
+        "sessions_table_bytes_per_session": sessions / summaries,
+    }
+
+
+def run(args: argparse.Namespace) -> None:
+    """All three parts, printing the figures as they come."""
+    from tests.conftest import start_broker
+
+    store_dir = Path(args.store).resolve()
+    marker = store_dir / ".bench-sessions"
+    if args.rebuild or not marker.exists() or marker.read_text() != str(args.sessions):
+        shutil.rmtree(store_dir, ignore_errors=True)
+    client = open_client(f"chdb://{store_dir}")
+    run_migrations(client)
+    cpu = platform.processor() or platform.machine()
+    print(f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}")
+
+    if not args.skip_throughput:
+        broker_dir = Path("/tmp") / f"bench-sink-kafka-{uuid.uuid4().hex[:6]}"
+        broker = start_broker(broker_dir)
+        try:
+            tp = asyncio.run(
+                throughput(
+                    ClickHouseStore(client),
+                    broker.bootstrap_servers,
+                    args.throughput_events,
+                    args.rounds,
+                )
+            )
+        finally:
+            broker.stop()
+            shutil.rmtree(broker_dir, ignore_errors=True)
+        print(f"throughput: {tp}", flush=True)
+
+    if not marker.exists():
+        started = time.perf_counter()
+        target = build_dataset(client, args.sessions)
+        (store_dir / ".bench-target").write_text(target)
+        marker.write_text(str(args.sessions))
+        print(f"dataset built in {time.perf_counter() - started:.0f}s", flush=True)
+    target = (store_dir / ".bench-target").read_text()
+    time.sleep(5)  # let background merges settle a little
+    print(f"storage: {asyncio.run(storage(ClickHouseStore(client)))}", flush=True)
+    latency = asyncio.run(read_latency(ClickHouseStore(client), target))
+    latency.pop("bodies", None)
+    print(f"read latency: {latency}", flush=True)
+    client.close()
+
+
+def main() -> None:
+    """Run the benchmark and print the figures."""
+    parser = argparse.ArgumentParser(prog="bench_sink")
+    parser.add_argument("--throughput-events", type=int, default=200_000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--store", default=str(PROJECT_ROOT / "var" / "bench" / "sink-store"))
+    parser.add_argument("--rebuild", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
+    run(parser.parse_args())
+
+
+if __name__ == "__main__":
+    main()
