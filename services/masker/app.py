@@ -1,10 +1,21 @@
 """Masker wiring: a faust app that masks ``recordings.raw`` into ``recordings.masked``.
 
-Per-session state lives in a changelog-backed faust Table keyed like the topic,
-so a restarted or rebalanced worker recovers it. Processing guarantee:
-at-least-once (the agent awaits the delivery of each masked batch before the
-source offset can be committed; the sink is idempotent by
-``(site, session, window, seq, index)``). Concurrency stays 1 (see DESIGN.md).
+Thin glue around the pure rules in :mod:`services.masker.rules`:
+
+- Per-session state lives in a changelog-backed faust Table keyed like the topic
+  (``<site>:<session>``), so a restarted or rebalanced worker recovers it. A
+  session with no state (never seen, evicted, lost) gets a fresh state, which
+  masks every id-addressed value until the next full snapshot.
+- Processing guarantee: at-least-once with an idempotent sink. The agent acks a
+  source offset only when the masked batch built from it is acknowledged by
+  Kafka (``acks=all``); faust commits only contiguous acked offsets, so a crash
+  at any point replays the unconfirmed batches and never skips one. Sends are
+  pipelined (not awaited one by one). The sink deduplicates replays by
+  ``(site, session, window, seq, idx)``. Concurrency stays 1 (see DESIGN.md).
+- Idle sessions are evicted by a timer (tombstone in the changelog), so memory
+  stays bounded. Site settings come from ``SITES_FILE`` and live from ``sites.config``.
+
+docs/masker-operations.md describes this for operators.
 """
 
 from __future__ import annotations
@@ -12,8 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, cast
 
 import faust
 import orjson
@@ -31,113 +44,195 @@ from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites
 
 log = logging.getLogger("replaypipe.masker")
 
+STATE_TABLE = "session-mask-state"
+# Bookkeeping keys stored next to the rules' state in each table value.
 STATE_PARTITION = "_p"
 STATE_LAST_SEEN = "_t"
 
 
-def mask_envelope(
-    envelope: BatchEnvelope, state_doc: dict[str, Any] | None, site: SiteSettings
-) -> tuple[BatchEnvelope, dict[str, Any], dict[str, int]]:
-    """Mask one envelope given the session's stored state; returns the new state too."""
-    state = SessionMaskState.from_dict(state_doc)
+@dataclass(slots=True)
+class MaskedBatch:
+    """What one raw message becomes: the value to publish (or None) and the new state."""
+
+    value: bytes | None
+    events: int
+    state: bytes
+    counts: dict[str, int]
+    dropped: int
+    site_id: str
+    received_at_ms: int
+
+
+def mask_message(
+    raw_value: bytes,
+    state_value: bytes | None,
+    registry: SiteRegistry,
+    *,
+    partition: int,
+    now: float,
+) -> MaskedBatch:
+    """Mask one ``recordings.raw`` value given the session's stored state (pure; no IO).
+
+    Raises :class:`EnvelopeError` for a value that is not a valid envelope.
+    """
+    envelope = BatchEnvelope.from_json(raw_value)
+    site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
+    doc = orjson.loads(state_value) if state_value else None
+    state = SessionMaskState.from_dict(doc if isinstance(doc, dict) else None)
     result = mask_batch(envelope.events, state, site, envelope.consent)
     envelope.events = result.events
-    return envelope, state.to_dict(), dict(result.counts)
+    new_doc = state.to_dict()
+    new_doc[STATE_PARTITION] = partition
+    new_doc[STATE_LAST_SEEN] = int(now)
+    return MaskedBatch(
+        value=envelope.to_json() if result.events else None,
+        events=len(result.events),
+        state=orjson.dumps(new_doc),
+        counts=dict(result.counts),
+        dropped=result.dropped,
+        site_id=envelope.site_id,
+        received_at_ms=envelope.received_at_ms,
+    )
 
 
 def _broker_urls(bootstrap_servers: str) -> str:
     return ";".join(f"kafka://{server.strip()}" for server in bootstrap_servers.split(","))
 
 
-def create_app(settings: MaskerSettings) -> faust.App:
-    """Build the faust app: topics, the state table, the masking agent and ops tasks."""
-    registry = SiteRegistry(load_sites_file(settings.sites_file))
-    partitions = settings.kafka.partitions
-    app = faust.App(
-        settings.app_id,
+def faust_app(settings: MaskerSettings, app_id: str | None = None) -> faust.App:
+    """A faust App with the masker's broker, producer and commit settings.
+
+    Shared with the benchmark's pass-through agent so both run the same config.
+    """
+    return faust.App(
+        app_id or settings.app_id,
         broker=_broker_urls(settings.kafka.bootstrap_servers),
         store="memory://",
         datadir=settings.state_dir,
         web_enabled=False,
-        topic_partitions=partitions,
+        topic_partitions=settings.kafka.partitions,
         topic_replication_factor=settings.kafka.replication_factor,
         producer_acks=-1,
+        producer_linger=0.005,
         producer_max_request_size=settings.kafka.max_message_bytes,
         producer_compression_type="lz4",
         consumer_max_fetch_size=settings.kafka.max_message_bytes * 2,
-        broker_commit_every=100,
+        broker_commit_every=1000,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
-    )
-    raw = app.topic(
-        topics.RAW,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-    )
-    masked = app.topic(
-        topics.MASKED,
-        key_type=bytes,
-        value_type=bytes,
-        key_serializer="raw",
-        value_serializer="raw",
-        partitions=partitions,
-    )
-    dlq = app.topic(topics.DLQ, key_serializer="raw", value_serializer="raw")
-    state_table = app.Table(
-        "session-mask-state",
-        partitions=partitions,
-        schema=faust.Schema(key_type=bytes, key_serializer="raw", value_serializer="json"),
+        # A crashed worker's partitions move to a live one after this long (faust's
+        # default is 60 s of standstill); heartbeats every 3 s keep a busy one in.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
 
+
+def bytes_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:
+    """A topic whose keys and values pass through as raw bytes."""
+    return app.topic(
+        name,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=partitions,
+    )
+
+
+def create_app(settings: MaskerSettings) -> faust.App:
+    """Build the faust app: topics, the state table, the masking agent and ops tasks."""
+    registry = SiteRegistry(load_sites_file(settings.sites_file))
+    partitions = settings.kafka.partitions
+    app = faust_app(settings)
+    raw = bytes_topic(app, topics.RAW, partitions)
+    masked = bytes_topic(app, topics.MASKED, partitions)
+    dlq = bytes_topic(app, topics.DLQ)
+    # key_type/value_type (not a Schema) pick the changelog serializers: raw bytes
+    # both ways, so recovery reads back exactly what the agent stored.
+    state_table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
+    # Last activity per session key, so eviction need not parse every stored value.
+    last_seen: dict[bytes, tuple[float, int]] = {}
+    background: set[asyncio.Future[None]] = set()
+
+    def ack_when_delivered(event: faust.EventT[Any], delivery: asyncio.Future[Any]) -> None:
+        """Mark the source offset committable once Kafka has the masked batch."""
+        if delivery.cancelled() or delivery.exception() is not None:
+            # Never ack: the offset stays uncommitted, the batch is replayed on restart.
+            reason = "cancelled" if delivery.cancelled() else type(delivery.exception()).__name__
+            log.error("masked batch not delivered; stopping to replay it", extra={"reason": reason})
+            crash = asyncio.ensure_future(app.crash(RuntimeError(f"delivery failed: {reason}")))
+            background.add(crash)
+            crash.add_done_callback(background.discard)
+            return
+        event.ack()
+
+    async def publish(
+        topic: faust.TopicT, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> asyncio.Future[Any]:
+        # Topic.send returns the producer's delivery future once the record is queued.
+        fut = await topic.send(key=key, value=value, headers=headers)
+        return cast("asyncio.Future[Any]", fut)
+
     @app.agent(raw, concurrency=1)
-    async def mask_recordings(stream: faust.StreamT[bytes]) -> AsyncIterator[None]:
-        async for event in stream.events():
+    async def mask_recordings(stream: faust.StreamT[bytes]) -> None:
+        # Manual acks: an offset becomes committable only when its output is delivered.
+        manual_acks = cast("faust.Stream[bytes]", stream).noack()
+        async for event in manual_acks.events():
             key = event.key if isinstance(event.key, bytes) else b""
+            raw_value = event.value if isinstance(event.value, bytes) else b""
+            partition = event.message.partition
+            now = time.time()
+            started = time.perf_counter()
             try:
-                envelope = BatchEnvelope.from_json(event.value)
+                batch = mask_message(
+                    raw_value, state_table.get(key), registry, partition=partition, now=now
+                )
             except EnvelopeError as exc:
                 metrics.DROPPED.labels("bad_envelope").inc()
                 headers = [("reason", str(exc).encode()), ("stage", b"masker")]
-                fut = await dlq.send(key=key, value=event.value, headers=headers)
-                await fut
-                yield None
+                delivery = await publish(dlq, key, raw_value, headers)
+                delivery.add_done_callback(partial(ack_when_delivered, event))
                 continue
-            site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
-            started = time.perf_counter()
-            masked_envelope, new_state, counts = mask_envelope(envelope, state_table.get(key), site)
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            new_state[STATE_PARTITION] = event.message.partition
-            new_state[STATE_LAST_SEEN] = int(time.time())
-            state_table[key] = new_state
-            metrics.STATE_BYTES.observe(len(orjson.dumps(new_state)))
-            for rule, count in counts.items():
+            state_table[key] = batch.state
+            last_seen[key] = (now, partition)
+            metrics.STATE_BYTES.observe(len(batch.state))
+            for rule, count in batch.counts.items():
                 metrics.MASKED.labels(rule).inc(count)
-            if masked_envelope.events:
-                fut = await masked.send(key=key, value=masked_envelope.to_json())
-                await fut  # delivered before this offset may be committed
+            if batch.dropped:
+                metrics.DROPPED.labels("masking_rules").inc(batch.dropped)
             metrics.BATCHES.inc()
-            metrics.EVENTS.inc(len(masked_envelope.events))
-            metrics.LAST_EVENT.labels(envelope.site_id).set(envelope.received_at_ms / 1000)
-            yield None
+            metrics.LAST_EVENT.labels(batch.site_id).set(batch.received_at_ms / 1000)
+            if batch.value is None:
+                event.ack()  # nothing to publish (all events dropped by consent/rules)
+                continue
+            metrics.EVENTS.inc(batch.events)
+            delivery = await publish(masked, key, batch.value, None)
+            delivery.add_done_callback(partial(ack_when_delivered, event))
 
-    @app.timer(interval=60.0)
+    @app.timer(interval=settings.eviction_interval_s)
     async def evict_idle_sessions() -> None:
         """Forget sessions idle longer than the timeout so memory stays bounded."""
         cutoff = time.time() - settings.session_idle_timeout_s
-        stale = [
-            (key, value)
-            for key, value in list(state_table.data.items())
-            if isinstance(value, dict) and value.get(STATE_LAST_SEEN, 0) < cutoff
-        ]
-        for key, value in stale:
-            state_table.data.pop(key, None)
-            partition = value.get(STATE_PARTITION)
-            if isinstance(partition, int):
+        store = state_table.data
+        for key in list(store.keys()):
+            if key not in last_seen:
+                # Recovered from the changelog after a restart: read its bookkeeping once.
+                doc = orjson.loads(store[key])
+                last_seen[key] = (float(doc.get(STATE_LAST_SEEN, 0)), int(doc[STATE_PARTITION]))
+        stale = [(key, seen) for key, seen in last_seen.items() if seen[0] < cutoff]
+        for key, (_, partition) in stale:
+            del last_seen[key]
+            if store.pop(key, None) is not None:
+                # A tombstone, so a recovering worker forgets it too (and compaction drops it).
                 state_table.send_changelog(partition, key, None)
+        metrics.SESSIONS_IN_STATE.set(len(store))
+
+    @app.timer(interval=settings.lag_interval_s)
+    async def report_consumer_lag() -> None:
+        """``replaypipe_masker_consumer_lag{partition}``: log end minus committed offset."""
+        await update_consumer_lag(app)
         metrics.SESSIONS_IN_STATE.set(len(state_table.data))
 
     @app.task
@@ -159,8 +254,27 @@ def create_app(settings: MaskerSettings) -> faust.App:
         finally:
             await runner.cleanup()
 
-    _ = (mask_recordings, evict_idle_sessions, follow_sites, serve_ops)
+    _ = (mask_recordings, evict_idle_sessions, report_consumer_lag, follow_sites, serve_ops)
     return app
+
+
+async def update_consumer_lag(app: faust.App) -> None:
+    """Set the lag gauge for every assigned ``recordings.raw`` partition."""
+    consumer = app.consumer
+    assigned = [tp for tp in consumer.assignment() if tp.topic == topics.RAW]
+    if not assigned:
+        return
+    highwaters = await cast("Awaitable[dict[Any, int]]", consumer.highwaters(*assigned))
+    # faust keeps the offsets it committed; before the first commit, use the group's.
+    committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
+    for tp in assigned:
+        end = highwaters.get(tp)
+        if end is None:
+            continue
+        done = committed.get(tp)
+        if done is None:
+            done = await consumer.position(tp) or 0
+        metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(end - done, 0))
 
 
 def logging_config(level: str) -> dict[str, Any]:

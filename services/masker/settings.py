@@ -1,10 +1,10 @@
-"""Masker settings, from environment variables (defaults documented in the README)."""
+"""Masker settings, from environment variables (defaults in docs/masker-operations.md)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.shared.env import env_int, env_str
+from services.shared.env import env_float, env_int, env_str
 from services.shared.kafka import KafkaSettings
 
 
@@ -17,7 +17,11 @@ class MaskerSettings:
     app_id: str = "replaypipe-masker"
     sites_file: str = "config/sites.json"
     state_dir: str = "var/masker"
-    session_idle_timeout_s: int = 3600
+    # A session with no batch for this long is forgotten; a later batch of it is
+    # masked conservatively until its next full snapshot.
+    session_idle_timeout_s: float = 3600.0
+    eviction_interval_s: float = 60.0
+    lag_interval_s: float = 10.0
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -30,9 +34,11 @@ class MaskerSettings:
             app_id=env_str("MASKER_APP_ID", cls.app_id),
             sites_file=env_str("SITES_FILE", cls.sites_file),
             state_dir=env_str("MASKER_STATE_DIR", cls.state_dir),
-            session_idle_timeout_s=env_int(
+            session_idle_timeout_s=env_float(
                 "MASKER_SESSION_IDLE_TIMEOUT_S", cls.session_idle_timeout_s
             ),
+            eviction_interval_s=env_float("MASKER_EVICTION_INTERVAL_S", cls.eviction_interval_s),
+            lag_interval_s=env_float("MASKER_LAG_INTERVAL_S", cls.lag_interval_s),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
         )
