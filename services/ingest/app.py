@@ -114,7 +114,7 @@ class Gateway:
             metrics.DROPPED_EVENTS.labels(reason).inc(count)
         metrics.EVENTS.inc(len(envelope.events))
         metrics.BYTES.inc(len(body))
-        metrics.REQUESTS.labels("202").inc()
+        metrics.ACCEPTED.inc()
         metrics.REQUEST_SECONDS.observe(time.perf_counter() - started)
         return _json(
             202, {"status": "accepted", "seq": envelope.seq, "events": len(envelope.events)}, cors
@@ -316,15 +316,16 @@ def build_app(settings: IngestSettings, registry: SiteRegistry) -> web.Applicati
             asyncio.create_task(gateway.start_producer()),
             asyncio.create_task(gateway.follow_sites()),
         ]
-        # Wait briefly so a healthy start is ready at once; a slow Kafka keeps retrying.
-        await asyncio.wait(tasks[:1], timeout=settings.publish_timeout_s)
-        yield
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await gateway.stop_producer()  # after the HTTP side stopped: flushes accepted batches
+        try:
+            # Wait briefly so a healthy start is ready at once; a slow Kafka keeps retrying.
+            await asyncio.wait(tasks[:1], timeout=settings.publish_timeout_s)
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            # The HTTP side has stopped by now: flush every batch already accepted.
+            await gateway.stop_producer()
 
     app.cleanup_ctx.append(lifecycle)
     return app
@@ -349,12 +350,12 @@ async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web
 async def serve(settings: IngestSettings) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting, flush and close."""
     registry = SiteRegistry(load_sites_file(settings.sites_file))
-    runner = await start_gateway(settings, registry)
-    log.info("ingest listening", extra={"count": settings.port})
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop.set)  # before starting: a stop while starting waits
+    runner = await start_gateway(settings, registry)
+    log.info("ingest listening", extra={"count": settings.port})
     await stop.wait()
     log.info("ingest shutting down")
     await runner.cleanup()

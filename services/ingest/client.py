@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -65,6 +66,7 @@ def client_address(peer: str | None, forwarded_for: str, trusted_hops: int) -> s
     return hops[-trusted_hops]
 
 
+@functools.lru_cache(maxsize=8192)
 def anonymise_ip(address: str | None, mode: IpMode) -> str | None:
     """The address to publish: IPv4 cut to its /24, IPv6 to its /48, or nothing.
 

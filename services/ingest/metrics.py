@@ -7,6 +7,7 @@ from prometheus_client import Counter, Gauge, Histogram
 REQUESTS = Counter(
     "replaypipe_ingest_requests", "HTTP requests answered by ingest, by status code", ["status"]
 )
+ACCEPTED = REQUESTS.labels("202")  # the hot path: looked up once
 REJECTIONS = Counter("replaypipe_ingest_rejections", "Batches refused, by reason code", ["reason"])
 EVENTS = Counter("replaypipe_ingest_events", "rrweb events accepted and published")
 BYTES = Counter("replaypipe_ingest_bytes", "Request body bytes accepted (as received)")

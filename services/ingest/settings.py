@@ -32,7 +32,7 @@ class IngestSettings:
     # Producer batching: wait this long to fill a batch; batch up to this many bytes.
     linger_ms: int = 5
     producer_batch_bytes: int = 1024 * 1024
-    compression: str = "lz4"
+    compression: str = "zstd"
     cors_max_age_s: int = 86_400
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)

@@ -1,0 +1,257 @@
+"""Ingest throughput: the gateway (real local Kafka broker, acks=all) side by side
+with a bare aiohttp handler that only reads and parses the same bodies.
+
+Both servers run as their own processes on 127.0.0.1, the load generator as a
+third; rounds alternate between them and the medians are compared. Run:
+
+    .venv/bin/python -m bench.bench_ingest [--rounds 5] [--seconds 10] [--concurrency 32]
+
+Prints a Markdown table for docs/benchmarks.md (section ``ingest``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from services.dev.kafka_broker import LocalKafkaBroker, free_port
+from services.dev.rrweb_gen import generate_session
+from services.shared.kafka import KafkaSettings, ensure_topics
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SITE_KEY = "pk_bench"
+
+
+def grow_full_snapshot(event: dict[str, Any], rng: random.Random, target_bytes: int) -> None:
+    """Make a generated full snapshot as big as a real page's (``target_bytes`` of JSON)."""
+    node_id = 1_000_000
+    children: list[dict[str, Any]] = []
+    size = 0
+    words = ["price", "basket", "delivery", "order", "account", "product", "size", "colour"]
+    while size < target_bytes:
+        text = " ".join(rng.choice(words) for _ in range(rng.randint(5, 40)))
+        paragraph = {
+            "type": 2,
+            "id": node_id,
+            "tagName": "p",
+            "attributes": {"class": f"c{rng.randint(0, 99)}"},
+            "childNodes": [{"type": 3, "id": node_id + 1, "textContent": text}],
+        }
+        node_id += 2
+        children.append(paragraph)
+        size += len(text) + 90
+    event["data"]["node"]["childNodes"].append(
+        {"type": 2, "id": node_id, "tagName": "div", "attributes": {}, "childNodes": children}
+    )
+
+
+def build_bodies(count: int, snapshot_every: int, snapshot_bytes: int) -> list[bytes]:
+    """``count`` bodies of ~50 events; one in ``snapshot_every`` holds a big full snapshot."""
+    rng = random.Random(42)
+    bodies: list[bytes] = []
+    while len(bodies) < count:
+        session = generate_session(rng, start_ms=int(time.time() * 1000), mouse_moves=400)
+        for seq, batch in enumerate(session.batches):
+            for event in batch:
+                if event["type"] == 2:
+                    grow_full_snapshot(event, rng, snapshot_bytes)
+            doc = {
+                "session_id": session.session_id,
+                "window_id": session.window_id,
+                "visitor_id": session.visitor_id,
+                "seq": seq,
+                "events": batch,
+            }
+            bodies.append(orjson.dumps(doc))
+    # Keep one snapshot batch in every `snapshot_every` bodies.
+    with_snapshot = [b for b in bodies if b'"type":2,' in b]
+    plain = [b for b in bodies if b'"type":2,' not in b]
+    mixed: list[bytes] = []
+    while len(mixed) < count:
+        mixed.append(with_snapshot[len(mixed) % len(with_snapshot)])
+        mixed += plain[len(mixed) % len(plain) :][: snapshot_every - 1]
+    return mixed[:count]
+
+
+def wait_port(port: int, timeout_s: float = 60.0) -> None:
+    """Block until something listens on 127.0.0.1:``port``."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1.0):
+                return
+        except OSError:
+            time.sleep(0.2)
+    raise RuntimeError(f"nothing listens on port {port} after {timeout_s:.0f}s")
+
+
+def load_round(url: str, bodies_file: Path, seconds: float, concurrency: int) -> dict[str, float]:
+    """One round of the load generator in its own process."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.ingest_load",
+            url,
+            str(bodies_file),
+            str(seconds),
+            str(concurrency),
+        ],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    )
+    result: dict[str, float] = orjson.loads(out.stdout)
+    return result
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (from /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def main() -> None:
+    """Run the side-by-side benchmark and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--bodies", type=int, default=200)
+    parser.add_argument("--snapshot-every", type=int, default=10)
+    parser.add_argument("--snapshot-bytes", type=int, default=300_000)
+    parser.add_argument("--only", choices=["bare", "gateway"], help="run one server only")
+    parser.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="e.g. INGEST_LINGER_MS=2",
+    )
+    parser.add_argument("--profile-gateway", metavar="FILE", help="cProfile the gateway into FILE")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    bodies = build_bodies(args.bodies, args.snapshot_every, args.snapshot_bytes)
+    bodies_file = work / "bodies.ndjson"
+    bodies_file.write_bytes(b"\n".join(bodies))
+    sizes = sorted(len(b) for b in bodies)
+    events_per_body = statistics.mean(len(orjson.loads(b)["events"]) for b in bodies)
+
+    broker = LocalKafkaBroker(work / "kafka", free_port(), free_port(), heap="1g")
+    broker.start()
+    asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers)))
+    sites = work / "sites.json"
+    sites.write_bytes(
+        orjson.dumps(
+            {
+                "sites": [
+                    {
+                        "site_id": "bench",
+                        "public_keys": [SITE_KEY],
+                        "rate_limit_per_second": 1e9,
+                        "rate_limit_burst": 10**9,
+                    }
+                ]
+            }
+        )
+    )
+    gateway_port, bare_port = free_port(), free_port()
+    env = {
+        **os.environ,
+        "INGEST_HOST": "127.0.0.1",
+        "INGEST_PORT": str(gateway_port),
+        "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "SITES_FILE": str(sites),
+        "LOG_LEVEL": "WARNING",
+        **dict(item.split("=", 1) for item in args.gateway_env),
+    }
+    servers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "ingest"], cwd=PROJECT_ROOT, env=env
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.ingest_bare", str(bare_port)], cwd=PROJECT_ROOT
+        ),
+    ]
+    urls = {
+        "gateway": f"http://127.0.0.1:{gateway_port}/v1/recordings?key={SITE_KEY}",
+        "bare": f"http://127.0.0.1:{bare_port}/v1/recordings",
+    }
+    results: dict[str, list[dict[str, float]]] = {"bare": [], "gateway": []}
+    try:
+        wait_port(gateway_port)
+        wait_port(bare_port)
+        for url in urls.values():  # warm-up: connections, producer metadata, caches
+            load_round(url, bodies_file, 3.0, args.concurrency)
+        for round_no in range(args.rounds):
+            order = ["bare", "gateway"] if round_no % 2 == 0 else ["gateway", "bare"]
+            order = [name for name in order if args.only in (None, name)]
+            for name in order:
+                pid = servers[0 if name == "gateway" else 1].pid
+                cpu_before = cpu_seconds(pid)
+                result = load_round(urls[name], bodies_file, args.seconds, args.concurrency)
+                result["server_cpu_pct"] = 100 * (cpu_seconds(pid) - cpu_before) / result["seconds"]
+                results[name].append(result)
+                print(f"round {round_no} {name}: {orjson.dumps(result).decode()}", flush=True)
+    finally:
+        for server in servers:
+            server.send_signal(signal.SIGTERM)  # the gateway flushes and, if profiled, saves
+        for server in servers:
+            server.wait(30)
+        broker.stop()
+
+    if args.only:
+        return
+
+    def median(name: str, field: str) -> float:
+        return statistics.median(r[field] for r in results[name])
+
+    for name in results:
+        if any(r["non_202"] for r in results[name]):
+            print(f"WARNING: {name} answered non-202 in some rounds")
+    ratio_rps = median("gateway", "requests_per_s") / median("bare", "requests_per_s")
+    ratio_eps = median("gateway", "events_per_s") / median("bare", "events_per_s")
+    print()
+    print(
+        f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
+        f"{args.rounds} alternating rounds of {args.seconds:.0f} s, {args.concurrency} "
+        f"connections; {len(bodies)} bodies, {events_per_body:.0f} events each on average, "
+        f"1 in {args.snapshot_every} with a full snapshot; body size median "
+        f"{sizes[len(sizes) // 2] // 1024} KiB, max {sizes[-1] // 1024} KiB."
+    )
+    print()
+    print("| server | requests/s | events/s | p50 ms | p99 ms | server CPU |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name in ("bare", "gateway"):
+        rps, eps = median(name, "requests_per_s"), median(name, "events_per_s")
+        p50, p99 = median(name, "p50_ms"), median(name, "p99_ms")
+        cpu = median(name, "server_cpu_pct")
+        print(f"| {name} | {rps:,.0f} | {eps:,.0f} | {p50:.1f} | {p99:.1f} | {cpu:.0f} % |")
+    print(f"| **ratio gateway/bare** | **{ratio_rps:.2f}** | **{ratio_eps:.2f}** | | | |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,35 @@
+"""The benchmark's baseline: a bare aiohttp handler that reads the body, parses it
+with orjson and answers 202 — the floor any real gateway is compared against.
+
+Run: ``python -m bench.ingest_bare PORT``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+import orjson
+from aiohttp import web
+
+ACCEPTED = b'{"status":"accepted"}'
+
+
+async def handle(request: web.Request) -> web.Response:
+    """Read and parse the batch, answer 202; no checks, no Kafka."""
+    orjson.loads(await request.read())
+    return web.Response(status=202, body=ACCEPTED, content_type="application/json")
+
+
+async def serve(port: int) -> None:
+    """Serve until killed, on the same kind of socket as the gateway."""
+    app = web.Application(client_max_size=10 * 1024 * 1024)
+    app.router.add_post("/v1/recordings", handle)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False, auto_decompress=False)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port, reuse_address=True).start()
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(serve(int(sys.argv[1])))

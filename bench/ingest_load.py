@@ -1,0 +1,74 @@
+"""The benchmark's load generator (its own process): POST pre-built batch bodies
+for a fixed time with a fixed number of concurrent connections.
+
+Run: ``python -m bench.ingest_load URL BODIES_FILE SECONDS CONCURRENCY``; prints
+one JSON object: requests, accepted events, non-202 answers, latency percentiles.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import aiohttp
+import orjson
+
+
+def percentile(sorted_values: list[float], fraction: float) -> float:
+    """The value at ``fraction`` (0..1) of an ascending list (nearest rank)."""
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, max(0, round(fraction * len(sorted_values)) - 1))
+    return sorted_values[index]
+
+
+async def run(url: str, bodies_file: str, seconds: float, concurrency: int) -> dict[str, float]:
+    """Drive ``url`` for ``seconds``; returns the round's figures."""
+    bodies = Path(bodies_file).read_bytes().splitlines()  # noqa: ASYNC240 - before the clock
+    event_counts = [len(orjson.loads(b)["events"]) for b in bodies]
+    order = itertools.cycle(range(len(bodies)))
+    latencies: list[float] = []
+    events = 0
+    other = 0
+    headers = {"Content-Type": "application/json"}
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as http:
+        started = time.perf_counter()
+        deadline = started + seconds
+
+        async def worker() -> None:
+            nonlocal events, other
+            while time.perf_counter() < deadline:
+                i = next(order)
+                sent = time.perf_counter()
+                async with http.post(url, data=bodies[i], headers=headers) as response:
+                    await response.read()
+                    status = response.status
+                latencies.append(time.perf_counter() - sent)
+                if status == 202:
+                    events += event_counts[i]
+                else:
+                    other += 1
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - started
+    latencies.sort()
+    return {
+        "seconds": elapsed,
+        "requests": len(latencies),
+        "events": events,
+        "non_202": other,
+        "requests_per_s": len(latencies) / elapsed,
+        "events_per_s": events / elapsed,
+        "p50_ms": percentile(latencies, 0.50) * 1000,
+        "p99_ms": percentile(latencies, 0.99) * 1000,
+    }
+
+
+if __name__ == "__main__":
+    url, bodies_file, seconds, concurrency = sys.argv[1:5]
+    result = asyncio.run(run(url, bodies_file, float(seconds), int(concurrency)))
+    sys.stdout.write(orjson.dumps(result).decode() + "\n")
