@@ -7,6 +7,7 @@ Runs the jars that ``scripts/bootstrap.sh`` resolved from Maven Central into
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -108,10 +109,7 @@ class LocalKafkaBroker:
         config.write_text(self._properties())
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
-        cluster_id = uuid.uuid4().bytes
-        import base64
-
-        cid = base64.urlsafe_b64encode(cluster_id).decode().rstrip("=")
+        cid = new_cluster_id()
         result = subprocess.run(
             self._java_cmd("kafka.tools.StorageTool", "format", "-t", cid, "-c", str(config)),
             capture_output=True,
@@ -161,6 +159,18 @@ class LocalKafkaBroker:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+def new_cluster_id() -> str:
+    """A Kafka cluster id (base64url of a UUID) that does not start with '-'.
+
+    The storage tool would read a leading '-' as an option, as Kafka's own
+    ``Uuid.randomUuid`` also avoids.
+    """
+    while True:
+        cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cid.startswith("-"):
+            return cid
 
 
 def _metadata_ok(port: int) -> bool:
