@@ -45,18 +45,24 @@ from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites
 log = logging.getLogger("replaypipe.masker")
 
 STATE_TABLE = "session-mask-state"
-# Bookkeeping keys stored next to the rules' state in each table value.
+# Bookkeeping keys stored next to the rules' state in each table value: the
+# partition (for eviction tombstones) and the source offset of the last batch
+# that changed the state (to recognise a replay whose state is already ahead).
 STATE_PARTITION = "_p"
-STATE_LAST_SEEN = "_t"
+STATE_OFFSET = "_o"
+REPLAY_RULE = "replayed_batch"
 
 
 @dataclass(slots=True)
 class MaskedBatch:
-    """What one raw message becomes: the value to publish (or None) and the new state."""
+    """What one raw message becomes: the value to publish (or None) and the new state.
+
+    ``state`` is None when the stored state must stay as it is (unchanged, or a replay).
+    """
 
     value: bytes | None
     events: int
-    state: bytes
+    state: bytes | None
     counts: dict[str, int]
     dropped: int
     site_id: str
@@ -69,26 +75,44 @@ def mask_message(
     registry: SiteRegistry,
     *,
     partition: int,
-    now: float,
+    offset: int,
 ) -> MaskedBatch:
     """Mask one ``recordings.raw`` value given the session's stored state (pure; no IO).
 
+    A message at or before the offset that last changed the stored state is a
+    replay after a crash: that state already includes later batches (a newer page,
+    say, where a node id means something else), so the batch is masked from an
+    empty state instead, i.e. conservatively, and the stored state is kept.
     Raises :class:`EnvelopeError` for a value that is not a valid envelope.
     """
     envelope = BatchEnvelope.from_json(raw_value)
     site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
-    doc = orjson.loads(state_value) if state_value else None
-    state = SessionMaskState.from_dict(doc if isinstance(doc, dict) else None)
+    loaded = orjson.loads(state_value) if state_value else None
+    doc: dict[str, Any] | None = loaded if isinstance(loaded, dict) else None
+    replay = (
+        doc is not None
+        and doc.get(STATE_PARTITION) == partition
+        and offset <= doc.get(STATE_OFFSET, -1)
+    )
+    state = SessionMaskState.from_dict(None if replay else doc)
+    before = state.to_dict()
     result = mask_batch(envelope.events, state, site, envelope.consent)
     envelope.events = result.events
-    new_doc = state.to_dict()
-    new_doc[STATE_PARTITION] = partition
-    new_doc[STATE_LAST_SEEN] = int(now)
+    counts = dict(result.counts)
+    new_state: bytes | None = None
+    if replay:
+        counts[REPLAY_RULE] = 1
+    else:
+        after = state.to_dict()
+        if after != before or doc is None:
+            after[STATE_PARTITION] = partition
+            after[STATE_OFFSET] = offset
+            new_state = orjson.dumps(after)
     return MaskedBatch(
         value=envelope.to_json() if result.events else None,
         events=len(result.events),
-        state=orjson.dumps(new_doc),
-        counts=dict(result.counts),
+        state=new_state,
+        counts=counts,
         dropped=result.dropped,
         site_id=envelope.site_id,
         received_at_ms=envelope.received_at_ms,
@@ -115,7 +139,7 @@ def faust_app(settings: MaskerSettings, app_id: str | None = None) -> faust.App:
         producer_acks=-1,
         producer_linger=0.005,
         producer_max_request_size=settings.kafka.max_message_bytes,
-        producer_compression_type="lz4",
+        producer_compression_type=None if settings.compression == "none" else settings.compression,
         consumer_max_fetch_size=settings.kafka.max_message_bytes * 2,
         broker_commit_every=1000,
         broker_commit_interval=1.0,
@@ -182,11 +206,14 @@ def create_app(settings: MaskerSettings) -> faust.App:
             key = event.key if isinstance(event.key, bytes) else b""
             raw_value = event.value if isinstance(event.value, bytes) else b""
             partition = event.message.partition
-            now = time.time()
             started = time.perf_counter()
             try:
                 batch = mask_message(
-                    raw_value, state_table.get(key), registry, partition=partition, now=now
+                    raw_value,
+                    state_table.get(key),
+                    registry,
+                    partition=partition,
+                    offset=event.message.offset,
                 )
             except EnvelopeError as exc:
                 metrics.DROPPED.labels("bad_envelope").inc()
@@ -195,9 +222,12 @@ def create_app(settings: MaskerSettings) -> faust.App:
                 delivery.add_done_callback(partial(ack_when_delivered, event))
                 continue
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            state_table[key] = batch.state
-            last_seen[key] = (now, partition)
-            metrics.STATE_BYTES.observe(len(batch.state))
+            last_seen[key] = (time.time(), partition)
+            if batch.state is not None:
+                # Only changes reach the changelog: most batches (moves, typing) leave
+                # the node index as it was.
+                state_table[key] = batch.state
+                metrics.STATE_BYTES.observe(len(batch.state))
             for rule, count in batch.counts.items():
                 metrics.MASKED.labels(rule).inc(count)
             if batch.dropped:
@@ -218,9 +248,9 @@ def create_app(settings: MaskerSettings) -> faust.App:
         store = state_table.data
         for key in list(store.keys()):
             if key not in last_seen:
-                # Recovered from the changelog after a restart: read its bookkeeping once.
+                # Recovered from the changelog after a (re)start: idle from now on.
                 doc = orjson.loads(store[key])
-                last_seen[key] = (float(doc.get(STATE_LAST_SEEN, 0)), int(doc[STATE_PARTITION]))
+                last_seen[key] = (time.time(), int(doc[STATE_PARTITION]))
         stale = [(key, seen) for key, seen in last_seen.items() if seen[0] < cutoff]
         for key, (_, partition) in stale:
             del last_seen[key]

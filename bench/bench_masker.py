@@ -1,0 +1,359 @@
+"""Masker throughput, side by side in one run on one real local Kafka broker:
+
+(a) a pass-through faust agent (``bench/masker_passthrough.py``: same faust
+    settings, same topic and data, forwards bytes unchanged),
+(b) the masker (``replaypipe masker``: rules, state table with changelog,
+    acks after delivery),
+(c) the pure floor: ``orjson`` loads + dumps of the same messages in-process,
+(d) the pure masking work in-process (envelope parse, ``mask_batch``, dumps of
+    the batch and of the session state), without Kafka.
+
+The broker gets N generated sessions (``services/dev/rrweb_gen.py``, full
+snapshots grown to a realistic size) on ``recordings.raw`` once; every round
+starts (a) and (b) as fresh processes with a fresh consumer group, so each reads
+the same messages from the start. A worker's rate is events / (broker append time
+of its last output minus its first output): the output topics use LogAppendTime,
+so startup and group join are not counted. Rounds alternate (a) and (b); medians
+are reported. Run:
+
+    .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3]
+
+Prints a Markdown table for docs/benchmarks.md (section ``masker``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import random
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bench.bench_ingest import grow_full_snapshot
+from services.dev.kafka_broker import LocalKafkaBroker, free_port
+from services.dev.rrweb_gen import generate_session
+from services.masker.app import mask_message
+from services.shared import topics
+from services.shared.envelope import BatchEnvelope
+from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings, ensure_topics
+from services.shared.site_settings import SiteRegistry, load_sites_file
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PASSTHROUGH_TOPIC = "bench.passthrough"
+SITE = "demo"  # in config/sites.json: default privacy settings
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One ``recordings.raw`` message of the benchmark data."""
+
+    key: bytes
+    value: bytes
+    events: int
+
+
+def build_messages(sessions: int, snapshot_bytes: int, seed: int = 4) -> list[Message]:
+    """Generated sessions as raw envelopes, interleaved the way live traffic arrives."""
+    rng = random.Random(seed)
+    per_session: list[list[Message]] = []
+    for _ in range(sessions):
+        session = generate_session(rng, site_id=SITE, start_ms=int(time.time() * 1000))
+        key = topics.session_key(SITE, session.session_id)
+        batches = []
+        for seq, events in enumerate(session.batches):
+            for event in events:
+                if event["type"] == 2 and snapshot_bytes:
+                    grow_full_snapshot(event, rng, snapshot_bytes)
+            envelope = BatchEnvelope(
+                site_id=SITE,
+                session_id=session.session_id,
+                window_id=session.window_id,
+                visitor_id=session.visitor_id,
+                seq=seq,
+                received_at_ms=int(time.time() * 1000),
+                events=events,
+            )
+            batches.append(Message(key, envelope.to_json(), len(events)))
+        per_session.append(batches)
+    # Round-robin over sessions: batch 0 of many sessions, then batch 1, ...
+    out: list[Message] = []
+    for seq in range(max(len(b) for b in per_session)):
+        out.extend(b[seq] for b in per_session if seq < len(b))
+    return out
+
+
+async def create_topics(bootstrap: str, partitions: int) -> None:
+    """The pipeline topics, with the two output topics stamped by the broker."""
+    stamped = {
+        "message.timestamp.type": "LogAppendTime",
+        "max.message.bytes": str(MAX_MESSAGE_BYTES),
+    }
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(topics.MASKED, partitions, 1, topic_configs=stamped),
+                NewTopic(PASSTHROUGH_TOPIC, partitions, 1, topic_configs=stamped),
+            ]
+        )
+    finally:
+        await admin.close()
+    await ensure_topics(KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions))
+
+
+async def produce(bootstrap: str, messages: list[Message]) -> None:
+    """Write the benchmark data to ``recordings.raw`` once."""
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        linger_ms=10,
+        compression_type="zstd",
+        max_request_size=MAX_MESSAGE_BYTES,
+    )
+    await producer.start()
+    try:
+        futures = [await producer.send(topics.RAW, m.value, key=m.key) for m in messages]
+        await asyncio.gather(*futures)
+    finally:
+        await producer.stop()
+
+
+async def end_offsets(bootstrap: str, topic: str, partitions: int) -> dict[TopicPartition, int]:
+    """Log end offset of every partition of ``topic``."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()
+
+
+async def append_time_span(
+    bootstrap: str, start: dict[TopicPartition, int], end: dict[TopicPartition, int]
+) -> float:
+    """Seconds between the first and the last broker append among the given records."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        fetch_max_bytes=64 << 20,
+        max_partition_fetch_bytes=16 << 20,
+    )
+    await consumer.start()
+    first, last = float("inf"), 0.0
+    try:
+        consumer.assign(list(start))
+        for tp, offset in start.items():
+            consumer.seek(tp, offset)
+        remaining = {tp for tp in start if end[tp] > start[tp]}
+        while remaining:
+            for tp, records in (await consumer.getmany(timeout_ms=1000)).items():
+                for record in records:
+                    if record.offset < end[tp]:
+                        first = min(first, record.timestamp / 1000)
+                        last = max(last, record.timestamp / 1000)
+                    if record.offset >= end[tp] - 1:
+                        remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return last - first
+
+
+def run_worker(
+    command: list[str], env: dict[str, str], bootstrap: str, topic: str, expected: int, parts: int
+) -> float:
+    """Start a worker process, wait for ``expected`` new records on ``topic``; their span."""
+    before = asyncio.run(end_offsets(bootstrap, topic, parts))
+    with open(os.devnull, "wb") as devnull:
+        proc = subprocess.Popen(
+            command, env=env, cwd=PROJECT_ROOT, stdout=devnull, stderr=subprocess.STDOUT
+        )
+    try:
+        deadline = time.monotonic() + 900
+        while True:
+            now = asyncio.run(end_offsets(bootstrap, topic, parts))
+            done = sum(now[tp] - before[tp] for tp in now)
+            if done >= expected:
+                break
+            if proc.poll() is not None:
+                raise RuntimeError(f"{command} exited with {proc.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{command}: {done}/{expected} records after 900 s")
+            time.sleep(0.5)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return asyncio.run(append_time_span(bootstrap, before, now))
+
+
+def pure_floor(messages: list[Message]) -> float:
+    """Seconds for orjson loads + dumps of every message."""
+    started = time.perf_counter()
+    for m in messages:
+        orjson.dumps(orjson.loads(m.value))
+    return time.perf_counter() - started
+
+
+def pure_masking(messages: list[Message], registry: SiteRegistry) -> tuple[float, list[int]]:
+    """Seconds for the masker's per-message work without Kafka; final state bytes per session."""
+    states: dict[bytes, bytes] = {}
+    started = time.perf_counter()
+    for offset, m in enumerate(messages):
+        batch = mask_message(m.value, states.get(m.key), registry, partition=0, offset=offset)
+        if batch.state is not None:
+            states[m.key] = batch.state
+    elapsed = time.perf_counter() - started
+    return elapsed, [len(state) for state in states.values()]
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo."""
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def percentile(values: list[int], q: float) -> int:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def main() -> None:
+    """Run the benchmark and print the results as Markdown."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument(
+        "--snapshot-bytes",
+        type=int,
+        default=30_000,
+        help="grow each full snapshot to about this much JSON (0: generator's 11 KB page)",
+    )
+    args = parser.parse_args()
+
+    messages = build_messages(args.sessions, args.snapshot_bytes)
+    events = sum(m.events for m in messages)
+    data_mb = sum(len(m.value) for m in messages) / 1e6
+    print(
+        f"data: {args.sessions} sessions, {len(messages)} batches, {events} events, "
+        f"{data_mb:.1f} MB",
+        flush=True,
+    )
+    registry = SiteRegistry(load_sites_file(PROJECT_ROOT / "config" / "sites.json"))
+
+    with tempfile.TemporaryDirectory(prefix="bench-masker-") as tmp:
+        broker = LocalKafkaBroker(
+            Path(tmp) / "kafka", free_port(), free_port(), heap="1g", partitions=args.partitions
+        )
+        broker.start()
+        try:
+            bootstrap = broker.bootstrap_servers
+            asyncio.run(create_topics(bootstrap, args.partitions))
+            asyncio.run(produce(bootstrap, messages))
+            env = {
+                **os.environ,
+                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                "KAFKA_PARTITIONS": str(args.partitions),
+                "SITES_FILE": str(PROJECT_ROOT / "config" / "sites.json"),
+                "MASKER_STATE_DIR": str(Path(tmp) / "masker"),
+                "LOG_LEVEL": "WARNING",
+            }
+            rates: dict[str, list[float]] = {
+                "passthrough": [],
+                "masker": [],
+                "floor": [],
+                "pure": [],
+            }
+            state_sizes: list[int] = []
+            for round_no in range(args.rounds):
+                span = run_worker(
+                    [sys.executable, "-m", "bench.masker_passthrough"],
+                    {
+                        **env,
+                        "BENCH_APP_ID": f"bench-pass-{round_no}",
+                        "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC,
+                    },
+                    bootstrap,
+                    PASSTHROUGH_TOPIC,
+                    len(messages),
+                    args.partitions,
+                )
+                rates["passthrough"].append(events / span)
+                span = run_worker(
+                    [sys.executable, "-m", "services.cli", "masker"],
+                    {
+                        **env,
+                        "MASKER_APP_ID": f"bench-masker-{round_no}",
+                        "MASKER_PORT": str(free_port()),
+                    },
+                    bootstrap,
+                    topics.MASKED,
+                    len(messages),
+                    args.partitions,
+                )
+                rates["masker"].append(events / span)
+                rates["floor"].append(events / pure_floor(messages))
+                # mask_batch mutates events in place: give it fresh copies of the data.
+                elapsed, state_sizes = pure_masking(
+                    build_messages(args.sessions, args.snapshot_bytes), registry
+                )
+                rates["pure"].append(events / elapsed)
+                print(
+                    f"round {round_no + 1}: "
+                    + ", ".join(f"{k} {v[-1]:,.0f} ev/s" for k, v in rates.items()),
+                    flush=True,
+                )
+        finally:
+            broker.stop()
+
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print()
+    print(f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}")
+    print(
+        f"Data: {args.sessions} sessions, {len(messages)} batches, {events} events "
+        f"({events / args.sessions:.0f}/session), {data_mb:.1f} MB; full snapshots "
+        f"~{args.snapshot_bytes // 1000} KB; {args.partitions} partitions; {args.rounds} rounds"
+    )
+    print()
+    print("| variant | events/s (median) | batches/s | vs pass-through |")
+    print("|---|---:|---:|---:|")
+    names = {
+        "passthrough": "(a) faust pass-through agent (Kafka → Kafka)",
+        "masker": "(b) masker agent (Kafka → Kafka, state table, acks after delivery)",
+        "floor": "(c) pure floor: orjson loads + dumps, in-process",
+        "pure": "(d) pure masking (parse, mask_batch, dumps), in-process",
+    }
+    per_batch = len(messages) / events
+    for key, label in names.items():
+        ratio = med[key] / med["passthrough"]
+        print(f"| {label} | {med[key]:,.0f} | {med[key] * per_batch:,.0f} | {ratio:.2f}x |")
+    print()
+    print(
+        f"State bytes per session (stored table value): median {percentile(state_sizes, 0.5)}, "
+        f"p95 {percentile(state_sizes, 0.95)}, max {max(state_sizes)}"
+    )
+    print("Raw rounds:", {k: [round(x) for x in v] for k, v in rates.items()})
+
+
+if __name__ == "__main__":
+    main()
