@@ -34,8 +34,8 @@ async def follow_site_config(
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
-    await consumer.start()
     try:
+        await consumer.start()
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=500)
             for records in batches.values():
