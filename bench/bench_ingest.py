@@ -119,10 +119,23 @@ def load_round(url: str, bodies_file: Path, seconds: float, concurrency: int) ->
     return result
 
 
+def renice_all_threads(pid: int, niceness: int) -> None:
+    """Lower the priority of every thread of ``pid`` (Linux nice is per thread)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        os.setpriority(os.PRIO_PROCESS, int(task.name), niceness)
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU seconds a process has used so far (from /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_busy_cpu_s() -> float:
+    """CPU seconds all cores spent not idle so far (from /proc/stat)."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
 
 
 def cpu_model() -> str:
@@ -150,7 +163,18 @@ def main() -> None:
         metavar="NAME=VALUE",
         help="e.g. INGEST_LINGER_MS=2",
     )
-    parser.add_argument("--profile-gateway", metavar="FILE", help="cProfile the gateway into FILE")
+    parser.add_argument(
+        "--broker-nice",
+        type=int,
+        default=0,
+        help="run the Kafka broker at this nice level (the servers stay at 0)",
+    )
+    parser.add_argument(
+        "--event-loop",
+        choices=["uvloop", "asyncio"],
+        default="uvloop",
+        help="event loop of both servers",
+    )
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -162,6 +186,10 @@ def main() -> None:
 
     broker = LocalKafkaBroker(work / "kafka", free_port(), free_port(), heap="1g")
     broker.start()
+    assert broker.process is not None
+    broker_pid = broker.process.pid
+    if args.broker_nice:
+        renice_all_threads(broker_pid, args.broker_nice)
     asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers)))
     sites = work / "sites.json"
     sites.write_bytes(
@@ -186,6 +214,7 @@ def main() -> None:
         "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
         "SITES_FILE": str(sites),
         "LOG_LEVEL": "WARNING",
+        "INGEST_EVENT_LOOP": args.event_loop,
         **dict(item.split("=", 1) for item in args.gateway_env),
     }
     servers = [
@@ -193,7 +222,8 @@ def main() -> None:
             [sys.executable, "-m", "services.cli", "ingest"], cwd=PROJECT_ROOT, env=env
         ),
         subprocess.Popen(
-            [sys.executable, "-m", "bench.ingest_bare", str(bare_port)], cwd=PROJECT_ROOT
+            [sys.executable, "-m", "bench.ingest_bare", str(bare_port), args.event_loop],
+            cwd=PROJECT_ROOT,
         ),
     ]
     urls = {
@@ -212,13 +242,21 @@ def main() -> None:
             for name in order:
                 pid = servers[0 if name == "gateway" else 1].pid
                 cpu_before = cpu_seconds(pid)
+                broker_before = cpu_seconds(broker_pid)
+                busy_before = machine_busy_cpu_s()
                 result = load_round(urls[name], bodies_file, args.seconds, args.concurrency)
                 result["server_cpu_pct"] = 100 * (cpu_seconds(pid) - cpu_before) / result["seconds"]
+                result["broker_cpu_pct"] = (
+                    100 * (cpu_seconds(broker_pid) - broker_before) / result["seconds"]
+                )
+                result["machine_cpu_pct"] = (
+                    100 * (machine_busy_cpu_s() - busy_before) / result["seconds"]
+                )
                 results[name].append(result)
                 print(f"round {round_no} {name}: {orjson.dumps(result).decode()}", flush=True)
     finally:
         for server in servers:
-            server.send_signal(signal.SIGTERM)  # the gateway flushes and, if profiled, saves
+            server.send_signal(signal.SIGTERM)  # the gateway flushes and closes
         for server in servers:
             server.wait(30)
         broker.stop()
@@ -240,17 +278,24 @@ def main() -> None:
         f"{args.rounds} alternating rounds of {args.seconds:.0f} s, {args.concurrency} "
         f"connections; {len(bodies)} bodies, {events_per_body:.0f} events each on average, "
         f"1 in {args.snapshot_every} with a full snapshot; body size median "
-        f"{sizes[len(sizes) // 2] // 1024} KiB, max {sizes[-1] // 1024} KiB."
+        f"{sizes[len(sizes) // 2] // 1024} KiB, max {sizes[-1] // 1024} KiB; event loop "
+        f"{args.event_loop} in both servers; broker nice {args.broker_nice}."
     )
     print()
-    print("| server | requests/s | events/s | p50 ms | p99 ms | server CPU |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        "| server | requests/s | events/s | p50 ms | p99 ms | server CPU | broker CPU "
+        "| load generator CPU | machine CPU (of 200 %) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("bare", "gateway"):
         rps, eps = median(name, "requests_per_s"), median(name, "events_per_s")
         p50, p99 = median(name, "p50_ms"), median(name, "p99_ms")
-        cpu = median(name, "server_cpu_pct")
-        print(f"| {name} | {rps:,.0f} | {eps:,.0f} | {p50:.1f} | {p99:.1f} | {cpu:.0f} % |")
-    print(f"| **ratio gateway/bare** | **{ratio_rps:.2f}** | **{ratio_eps:.2f}** | | | |")
+        cpus = " | ".join(
+            f"{median(name, field):.0f} %"
+            for field in ("server_cpu_pct", "broker_cpu_pct", "load_cpu_pct", "machine_cpu_pct")
+        )
+        print(f"| {name} | {rps:,.0f} | {eps:,.0f} | {p50:.1f} | {p99:.1f} | {cpus} |")
+    print(f"| **ratio gateway/bare** | **{ratio_rps:.2f}** | **{ratio_eps:.2f}** | | | | | | |")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """The benchmark's baseline: a bare aiohttp handler that reads the body, parses it
 with orjson and answers 202 — the floor any real gateway is compared against.
 
-Run: ``python -m bench.ingest_bare PORT``.
+Run: ``python -m bench.ingest_bare PORT [uvloop|asyncio]`` (the gateway's event loop
+choice, ``INGEST_EVENT_LOOP``, for a like-for-like comparison).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import sys
 
 import orjson
+import uvloop
 from aiohttp import web
 
 ACCEPTED = b'{"status":"accepted"}'
@@ -32,4 +34,8 @@ async def serve(port: int) -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(serve(int(sys.argv[1])))
+    loop_name = sys.argv[2] if len(sys.argv) > 2 else "asyncio"
+    if loop_name == "uvloop":
+        uvloop.run(serve(int(sys.argv[1])))
+    else:
+        asyncio.run(serve(int(sys.argv[1])))

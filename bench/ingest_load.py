@@ -37,6 +37,7 @@ async def run(url: str, bodies_file: str, seconds: float, concurrency: int) -> d
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as http:
         started = time.perf_counter()
+        cpu_started = time.process_time()
         deadline = started + seconds
 
         async def worker() -> None:
@@ -55,6 +56,7 @@ async def run(url: str, bodies_file: str, seconds: float, concurrency: int) -> d
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
+        cpu_s = time.process_time() - cpu_started
     latencies.sort()
     return {
         "seconds": elapsed,
@@ -65,6 +67,7 @@ async def run(url: str, bodies_file: str, seconds: float, concurrency: int) -> d
         "events_per_s": events / elapsed,
         "p50_ms": percentile(latencies, 0.50) * 1000,
         "p99_ms": percentile(latencies, 0.99) * 1000,
+        "load_cpu_pct": 100 * cpu_s / elapsed,
     }
 
 

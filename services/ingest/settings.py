@@ -34,6 +34,9 @@ class IngestSettings:
     producer_batch_bytes: int = 1024 * 1024
     compression: str = "zstd"
     cors_max_age_s: int = 86_400
+    # uvloop (libuv) cuts the event loop's and sockets' share of every request;
+    # "asyncio" is the standard library loop, for debugging.
+    event_loop: str = "uvloop"
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -59,6 +62,7 @@ class IngestSettings:
             producer_batch_bytes=env_int("INGEST_PRODUCER_BATCH_BYTES", cls.producer_batch_bytes),
             compression=env_str("INGEST_COMPRESSION", cls.compression),
             cors_max_age_s=env_int("INGEST_CORS_MAX_AGE_S", cls.cors_max_age_s),
+            event_loop=env_str("INGEST_EVENT_LOOP", cls.event_loop),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
         )
@@ -66,5 +70,7 @@ class IngestSettings:
     def __post_init__(self) -> None:
         if self.compression not in ("lz4", "zstd", "gzip", "snappy", "none"):
             raise SettingError("INGEST_COMPRESSION must be one of lz4, zstd, gzip, snappy, none")
+        if self.event_loop not in ("uvloop", "asyncio"):
+            raise SettingError("INGEST_EVENT_LOOP must be uvloop or asyncio")
         if self.max_inflight_batches < 1:
             raise SettingError("INGEST_MAX_INFLIGHT_BATCHES must be at least 1")
