@@ -13,8 +13,8 @@ snapshots grown to a realistic size) on ``recordings.raw`` once; every round
 starts (a) and (b) as fresh processes with a fresh consumer group, so each reads
 the same messages from the start. A worker's rate is events / (broker append time
 of its last output minus its first output): the output topics use LogAppendTime,
-so startup and group join are not counted. Rounds alternate (a) and (b); medians
-are reported. Run:
+so startup and group join are not counted. One discarded warm-up run, then
+rounds alternate which of (a) and (b) goes first; medians are reported. Run:
 
     .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3]
 
@@ -285,33 +285,36 @@ def main() -> None:
                 "pure": [],
             }
             state_sizes: list[int] = []
-            for round_no in range(args.rounds):
-                span = run_worker(
-                    [sys.executable, "-m", "bench.masker_passthrough"],
-                    {
-                        **env,
-                        "BENCH_APP_ID": f"bench-pass-{round_no}",
-                        "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC,
-                    },
+            passthrough_cmd = [sys.executable, "-m", "bench.masker_passthrough"]
+            masker_cmd = [sys.executable, "-m", "services.cli", "masker"]
+
+            def passthrough(name: str) -> float:
+                env_pass = {**env, "BENCH_APP_ID": name, "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC}
+                return run_worker(
+                    passthrough_cmd,
+                    env_pass,
                     bootstrap,
                     PASSTHROUGH_TOPIC,
                     len(messages),
                     args.partitions,
                 )
-                rates["passthrough"].append(events / span)
-                span = run_worker(
-                    [sys.executable, "-m", "services.cli", "masker"],
-                    {
-                        **env,
-                        "MASKER_APP_ID": f"bench-masker-{round_no}",
-                        "MASKER_PORT": str(free_port()),
-                    },
-                    bootstrap,
-                    topics.MASKED,
-                    len(messages),
-                    args.partitions,
+
+            def masker(name: str) -> float:
+                env_mask = {**env, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port())}
+                return run_worker(
+                    masker_cmd, env_mask, bootstrap, topics.MASKED, len(messages), args.partitions
                 )
-                rates["masker"].append(events / span)
+
+            # One discarded pass-through run: the broker's first read of fresh data is slower.
+            passthrough("bench-warmup")
+            for round_no in range(args.rounds):
+                # Alternate which worker goes first, so neither always gets a warmer broker.
+                order = (
+                    ("passthrough", "masker") if round_no % 2 == 0 else ("masker", "passthrough")
+                )
+                for variant in order:
+                    run = passthrough if variant == "passthrough" else masker
+                    rates[variant].append(events / run(f"bench-{variant}-{round_no}"))
                 rates["floor"].append(events / pure_floor(messages))
                 # mask_batch mutates events in place: give it fresh copies of the data.
                 elapsed, state_sizes = pure_masking(

@@ -170,8 +170,6 @@ def create_app(settings: MaskerSettings) -> faust.App:
     partitions = settings.kafka.partitions
     app = faust_app(settings)
     raw = bytes_topic(app, topics.RAW, partitions)
-    masked = bytes_topic(app, topics.MASKED, partitions)
-    dlq = bytes_topic(app, topics.DLQ)
     # key_type/value_type (not a Schema) pick the changelog serializers: raw bytes
     # both ways, so recovery reads back exactly what the agent stored.
     state_table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
@@ -192,10 +190,11 @@ def create_app(settings: MaskerSettings) -> faust.App:
         event.ack()
 
     async def publish(
-        topic: faust.TopicT, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
+        topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
     ) -> asyncio.Future[Any]:
-        # Topic.send returns the producer's delivery future once the record is queued.
-        fut = await topic.send(key=key, value=value, headers=headers)
+        # Straight to the app's producer (bytes in, no faust serializers or sensors);
+        # returns the delivery future once the record is queued.
+        fut = await app.producer.send(topic, key, value, None, None, headers)
         return cast("asyncio.Future[Any]", fut)
 
     @app.agent(raw, concurrency=1)
@@ -218,7 +217,7 @@ def create_app(settings: MaskerSettings) -> faust.App:
             except EnvelopeError as exc:
                 metrics.DROPPED.labels("bad_envelope").inc()
                 headers = [("reason", str(exc).encode()), ("stage", b"masker")]
-                delivery = await publish(dlq, key, raw_value, headers)
+                delivery = await publish(topics.DLQ, key, raw_value, headers)
                 delivery.add_done_callback(partial(ack_when_delivered, event))
                 continue
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
@@ -238,7 +237,7 @@ def create_app(settings: MaskerSettings) -> faust.App:
                 event.ack()  # nothing to publish (all events dropped by consent/rules)
                 continue
             metrics.EVENTS.inc(batch.events)
-            delivery = await publish(masked, key, batch.value, None)
+            delivery = await publish(topics.MASKED, key, batch.value, None)
             delivery.add_done_callback(partial(ack_when_delivered, event))
 
     @app.timer(interval=settings.eviction_interval_s)

@@ -10,7 +10,7 @@ MASKED = Counter("replaypipe_masker_masked", "Values masked, by rule", ["rule"])
 DROPPED = Counter("replaypipe_masker_dropped_events", "Events not published, by reason", ["reason"])
 STATE_BYTES = Histogram(
     "replaypipe_masker_state_bytes",
-    "Serialized per-session masking state size after each batch",
+    "Stored per-session masking state size, after each batch that changed it",
     buckets=(64, 256, 1024, 4096, 16384, 65536, 262144, 1048576),
 )
 SESSIONS_IN_STATE = Gauge("replaypipe_masker_sessions_in_state", "Sessions held in masker state")
