@@ -18,7 +18,7 @@ class SinkSettings:
     group_id: str = "replaypipe-sink"
     sites_file: str = "config/sites.json"
     admin_token: str = ""
-    batch_max_rows: int = 20_000
+    batch_max_rows: int = 100_000
     batch_max_bytes: int = 32 * 1024 * 1024
     batch_max_seconds: float = 1.0
     log_level: str = "INFO"

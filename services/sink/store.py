@@ -22,6 +22,7 @@ log = logging.getLogger("replaypipe.sink.store")
 MIGRATIONS_TABLE = "schema_migrations"
 EVENTS_TABLE = "events"
 BATCHES_TABLE = "session_batches"
+INCOMING_TABLE = "incoming_batches"
 SESSIONS_TABLE = "sessions"
 
 

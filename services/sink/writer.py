@@ -1,9 +1,17 @@
 """The ClickHouse writer: batches masked envelopes into columnar inserts and
 commits Kafka offsets only after ClickHouse acknowledged them.
 
-Flow per batch: consume → rows (pure, :mod:`services.sink.rows`) or DLQ →
-buffer per partition → when rows, bytes or time say so: insert ``events``,
-insert ``session_batches`` (feeds the ``sessions`` view) → commit.
+Flow per batch: consume → read the envelope header (pure,
+:mod:`services.sink.rows`) or DLQ → buffer per partition → when rows, bytes or
+time say so: one columnar insert of the message bytes into ``incoming_batches``
+(ClickHouse's materialized views split them into ``events`` and fold them into
+``sessions``) → commit.
+
+A message whose header is fine but whose events are not (invalid JSON further
+on, an event that is not an object) makes ClickHouse refuse the whole insert
+with :data:`~services.sink.rows.REFUSED_MARKER`; the writer then finds it
+(parsing the batch in Python, or if need be inserting message by message),
+sends it to the DLQ and inserts the rest.
 
 When an insert fails the writer pauses every assigned partition (so memory
 stays bounded and the group membership holds: it keeps calling ``getmany``,
@@ -24,12 +32,20 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
 from services.shared import topics
-from services.shared.envelope import BatchEnvelope, EnvelopeError
+from services.shared.envelope import EnvelopeError
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.sink import metrics
-from services.sink.rows import EVENT_COLUMNS, SUMMARY_COLUMNS, BatchRows, RowError, batch_rows
+from services.sink.rows import (
+    INCOMING_COLUMNS,
+    REFUSED_MARKER,
+    RowError,
+    check_envelope,
+    estimated_events,
+    incoming_row,
+    read_header,
+)
 from services.sink.settings import SinkSettings
-from services.sink.store import BATCHES_TABLE, EVENTS_TABLE, ClickHouseStore
+from services.sink.store import INCOMING_TABLE, ClickHouseStore
 
 log = logging.getLogger("replaypipe.sink.writer")
 
@@ -37,13 +53,24 @@ DEFAULT_RETENTION_DAYS = SiteSettings(site_id="default").retention_days
 MAX_BACKOFF_S = 10.0
 
 
+@dataclass(slots=True)
+class IncomingMessage:
+    """One consumed message, ready to insert: its ``incoming_batches`` row."""
+
+    record: Any  # the aiokafka ConsumerRecord (for the DLQ if ClickHouse refuses it)
+    row: tuple[Any, ...]
+    events: int  # estimated
+    bytes: int
+
+
 @dataclass
 class PartitionBuffer:
-    """Rows consumed from one partition and not yet inserted."""
+    """Messages consumed from one partition and not yet inserted."""
 
-    batches: list[BatchRows] = field(default_factory=list)
+    messages: list[IncomingMessage] = field(default_factory=list)
     first_offset: int = -1
     last_offset: int = -1
+    refused: list[int] = field(default_factory=list)  # offsets sent to the DLQ after a refusal
 
 
 @dataclass
@@ -55,16 +82,28 @@ class PendingBatch:
     bytes: int = 0
     started: float = 0.0
 
-    def add(self, tp: TopicPartition, offset: int, batch: BatchRows | None) -> None:
-        """Record a consumed message (``batch`` None: sent to the DLQ, only the offset counts)."""
+    def add(self, tp: TopicPartition, offset: int, message: IncomingMessage | None) -> None:
+        """Record a consumed message (``message`` None: sent to the DLQ, only the offset counts)."""
         if not self.partitions:
             self.started = time.monotonic()
         buffer = self.partitions.setdefault(tp, PartitionBuffer(first_offset=offset))
         buffer.last_offset = offset
-        if batch is not None:
-            buffer.batches.append(batch)
-            self.rows += len(batch.events)
-            self.bytes += batch.bytes
+        if message is not None:
+            buffer.messages.append(message)
+            self.rows += message.events
+            self.bytes += message.bytes
+
+    def messages(self) -> list[IncomingMessage]:
+        """Every buffered message, partition by partition."""
+        return [m for buffer in self.partitions.values() for m in buffer.messages]
+
+    def remove(self, tp: TopicPartition, message: IncomingMessage) -> None:
+        """Take out a message ClickHouse refused (its offset is still committed)."""
+        buffer = self.partitions[tp]
+        buffer.messages.remove(message)
+        buffer.refused.append(message.record.offset)
+        self.rows -= message.events
+        self.bytes -= message.bytes
 
     def drop(self, revoked: Iterable[TopicPartition]) -> int:
         """Forget revoked partitions (their new owner re-reads them from the committed offset)."""
@@ -72,35 +111,27 @@ class PendingBatch:
         for tp in revoked:
             buffer = self.partitions.pop(tp, None)
             if buffer is not None:
-                for batch in buffer.batches:
-                    dropped += len(batch.events)
-                    self.rows -= len(batch.events)
-                    self.bytes -= batch.bytes
+                for message in buffer.messages:
+                    dropped += message.events
+                    self.rows -= message.events
+                    self.bytes -= message.bytes
         return dropped
 
     def dedup_token(self) -> str:
-        """Same consumed offsets → same token, so a retried insert is idempotent."""
+        """Same consumed offsets (and refusals) → same token, so a retried insert is idempotent."""
         spec = ",".join(
             f"{tp.topic}/{tp.partition}/{b.first_offset}-{b.last_offset}"
+            + "".join(f"-{offset}" for offset in b.refused)
             for tp, b in sorted(
                 self.partitions.items(), key=lambda kv: (kv[0].topic, kv[0].partition)
             )
         )
         return hashlib.sha256(spec.encode()).hexdigest()
 
-    def columns(self) -> tuple[list[list[Any]], list[list[Any]]]:
-        """Event and summary columns (column-oriented, for one insert per table)."""
-        events: list[list[Any]] = [[] for _ in EVENT_COLUMNS]
-        summaries: list[list[Any]] = [[] for _ in SUMMARY_COLUMNS]
-        for buffer in self.partitions.values():
-            for batch in buffer.batches:
-                for row in batch.events:
-                    for column, value in zip(events, row, strict=True):
-                        column.append(value)
-                if batch.summary is not None:
-                    for column, value in zip(summaries, batch.summary, strict=True):
-                        column.append(value)
-        return events, summaries
+    def columns(self) -> list[list[Any]]:
+        """``incoming_batches`` columns (column-oriented, one insert)."""
+        rows = [m.row for m in self.messages()]
+        return [list(column) for column in zip(*rows, strict=True)] if rows else []
 
     def commit_offsets(self) -> dict[TopicPartition, int]:
         """The offsets to commit once this batch is stored: next to read, per partition."""
@@ -184,7 +215,7 @@ class EventWriter:
     async def _buffer(self, records: dict[TopicPartition, list[Any]]) -> None:
         for tp, messages in records.items():
             for message in messages:
-                self.pending.add(tp, message.offset, await self._rows_or_dlq(message))
+                self.pending.add(tp, message.offset, await self._incoming_or_dlq(message))
         metrics.BUFFERED_ROWS.set(self.pending.rows)
 
     def _due(self) -> bool:
@@ -199,14 +230,15 @@ class EventWriter:
         site = self.registry.get(site_id) if self.registry is not None else None
         return site.retention_days if site is not None else DEFAULT_RETENTION_DAYS
 
-    async def _rows_or_dlq(self, message: Any) -> BatchRows | None:
+    async def _incoming_or_dlq(self, message: Any) -> IncomingMessage | None:
+        raw = message.value or b""
         try:
-            envelope = BatchEnvelope.from_json(message.value or b"")
-            return batch_rows(envelope, self._retention_days(envelope.site_id))
-        except (EnvelopeError, RowError, ValueError, TypeError) as exc:
-            reason = "bad_envelope" if isinstance(exc, EnvelopeError) else "bad_row"
-            await self._send_to_dlq(message, reason, str(exc))
+            header = read_header(raw)
+        except (EnvelopeError, RowError) as exc:
+            await self._send_to_dlq(message, _dlq_reason(exc), str(exc))
             return None
+        row = incoming_row(header, raw, self._retention_days(header.site_id))
+        return IncomingMessage(message, row, estimated_events(raw), len(raw))
 
     async def _send_to_dlq(self, message: Any, reason: str, detail: str) -> None:
         assert self.dlq is not None
@@ -231,7 +263,7 @@ class EventWriter:
         """Insert the pending batch (retrying until stored or stopping), then commit."""
         assert self.consumer is not None
         batch, self.pending = self.pending, PendingBatch()
-        if batch.rows and not await self._insert_with_retry(batch):
+        if batch.bytes and not await self._insert_with_retry(batch):
             return  # stopping while ClickHouse is down: nothing committed, Kafka redelivers
         assigned = self.consumer.assignment()
         offsets = {tp: o for tp, o in batch.commit_offsets().items() if tp in assigned}
@@ -243,18 +275,17 @@ class EventWriter:
         metrics.BUFFERED_ROWS.set(self.pending.rows)
 
     async def _insert_with_retry(self, batch: PendingBatch) -> bool:
-        token = batch.dedup_token()
-        events, summaries = batch.columns()
         delay = 0.2
         while True:
             started = time.perf_counter()
             try:
-                await self.store.insert_columns(EVENTS_TABLE, events, EVENT_COLUMNS, token)
-                if summaries[0]:
+                if batch.rows or batch.bytes:
                     await self.store.insert_columns(
-                        BATCHES_TABLE, summaries, SUMMARY_COLUMNS, token + "-s"
+                        INCOMING_TABLE, batch.columns(), INCOMING_COLUMNS, batch.dedup_token()
                     )
             except Exception as exc:  # any driver/engine error: retry, never drop
+                if _refused(exc) and await self._send_refused_to_dlq(batch):
+                    continue  # the refused messages are out: insert the rest now
                 metrics.INSERT_FAILURES.inc()
                 log.warning(
                     "insert failed; consumption paused, retrying",
@@ -271,6 +302,43 @@ class EventWriter:
             metrics.ROWS.inc(batch.rows)
             self._resume()
             return True
+
+    async def _send_refused_to_dlq(self, batch: PendingBatch) -> bool:
+        """Find the messages ClickHouse refused, send them to the DLQ, take them out.
+
+        First by parsing every message of the batch in Python (precise reasons);
+        if that finds nothing, by inserting message by message. Returns False if
+        nothing was found (then the failure is treated as an outage).
+        """
+        found = False
+        for tp, buffer in list(batch.partitions.items()):
+            for message in list(buffer.messages):
+                try:
+                    check_envelope(message.row[-1])
+                except (EnvelopeError, RowError) as exc:
+                    await self._send_to_dlq(message.record, _dlq_reason(exc), str(exc))
+                    batch.remove(tp, message)
+                    found = True
+        if found:
+            return True
+        token = batch.dedup_token()
+        for tp, buffer in list(batch.partitions.items()):
+            for message in list(buffer.messages):
+                try:
+                    await self.store.insert_columns(
+                        INCOMING_TABLE,
+                        [[value] for value in message.row],
+                        INCOMING_COLUMNS,
+                        f"{token}-{tp.partition}-{message.record.offset}",
+                    )
+                except Exception as exc:
+                    if not _refused(exc):
+                        return found
+                    detail = "ClickHouse refused its events: " + _reason(exc)
+                    await self._send_to_dlq(message.record, "bad_row", detail)
+                    batch.remove(tp, message)
+                    found = True
+        return found
 
     def _pause(self) -> None:
         assert self.consumer is not None
@@ -327,6 +395,15 @@ class EventWriter:
             await self.consumer.stop()
         if self.dlq is not None:
             await self.dlq.stop()
+
+
+def _dlq_reason(exc: Exception) -> str:
+    return "bad_envelope" if isinstance(exc, EnvelopeError) else "bad_row"
+
+
+def _refused(exc: Exception) -> bool:
+    """ClickHouse refused the insert because of a message's content (not an outage)."""
+    return REFUSED_MARKER in str(exc)
 
 
 def _reason(exc: Exception) -> str:

@@ -1,14 +1,15 @@
-"""Sink pure logic: rows and batch summaries, list filters, analyst SQL checks, cluster DDL."""
+"""Sink pure logic: envelope headers, list filters, analyst SQL checks, cluster DDL."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Sequence
 
 import orjson
 import pytest
 
 from services.dev.rrweb_gen import generate_session
-from services.shared.envelope import BatchEnvelope
+from services.shared.envelope import BatchEnvelope, EnvelopeError
 from services.sink.queries import (
     QueryParamError,
     analyst_sql_is_select,
@@ -16,11 +17,12 @@ from services.sink.queries import (
     session_list_sql,
 )
 from services.sink.rows import (
-    EVENT_COLUMNS,
-    SUMMARY_COLUMNS,
+    INCOMING_COLUMNS,
     RowError,
-    batch_rows,
-    count_rage_clicks,
+    check_envelope,
+    estimated_events,
+    incoming_row,
+    read_header,
 )
 from services.sink.schema import (
     SchemaError,
@@ -30,7 +32,7 @@ from services.sink.schema import (
 )
 
 
-def envelope(events: list[dict[str, object]], **fields: object) -> BatchEnvelope:
+def envelope(events: Sequence[object], **fields: object) -> BatchEnvelope:
     doc: dict[str, object] = {
         "v": 1,
         "site_id": "shop",
@@ -39,82 +41,63 @@ def envelope(events: list[dict[str, object]], **fields: object) -> BatchEnvelope
         "visitor_id": "v1",
         "seq": 3,
         "received_at": 1_700_000_000_000,
-        "events": events,
+        "events": list(events),
         **fields,
     }
     return BatchEnvelope.from_dict(doc)
 
 
-def click(ms: int, x: int, y: int) -> dict[str, object]:
-    return {"type": 3, "timestamp": ms, "data": {"source": 2, "type": 2, "id": 5, "x": x, "y": y}}
-
-
-def summary_of(batch: BatchEnvelope) -> dict[str, object]:
-    rows = batch_rows(batch, retention_days=30)
-    assert rows.summary is not None
-    return dict(zip(SUMMARY_COLUMNS, rows.summary, strict=True))
-
-
-def test_event_rows_keep_batch_sequence_index_and_json() -> None:
+def test_header_is_read_without_the_events() -> None:
     session = generate_session(random.Random(1), start_ms=1_700_000_000_000)
-    batch = envelope(session.batches[0])
-    rows = batch_rows(batch, retention_days=90)
-    assert len(rows.events) == len(session.batches[0])
-    first = dict(zip(EVENT_COLUMNS, rows.events[0], strict=True))
-    assert (first["seq"], first["idx"], first["retention_days"]) == (3, 0, 90)
-    assert orjson.loads(str(first["data"])) == session.batches[0][0]
-    assert [dict(zip(EVENT_COLUMNS, r, strict=True))["idx"] for r in rows.events] == list(
-        range(len(rows.events))
+    raw = envelope(session.batches[0], consent=False, user_agent="UA/1").to_json()
+    header = read_header(raw)
+    assert (header.site_id, header.session_id, header.window_id, header.seq) == (
+        "shop",
+        "s1",
+        "w1",
+        3,
     )
+    assert (header.visitor_id, header.user_agent, header.consent) == ("v1", "UA/1", False)
+    assert estimated_events(raw) == len(session.batches[0])
 
 
-def test_event_that_is_not_an_object_is_refused_with_its_position() -> None:
+def test_incoming_row_carries_the_bytes_unchanged_and_the_sites_retention() -> None:
+    raw = envelope([{"type": 4, "timestamp": 1}], consent=True).to_json()
+    row = dict(zip(INCOMING_COLUMNS, incoming_row(read_header(raw), raw, 90), strict=True))
+    assert row["body"] is raw
+    assert (row["retention_days"], row["consent_state"], row["seq"]) == (90, 1, 3)
+
+
+def test_header_in_another_key_order_is_still_read() -> None:
+    doc = orjson.loads(envelope([{"type": 4, "timestamp": 1}], extra={"events": 1}).to_json())
+    reordered = {"events": doc.pop("events"), **doc}
+    assert read_header(orjson.dumps(reordered)).window_id == "w1"
+    assert read_header(orjson.dumps(reordered, option=orjson.OPT_INDENT_2)).seq == 3
+
+
+def test_value_that_is_not_json_is_refused() -> None:
+    with pytest.raises(EnvelopeError, match="not JSON"):
+        read_header(b"{not json")
+
+
+def test_header_missing_a_field_is_refused_naming_it() -> None:
+    raw = orjson.dumps({"v": 1, "site_id": "shop", "session_id": "x", "events": []})
+    with pytest.raises(EnvelopeError, match="missing field 'window_id'"):
+        read_header(raw)
+
+
+def test_events_that_are_not_a_list_are_refused() -> None:
+    doc = orjson.loads(envelope([]).to_json())
+    doc["events"] = {"type": 4}
+    with pytest.raises(EnvelopeError, match="'events' is not a list"):
+        read_header(orjson.dumps(doc))
+
+
+def test_event_that_is_not_an_object_is_found_by_the_full_check() -> None:
+    raw = envelope([{"type": 4, "timestamp": 1}, 7]).to_json()
+    read_header(raw)  # the header is fine: ClickHouse refuses the body, the writer re-checks
     with pytest.raises(RowError, match="event 1"):
-        batch_rows(envelope([{"type": 4, "timestamp": 1}, 7]), retention_days=30)  # type: ignore[list-item]
-
-
-def test_three_quick_clicks_in_one_spot_are_one_rage_click() -> None:
-    assert count_rage_clicks([(0, 10, 10), (200, 12, 11), (400, 9, 10)]) == 1
-
-
-def test_clicks_spread_in_space_or_time_are_not_rage_clicks() -> None:
-    assert count_rage_clicks([(0, 10, 10), (200, 300, 10), (400, 600, 10)]) == 0
-    assert count_rage_clicks([(0, 10, 10), (900, 10, 10), (1800, 10, 10)]) == 0
-
-
-def test_summary_counts_page_views_clicks_inputs_errors_and_viewport() -> None:
-    events = [
-        {
-            "type": 4,
-            "timestamp": 1000,
-            "data": {"href": "https://a/x", "width": 800, "height": 600},
-        },
-        click(2000, 5, 5),
-        click(2100, 6, 5),
-        click(2200, 5, 6),
-        {"type": 3, "timestamp": 3000, "data": {"source": 5, "id": 9, "text": "***"}},
-        {"type": 3, "timestamp": 3500, "data": {"source": 4, "width": 1024, "height": 700}},
-        {
-            "type": 6,
-            "timestamp": 4000,
-            "data": {"plugin": "rrweb/console@1", "payload": {"level": "error"}},
-        },
-        {"type": 4, "timestamp": 5000, "data": {"href": "https://a/y"}},
-    ]
-    summary = summary_of(envelope(events, consent=True, user_agent="UA/1"))
-    assert summary["event_count"] == 8
-    assert summary["page_views"] == 2
-    assert summary["page_urls"] == ["https://a/x", "https://a/y"]
-    assert summary["entry_url"] == "https://a/x"
-    assert (summary["clicks"], summary["rage_clicks"], summary["inputs"]) == (3, 1, 1)
-    assert summary["console_errors"] == 1
-    assert (summary["viewport_w"], summary["viewport_h"]) == (1024, 700)
-    assert summary["active_secs"] == [2, 3]
-    assert (summary["consent_state"], summary["agent"]) == (1, "UA/1")
-
-
-def test_empty_batch_has_no_summary() -> None:
-    assert batch_rows(envelope([]), retention_days=30).summary is None
+        check_envelope(raw)
 
 
 def test_list_filter_reads_every_parameter() -> None:

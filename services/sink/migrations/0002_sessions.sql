@@ -1,9 +1,9 @@
 -- Session summaries, kept up to date from the events.
 --
--- The sink writes one summary row per batch (one Kafka message: one window's
--- batch `seq`) into session_batches, a Null table: nothing is stored there, it
--- only feeds the materialized view, which folds the rows into `sessions`
--- (AggregatingMergeTree, one row per session after merges).
+-- session_batches_mv computes, from each parsed batch (one Kafka message: one
+-- window's batch `seq`), one summary row into session_batches, a Null table:
+-- nothing is stored there, it only feeds sessions_mv, which folds the rows into
+-- `sessions` (AggregatingMergeTree, one row per session after merges).
 --
 -- Every aggregate is idempotent: min, max, groupUniqArray, argMin/argMax, and
 -- per-batch counters held in a maxMap keyed by hash(window_id, seq). A batch
@@ -58,6 +58,82 @@ ENGINE = AggregatingMergeTree
 PARTITION BY toYYYYMM(started_at)
 ORDER BY (site_id, session_id)
 TTL toDateTime(ended_at) + toIntervalDay(retention_days);
+
+-- What one batch adds to its session (definitions in docs/sink.md). Events are
+-- ordered by (time, place in batch) wherever order matters: the entry URL is
+-- the first page load, the viewport the last size seen, and a rage click is
+-- >= 3 clicks within 1000 ms and 30 px of the burst's first click (greedy: a
+-- click counts towards one burst at most). Each nesting level computes named
+-- arrays once, so ClickHouse analyses the query quickly on every insert.
+CREATE MATERIALIZED VIEW IF NOT EXISTS session_batches_mv TO session_batches AS
+SELECT
+    site_id,
+    session_id,
+    window_id,
+    seq,
+    visitor_id,
+    retention_days,
+    fromUnixTimestamp64Milli(arrayMin(times), 'UTC') AS first_ts,
+    fromUnixTimestamp64Milli(arrayMax(times), 'UTC') AS last_ts,
+    length(times) AS event_count,
+    byte_count,
+    length(page_loads) AS page_views,
+    length(click_list) AS clicks,
+    if(length(click_list) < 3, 0, arrayFold((acc, i) -> if(i >= acc.2 AND burst_lengths[i] >= 3, (acc.1 + 1, i + burst_lengths[i]), acc), range(1, length(click_list) + 1), (toUInt64(0), toUInt64(1))).1) AS rage_clicks,
+    inputs,
+    console_errors,
+    arraySort(arrayDistinct(arrayMap(x -> x.1, page_loads))) AS page_urls,
+    page_loads[1].1 AS entry_url,
+    if(empty(page_loads), toDateTime64('2100-01-01 00:00:00', 3, 'UTC'), fromUnixTimestamp64Milli(page_loads[1].2.1, 'UTC')) AS entry_url_ts,
+    active_secs,
+    toUInt16(least(greatest(assumeNotNull(viewports[1].1), 0.), 65535.)) AS viewport_w,
+    toUInt16(least(greatest(assumeNotNull(viewports[1].2), 0.), 65535.)) AS viewport_h,
+    if(empty(viewports), toDateTime64(0, 3, 'UTC'), fromUnixTimestamp64Milli(viewports[1].3.1, 'UTC')) AS viewport_ts,
+    agent,
+    consent_state
+FROM
+(
+    SELECT
+        *,
+        -- burst_lengths[i]: clicks from i on within 1000 ms and 30 px of click i
+        if(length(click_list) < 3, [], arrayMap(i -> toUInt64(if((arrayFirstIndex(j -> j > i AND (click_list[j].1.1 - click_list[i].1.1 > 1000 OR pow(click_list[j].2 - click_list[i].2, 2) + pow(click_list[j].3 - click_list[i].3, 2) > 900), range(1, length(click_list) + 1)) AS end) = 0, length(click_list) + 1, end) - i), range(1, length(click_list) + 1))) AS burst_lengths
+    FROM
+    (
+        SELECT
+            *,
+            -- (url, (ms, idx), type) of every Meta event with an href, in time order
+            arraySort(x -> x.2, arrayFilter(x -> x.1 != '' AND x.3 = 4, arrayZip(arrayMap(h -> leftUTF8(h, 2048), hrefs), order_keys, types))) AS page_loads,
+            -- (width, height, (ms, idx), ...) of Meta and ViewportResize events, latest first
+            arrayReverseSort(x -> x.3, arrayFilter(x -> isNotNull(x.1) AND isNotNull(x.2) AND (x.4 = 4 OR (x.4 = 3 AND x.5 = 4)), arrayZip(widths, heights, order_keys, types, sources))) AS viewports,
+            -- ((ms, idx), x, y) of every click (MouseInteraction type 2), in time order
+            arraySort(c -> c.1, arrayFilter((c, ty, s, it) -> ty = 3 AND s = 2 AND it = 2, arrayZip(order_keys, xs, ys), types, sources, interactions)) AS click_list,
+            arrayCount((ty, s) -> ty = 3 AND s = 5, types, sources) AS inputs,
+            arrayCount((ty, s, lv, pl, plv) -> (ty = 3 AND s = 11 AND lv = 'error') OR (ty = 6 AND pl = 'rrweb/console@1' AND plv = 'error'), types, sources, levels, plugins, plugin_levels) AS console_errors,
+            -- seconds with a user action: mouse move/click, scroll, input, touch, drag, selection
+            arraySort(arrayDistinct(arrayMap(t -> toUInt32(intDiv(t, 1000)), arrayFilter((t, ty, s) -> ty = 3 AND s IN (1, 2, 3, 5, 6, 12, 14), times, types, sources)))) AS active_secs
+        FROM
+        (
+            SELECT
+                *,
+                arrayMap(t -> toInt64(least(greatest(t, 0.), 4102444800000.)), parsed.timestamp) AS times,
+                arrayMap((t, i) -> (t, i), times, arrayEnumerate(times)) AS order_keys,
+                arrayMap(t -> ifNull(t, -1), parsed.type) AS types,
+                arrayMap(s -> ifNull(s, -1), parsed.data.source) AS sources,
+                parsed.data.type AS interactions,
+                parsed.data.x AS xs,
+                parsed.data.y AS ys,
+                parsed.data.href AS hrefs,
+                parsed.data.width AS widths,
+                parsed.data.height AS heights,
+                parsed.data.level AS levels,
+                parsed.data.plugin AS plugins,
+                parsed.data.payload.level AS plugin_levels,
+                arraySum(arrayMap(e -> length(e), raw_events)) AS byte_count
+            FROM parsed_batches
+            WHERE notEmpty(parsed)
+        )
+    )
+);
 
 -- batch_counts = (hash(window_id, seq), events, bytes, page views, clicks,
 -- rage clicks, inputs, console errors): maxMap keeps one value per batch.
