@@ -6,6 +6,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from services.ingest.batch import Rejection, check_message_size, event_problem, parse_batch
 from services.shared.site_settings import SiteSettings
@@ -129,3 +131,127 @@ def test_a_message_over_the_kafka_limit_is_refused_with_413() -> None:
     with pytest.raises(Rejection) as err:
         check_message_size(10_000, 10_240)
     assert (err.value.status, err.value.code) == (413, "batch_too_large")
+
+
+# --- the envelope reuses the body's events array ------------------------------
+
+SESSION_BODY = {
+    "session_id": "sess-1",
+    "window_id": "w-1",
+    "seq": 0,
+    "page_url": "https://shop.example/",
+}
+EVENTS = [
+    {"type": 4, "timestamp": NOW, "data": {"href": "https://shop.example/", "width": 1280}},
+    {"type": 2, "timestamp": NOW + 1, "data": {"node": {"type": 0, "childNodes": []}}},
+    {"type": 3, "timestamp": NOW + 2, "data": {"source": 5, "text": 'ünïcode [x] {y} "q"'}},
+]
+
+
+def assert_value_is_the_re_serialised_envelope(body: bytes) -> Any:
+    parsed = parse(body)
+    assert orjson.loads(parsed.envelope_json()) == orjson.loads(parsed.envelope.to_json())
+    return parsed
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        orjson.dumps({**SESSION_BODY, "events": EVENTS}),
+        orjson.dumps({**SESSION_BODY, "events": EVENTS}, option=orjson.OPT_INDENT_2) + b"\n",
+        b' { "session_id" : "s" ,\n "events" :\t[{"type":4,"timestamp":%d}] } ' % NOW,
+        # the recorder's shape: consent after the events
+        orjson.dumps({**SESSION_BODY, "events": EVENTS, "consent": True}),
+        orjson.dumps({"events": EVENTS, **SESSION_BODY}, option=orjson.OPT_INDENT_2),
+    ],
+)
+def test_a_body_with_events_last_is_spliced_into_the_envelope(body: bytes) -> None:
+    parsed = assert_value_is_the_re_serialised_envelope(body)
+    assert parsed.raw_events is not None
+    assert orjson.loads(parsed.raw_events) == parsed.envelope.events
+
+
+ONE_EVENT = b'[{"type":4,"timestamp":%d}]' % NOW
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # a later member that is not a plain scalar, or a "]" in a later string
+        b'{"session_id":"s","events":%s,"consent":[true],"consent":true}' % ONE_EVENT,
+        b'{"session_id":"s","events":%s,"page_url":"https://x/?a[]=1"}' % ONE_EVENT,
+        b'{"session_id":"s","events":%s,"x":"q],","consent":true}' % ONE_EVENT,
+        rb'{"session_id":"s","events":%s,"page\/url":"a","page/url":"b"}' % ONE_EVENT,
+        b'{"session_id":"s","events":%s,"tags":{"a":[1]}}' % ONE_EVENT,
+        # a later key that also appears inside the events
+        b'{"session_id":"s","events":[{"type":4,"timestamp":%d,"consent":1}],"consent":true}' % NOW,
+        # duplicate key: orjson keeps the last one
+        b'{"session_id":"s","events":[{"type":0}],"events":%s}' % ONE_EVENT,
+        # the duplicate spelled with a unicode escape
+        b'{"session_id":"s","events":[{"type":0}],"\\u0065vents":%s}' % ONE_EVENT,
+        b'{"session_id":"s","\\u0065vents":[{"type":4,"timestamp":%d,"data":{"events":[1]}}]}'
+        % NOW,
+        # an earlier member that is an object or array, or a key ending in "events"
+        b'{"extra":{"events":[1]},"session_id":"s","events":%s}' % ONE_EVENT,
+        b'{"tags":[1],"session_id":"s","events":%s}' % ONE_EVENT,
+        b'{"session_id":"s","x\\"events":1,"events":%s}' % ONE_EVENT,
+        # "events" inside the events, as a key or a value
+        b'{"session_id":"s","events":[{"type":5,"timestamp":%d,"data":{"events":1}}]}' % NOW,
+        b'{"session_id":"s","events":[{"type":5,"timestamp":%d,"data":"events"}]}' % NOW,
+        # page_url with brackets
+        b'{"session_id":"s","page_url":"https://x/?a[]=1","events":%s}' % ONE_EVENT,
+    ],
+)
+def test_unusual_bodies_are_serialised_again(body: bytes) -> None:
+    parsed = assert_value_is_the_re_serialised_envelope(body)
+    assert parsed.raw_events is None
+
+
+def test_a_batch_with_events_left_out_is_serialised_from_the_kept_events() -> None:
+    body = orjson.dumps({**SESSION_BODY, "events": [*EVENTS, {"type": 99, "timestamp": NOW}]})
+    parsed = assert_value_is_the_re_serialised_envelope(body)
+    assert parsed.raw_events is None
+    assert len(orjson.loads(parsed.envelope_json())["events"]) == len(EVENTS)
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**53), 2**53) | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3)
+        | st.dictionaries(st.sampled_from(["events", "a", 'ev"ents', "x"]), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+_events = st.lists(
+    st.fixed_dictionaries(
+        {"type": st.integers(0, 7), "timestamp": st.just(NOW)}, optional={"data": _json_values}
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    members=st.dictionaries(
+        st.sampled_from(["page_url", "consent", "extra", "events ", "tags", "seq"]),
+        _json_values,
+        max_size=3,
+    ),
+    events=_events,
+    events_first=st.booleans(),
+    indent=st.booleans(),
+)
+def test_the_envelope_value_always_equals_the_re_serialised_envelope(
+    members: dict[str, Any], events: list[Any], events_first: bool, indent: bool
+) -> None:
+    members = {k: v for k, v in members.items() if k not in ("seq", "consent", "page_url")}
+    doc = {"session_id": "s", **members, "events": events}
+    if events_first:
+        doc = {"events": events, **doc}
+    body = orjson.dumps(doc, option=orjson.OPT_INDENT_2 if indent else 0)
+    try:
+        parsed = parse(body)
+    except Rejection:
+        return
+    assert orjson.loads(parsed.envelope_json()) == orjson.loads(parsed.envelope.to_json())
