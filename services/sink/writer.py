@@ -201,13 +201,15 @@ class EventWriter:
         await self.dlq.start()
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; flush by rows, bytes or time."""
+        """Consume until :meth:`stop`; flush by rows, bytes or time, or when caught up."""
         assert self.consumer is not None
         while not self.stopping.is_set():
             records = await self.consumer.getmany(timeout_ms=200, max_records=2000)
             await self._buffer(records)
             await self._update_lag()
-            if self.pending.partitions and self._due():
+            # Nothing arrived within the poll: caught up, so store what is buffered now
+            # rather than after batch_max_seconds (the end of a backlog, a quiet topic).
+            if self.pending.partitions and (self._due() or not records):
                 await self._flush()
         if self.pending.partitions:
             await self._flush()
