@@ -128,7 +128,7 @@ class Gateway:
                     ),
                     site.ip_mode,
                 )
-                value = parsed.envelope_json()
+                value = envelope.to_json()
                 # Let go of the parsed events before waiting for Kafka: held across the
                 # wait, tens of batches' objects would be walked by every collection.
                 del parsed, envelope

@@ -35,107 +35,6 @@ class ParsedBatch:
 
     envelope: BatchEnvelope
     dropped: Counter[str] = field(default_factory=Counter)
-    # The body's own JSON text of the events array, when it is exactly the
-    # envelope's events (nothing left out): spliced in instead of re-serialised.
-    raw_events: memoryview | None = None
-
-    def envelope_json(self) -> bytes:
-        """The Kafka value: :meth:`BatchEnvelope.to_json`, reusing ``raw_events`` if known."""
-        envelope = self.envelope
-        if self.raw_events is None:
-            return envelope.to_json()
-        events, envelope.events = envelope.events, []
-        try:
-            head = envelope.to_json()
-        finally:
-            envelope.events = events
-        # The envelope's layout comes from to_json alone: splice only where it ends in
-        # the (empty) events array, i.e. without an "extra" member after it.
-        if not head.endswith(_EMPTY_EVENTS_TAIL):
-            return envelope.to_json()
-        return b"".join((head[: -len(b"[]}")], self.raw_events, b"}"))
-
-
-_EMPTY_EVENTS_TAIL = b'"events":[]}'
-_EVENTS_KEY = b'"events"'
-_JSON_SPACE = b" \t\r\n"
-# Names JSON can escape only as \\uXXXX (no quote, backslash or slash in them).
-_PLAIN_KEY = re.compile(r"[A-Za-z0-9_]{1,64}\Z")
-
-
-def raw_events_array(body: bytes, doc: dict[str, Any]) -> memoryview | None:
-    """The exact JSON text of ``doc["events"]`` inside ``body``, or None if not certain.
-
-    ``doc`` is ``body`` parsed (orjson keeps the document's key order). Found
-    without a JSON scanner, only where every condition below proves which bytes
-    are the top-level events array:
-
-    - no ``\\u`` escape anywhere, so a key spelled "events" appears as the bytes
-      ``"events"``, and those bytes appear exactly once: no duplicate or nested
-      "events" key, no "events" string value;
-    - the byte before it (whitespace aside) is ``{`` or ``,``, so its quote is
-      not escaped and, the body being valid JSON, opens the string "events";
-      nothing before it holds a ``[`` or a second ``{``, so every earlier member
-      is a scalar and this key is at the top level; ``:`` and ``[`` follow;
-    - the array ends at the body's last ``]``: what follows it is ``}`` alone
-      when "events" is the last key, else ``,`` and members that parse (as an
-      object) to exactly the document's later members, whose plain names
-      appear once each, so no duplicate hides among them. (A ``]`` inside a
-      later string or array leaves an unparseable or different rest.)
-
-    Anything else (unicode escapes, nested members before the events, a later
-    ``page_url`` with a ``]``) returns None and the events are serialised again.
-    """
-    if b"\\u" in body or body.count(_EVENTS_KEY) != 1:
-        return None
-    key_at = body.find(_EVENTS_KEY)
-    before = _skip_space_back(body, key_at)
-    if body[before - 1 : before] not in (b"{", b","):
-        return None
-    if body.count(b"[", 0, key_at) or body.count(b"{", 0, key_at) != 1:
-        return None
-    colon_at = _skip_space(body, key_at + len(_EVENTS_KEY))
-    if body[colon_at : colon_at + 1] != b":":
-        return None
-    value_at = _skip_space(body, colon_at + 1)
-    end = body.rfind(b"]") + 1
-    if body[value_at : value_at + 1] != b"[" or end <= value_at:
-        return None
-    keys = list(doc)
-    later = keys[keys.index("events") + 1 :]
-    rest = body[end:].strip(_JSON_SPACE)
-    if not later:
-        return memoryview(body)[value_at:end] if rest == b"}" else None
-    if not rest.startswith(b",") or not all(_plain_unique_key(body, key) for key in later):
-        return None
-    try:
-        members = orjson.loads(b"{" + rest[1:])
-    except orjson.JSONDecodeError:
-        return None
-    if type(members) is not dict or list(members) != later:
-        return None
-    if any(members[key] != doc[key] for key in later):
-        return None
-    return memoryview(body)[value_at:end]
-
-
-def _plain_unique_key(body: bytes, key: str) -> bool:
-    """True if ``key`` can only be spelled one way (given no ``\\u``) and is in ``body`` once."""
-    return _PLAIN_KEY.match(key) is not None and body.count(b'"%s"' % key.encode()) == 1
-
-
-def _skip_space(body: bytes, at: int) -> int:
-    """The index of the first byte at or after ``at`` that is not JSON whitespace."""
-    while at < len(body) and body[at] in _JSON_SPACE:
-        at += 1
-    return at
-
-
-def _skip_space_back(body: bytes, end: int) -> int:
-    """The end of ``body[:end]`` once trailing JSON whitespace is left off."""
-    while end > 0 and body[end - 1] in _JSON_SPACE:
-        end -= 1
-    return end
 
 
 def parse_batch(
@@ -221,9 +120,7 @@ def parse_batch(
         consent=consent,
         page_url=(page_url or "")[:MAX_PAGE_URL_CHARS],
     )
-    # Only when no event was left out is the body's events array the envelope's.
-    raw_events = None if dropped else raw_events_array(body, doc)
-    return ParsedBatch(envelope, dropped, raw_events)
+    return ParsedBatch(envelope, dropped)
 
 
 def _id(doc: dict[str, Any], name: str, *, required: bool) -> str:
