@@ -355,6 +355,12 @@ def main() -> None:
         f"State bytes per session (stored table value): median {percentile(state_sizes, 0.5)}, "
         f"p95 {percentile(state_sizes, 0.95)}, max {max(state_sizes)}"
     )
+    paired = [m / p for m, p in zip(rates["masker"], rates["passthrough"], strict=True)]
+    print(
+        "Masker / pass-through per round (same minute, same broker): "
+        + ", ".join(f"{r:.2f}" for r in paired)
+        + f"; median {statistics.median(paired):.2f}"
+    )
     print("Raw rounds:", {k: [round(x) for x in v] for k, v in rates.items()})
 
 

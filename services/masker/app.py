@@ -251,10 +251,13 @@ def create_app(settings: MaskerSettings) -> faust.App:
                 doc = orjson.loads(store[key])
                 last_seen[key] = (time.time(), int(doc[STATE_PARTITION]))
         stale = [(key, seen) for key, seen in last_seen.items() if seen[0] < cutoff]
+        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.RAW}
         for key, (_, partition) in stale:
             del last_seen[key]
-            if store.pop(key, None) is not None:
-                # A tombstone, so a recovering worker forgets it too (and compaction drops it).
+            if store.pop(key, None) is not None and partition in owned:
+                # A tombstone, so a recovering worker forgets it too (and compaction
+                # drops it). Not for a partition moved to another worker by a
+                # rebalance: that worker owns the session's state now.
                 state_table.send_changelog(partition, key, None)
         metrics.SESSIONS_IN_STATE.set(len(store))
 
