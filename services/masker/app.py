@@ -33,7 +33,7 @@ import orjson
 from aiohttp import web
 
 from services.masker import metrics
-from services.masker.rules import SessionMaskState, mask_batch
+from services.masker.rules import MaskPolicy, SessionMaskState, mask_batch
 from services.masker.settings import MaskerSettings
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope, EnvelopeError
@@ -69,6 +69,17 @@ class MaskedBatch:
     received_at_ms: int
 
 
+def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
+    """Log selectors the masker cannot parse (they fall back to masking everything)."""
+    if site is None:
+        return
+    for problem in MaskPolicy.from_site(site).problems:
+        log.warning(
+            "site selector falls back to masking everything",
+            extra={"site": site_id, "reason": problem},
+        )
+
+
 def mask_message(
     raw_value: bytes,
     state_value: bytes | None,
@@ -76,6 +87,7 @@ def mask_message(
     *,
     partition: int,
     offset: int,
+    sensitive_names: tuple[str, ...] | None = None,
 ) -> MaskedBatch:
     """Mask one ``recordings.raw`` value given the session's stored state (pure; no IO).
 
@@ -96,7 +108,9 @@ def mask_message(
     )
     state = SessionMaskState.from_dict(None if replay else doc)
     before = state.to_dict()
-    result = mask_batch(envelope.events, state, site, envelope.consent)
+    result = mask_batch(
+        envelope.events, state, site, envelope.consent, sensitive_names=sensitive_names
+    )
     envelope.events = result.events
     counts = dict(result.counts)
     new_state: bytes | None = None
@@ -167,6 +181,8 @@ def bytes_topic(app: faust.App, name: str, partitions: int | None = None) -> fau
 def create_app(settings: MaskerSettings) -> faust.App:
     """Build the faust app: topics, the state table, the masking agent and ops tasks."""
     registry = SiteRegistry(load_sites_file(settings.sites_file))
+    for site in registry.all():
+        warn_about_site_selectors(site.site_id, site)
     partitions = settings.kafka.partitions
     app = faust_app(settings)
     raw = bytes_topic(app, topics.RAW, partitions)
@@ -213,6 +229,7 @@ def create_app(settings: MaskerSettings) -> faust.App:
                     registry,
                     partition=partition,
                     offset=event.message.offset,
+                    sensitive_names=settings.sensitive_names,
                 )
             except EnvelopeError as exc:
                 metrics.DROPPED.labels("bad_envelope").inc()
@@ -269,7 +286,9 @@ def create_app(settings: MaskerSettings) -> faust.App:
 
     @app.task
     async def follow_sites() -> None:
-        await follow_site_config(registry, settings.kafka.bootstrap_servers)
+        await follow_site_config(
+            registry, settings.kafka.bootstrap_servers, on_update=warn_about_site_selectors
+        )
 
     @app.task
     async def serve_ops() -> None:

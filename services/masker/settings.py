@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.shared.env import SettingError, env_float, env_int, env_str
+from services.masker.rules import DEFAULT_SENSITIVE_NAMES
+from services.shared.env import SettingError, env_float, env_int, env_list, env_str
 from services.shared.kafka import KafkaSettings
 
 COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", "none")
@@ -27,6 +28,8 @@ class MaskerSettings:
     # Producer compression of recordings.masked: zstd is cheaper on CPU than
     # aiokafka's lz4 (which compresses at level 9) and smaller; "none" turns it off.
     compression: str = "zstd"
+    # Field name/id words that are always masked, whatever the site settings.
+    sensitive_names: tuple[str, ...] = DEFAULT_SENSITIVE_NAMES
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -52,6 +55,7 @@ class MaskerSettings:
             eviction_interval_s=env_float("MASKER_EVICTION_INTERVAL_S", cls.eviction_interval_s),
             lag_interval_s=env_float("MASKER_LAG_INTERVAL_S", cls.lag_interval_s),
             compression=env_str("MASKER_COMPRESSION", cls.compression),
+            sensitive_names=env_list("MASKER_SENSITIVE_NAMES", cls.sensitive_names),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
         )

@@ -1,0 +1,68 @@
+"""The masker's environment settings reach the masking rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.masker.app import mask_message
+from services.masker.settings import MaskerSettings
+from services.shared.envelope import BatchEnvelope
+from services.shared.site_settings import SiteRegistry, SiteSettings
+
+
+def _envelope_with_field(name: str, typed: str) -> bytes:
+    field = {
+        "type": 2,
+        "id": 5,
+        "tagName": "input",
+        "attributes": {"type": "text", "name": name},
+        "childNodes": [],
+    }
+    body = {"type": 2, "id": 3, "tagName": "body", "attributes": {}, "childNodes": [field]}
+    snapshot = {
+        "type": 2,
+        "timestamp": 1,
+        "data": {
+            "node": {
+                "type": 0,
+                "id": 1,
+                "childNodes": [
+                    {"type": 2, "id": 2, "tagName": "html", "attributes": {}, "childNodes": [body]}
+                ],
+            },
+            "initialOffset": {"left": 0, "top": 0},
+        },
+    }
+    typing = {
+        "type": 3,
+        "timestamp": 2,
+        "data": {"source": 5, "id": 5, "text": typed, "isChecked": False},
+    }
+    return BatchEnvelope(
+        site_id="s",
+        session_id="x",
+        window_id="w",
+        visitor_id="v",
+        seq=0,
+        received_at_ms=1,
+        events=[snapshot, typing],
+    ).to_json()
+
+
+def test_sensitive_names_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MASKER_SENSITIVE_NAMES", "loyaltyno, membership")
+    assert MaskerSettings.from_env().sensitive_names == ("loyaltyno", "membership")
+
+
+def test_a_configured_sensitive_name_masks_the_field_even_when_inputs_are_recorded() -> None:
+    registry = SiteRegistry([SiteSettings(site_id="s", record_inputs=True)])
+    raw = _envelope_with_field("loyaltyno", "LOYAL123456")
+
+    default = mask_message(raw, None, registry, partition=0, offset=0)
+    configured = mask_message(
+        raw, None, registry, partition=0, offset=0, sensitive_names=("loyaltyno",)
+    )
+
+    assert default.value is not None and configured.value is not None
+    assert b"LOYAL123456" in default.value
+    assert b"LOYAL123456" not in configured.value
