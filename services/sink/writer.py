@@ -3,9 +3,18 @@ commits Kafka offsets only after ClickHouse acknowledged them.
 
 Flow per batch: consume → read the envelope header (pure,
 :mod:`services.sink.rows`) or DLQ → buffer per partition → when rows, bytes or
-time say so: one columnar insert of the message bytes into ``incoming_batches``
-(ClickHouse's materialized views split them into ``events`` and fold them into
-``sessions``) → commit.
+time say so (or the consumer is caught up): one columnar insert of the message
+bytes into ``incoming_batches`` (ClickHouse's materialized views split them
+into ``events`` and fold them into ``sessions``) → commit.
+
+Consuming and inserting overlap: the insert of batch N runs in its own task
+(the engine call runs in a thread and releases the GIL) while the event loop
+consumes batch N+1. At most one insert is in flight, and the next one starts
+only after the previous one was acknowledged *and* its offsets committed, so
+offsets are committed strictly in order. When the next batch is full before
+the insert is done the writer stops fetching (back-pressure: it waits for the
+insert, and if that takes long it pauses every partition and keeps polling so
+the group membership holds), so memory stays bounded by about two batches.
 
 A message whose header is fine but whose events are not (invalid JSON further
 on, an event that is not an object) makes ClickHouse refuse the whole insert
@@ -13,15 +22,22 @@ with :data:`~services.sink.rows.REFUSED_MARKER`; the writer then finds it
 (parsing the batch in Python, or if need be inserting message by message),
 sends it to the DLQ and inserts the rest.
 
-When an insert fails the writer pauses every assigned partition (so memory
-stays bounded and the group membership holds: it keeps calling ``getmany``,
-which returns nothing while paused), retries the same batch with the same
-deduplication tokens and exponential backoff, and resumes after the ack.
+When an insert fails the writer pauses every assigned partition, retries the
+same batch with the same deduplication token and exponential backoff, and
+resumes after the ack. The next batch consumed meanwhile stays in memory
+(bounded: nothing is fetched while paused) and is inserted after it.
+
+On a rebalance the writer lets the in-flight insert finish and commit while
+the revoked partitions are still its own (unless ClickHouse is failing: then
+that insert commits nothing for them), and drops the not-yet-inserted rows of
+the revoked partitions: their new owner re-reads them from the committed
+offset, and the ReplacingMergeTree keys make any re-insert invisible.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import time
@@ -51,6 +67,9 @@ log = logging.getLogger("replaypipe.sink.writer")
 
 DEFAULT_RETENTION_DAYS = SiteSettings(site_id="default").retention_days
 MAX_BACKOFF_S = 10.0
+# How long the loop waits for the in-flight insert before it polls the (paused)
+# consumer again; well under max_poll_interval_ms, so the group keeps the member.
+BACKPRESSURE_POLL_S = 1.0
 
 
 @dataclass(slots=True)
@@ -81,6 +100,9 @@ class PendingBatch:
     rows: int = 0
     bytes: int = 0
     started: float = 0.0
+    # Partitions revoked while this batch was being inserted: their rows stay in
+    # the insert (same token on retry) but their offsets are not committed.
+    revoked: set[TopicPartition] = field(default_factory=set)
 
     def add(self, tp: TopicPartition, offset: int, message: IncomingMessage | None) -> None:
         """Record a consumed message (``message`` None: sent to the DLQ, only the offset counts)."""
@@ -135,21 +157,21 @@ class PendingBatch:
 
     def commit_offsets(self) -> dict[TopicPartition, int]:
         """The offsets to commit once this batch is stored: next to read, per partition."""
-        return {tp: b.last_offset + 1 for tp, b in self.partitions.items()}
+        return {
+            tp: b.last_offset + 1 for tp, b in self.partitions.items() if tp not in self.revoked
+        }
 
 
-class _DropRevoked(ConsumerRebalanceListener):  # type: ignore[misc]
+class _FollowRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
     def __init__(self, writer: EventWriter) -> None:
         self.writer = writer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        dropped = self.writer.pending.drop(revoked)
-        if dropped:
-            log.info("partitions revoked; buffered rows dropped", extra={"count": dropped})
+        await self.writer.release(revoked)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        if self.writer.paused:
-            # Keep newly assigned partitions paused too while ClickHouse is down.
+        if self.writer.holding:
+            # Keep newly assigned partitions paused too (ClickHouse down, or back-pressure).
             assert self.writer.consumer is not None
             self.writer.consumer.pause(*assigned)
 
@@ -174,9 +196,17 @@ class EventWriter:
         self.stopping = asyncio.Event()
         self.consumer: AIOKafkaConsumer | None = None
         self.dlq: AIOKafkaProducer | None = None
-        self.pending = PendingBatch()
-        self.paused = False
+        self.pending = PendingBatch()  # being consumed into
+        self.paused = False  # ClickHouse is failing: consumption paused until an insert succeeds
+        self.holding = False  # every partition paused (ClickHouse failing or back-pressure)
+        self._inserting: asyncio.Task[bool] | None = None
+        self._inserting_batch: PendingBatch | None = None
         self._lag_updated = 0.0
+
+    @property
+    def inserting(self) -> bool:
+        """True while an insert (with its commit) is in flight."""
+        return self._inserting is not None
 
     async def start(self) -> None:
         """Connect the consumer and the DLQ producer."""
@@ -190,7 +220,7 @@ class EventWriter:
             fetch_max_bytes=max_bytes * 4,
             max_poll_interval_ms=600_000,
         )
-        self.consumer.subscribe([self.topic], listener=_DropRevoked(self))
+        self.consumer.subscribe([self.topic], listener=_FollowRebalance(self))
         self.dlq = AIOKafkaProducer(
             bootstrap_servers=self.settings.kafka.bootstrap_servers,
             acks="all",
@@ -201,18 +231,102 @@ class EventWriter:
         await self.dlq.start()
 
     async def run(self) -> None:
-        """Consume until :meth:`stop`; flush by rows, bytes or time, or when caught up."""
+        """Consume until :meth:`stop`, one insert in flight; then finish it and flush the rest.
+
+        A batch is handed to the insert task when it is full (rows, bytes),
+        old enough (seconds) or the consumer is caught up, and no insert is in
+        flight. Raises whatever crashed the insert task (not an insert error:
+        those are retried).
+        """
         assert self.consumer is not None
-        while not self.stopping.is_set():
-            records = await self.consumer.getmany(timeout_ms=200, max_records=2000)
-            await self._buffer(records)
-            await self._update_lag()
-            # Nothing arrived within the poll: caught up, so store what is buffered now
-            # rather than after batch_max_seconds (the end of a backlog, a quiet topic).
-            if self.pending.partitions and (self._due() or not records):
-                await self._flush()
-        if self.pending.partitions:
-            await self._flush()
+        caught_up = False
+        try:
+            while not self.stopping.is_set():
+                await self._collect_insert()
+                # Nothing arrived within the last poll: caught up, so store what is
+                # buffered now rather than after batch_max_seconds.
+                if (
+                    self._inserting is None
+                    and self.pending.partitions
+                    and (self._full() or caught_up or self._old())
+                ):
+                    self._start_insert()
+                if self._inserting is not None and self._full():
+                    # Back-pressure: the next batch is full. Wait for the insert instead of
+                    # fetching more; if it takes long (ClickHouse down) poll paused below.
+                    await asyncio.wait({self._inserting}, timeout=BACKPRESSURE_POLL_S)
+                    if self._inserting.done():
+                        continue
+                self._hold_or_release()
+                records = await self.consumer.getmany(timeout_ms=200, max_records=2000)
+                caught_up = not records
+                await self._buffer(records)
+                await self._update_lag()
+            # Graceful stop: finish the in-flight insert, then store what is buffered.
+            if await self._finish_insert() and self.pending.partitions:
+                self._start_insert()
+                await self._finish_insert()
+        except BaseException:
+            if self._inserting is not None:
+                self._inserting.cancel()
+            raise
+
+    async def _collect_insert(self) -> None:
+        """If the in-flight insert is done, clear it (re-raising a crash of its task)."""
+        if self._inserting is not None and self._inserting.done():
+            await self._finish_insert()
+
+    async def _finish_insert(self) -> bool:
+        """Wait for the in-flight insert; False if it gave up (stopping, ClickHouse down)."""
+        task = self._inserting
+        if task is None:
+            return True
+        try:
+            return await task
+        finally:
+            self._inserting = None
+            self._inserting_batch = None
+
+    def _start_insert(self) -> None:
+        batch, self.pending = self.pending, PendingBatch()
+        metrics.BUFFERED_ROWS.set(0)
+        self._inserting_batch = batch
+        self._inserting = asyncio.create_task(self._store(batch), name="sink-insert")
+
+    async def _store(self, batch: PendingBatch) -> bool:
+        """Insert ``batch`` (retrying until stored or stopping), then commit its offsets."""
+        assert self.consumer is not None
+        if batch.bytes and not await self._insert_with_retry(batch):
+            return False  # stopping while ClickHouse is down: nothing committed, Kafka redelivers
+        assigned = self.consumer.assignment()
+        offsets = {tp: o for tp, o in batch.commit_offsets().items() if tp in assigned}
+        if offsets:
+            try:
+                await self.consumer.commit(offsets)
+            except Exception as exc:  # a rebalance raced the commit: redelivery is harmless
+                log.warning("offset commit failed", extra={"reason": type(exc).__name__})
+        return True
+
+    async def release(self, revoked: Iterable[TopicPartition]) -> None:
+        """Rebalance: partitions are being taken away from this writer.
+
+        The in-flight insert may finish and commit while they are still ours
+        (unless ClickHouse is failing: waiting would stall the whole group);
+        if it is still running after that, it commits nothing for them.
+        Buffered rows of revoked partitions are dropped: they are re-read.
+        """
+        revoked = set(revoked)
+        task = self._inserting
+        while task is not None and not task.done() and not self.paused:
+            if self.stopping.is_set():
+                break
+            await asyncio.wait({task}, timeout=BACKPRESSURE_POLL_S)
+        if self._inserting_batch is not None and task is not None and not task.done():
+            self._inserting_batch.revoked |= revoked
+        dropped = self.pending.drop(revoked)
+        metrics.BUFFERED_ROWS.set(self.pending.rows)
+        if dropped:
+            log.info("partitions revoked; buffered rows dropped", extra={"count": dropped})
 
     async def _buffer(self, records: dict[TopicPartition, list[Any]]) -> None:
         for tp, messages in records.items():
@@ -220,13 +334,24 @@ class EventWriter:
                 self.pending.add(tp, message.offset, await self._incoming_or_dlq(message))
         metrics.BUFFERED_ROWS.set(self.pending.rows)
 
-    def _due(self) -> bool:
+    def _full(self) -> bool:
         s = self.settings
-        return (
-            self.pending.rows >= s.batch_max_rows
-            or self.pending.bytes >= s.batch_max_bytes
-            or time.monotonic() - self.pending.started >= s.batch_max_seconds
-        )
+        return self.pending.rows >= s.batch_max_rows or self.pending.bytes >= s.batch_max_bytes
+
+    def _old(self) -> bool:
+        return time.monotonic() - self.pending.started >= self.settings.batch_max_seconds
+
+    def _hold_or_release(self) -> None:
+        """Pause every partition while ClickHouse fails or the next batch is full; else resume."""
+        assert self.consumer is not None
+        hold = self.paused or (self._inserting is not None and self._full())
+        if hold:
+            # Also covers partitions assigned since the last call. Records already fetched
+            # for them are discarded by aiokafka and fetched again after the resume.
+            self.consumer.pause(*self.consumer.assignment())
+        elif self.holding:
+            self.consumer.resume(*self.consumer.assignment())
+        self.holding = hold
 
     def _retention_days(self, site_id: str) -> int:
         site = self.registry.get(site_id) if self.registry is not None else None
@@ -261,21 +386,6 @@ class EventWriter:
             extra={"reason": reason, "partition": message.partition, "offset": message.offset},
         )
 
-    async def _flush(self) -> None:
-        """Insert the pending batch (retrying until stored or stopping), then commit."""
-        assert self.consumer is not None
-        batch, self.pending = self.pending, PendingBatch()
-        if batch.bytes and not await self._insert_with_retry(batch):
-            return  # stopping while ClickHouse is down: nothing committed, Kafka redelivers
-        assigned = self.consumer.assignment()
-        offsets = {tp: o for tp, o in batch.commit_offsets().items() if tp in assigned}
-        if offsets:
-            try:
-                await self.consumer.commit(offsets)
-            except Exception as exc:  # a rebalance raced the commit: redelivery is harmless
-                log.warning("offset commit failed", extra={"reason": type(exc).__name__})
-        metrics.BUFFERED_ROWS.set(self.pending.rows)
-
     async def _insert_with_retry(self, batch: PendingBatch) -> bool:
         delay = 0.2
         while True:
@@ -294,7 +404,7 @@ class EventWriter:
                     extra={"reason": _reason(exc), "count": batch.rows},
                 )
                 self._pause()
-                if not await self._wait_polling(delay):
+                if not await self._wait_unless_stopping(delay):
                     return False
                 delay = min(delay * 2, MAX_BACKOFF_S)
                 metrics.INSERT_RETRIES.inc()
@@ -302,7 +412,11 @@ class EventWriter:
             metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
             metrics.INSERTS.inc()
             metrics.ROWS.inc(batch.rows)
-            self._resume()
+            if self.paused:
+                # The consuming loop resumes the partitions at its next poll.
+                self.paused = False
+                metrics.PAUSED.set(0)
+                log.info("insert succeeded; consumption resumed")
             return True
 
     async def _send_refused_to_dlq(self, batch: PendingBatch) -> bool:
@@ -343,33 +457,19 @@ class EventWriter:
         return found
 
     def _pause(self) -> None:
+        """ClickHouse is failing: stop fetching now (the consuming loop keeps polling)."""
         assert self.consumer is not None
         self.consumer.pause(*self.consumer.assignment())
+        self.holding = True
         if not self.paused:
             self.paused = True
             metrics.PAUSED.set(1)
 
-    def _resume(self) -> None:
-        if self.paused:
-            assert self.consumer is not None
-            self.consumer.resume(*self.consumer.assignment())
-            self.paused = False
-            metrics.PAUSED.set(0)
-            log.info("insert succeeded; consumption resumed")
-
-    async def _wait_polling(self, seconds: float) -> bool:
-        """Wait ``seconds`` while keeping the consumer polled; False if stopping."""
-        assert self.consumer is not None
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.stopping.is_set():
-                return False
-            self.consumer.pause(*self.consumer.assignment())
-            # Paused: returns nothing, but keeps the group membership alive. Anything
-            # fetched just before the pause is buffered for the next batch.
-            await self._buffer(await self.consumer.getmany(timeout_ms=100, max_records=2000))
-            await self._update_lag(force=True)
-        return True
+    async def _wait_unless_stopping(self, seconds: float) -> bool:
+        """Wait ``seconds`` (the retry backoff); False if the writer is stopping."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), seconds)
+        return not self.stopping.is_set()
 
     async def _update_lag(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -388,7 +488,7 @@ class EventWriter:
             metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(highwater - position, 0))
 
     async def stop(self) -> None:
-        """Ask :meth:`run` to flush, commit and return."""
+        """Ask :meth:`run` to finish the in-flight insert, store the rest, commit and return."""
         self.stopping.set()
 
     async def close(self) -> None:

@@ -8,6 +8,7 @@ other's rows.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 import uuid
@@ -20,7 +21,7 @@ import orjson
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from services.dev.kafka_broker import LocalKafkaBroker
@@ -444,6 +445,229 @@ async def test_unwritable_message_goes_to_the_dlq_and_the_partition_moves_on(
         )
         == 0
     )
+
+
+# --- one insert in flight while the next batch is consumed ----------------------------
+
+
+@contextlib.asynccontextmanager
+async def inserts_held(store: ClickHouseStore) -> AsyncIterator[None]:
+    """Hold the store: the writer's next insert waits (in flight) while it keeps consuming."""
+    async with store._lock:
+        yield
+
+
+async def wait_for(
+    condition: Any, what: str, task: asyncio.Task[None], limit_s: float = 60
+) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        assert not task.done(), task.exception()
+        assert time.monotonic() < deadline, f"timed out waiting until {what}"
+        await asyncio.sleep(0.05)
+
+
+async def committed_and_end(writer: EventWriter) -> tuple[dict[int, int], dict[int, int]]:
+    """Per partition: the group's committed offset and the log end offset."""
+    consumer = writer.consumer
+    assert consumer is not None
+    tps = [
+        TopicPartition(writer.topic, p)
+        for p in sorted(consumer.partitions_for_topic(writer.topic) or ())
+    ]
+    ends = await consumer.end_offsets(tps)
+    committed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
+    return committed, {tp.partition: ends[tp] for tp in tps}
+
+
+async def events_before(broker: LocalKafkaBroker, topic: str, offsets: dict[int, int]) -> int:
+    """How many events the messages of ``topic`` before ``offsets`` (per partition) hold."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap_servers)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in offsets]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        events = 0
+        for tp in tps:
+            while await consumer.position(tp) < offsets[tp.partition]:
+                for record in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    if record.offset < offsets[tp.partition]:
+                        events += len(BatchEnvelope.from_json(record.value).events)
+        return events
+    finally:
+        await consumer.stop()
+
+
+def thirds(batch: list[BatchEnvelope]) -> list[list[BatchEnvelope]]:
+    """The envelopes split into three groups of whole sessions."""
+    sessions = sorted({e.session_id for e in batch})
+    return [[e for e in batch if e.session_id in sessions[i::3]] for i in range(3)]
+
+
+async def writer_with_next_batch_pending(
+    broker: LocalKafkaBroker,
+    store: ClickHouseStore,
+    writer: EventWriter,
+    first: list[BatchEnvelope],
+    second: list[BatchEnvelope],
+) -> asyncio.Task[None]:
+    """Start ``writer`` with the store held: ``first`` is in flight, ``second`` pending (full).
+
+    The caller holds :func:`inserts_held`; ``second`` must hold more than
+    ``batch_max_rows`` events.
+    """
+    await publish_envelopes(broker, writer.topic, first)
+    await writer.start()
+    task = asyncio.create_task(writer.run())
+    await wait_for(lambda: writer.inserting, "an insert is in flight", task)
+    await publish_envelopes(broker, writer.topic, second)
+    limit = writer.settings.batch_max_rows
+    await wait_for(lambda: writer.pending.rows >= limit, "the next batch is full", task)
+    return task
+
+
+async def test_outage_with_an_insert_in_flight_and_the_next_batch_pending_stores_each_event_once(
+    kafka_broker: LocalKafkaBroker, store: ClickHouseStore
+) -> None:
+    from services.sink import metrics
+
+    site = "overlap-outage"
+    topic = await new_topic(kafka_broker)
+    batch = envelopes(site, sessions=12, seed=21)
+    first, second, third = thirds(batch)
+    total = expected_events(batch)
+    writer = writer_for(kafka_broker, store, topic, batch_max_rows=300)
+    task: asyncio.Task[None] | None = None
+    try:
+        async with inserts_held(store):
+            task = await writer_with_next_batch_pending(kafka_broker, store, writer, first, second)
+            retries_before = metrics.INSERT_RETRIES._value.get()
+            await asyncio.to_thread(store.client.command, "DETACH TABLE events")
+        await wait_for(
+            lambda: metrics.INSERT_RETRIES._value.get() >= retries_before + 2,
+            "the in-flight insert was retried",
+            task,
+        )
+        assert writer.paused and writer.holding and metrics.PAUSED._value.get() == 1
+        assert writer.inserting and writer.pending.rows >= 300
+        # Memory stays bounded: nothing more is buffered while ClickHouse is down.
+        await publish_envelopes(kafka_broker, topic, third)
+        pending = writer.pending.rows
+        await asyncio.sleep(0.5)
+        assert writer.pending.rows == pending
+        await store.command("ATTACH TABLE events")
+
+        async def count_final() -> int:
+            return int(
+                await scalar(
+                    store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
+                )
+            )
+
+        deadline = time.monotonic() + 60
+        while await count_final() < total:
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "writer did not catch up after the outage"
+            await asyncio.sleep(0.2)
+        assert not writer.paused
+        await writer.stop()
+        await task
+        committed, ends = await committed_and_end(writer)
+        assert committed == ends
+    finally:
+        await writer.stop()
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+        await writer.close()
+    # Retries reused their token: not even a duplicate waiting for a merge.
+    assert (
+        await scalar(store, "SELECT count() FROM events WHERE site_id = {s:String}", s=site)
+        == total
+    )
+    summaries = await scalar(
+        store, "SELECT sum(event_count) FROM session_summaries WHERE site_id = {s:String}", s=site
+    )
+    assert summaries == total
+
+
+async def test_stop_finishes_the_insert_in_flight_then_stores_and_commits_the_pending_batch(
+    kafka_broker: LocalKafkaBroker, store: ClickHouseStore
+) -> None:
+    site = "overlap-stop"
+    topic = await new_topic(kafka_broker)
+    first, second, third = thirds(envelopes(site, sessions=12, seed=22))
+    writer = writer_for(kafka_broker, store, topic, batch_max_rows=300)
+    task: asyncio.Task[None] | None = None
+    try:
+        async with inserts_held(store):
+            task = await writer_with_next_batch_pending(kafka_broker, store, writer, first, second)
+            await publish_envelopes(kafka_broker, topic, third)  # not consumed: batch full
+            await writer.stop()  # SIGTERM while one batch is in flight and one is pending
+        await task
+        committed, ends = await committed_and_end(writer)
+    finally:
+        await writer.stop()
+        if task is not None:
+            with contextlib.suppress(Exception):
+                await task
+        await writer.close()
+    # Both batches were stored and committed, and only they: the committed offsets
+    # cover exactly the events in the table.
+    assert 0 < sum(committed.values()) < sum(ends.values())
+    stored = await scalar(store, "SELECT count() FROM events WHERE site_id = {s:String}", s=site)
+    assert stored == await events_before(kafka_broker, topic, committed)
+    assert stored > 300  # the batch in flight and the full pending one
+
+
+async def test_a_writer_joining_mid_stream_rebalances_without_losing_or_duplicating(
+    kafka_broker: LocalKafkaBroker, store: ClickHouseStore
+) -> None:
+    site = "overlap-rebalance"
+    topic = await new_topic(kafka_broker, partitions=4)
+    batch = envelopes(site, sessions=12, seed=23)
+    first_part, second_part, third_part = thirds(batch)
+    total = expected_events(batch)
+    first = writer_for(kafka_broker, store, topic, batch_max_rows=300)
+    second = EventWriter(first.settings, store, registry(), topic=topic, dlq_topic=topic + ".dlq")
+    tasks: list[asyncio.Task[None]] = []
+    try:
+        async with inserts_held(store):
+            tasks.append(
+                await writer_with_next_batch_pending(
+                    kafka_broker, store, first, first_part, second_part
+                )
+            )
+            # The group rebalances while the first writer has an insert in flight and
+            # a full batch pending.
+            await second.start()
+            tasks.append(asyncio.create_task(second.run()))
+        await publish_envelopes(kafka_broker, topic, third_part)
+        deadline = time.monotonic() + 90
+        while (
+            await scalar(
+                store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
+            )
+            < total
+        ):
+            for task in tasks:
+                assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "the writers did not store every event"
+            await asyncio.sleep(0.2)
+    finally:
+        for writer in (first, second):
+            await writer.stop()
+        for task in tasks:
+            await task
+        for writer in (first, second):
+            await writer.close()
+    assert (
+        await scalar(store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site)
+        == total
+    )
+    figures = await session_figures(store, site)
+    assert len(figures) == 12 and sum(row[1] for row in figures) == total
 
 
 # --- read API -------------------------------------------------------------------
