@@ -246,6 +246,9 @@ def main() -> None:
                 busy_before = machine_busy_cpu_s()
                 result = load_round(urls[name], bodies_file, args.seconds, args.concurrency)
                 result["server_cpu_pct"] = 100 * (cpu_seconds(pid) - cpu_before) / result["seconds"]
+                result["server_cpu_us_per_request"] = (
+                    10_000 * result["server_cpu_pct"] / result["requests_per_s"]
+                )
                 result["broker_cpu_pct"] = (
                     100 * (cpu_seconds(broker_pid) - broker_before) / result["seconds"]
                 )
@@ -283,19 +286,21 @@ def main() -> None:
     )
     print()
     print(
-        "| server | requests/s | events/s | p50 ms | p99 ms | server CPU | broker CPU "
-        "| load generator CPU | machine CPU (of 200 %) |"
+        "| server | requests/s | events/s | p50 ms | p99 ms | server CPU | server CPU per "
+        "request | broker CPU | load generator CPU | machine CPU (of 200 %) |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in ("bare", "gateway"):
         rps, eps = median(name, "requests_per_s"), median(name, "events_per_s")
         p50, p99 = median(name, "p50_ms"), median(name, "p99_ms")
         cpus = " | ".join(
             f"{median(name, field):.0f} %"
-            for field in ("server_cpu_pct", "broker_cpu_pct", "load_cpu_pct", "machine_cpu_pct")
+            for field in ("broker_cpu_pct", "load_cpu_pct", "machine_cpu_pct")
         )
+        server_cpu = median(name, "server_cpu_pct")
+        cpus = f"{server_cpu:.0f} % | {median(name, 'server_cpu_us_per_request'):.0f} µs | {cpus}"
         print(f"| {name} | {rps:,.0f} | {eps:,.0f} | {p50:.1f} | {p99:.1f} | {cpus} |")
-    print(f"| **ratio gateway/bare** | **{ratio_rps:.2f}** | **{ratio_eps:.2f}** | | | | | | |")
+    print(f"| **ratio gateway/bare** | **{ratio_rps:.2f}** | **{ratio_eps:.2f}** |" + " |" * 7)
 
 
 if __name__ == "__main__":

@@ -78,6 +78,8 @@ class Gateway:
         self.limiter = SiteRateLimiter()
         self.producer: AIOKafkaProducer | None = None
         self.inflight = 0
+        # Read when /metrics is scraped rather than set twice on every batch.
+        metrics.INFLIGHT.set_function(lambda: self.inflight)
         self._unavailable = Rejection(
             503,
             "kafka_unavailable",
@@ -226,7 +228,6 @@ class Gateway:
             metrics.PUBLISH_FAILURES.inc()
             raise self._unavailable
         self.inflight += 1
-        metrics.INFLIGHT.set(self.inflight)
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
                 delivery = await producer.send(topics.RAW, value, key=key)
@@ -245,7 +246,6 @@ class Gateway:
             raise self._unavailable from None
         finally:
             self.inflight -= 1
-            metrics.INFLIGHT.set(self.inflight)
 
     # --- lifecycle -------------------------------------------------------------
 
