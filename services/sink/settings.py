@@ -21,6 +21,13 @@ class SinkSettings:
     batch_max_rows: int = 100_000
     batch_max_bytes: int = 32 * 1024 * 1024
     batch_max_seconds: float = 1.0
+    # Adaptive start (docs/sink.md, "When a batch is inserted"): with no insert in
+    # flight a batch of at least this many events may go before it is full ...
+    batch_min_rows: int = 5_000
+    # ... once this long, scaled by how far the batch is from full, has passed since
+    # the previous insert started: about one insert per second beyond what the
+    # maximum batch size forces (ClickHouse's guidance is ~1 insert/s per table).
+    min_insert_interval_s: float = 1.0
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -37,6 +44,10 @@ class SinkSettings:
             batch_max_rows=env_int("SINK_BATCH_MAX_ROWS", cls.batch_max_rows),
             batch_max_bytes=env_int("SINK_BATCH_MAX_BYTES", cls.batch_max_bytes),
             batch_max_seconds=env_float("SINK_BATCH_MAX_SECONDS", cls.batch_max_seconds),
+            batch_min_rows=env_int("SINK_BATCH_MIN_ROWS", cls.batch_min_rows),
+            min_insert_interval_s=env_float(
+                "SINK_MIN_INSERT_INTERVAL_S", cls.min_insert_interval_s
+            ),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
         )

@@ -2,10 +2,19 @@
 commits Kafka offsets only after ClickHouse acknowledged them.
 
 Flow per batch: consume → read the envelope header (pure,
-:mod:`services.sink.rows`) or DLQ → buffer per partition → when rows, bytes or
-time say so (or the consumer is caught up): one columnar insert of the message
-bytes into ``incoming_batches`` (ClickHouse's materialized views split them
-into ``events`` and fold them into ``sessions``) → commit.
+:mod:`services.sink.rows`) or DLQ → buffer per partition → when
+:func:`insert_due` says so: one columnar insert of the message bytes into
+``incoming_batches`` (ClickHouse's materialized views split them into
+``events`` and fold them into ``sessions``) → commit.
+
+When a batch goes (:func:`insert_due`, docs/sink.md "When a batch is
+inserted"): with no insert in flight, a batch starts as soon as it has
+``batch_min_rows`` events and a share of ``min_insert_interval_s`` that
+shrinks as the batch fills has passed since the previous insert started; a
+full batch, one older than ``batch_max_seconds``, or the tail of a drained
+backlog goes at once. While an insert is in flight the next batch keeps
+growing up to the maximum, so under a backlog inserts grow large by
+themselves, and a trickle still waits for the time limit.
 
 Consuming and inserting overlap: the insert of batch N runs in its own task
 (the engine call runs in a thread and releases the GIL) while the event loop
@@ -70,6 +79,46 @@ MAX_BACKOFF_S = 10.0
 # How long the loop waits for the in-flight insert before it polls the (paused)
 # consumer again; well under max_poll_interval_ms, so the group keeps the member.
 BACKPRESSURE_POLL_S = 1.0
+
+
+def insert_due(
+    settings: SinkSettings,
+    *,
+    rows: int,
+    size: int,
+    age_s: float,
+    since_last_insert_s: float,
+    caught_up: bool,
+    after_full_batch: bool,
+) -> bool:
+    """Whether a pending batch should be inserted now; asked only when no insert is in flight.
+
+    ``rows``/``size``: the batch's (estimated) events and bytes; ``age_s``: since
+    its first message; ``since_last_insert_s``: since the previous insert
+    started (infinite before the first); ``caught_up``: the last poll returned
+    nothing; ``after_full_batch``: the previous insert was cut full (a backlog
+    was being worked off).
+
+    - full (``batch_max_rows`` or ``batch_max_bytes``) or older than
+      ``batch_max_seconds``: now;
+    - caught up right after a full batch: the tail of a backlog, now (once:
+      the batch after it is not full);
+    - otherwise at least ``batch_min_rows`` events (or caught up, for a
+      trickle), and ``min_insert_interval_s * (1 - fill)`` since the previous
+      insert started, ``fill`` being the batch's fraction of the maximum. A
+      nearly full batch goes almost at once, a small one waits most of the
+      interval: with events arriving at ``r``/s that is at most
+      ``1/interval + r/batch_max_rows`` inserts per second, i.e. about one per
+      second beyond what the maximum batch size forces anyway.
+    """
+    fill = max(rows / max(settings.batch_max_rows, 1), size / max(settings.batch_max_bytes, 1))
+    if fill >= 1.0 or age_s >= settings.batch_max_seconds:
+        return True
+    if caught_up and after_full_batch:
+        return True
+    if rows < settings.batch_min_rows and not caught_up:
+        return False
+    return since_last_insert_s >= settings.min_insert_interval_s * (1.0 - fill)
 
 
 @dataclass(slots=True)
@@ -202,6 +251,8 @@ class EventWriter:
         self._inserting: asyncio.Task[bool] | None = None
         self._inserting_batch: PendingBatch | None = None
         self._lag_updated = 0.0
+        self._last_insert_started = -float("inf")  # monotonic
+        self._last_batch_full = False
 
     @property
     def inserting(self) -> bool:
@@ -233,24 +284,17 @@ class EventWriter:
     async def run(self) -> None:
         """Consume until :meth:`stop`, one insert in flight; then finish it and flush the rest.
 
-        A batch is handed to the insert task when it is full (rows, bytes),
-        old enough (seconds) or the consumer is caught up, and no insert is in
-        flight. Raises whatever crashed the insert task (not an insert error:
-        those are retried).
+        A batch is handed to the insert task when no insert is in flight and
+        :func:`insert_due` says so (checked here and while a poll's records
+        are buffered). Raises whatever crashed the insert task (not an insert
+        error: those are retried).
         """
         assert self.consumer is not None
         caught_up = False
         try:
             while not self.stopping.is_set():
                 await self._collect_insert()
-                # Nothing arrived within the last poll: caught up, so store what is
-                # buffered now rather than after batch_max_seconds.
-                if (
-                    self._inserting is None
-                    and self.pending.partitions
-                    and (self._full() or caught_up or self._old())
-                ):
-                    self._start_insert()
+                self._start_insert_if_due(caught_up)
                 if self._inserting is not None and self._full():
                     # Back-pressure: the next batch is full. Wait for the insert instead of
                     # fetching more; if it takes long (ClickHouse down) poll paused below.
@@ -287,7 +331,27 @@ class EventWriter:
             self._inserting = None
             self._inserting_batch = None
 
+    def _start_insert_if_due(self, caught_up: bool) -> bool:
+        """Start the insert of the pending batch if none is in flight and it is due."""
+        if self._inserting is not None or not self.pending.partitions:
+            return False
+        now = time.monotonic()
+        due = insert_due(
+            self.settings,
+            rows=self.pending.rows,
+            size=self.pending.bytes,
+            age_s=now - self.pending.started,
+            since_last_insert_s=now - self._last_insert_started,
+            caught_up=caught_up,
+            after_full_batch=self._last_batch_full,
+        )
+        if due:
+            self._start_insert()
+        return due
+
     def _start_insert(self) -> None:
+        self._last_insert_started = time.monotonic()
+        self._last_batch_full = self._full()
         batch, self.pending = self.pending, PendingBatch()
         metrics.BUFFERED_ROWS.set(0)
         self._inserting_batch = batch
@@ -329,17 +393,28 @@ class EventWriter:
             log.info("partitions revoked; buffered rows dropped", extra={"count": dropped})
 
     async def _buffer(self, records: dict[TopicPartition, list[Any]]) -> None:
+        assert self.consumer is not None
+        assigned: set[TopicPartition] | None = None  # re-read after yielding to the loop
         for tp, messages in records.items():
+            if assigned is not None and tp not in assigned:
+                continue  # revoked meanwhile: its new owner reads it from the committed offset
             for message in messages:
                 self.pending.add(tp, message.offset, await self._incoming_or_dlq(message))
+                if self._inserting is not None and self._inserting.done():
+                    await self._finish_insert()  # stored and committed: the next may start
+                # One poll can hold up to 2,000 messages (~80k events): start the insert
+                # as soon as it is due instead of after the whole poll is buffered, and
+                # let its task hand the batch to the engine's thread right away.
+                if self._start_insert_if_due(caught_up=False):
+                    await asyncio.sleep(0)
+                    assigned = self.consumer.assignment()
+                    if tp not in assigned:
+                        break
         metrics.BUFFERED_ROWS.set(self.pending.rows)
 
     def _full(self) -> bool:
         s = self.settings
         return self.pending.rows >= s.batch_max_rows or self.pending.bytes >= s.batch_max_bytes
-
-    def _old(self) -> bool:
-        return time.monotonic() - self.pending.started >= self.settings.batch_max_seconds
 
     def _hold_or_release(self) -> None:
         """Pause every partition while ClickHouse fails or the next batch is full; else resume."""

@@ -124,9 +124,8 @@ def writer_for(
 ) -> EventWriter:
     settings = SinkSettings(
         group_id=f"g-{uuid.uuid4().hex[:8]}",
-        batch_max_seconds=0.2,
         kafka=KafkaSettings(bootstrap_servers=broker.bootstrap_servers),
-        **overrides,
+        **{"batch_max_seconds": 0.2, **overrides},
     )
     return EventWriter(settings, store, registry(), topic=topic, dlq_topic=topic + ".dlq")
 
@@ -619,6 +618,105 @@ async def test_stop_finishes_the_insert_in_flight_then_stores_and_commits_the_pe
     stored = await scalar(store, "SELECT count() FROM events WHERE site_id = {s:String}", s=site)
     assert stored == await events_before(kafka_broker, topic, committed)
     assert stored > 300  # the batch in flight and the full pending one
+
+
+# --- when a batch is inserted (insert_due) ------------------------------------------
+
+
+async def count_events(store: ClickHouseStore, site: str) -> int:
+    return int(await scalar(store, "SELECT count() FROM events WHERE site_id = {s:String}", s=site))
+
+
+async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_then_waits(
+    kafka_broker: LocalKafkaBroker, store: ClickHouseStore
+) -> None:
+    from services.sink import metrics
+
+    site = "adaptive-start"
+    topic = await new_topic(kafka_broker)
+    batch = envelopes(site, sessions=6, seed=24)
+    total = expected_events(batch)
+    min_rows = total // 3
+    # Neither the maximum size nor the time limit (an hour) can cut a batch here: only
+    # the adaptive start can, and the interval (an hour) holds back the batch after it.
+    writer = writer_for(
+        kafka_broker,
+        store,
+        topic,
+        batch_max_rows=10 * total,
+        batch_max_seconds=3600.0,
+        batch_min_rows=min_rows,
+        min_insert_interval_s=3600.0,
+    )
+    await publish_envelopes(kafka_broker, topic, batch)
+    inserts_before = metrics.INSERTS._value.get()
+    rows_before = metrics.ROWS._value.get()
+    await writer.start()
+    task = asyncio.create_task(writer.run())
+    try:
+        deadline = time.monotonic() + 60
+        while await count_events(store, site) == 0:
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "the backlog was not inserted before max size/time"
+            await asyncio.sleep(0.1)
+        assert metrics.INSERTS._value.get() - inserts_before == 1
+        first_insert = metrics.ROWS._value.get() - rows_before
+        assert min_rows <= first_insert < total
+        assert await count_events(store, site) == first_insert
+        # The rest is consumed but held back by the interval; a graceful stop stores it.
+        rest = total - first_insert
+        await wait_for(lambda: writer.pending.rows == rest, "the rest is consumed", task)
+        await asyncio.sleep(0.5)  # several polls, caught up: still held back
+        assert writer.pending.rows == rest and not writer.inserting
+        assert metrics.INSERTS._value.get() - inserts_before == 1
+    finally:
+        await writer.stop()
+        await task
+        await writer.close()
+    assert metrics.INSERTS._value.get() - inserts_before == 2
+    assert await count_events(store, site) == total
+
+
+async def test_after_a_full_batch_the_writer_inserts_what_is_left_as_soon_as_it_caught_up(
+    kafka_broker: LocalKafkaBroker, store: ClickHouseStore
+) -> None:
+    site = "adaptive-tail"
+    topic = await new_topic(kafka_broker)
+    backlog, tail, _ = thirds(envelopes(site, sessions=6, seed=25))
+    # Neither the minimum rows, the interval nor the time limit can cut the tail's batch
+    # here: only "caught up right after a full batch" (the end of a backlog) can.
+    writer = writer_for(
+        kafka_broker,
+        store,
+        topic,
+        batch_max_rows=expected_events(backlog),
+        batch_max_seconds=3600.0,
+        batch_min_rows=10 * expected_events(backlog),
+        min_insert_interval_s=3600.0,
+    )
+    await publish_envelopes(kafka_broker, topic, backlog)
+    task: asyncio.Task[None] | None = None
+    try:
+        await writer.start()
+        task = asyncio.create_task(writer.run())
+        stored = expected_events(backlog)
+        deadline = time.monotonic() + 60
+        while await count_events(store, site) < stored:
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "the full batch was not inserted"
+            await asyncio.sleep(0.1)
+        await publish_envelopes(kafka_broker, topic, tail[:3])
+        stored += expected_events(tail[:3])
+        while await count_events(store, site) < stored:
+            assert not task.done(), task.exception()
+            assert time.monotonic() < deadline, "the tail after a full batch was not inserted"
+            await asyncio.sleep(0.1)
+    finally:
+        await writer.stop()
+        if task is not None:
+            await task
+        await writer.close()
+    assert await count_events(store, site) == stored
 
 
 async def test_a_writer_joining_mid_stream_rebalances_without_losing_or_duplicating(
