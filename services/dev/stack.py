@@ -152,6 +152,7 @@ replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
   ingest    POST http://127.0.0.1:{stack.ingest_port}/v1/recordings?key=pk_demo_local
   read API  GET  http://127.0.0.1:{stack.sink_port}/v1/sites/demo/sessions
             (header: Authorization: Bearer rt_demo_local)
+  viewer    http://127.0.0.1:{stack.sink_port}/viewer/demo#token=rt_demo_local
   metrics   http://127.0.0.1:{stack.ingest_port}/metrics  :{stack.masker_port}/metrics  \
 :{stack.sink_port}/metrics
   kafka     127.0.0.1:{stack.kafka_port}
