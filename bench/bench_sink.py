@@ -1,24 +1,29 @@
 """Sink benchmark (results in docs/benchmarks.md, section ``sink``).
 
-1. Throughput: the same generated events (default 200k) go (a) through a real
+1. Throughput: the same generated events (default 1M, plus a 200k run for
+   continuity with earlier figures) go (a) through a real
    Kafka broker and the sink's EventWriter into the embedded engine (message
    bytes → incoming_batches → materialized views → events + sessions), and (b)
    as a raw clickhouse-connect columnar insert of the already-built event rows
    into a plain copy of ``events`` (20k and 100k rows per insert), in the same
-   process and run, alternating, several rounds. Ratio = sink / the faster raw.
+   process and run, alternating, several rounds (default 5). Ratio = sink / the
+   faster raw (medians), plus per-round ratios; CPU model, cores and load
+   average before and after are printed (other work on the machine skews it).
 2. Read latency on a large store (default 100k sessions, ~10.9M events, built
    once by columnar inserts of generated sessions under var/bench/sink-store):
    replay fetch of one ~2,000-event session and session-list queries through
    the real read API over HTTP; p50/p95.
 3. Storage: compressed bytes per event (system.parts / system.columns).
 
-    .venv/bin/python -m bench.bench_sink [--throughput-events 200000] [--sessions 100000]
+    .venv/bin/python -m bench.bench_sink [--throughput-events 1000000] [--short-events 200000]
+        [--rounds 5] [--warmup 1] [--sessions 100000] [--throughput-only]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import random
@@ -39,6 +44,7 @@ from services.shared.envelope import BatchEnvelope
 from services.shared.kafka import KafkaSettings
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.shared.topics import session_key
+from services.sink import metrics
 from services.sink.read_api import make_read_app
 from services.sink.rows import INCOMING_COLUMNS, incoming_row, read_header, to_datetime
 from services.sink.settings import SinkSettings
@@ -112,8 +118,10 @@ def incoming_columns(envelopes: list[BatchEnvelope], retention: int) -> list[lis
 
 
 async def throughput(
-    store: ClickHouseStore, bootstrap: str, n_events: int, rounds: int
+    store: ClickHouseStore, bootstrap: str, n_events: int, rounds: int, warmup: int
 ) -> dict[str, Any]:
+    """Sink vs raw insert of the same events, alternating; the first ``warmup`` rounds
+    (cold broker page cache, first planning of the views) are reported but not counted."""
     from aiokafka import AIOKafkaProducer
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -138,9 +146,11 @@ async def throughput(
     await store.command("CREATE TABLE IF NOT EXISTS raw_events AS events")
 
     sink_rates: list[float] = []
+    sink_inserts: list[int] = []
+    sink_busy: list[float] = []  # share of the sink's time with an insert running
     raw_rates: list[float] = []
     raw_big_rates: list[float] = []
-    for _ in range(rounds):
+    for _ in range(warmup + rounds):
         # (a) the sink: Kafka → header → one insert of the message bytes (views split and
         # summarise them into events and sessions) → commit
         await store.command("TRUNCATE TABLE events")
@@ -149,6 +159,8 @@ async def throughput(
             kafka=KafkaSettings(bootstrap_servers=bootstrap),
         )
         writer = EventWriter(settings, store, None, topic=topic, dlq_topic=topic + ".dlq")
+        inserts_before = metrics.INSERTS._value.get()
+        insert_s_before = metrics.INSERT_SECONDS._sum.get()
         await writer.start()
         task = asyncio.create_task(writer.run())
         # Time from the group join (a one-time cost per start) to the last row stored.
@@ -158,7 +170,10 @@ async def throughput(
         started = time.perf_counter()
         while (await store.query("SELECT count() FROM events")).result_rows[0][0] < total:  # noqa: ASYNC110
             await asyncio.sleep(0.05)  # polling the store: no event to wait on
-        sink_rates.append(total / (time.perf_counter() - started))
+        elapsed = time.perf_counter() - started
+        sink_rates.append(total / elapsed)
+        sink_busy.append((metrics.INSERT_SECONDS._sum.get() - insert_s_before) / elapsed)
+        sink_inserts.append(int(metrics.INSERTS._value.get() - inserts_before))
         await writer.stop()
         await task
         await writer.close()
@@ -172,6 +187,17 @@ async def throughput(
             rates.append(total / (time.perf_counter() - started))
     await store.command("DROP TABLE raw_events")
     await store.command("TRUNCATE TABLE events")
+    warm = {
+        "sink": sink_rates[:warmup],
+        "raw_20k": raw_rates[:warmup],
+        "raw_100k": raw_big_rates[:warmup],
+    }
+    sink_rates, raw_rates, raw_big_rates = (
+        sink_rates[warmup:],
+        raw_rates[warmup:],
+        raw_big_rates[warmup:],
+    )
+    sink_inserts, sink_busy = sink_inserts[warmup:], sink_busy[warmup:]
     sink = statistics.median(sink_rates)
     raw = max(statistics.median(raw_rates), statistics.median(raw_big_rates))
     return {
@@ -181,10 +207,56 @@ async def throughput(
         "raw_20k_rows_s": statistics.median(raw_rates),
         "raw_100k_rows_s": statistics.median(raw_big_rates),
         "ratio": sink / raw,
+        "round_ratios": [
+            s / max(r20, r100)
+            for s, r20, r100 in zip(sink_rates, raw_rates, raw_big_rates, strict=True)
+        ],
         "sink_runs": sink_rates,
+        "sink_inserts": sink_inserts,
+        "sink_insert_busy": sink_busy,
+        "warmup_runs": warm,
         "raw_20k_runs": raw_rates,
         "raw_100k_runs": raw_big_rates,
     }
+
+
+def machine() -> str:
+    """CPU model and cores (the load average is printed around each measurement)."""
+    model = platform.processor() or platform.machine()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {os.cpu_count()} cores, python {platform.python_version()}"
+
+
+def load() -> str:
+    """The 1/5/15-minute load average."""
+    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def print_throughput(label: str, tp: dict[str, Any]) -> None:
+    """The figures of one throughput run, readable and complete."""
+
+    def rates(values: list[float]) -> str:
+        return " / ".join(f"{v:,.0f}" for v in values)
+
+    print(f"throughput {label}: {tp['events']:,} events, {tp['messages']:,} messages")
+    print(f"  sink      median {tp['sink_rows_s']:,.0f}/s  runs {rates(tp['sink_runs'])}")
+    busy = " / ".join(f"{b:.0%}" for b in tp["sink_insert_busy"])
+    print(f"            inserts per round {tp['sink_inserts']}, insert running {busy}")
+    print(f"  raw 20k   median {tp['raw_20k_rows_s']:,.0f}/s  runs {rates(tp['raw_20k_runs'])}")
+    print(f"  raw 100k  median {tp['raw_100k_rows_s']:,.0f}/s  runs {rates(tp['raw_100k_runs'])}")
+    per_round = " / ".join(f"{r:.2f}" for r in tp["round_ratios"])
+    print(f"  ratio (medians) {tp['ratio']:.2f}; per round {per_round}")
+    warm = tp["warmup_runs"]
+    if warm["sink"]:
+        print(
+            f"  warm-up (not counted): sink {rates(warm['sink'])}, raw 20k "
+            f"{rates(warm['raw_20k'])}, raw 100k {rates(warm['raw_100k'])}",
+            flush=True,
+        )
 
 
 # --- 2. large store -----------------------------------------------------------------
@@ -318,26 +390,34 @@ def run(args: argparse.Namespace) -> None:
         shutil.rmtree(store_dir, ignore_errors=True)
     client = open_client(f"chdb://{store_dir}")
     run_migrations(client)
-    cpu = platform.processor() or platform.machine()
-    print(f"machine: {cpu}, {os.cpu_count()} cores, python {platform.python_version()}")
+    print(f"machine: {machine()}")
 
     if not args.skip_throughput:
         broker_dir = Path("/tmp") / f"bench-sink-kafka-{uuid.uuid4().hex[:6]}"
         broker = start_broker(broker_dir)
         try:
-            tp = asyncio.run(
-                throughput(
-                    ClickHouseStore(client),
-                    broker.bootstrap_servers,
-                    args.throughput_events,
-                    args.rounds,
+            for n_events in (args.throughput_events, args.short_events):
+                if n_events <= 0:
+                    continue
+                before = load()
+                tp = asyncio.run(
+                    throughput(
+                        ClickHouseStore(client),
+                        broker.bootstrap_servers,
+                        n_events,
+                        args.rounds,
+                        args.warmup,
+                    )
                 )
-            )
+                print_throughput(f"{n_events:,}", tp)
+                print(f"  load average before {before}, after {load()}", flush=True)
         finally:
             broker.stop()
             shutil.rmtree(broker_dir, ignore_errors=True)
-        print(f"throughput: {tp}", flush=True)
         marker.unlink(missing_ok=True)  # the throughput rounds truncated events: rebuild
+    if args.throughput_only:
+        client.close()
+        return
 
     if not marker.exists():
         started = time.perf_counter()
@@ -357,12 +437,17 @@ def run(args: argparse.Namespace) -> None:
 def main() -> None:
     """Run the benchmark and print the figures."""
     parser = argparse.ArgumentParser(prog="bench_sink")
-    parser.add_argument("--throughput-events", type=int, default=200_000)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--throughput-events", type=int, default=1_000_000)
+    parser.add_argument(
+        "--short-events", type=int, default=200_000, help="a second, short run (0: none)"
+    )
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=1, help="rounds run first, not counted")
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--store", default=str(PROJECT_ROOT / "var" / "bench" / "sink-store"))
     parser.add_argument("--rebuild", action="store_true")
     parser.add_argument("--skip-throughput", action="store_true")
+    parser.add_argument("--throughput-only", action="store_true", help="skip the large store")
     run(parser.parse_args())
 
 

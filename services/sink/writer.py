@@ -253,6 +253,7 @@ class EventWriter:
         self._lag_updated = 0.0
         self._last_insert_started = -float("inf")  # monotonic
         self._last_batch_full = False
+        self._next_offset: dict[TopicPartition, int] = {}  # after the last consumed message
 
     @property
     def inserting(self) -> bool:
@@ -294,7 +295,11 @@ class EventWriter:
         try:
             while not self.stopping.is_set():
                 await self._collect_insert()
-                self._start_insert_if_due(caught_up)
+                if self._start_insert_if_due(caught_up):
+                    # Let the insert task hand the batch to the engine's thread now: the
+                    # next poll may return records already fetched and be buffered without
+                    # yielding to the loop (~50 ms for a full poll).
+                    await asyncio.sleep(0)
                 if self._inserting is not None and self._full():
                     # Back-pressure: the next batch is full. Wait for the insert instead of
                     # fetching more; if it takes long (ClickHouse down) poll paused below.
@@ -303,8 +308,8 @@ class EventWriter:
                         continue
                 self._hold_or_release()
                 records = await self.consumer.getmany(timeout_ms=200, max_records=2000)
-                caught_up = not records
                 await self._buffer(records)
+                caught_up = not records or self._at_end()
                 await self._update_lag()
             # Graceful stop: finish the in-flight insert, then store what is buffered.
             if await self._finish_insert() and self.pending.partitions:
@@ -388,9 +393,26 @@ class EventWriter:
         if self._inserting_batch is not None and task is not None and not task.done():
             self._inserting_batch.revoked |= revoked
         dropped = self.pending.drop(revoked)
+        for tp in revoked:
+            self._next_offset.pop(tp, None)
         metrics.BUFFERED_ROWS.set(self.pending.rows)
         if dropped:
             log.info("partitions revoked; buffered rows dropped", extra={"count": dropped})
+
+    def _at_end(self) -> bool:
+        """Every assigned partition consumed up to its high watermark (as of the last fetch).
+
+        Lets the tail of a backlog go without first waiting for an empty poll
+        (200 ms). Unknown (no fetch yet, or offsets that skip, e.g. transaction
+        markers): False, and the empty poll decides as before.
+        """
+        assert self.consumer is not None
+        assigned = self.consumer.assignment()
+        for tp in assigned:
+            highwater = self.consumer.highwater(tp)
+            if highwater is None or self._next_offset.get(tp, 0) != highwater:
+                return False
+        return bool(assigned)
 
     async def _buffer(self, records: dict[TopicPartition, list[Any]]) -> None:
         assert self.consumer is not None
@@ -400,12 +422,13 @@ class EventWriter:
                 continue  # revoked meanwhile: its new owner reads it from the committed offset
             for message in messages:
                 self.pending.add(tp, message.offset, await self._incoming_or_dlq(message))
+                self._next_offset[tp] = message.offset + 1
                 if self._inserting is not None and self._inserting.done():
                     await self._finish_insert()  # stored and committed: the next may start
                 # One poll can hold up to 2,000 messages (~80k events): start the insert
                 # as soon as it is due instead of after the whole poll is buffered, and
                 # let its task hand the batch to the engine's thread right away.
-                if self._start_insert_if_due(caught_up=False):
+                if self._inserting is None and self._start_insert_if_due(caught_up=False):
                     await asyncio.sleep(0)
                     assigned = self.consumer.assignment()
                     if tp not in assigned:

@@ -695,18 +695,19 @@ async def test_after_a_full_batch_the_writer_inserts_what_is_left_as_soon_as_it_
         min_insert_interval_s=3600.0,
     )
     await publish_envelopes(kafka_broker, topic, backlog)
+    tail = tail[:3]
     task: asyncio.Task[None] | None = None
     try:
-        await writer.start()
-        task = asyncio.create_task(writer.run())
-        stored = expected_events(backlog)
+        async with inserts_held(store):
+            await writer.start()
+            task = asyncio.create_task(writer.run())
+            await wait_for(lambda: writer.inserting, "the full batch is in flight", task)
+            # The tail arrives while the full batch is being inserted.
+            await publish_envelopes(kafka_broker, topic, tail)
+            rows = expected_events(tail)
+            await wait_for(lambda: writer.pending.rows == rows, "the tail is consumed", task)
+        stored = expected_events(backlog) + rows
         deadline = time.monotonic() + 60
-        while await count_events(store, site) < stored:
-            assert not task.done(), task.exception()
-            assert time.monotonic() < deadline, "the full batch was not inserted"
-            await asyncio.sleep(0.1)
-        await publish_envelopes(kafka_broker, topic, tail[:3])
-        stored += expected_events(tail[:3])
         while await count_events(store, site) < stored:
             assert not task.done(), task.exception()
             assert time.monotonic() < deadline, "the tail after a full batch was not inserted"
