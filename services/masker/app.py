@@ -69,6 +69,23 @@ class MaskedBatch:
     received_at_ms: int
 
 
+def dlq_pointer(topic: str, partition: int, offset: int, reason: str) -> bytes:
+    """The DLQ value for a raw message the masker cannot read: where it is, not what it is.
+
+    Nothing unmasked may be published downstream of the masker, so the value of
+    an unreadable ``recordings.raw`` message is never copied to ``recordings.dlq``.
+    """
+    return orjson.dumps(
+        {
+            "stage": "masker",
+            "topic": topic,
+            "partition": partition,
+            "offset": offset,
+            "reason": reason,
+        }
+    )
+
+
 def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
     """Log selectors the masker cannot parse (they fall back to masking everything)."""
     if site is None:
@@ -234,7 +251,10 @@ def create_app(settings: MaskerSettings) -> faust.App:
             except EnvelopeError as exc:
                 metrics.DROPPED.labels("bad_envelope").inc()
                 headers = [("reason", str(exc).encode()), ("stage", b"masker")]
-                delivery = await publish(topics.DLQ, key, raw_value, headers)
+                # The raw value is unmasked: only a pointer to it goes downstream
+                # (it stays in recordings.raw for its retention, for investigation).
+                pointer = dlq_pointer(topics.RAW, partition, event.message.offset, str(exc))
+                delivery = await publish(topics.DLQ, key, pointer, headers)
                 delivery.add_done_callback(partial(ack_when_delivered, event))
                 continue
             metrics.BATCH_SECONDS.observe(time.perf_counter() - started)

@@ -66,3 +66,19 @@ def test_a_configured_sensitive_name_masks_the_field_even_when_inputs_are_record
     assert default.value is not None and configured.value is not None
     assert b"LOYAL123456" in default.value
     assert b"LOYAL123456" not in configured.value
+
+
+def test_dlq_record_for_an_unreadable_raw_message_points_at_it_without_its_content() -> None:
+    import orjson
+
+    from services.masker.app import dlq_pointer
+
+    value = dlq_pointer("recordings.raw", 2, 41, "value is not JSON")
+
+    assert orjson.loads(value) == {
+        "stage": "masker",
+        "topic": "recordings.raw",
+        "partition": 2,
+        "offset": 41,
+        "reason": "value is not JSON",
+    }
