@@ -129,6 +129,12 @@ def mask_message(
         envelope.events, state, site, envelope.consent, sensitive_names=sensitive_names
     )
     envelope.events = result.events
+    # The page URL travels outside the events (the recorder sends location.href):
+    # scrub it like a meta event's href; other envelope extras are not forwarded.
+    if envelope.page_url:
+        policy = MaskPolicy.from_site(site, sensitive_names)
+        envelope.page_url = policy.scrubber.scrub_url(envelope.page_url, result.counts)
+    envelope.extra = {}
     counts = dict(result.counts)
     new_state: bytes | None = None
     if replay:

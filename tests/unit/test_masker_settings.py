@@ -82,3 +82,26 @@ def test_dlq_record_for_an_unreadable_raw_message_points_at_it_without_its_conte
         "offset": 41,
         "reason": "value is not JSON",
     }
+
+
+def test_the_envelope_page_url_is_scrubbed_like_a_meta_href() -> None:
+    from services.shared.envelope import BatchEnvelope
+
+    registry = SiteRegistry([SiteSettings(site_id="s")])
+    raw = BatchEnvelope(
+        site_id="s",
+        session_id="x",
+        window_id="w",
+        visitor_id="v",
+        seq=0,
+        received_at_ms=1,
+        events=[{"type": 3, "timestamp": 1, "data": {"source": 1, "positions": []}}],
+        page_url="https://shop.example/reset?token=T0KEN-S3CRET&to=jane.doe@mail.example",
+    ).to_json()
+
+    masked = mask_message(raw, None, registry, partition=0, offset=0)
+
+    assert masked.value is not None
+    assert b"T0KEN-S3CRET" not in masked.value
+    assert b"jane.doe@mail.example" not in masked.value
+    assert b"https://shop.example/reset?token=" in masked.value
