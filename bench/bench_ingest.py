@@ -5,8 +5,13 @@ Both servers run as their own processes on 127.0.0.1, the load generator as a
 third; rounds alternate between them and the medians are compared. Run:
 
     .venv/bin/python -m bench.bench_ingest [--rounds 5] [--seconds 10] [--concurrency 32]
+        [--encoding plain|gzip|both]
 
-Prints a Markdown table for docs/benchmarks.md (section ``ingest``).
+``--encoding gzip`` posts the bodies gzip-compressed as ``text/plain`` with
+``?enc=gzip``, as the project's browser recorder sends every batch; the bare
+handler then inflates before parsing. ``both`` (the default) runs both
+encodings in the same alternating rounds. Prints one Markdown table per
+encoding for docs/benchmarks.md (section ``ingest``).
 """
 
 from __future__ import annotations
@@ -99,7 +104,9 @@ def wait_port(port: int, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout_s:.0f}s")
 
 
-def load_round(url: str, bodies_file: Path, seconds: float, concurrency: int) -> dict[str, float]:
+def load_round(
+    url: str, bodies_file: Path, seconds: float, concurrency: int, encoding: str
+) -> dict[str, float]:
     """One round of the load generator in its own process."""
     out = subprocess.run(
         [
@@ -110,6 +117,7 @@ def load_round(url: str, bodies_file: Path, seconds: float, concurrency: int) ->
             str(bodies_file),
             str(seconds),
             str(concurrency),
+            encoding,
         ],
         cwd=PROJECT_ROOT,
         capture_output=True,
@@ -157,6 +165,12 @@ def main() -> None:
     parser.add_argument("--snapshot-bytes", type=int, default=300_000)
     parser.add_argument("--only", choices=["bare", "gateway"], help="run one server only")
     parser.add_argument(
+        "--encoding",
+        choices=["plain", "gzip", "both"],
+        default="both",
+        help="body encoding: plain JSON, gzip as the browser recorder sends, or both",
+    )
+    parser.add_argument(
         "--gateway-env",
         action="append",
         default=[],
@@ -177,6 +191,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
+    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
     work = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     bodies = build_bodies(args.bodies, args.snapshot_every, args.snapshot_bytes)
     bodies_file = work / "bodies.ndjson"
@@ -230,21 +245,28 @@ def main() -> None:
         "gateway": f"http://127.0.0.1:{gateway_port}/v1/recordings?key={SITE_KEY}",
         "bare": f"http://127.0.0.1:{bare_port}/v1/recordings",
     }
-    results: dict[str, list[dict[str, float]]] = {"bare": [], "gateway": []}
+    encodings = ["plain", "gzip"] if args.encoding == "both" else [args.encoding]
+    results: dict[tuple[str, str], list[dict[str, float]]] = {
+        (encoding, name): [] for encoding in encodings for name in ("bare", "gateway")
+    }
     try:
         wait_port(gateway_port)
         wait_port(bare_port)
         for url in urls.values():  # warm-up: connections, producer metadata, caches
-            load_round(url, bodies_file, 3.0, args.concurrency)
+            for encoding in encodings:
+                load_round(url, bodies_file, 3.0, args.concurrency, encoding)
         for round_no in range(args.rounds):
             order = ["bare", "gateway"] if round_no % 2 == 0 else ["gateway", "bare"]
             order = [name for name in order if args.only in (None, name)]
-            for name in order:
+            runs = [(encoding, name) for encoding in encodings for name in order]
+            for encoding, name in runs if round_no % 2 == 0 else runs[::-1]:
                 pid = servers[0 if name == "gateway" else 1].pid
                 cpu_before = cpu_seconds(pid)
                 broker_before = cpu_seconds(broker_pid)
                 busy_before = machine_busy_cpu_s()
-                result = load_round(urls[name], bodies_file, args.seconds, args.concurrency)
+                result = load_round(
+                    urls[name], bodies_file, args.seconds, args.concurrency, encoding
+                )
                 result["server_cpu_pct"] = 100 * (cpu_seconds(pid) - cpu_before) / result["seconds"]
                 result["server_cpu_us_per_request"] = (
                     10_000 * result["server_cpu_pct"] / result["requests_per_s"]
@@ -255,8 +277,9 @@ def main() -> None:
                 result["machine_cpu_pct"] = (
                     100 * (machine_busy_cpu_s() - busy_before) / result["seconds"]
                 )
-                results[name].append(result)
-                print(f"round {round_no} {name}: {orjson.dumps(result).decode()}", flush=True)
+                results[encoding, name].append(result)
+                line = orjson.dumps(result).decode()
+                print(f"round {round_no} {encoding} {name}: {line}", flush=True)
     finally:
         for server in servers:
             server.send_signal(signal.SIGTERM)  # the gateway flushes and closes
@@ -267,22 +290,39 @@ def main() -> None:
     if args.only:
         return
 
+    print()
+    print(
+        f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
+        f"load average before the run {load_before}; "
+        f"{args.rounds} alternating rounds of {args.seconds:.0f} s, {args.concurrency} "
+        f"connections; {len(bodies)} bodies, {events_per_body:.0f} events each on average, "
+        f"1 in {args.snapshot_every} with a full snapshot; JSON body size median "
+        f"{sizes[len(sizes) // 2] // 1024} KiB, max {sizes[-1] // 1024} KiB; event loop "
+        f"{args.event_loop} in both servers; broker nice {args.broker_nice}."
+    )
+    for encoding in encodings:
+        print_table(encoding, {name: results[encoding, name] for name in ("bare", "gateway")})
+
+
+def print_table(encoding: str, results: dict[str, list[dict[str, float]]]) -> None:
+    """The Markdown table of one encoding: medians of the rounds, and the ratio."""
+
     def median(name: str, field: str) -> float:
         return statistics.median(r[field] for r in results[name])
 
     for name in results:
         if any(r["non_202"] for r in results[name]):
-            print(f"WARNING: {name} answered non-202 in some rounds")
+            print(f"WARNING: {encoding} {name} answered non-202 in some rounds")
     ratio_rps = median("gateway", "requests_per_s") / median("bare", "requests_per_s")
     ratio_eps = median("gateway", "events_per_s") / median("bare", "events_per_s")
+    per_round = ", ".join(
+        f"{g['requests_per_s'] / b['requests_per_s']:.2f}"
+        for b, g in zip(results["bare"], results["gateway"], strict=True)
+    )
     print()
     print(
-        f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
-        f"{args.rounds} alternating rounds of {args.seconds:.0f} s, {args.concurrency} "
-        f"connections; {len(bodies)} bodies, {events_per_body:.0f} events each on average, "
-        f"1 in {args.snapshot_every} with a full snapshot; body size median "
-        f"{sizes[len(sizes) // 2] // 1024} KiB, max {sizes[-1] // 1024} KiB; event loop "
-        f"{args.event_loop} in both servers; broker nice {args.broker_nice}."
+        f"Encoding {encoding}: mean body on the wire "
+        f"{median('bare', 'body_bytes_mean') / 1024:.1f} KiB; ratio per round: {per_round}"
     )
     print()
     print(
