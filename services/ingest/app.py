@@ -27,6 +27,7 @@ from services.ingest.admission import SiteRateLimiter, retry_after_s, session_sa
 from services.ingest.batch import Rejection, check_message_size, parse_batch
 from services.ingest.body import body_encoding, check_content_type, decode_body
 from services.ingest.client import anonymise_ip, client_address, cors_headers, origin_allowed
+from services.ingest.partitioner import MemoizedKeyPartitioner
 from services.ingest.settings import IngestSettings
 from services.shared import topics
 from services.shared.logging import setup_logging
@@ -231,9 +232,11 @@ class Gateway:
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
                 delivery = await producer.send(topics.RAW, value, key=key)
-                # Shielded: on timeout the client hears 503, but the record stays
-                # queued and may still land; downstream dedups a retried batch.
-                await asyncio.shield(delivery)
+                # Not shielded: a timeout cancels only this record's future, the record
+                # stays in its producer batch and may still land (aiokafka skips done
+                # futures when the ack comes); the client hears 503 and the sink dedups
+                # a retried batch.
+                await delivery
         except MessageSizeTooLargeError:
             raise Rejection(
                 413,
@@ -275,6 +278,8 @@ class Gateway:
             request_timeout_ms=timeout_ms,
             retry_backoff_ms=200,
             metadata_max_age_ms=60_000,
+            # The default mapping (murmur2, as the Java client), hashed once per session.
+            partitioner=MemoizedKeyPartitioner(),
         )
 
     async def start_producer(self) -> None:
