@@ -17,6 +17,9 @@ Browsers reach us in three ways, all accepted:
 from __future__ import annotations
 
 import zlib
+from typing import cast
+
+from isal import isal_zlib
 
 from services.ingest.batch import Rejection
 
@@ -26,6 +29,8 @@ GZIP_MAGIC = b"\x1f\x8b"
 # Inflate in slices of this many output bytes, so a bomb is noticed after at
 # most one slice past the limit instead of after allocating all of it.
 _INFLATE_SLICE = 256 * 1024
+# isal's stub types its error class as an instance.
+_INFLATE_ERRORS = (zlib.error, cast(type[Exception], isal_zlib.error))
 
 
 def check_content_type(content_type: str) -> None:
@@ -66,11 +71,14 @@ def decode_body(body: bytes, encoding: str, max_decoded_bytes: int) -> bytes:
         if len(body) > max_decoded_bytes:
             raise _too_large(max_decoded_bytes)
         return body
+    # ISA-L's inflate (zlib's API and formats) takes ~10 µs where zlib takes ~25 µs
+    # for a typical 2.5 KiB gzip batch: most batches from the recorder are gzip.
     if encoding == "gzip":
-        inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        inflater = isal_zlib.decompressobj(16 + zlib.MAX_WBITS)
     else:
         # HTTP "deflate" is the zlib format; some clients send raw deflate.
-        inflater = zlib.decompressobj(zlib.MAX_WBITS if _has_zlib_header(body) else -zlib.MAX_WBITS)
+        wbits = zlib.MAX_WBITS if _has_zlib_header(body) else -zlib.MAX_WBITS
+        inflater = isal_zlib.decompressobj(wbits)
     parts: list[bytes] = []
     size = 0
     pending = body
@@ -85,7 +93,7 @@ def decode_body(body: bytes, encoding: str, max_decoded_bytes: int) -> bytes:
             # A full slice with no input left may still have output buffered in zlib.
             if inflater.eof or (not pending and len(chunk) < _INFLATE_SLICE):
                 break
-    except zlib.error:
+    except _INFLATE_ERRORS:
         raise Rejection(
             400, f"invalid_{encoding}", f"The body is not valid {encoding} data."
         ) from None
