@@ -644,12 +644,8 @@ class _BatchMasker:
             for change in changes:
                 if not isinstance(change, dict):
                     continue
-                value = index.get(change.get("id"))
+                value = self._bits_unless_blocked(change.get("id"))
                 if value is None:
-                    self.counts["unknown_node"] += 1
-                    value = UNKNOWN_NODE
-                elif value & F_BLOCK:
-                    self.counts["block"] += 1
                     continue
                 attrs = change.get("attributes")
                 if isinstance(attrs, dict):
@@ -664,12 +660,8 @@ class _BatchMasker:
             for text_change in texts:
                 if not isinstance(text_change, dict):
                     continue
-                value = index.get(text_change.get("id"))
+                value = self._bits_unless_blocked(text_change.get("id"))
                 if value is None:
-                    self.counts["unknown_node"] += 1
-                    value = UNKNOWN_NODE
-                elif value & F_BLOCK:
-                    self.counts["block"] += 1
                     continue
                 text = text_change.get("value")
                 if isinstance(text, str) and text:
@@ -677,6 +669,20 @@ class _BatchMasker:
                 kept.append(text_change)
             if len(kept) != len(texts):
                 data["texts"] = kept
+
+    def _bits_unless_blocked(self, node_id: Any) -> int | None:
+        """The node's bits for a mutation entry; None (entry dropped) inside a blocked element.
+
+        A node the state does not know is treated as masked, never passed through.
+        """
+        value = self.index.get(node_id)
+        if value is None:
+            self.counts["unknown_node"] += 1
+            return UNKNOWN_NODE
+        if value & F_BLOCK:
+            self.counts["block"] += 1
+            return None
+        return int(value)
 
     def _apply_change_marks(self, changes: list[Any]) -> None:
         index = self.index
