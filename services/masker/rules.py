@@ -273,9 +273,10 @@ class MaskPolicy:
                 return True
         return False
 
-    def element_value(self, tag: str, attrs: dict[str, Any], parent_value: int) -> int:
-        """Bits of an element (own marks + inherited) with its children's selector context."""
-        bits = parent_value & ~NOT_INHERITED & FLAG_BITS
+    def attribute_marks(self, attrs: dict[str, Any]) -> int:
+        """Marks an element's own attributes carry, whether snapshotted or changed later:
+        rrweb classes, ``data-recording-ignore``, sensitive fields, contenteditable."""
+        bits = 0
         cls = attrs.get("class")
         if isinstance(cls, str) and "rr-" in cls:
             bits |= _class_marks(cls)
@@ -284,15 +285,20 @@ class MaskPolicy:
             bits |= _recording_ignore_marks(marker)
         if self.field_is_sensitive(attrs):
             bits |= F_MASK_INPUT
+        editable = attrs.get("contenteditable")
+        if editable is not None and editable != "false":
+            bits |= F_INPUT_TEXT
+        return bits
+
+    def element_value(self, tag: str, attrs: dict[str, Any], parent_value: int) -> int:
+        """Bits of an element (own marks + inherited) with its children's selector context."""
+        bits = (parent_value & ~NOT_INHERITED & FLAG_BITS) | self.attribute_marks(attrs)
         if tag == "textarea" or tag == "select":
             bits |= F_INPUT_TEXT
         elif tag == "style":
             bits |= F_STYLE_ELEMENT
         elif tag == "script":
             bits |= F_SCRIPT_ELEMENT
-        editable = attrs.get("contenteditable")
-        if editable is not None and editable != "false":
-            bits |= F_INPUT_TEXT
         context = parent_value >> CONTEXT_SHIFT
         child_context = context
         for rule in self.selector_rules:
@@ -316,18 +322,7 @@ class MaskPolicy:
 
     def change_marks(self, changed: dict[str, Any], value: int) -> int:
         """Marks an attribute mutation adds to an element (marks are never removed)."""
-        bits = 0
-        cls = changed.get("class")
-        if isinstance(cls, str) and "rr-" in cls:
-            bits |= _class_marks(cls)
-        marker = changed.get("data-recording-ignore")
-        if marker is not None:
-            bits |= _recording_ignore_marks(marker)
-        if self.field_is_sensitive(changed):
-            bits |= F_MASK_INPUT
-        editable = changed.get("contenteditable")
-        if editable is not None and editable != "false":
-            bits |= F_INPUT_TEXT
+        bits = self.attribute_marks(changed)
         if self.selector_rules:
             context = value >> CONTEXT_SHIFT
             for rule in self.selector_rules:
