@@ -12,7 +12,6 @@ Imports nothing from Kafka or ClickHouse: a unit test calls these with bytes.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,34 +46,6 @@ class RowError(ValueError):
     """An envelope that cannot become rows (the reason says which event and why)."""
 
 
-@dataclass(frozen=True, slots=True)
-class BatchHeader:
-    """The envelope fields the sink needs, without the events."""
-
-    site_id: str
-    session_id: str
-    window_id: str
-    visitor_id: str
-    seq: int
-    received_at_ms: int
-    user_agent: str
-    consent: bool | None
-
-    @classmethod
-    def of(cls, envelope: BatchEnvelope) -> BatchHeader:
-        """The header of a parsed envelope."""
-        return cls(
-            site_id=envelope.site_id,
-            session_id=envelope.session_id,
-            window_id=envelope.window_id,
-            visitor_id=envelope.visitor_id,
-            seq=envelope.seq,
-            received_at_ms=envelope.received_at_ms,
-            user_agent=envelope.user_agent,
-            consent=envelope.consent,
-        )
-
-
 def to_datetime(ms: Any) -> datetime:
     """Epoch milliseconds to an aware UTC datetime, clamped to a storable range."""
     value = ms if isinstance(ms, int | float) and not isinstance(ms, bool) else 0
@@ -82,8 +53,11 @@ def to_datetime(ms: Any) -> datetime:
     return datetime.fromtimestamp(value / 1000, tz=UTC)
 
 
-def read_header(raw: bytes) -> BatchHeader:
+def read_header(raw: bytes) -> BatchEnvelope:
     """The envelope header of a Kafka value, validated like :meth:`BatchEnvelope.from_dict`.
+
+    Only the header fields are meant to be read from the result: on the fast path
+    its ``events`` is empty (ClickHouse splits the events out of the bytes).
 
     Fast path: parse only the bytes before ``"events":[`` (the header fields
     are scalars, so a top-level ``"events":`` key is the first occurrence of
@@ -106,10 +80,10 @@ def read_header(raw: bytes) -> BatchHeader:
         if isinstance(doc, dict) and "events" not in doc:
             doc["events"] = []
             try:
-                return BatchHeader.of(BatchEnvelope.from_dict(doc))
+                return BatchEnvelope.from_dict(doc)
             except ValueError:
                 pass  # the slow path names the problem
-    return BatchHeader.of(check_envelope(raw))
+    return check_envelope(raw)
 
 
 def check_envelope(raw: bytes) -> BatchEnvelope:
@@ -125,7 +99,7 @@ def check_envelope(raw: bytes) -> BatchEnvelope:
     return envelope
 
 
-def incoming_row(header: BatchHeader, raw: bytes, retention_days: int) -> tuple[Any, ...]:
+def incoming_row(header: BatchEnvelope, raw: bytes, retention_days: int) -> tuple[Any, ...]:
     """One ``incoming_batches`` row (INCOMING_COLUMNS order): the header and the bytes."""
     return (
         header.site_id,
