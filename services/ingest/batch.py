@@ -151,11 +151,6 @@ def event_problem(event: Any, now_ms: int, max_skew_ms: int) -> str | None:
     return None
 
 
-def is_valid_event(event: RrwebEvent, now_ms: int, max_skew_ms: int) -> bool:
-    """True if ``event`` passes :func:`event_problem`."""
-    return event_problem(event, now_ms, max_skew_ms) is None
-
-
 def check_message_size(message_bytes: int, max_message_bytes: int) -> None:
     """Refuse a batch whose Kafka message would be over the topic's limit (413).
 
