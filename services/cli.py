@@ -48,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_forever(Path(rest[0] if rest else "var").resolve())
     elif command == "kafka":
-        return _kafka_only()
+        from services.dev.stack import run_broker_forever
+
+        return run_broker_forever(Path("var").resolve())
     elif command == "topics":
         from services.shared.kafka import KafkaSettings, ensure_topics
 
@@ -73,31 +75,6 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"replaypipe: unknown command {command!r}\n{__doc__}", file=sys.stderr)
         return 2
-    return 0
-
-
-def _kafka_only() -> int:
-    import signal
-    import time
-
-    from services.dev.kafka_broker import LocalKafkaBroker
-    from services.shared.kafka import KafkaSettings, ensure_topics
-
-    broker = LocalKafkaBroker(Path("var/kafka").resolve())
-    broker.start()
-    asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers)))
-    print(f"kafka ready on {broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
-    while not stopping and broker.process is not None and broker.process.poll() is None:
-        time.sleep(0.5)
-    broker.stop()
     return 0
 
 

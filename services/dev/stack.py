@@ -132,17 +132,35 @@ class LocalStack:
             self.broker.stop()
 
 
+class StopRequest:
+    """Set by Ctrl-C (SIGINT) or SIGTERM; the foreground loops poll it."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        signal.signal(signal.SIGTERM, self._set)
+        signal.signal(signal.SIGINT, self._set)
+
+    def _set(self, signum: int, _frame: object) -> None:
+        self.requested = True
+
+
+def run_broker_forever(var_dir: Path) -> int:
+    """``replaypipe kafka``: only the local broker (and the topics), until Ctrl-C."""
+    stack = LocalStack(var_dir=var_dir)
+    stop = StopRequest()
+    stack.start_broker()
+    assert stack.broker is not None and stack.broker.process is not None
+    print(f"kafka ready on {stack.broker.bootstrap_servers}; Ctrl-C stops it", flush=True)
+    while not stop.requested and stack.broker.process.poll() is None:
+        time.sleep(0.5)
+    stack.broker.stop()
+    return 0
+
+
 def run_forever(var_dir: Path) -> int:
     """Start the stack, print where it listens, wait for Ctrl-C, stop everything."""
     stack = LocalStack(var_dir=var_dir)
-    stopping = False
-
-    def on_signal(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
+    stop = StopRequest()
     try:
         print("replaypipe: starting Kafka broker and services ...", flush=True)
         stack.start()
@@ -159,11 +177,11 @@ replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
 Press Ctrl-C to stop.""",
             flush=True,
         )
-        while not stopping:
+        while not stop.requested:
             for name, proc in stack.processes.items():
                 if proc.poll() is not None:
                     print(f"replaypipe: {name} exited ({proc.returncode}); stopping", flush=True)
-                    stopping = True
+                    stop.requested = True
             time.sleep(0.5)
     finally:
         print("replaypipe: stopping ...", flush=True)
