@@ -74,20 +74,7 @@ def session_envelopes(
     rng: random.Random, site: str, start_ms: int, mouse_moves: int
 ) -> list[BatchEnvelope]:
     s = generate_session(rng, site_id=site, start_ms=start_ms, mouse_moves=mouse_moves)
-    return [
-        BatchEnvelope(
-            site_id=site,
-            session_id=s.session_id,
-            window_id=s.window_id,
-            visitor_id=s.visitor_id,
-            seq=seq,
-            received_at_ms=start_ms,
-            events=batch,
-            user_agent="Mozilla/5.0 (X11; Linux x86_64) bench",
-            consent=True,
-        )
-        for seq, batch in enumerate(s.batches)
-    ]
+    return s.envelopes(start_ms, user_agent="Mozilla/5.0 (X11; Linux x86_64) bench", consent=True)
 
 
 def event_columns(envelopes: list[BatchEnvelope], retention: int) -> list[list[Any]]:

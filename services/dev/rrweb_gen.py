@@ -14,7 +14,7 @@ import string
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.shared.envelope import RrwebEvent
+from services.shared.envelope import BatchEnvelope, RrwebEvent
 
 # Node ids of the generated page (stable, so tests can address nodes).
 EMAIL_INPUT_ID = 20
@@ -38,6 +38,25 @@ class GeneratedSession:
     def events(self) -> list[RrwebEvent]:
         """All events of the session, in order."""
         return [event for batch in self.batches for event in batch]
+
+    def envelopes(
+        self, received_at_ms: int, *, user_agent: str = "", consent: bool | None = None
+    ) -> list[BatchEnvelope]:
+        """The session's batches as ingest would publish them (``seq`` = batch number)."""
+        return [
+            BatchEnvelope(
+                site_id=self.site_id,
+                session_id=self.session_id,
+                window_id=self.window_id,
+                visitor_id=self.visitor_id,
+                seq=seq,
+                received_at_ms=received_at_ms,
+                events=batch,
+                user_agent=user_agent,
+                consent=consent,
+            )
+            for seq, batch in enumerate(self.batches)
+        ]
 
 
 def random_id(rng: random.Random, length: int = 16) -> str:

@@ -24,7 +24,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from services.dev.kafka_broker import LocalKafkaBroker
-from services.dev.rrweb_gen import GeneratedSession, generate_session
+from services.dev.rrweb_gen import generate_session
 from services.dev.stack import LocalStack
 from services.masker.app import mask_message
 from services.shared import topics
@@ -108,22 +108,6 @@ def envelope(site: str, session: str, seq: int, events: list[RrwebEvent]) -> Bat
         received_at_ms=START_MS + seq,
         events=events,
     )
-
-
-def session_envelopes(session: GeneratedSession) -> list[BatchEnvelope]:
-    """The generated session's batches as envelopes."""
-    return [
-        BatchEnvelope(
-            site_id=session.site_id,
-            session_id=session.session_id,
-            window_id=session.window_id,
-            visitor_id=session.visitor_id,
-            seq=seq,
-            received_at_ms=START_MS + seq,
-            events=batch,
-        )
-        for seq, batch in enumerate(session.batches)
-    ]
 
 
 def produce(bootstrap: str, envelopes: list[BatchEnvelope]) -> None:
@@ -297,16 +281,21 @@ def typed_values(doc: dict[str, Any]) -> dict[Any, Any]:
     return values
 
 
+def changelog_reader(bootstrap: str, app_id: str) -> AIOKafkaConsumer:
+    """A group-less consumer of the masker's state-table changelog, from the beginning."""
+    return AIOKafkaConsumer(
+        f"{app_id}-session-mask-state-changelog",
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+
+
 def wait_for_changelog_key(bootstrap: str, app_id: str, key: bytes, timeout: float = 60) -> None:
     """Wait until the masker's state table changelog holds ``key`` (state is durable)."""
 
     async def run() -> None:
-        consumer = AIOKafkaConsumer(
-            f"{app_id}-session-mask-state-changelog",
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
+        consumer = changelog_reader(bootstrap, app_id)
         await consumer.start()
         deadline = time.monotonic() + timeout
         try:
@@ -325,12 +314,7 @@ def changelog_tombstones(bootstrap: str, app_id: str) -> set[bytes]:
     """Keys whose latest record in the masker's state changelog is a tombstone."""
 
     async def run() -> set[bytes]:
-        consumer = AIOKafkaConsumer(
-            f"{app_id}-session-mask-state-changelog",
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            auto_offset_reset="earliest",
-        )
+        consumer = changelog_reader(bootstrap, app_id)
         await consumer.start()
         latest: dict[bytes, bytes | None] = {}
         try:
@@ -529,7 +513,7 @@ def test_sigkill_mid_stream_loses_no_event_and_leaks_no_secret(
     bootstrap = broker.bootstrap_servers
     rng = random.Random(4)
     sessions = [generate_session(rng, site_id="crash", start_ms=START_MS) for _ in range(600)]
-    envelopes = [env for session in sessions for env in session_envelopes(session)]
+    envelopes = [env for session in sessions for env in session.envelopes(START_MS)]
     produce(bootstrap, envelopes)
     expected = {(env.session_id, env.seq): env for env in envelopes}
 

@@ -81,20 +81,7 @@ def envelopes(site_id: str, sessions: int, seed: int) -> list[BatchEnvelope]:
     for _ in range(sessions):
         start_ms = now_ms - rng.randint(60_000, 86_400_000)
         s = generate_session(rng, site_id=site_id, start_ms=start_ms)
-        for seq, batch in enumerate(s.batches):
-            out.append(
-                BatchEnvelope(
-                    site_id=site_id,
-                    session_id=s.session_id,
-                    window_id=s.window_id,
-                    visitor_id=s.visitor_id,
-                    seq=seq,
-                    received_at_ms=now_ms,
-                    events=batch,
-                    user_agent="Mozilla/5.0 test",
-                    consent=True,
-                )
-            )
+        out.extend(s.envelopes(now_ms, user_agent="Mozilla/5.0 test", consent=True))
     return out
 
 
@@ -132,6 +119,13 @@ def writer_for(
 
 async def scalar(store: ClickHouseStore, sql: str, **params: Any) -> Any:
     return (await store.query(sql, parameters=params)).result_rows[0][0]
+
+
+async def count_final(store: ClickHouseStore, site: str) -> int:
+    """Events of a site as queries see them (``FINAL``: redelivered rows collapsed)."""
+    return int(
+        await scalar(store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site)
+    )
 
 
 async def run_until(writer: EventWriter, done: Any, limit_s: float = 60) -> None:
@@ -173,12 +167,7 @@ async def test_redelivery_with_different_batch_cuts_leaves_every_event_once(
     total = expected_events(batch)
 
     async def all_stored() -> bool:
-        return bool(
-            await scalar(
-                store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
-            )
-            == total
-        )
+        return bool(await count_final(store, site) == total)
 
     await run_until(writer_for(kafka_broker, store, topic, batch_max_rows=1000), all_stored)
     first = await session_figures(store, site)
@@ -187,10 +176,7 @@ async def test_redelivery_with_different_batch_cuts_leaves_every_event_once(
     await run_until(writer_for(kafka_broker, store, topic, batch_max_rows=137), all_stored)
     await asyncio.sleep(0.5)
 
-    assert (
-        await scalar(store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site)
-        == total
-    )
+    assert await count_final(store, site) == total
     assert await session_figures(store, site) == first
     assert len(first) == 6 and sum(row[1] for row in first) == total
 
@@ -357,12 +343,7 @@ async def test_store_refusing_writes_pauses_consumption_then_stores_everything(
         await asyncio.sleep(1.0)
         assert writer.pending.rows == buffered
         await store.command("ATTACH TABLE events")
-        while (
-            await scalar(
-                store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
-            )
-            < total
-        ):
+        while await count_final(store, site) < total:
             assert time.monotonic() < deadline, "writer did not resume after the table came back"
             await asyncio.sleep(0.2)
         assert not writer.paused and metrics.PAUSED._value.get() == 0
@@ -370,10 +351,7 @@ async def test_store_refusing_writes_pauses_consumption_then_stores_everything(
         await writer.stop()
         await task
         await writer.close()
-    assert (
-        await scalar(store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site)
-        == total
-    )
+    assert await count_final(store, site) == total
     assert (
         await scalar(
             store,
@@ -404,12 +382,7 @@ async def test_unwritable_message_goes_to_the_dlq_and_the_partition_moves_on(
     total = expected_events(good)
 
     async def good_stored() -> bool:
-        return bool(
-            await scalar(
-                store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
-            )
-            == total
-        )
+        return bool(await count_final(store, site) == total)
 
     await run_until(writer_for(kafka_broker, store, topic), good_stored)
 
@@ -557,15 +530,8 @@ async def test_outage_with_an_insert_in_flight_and_the_next_batch_pending_stores
         assert writer.pending.rows == pending
         await store.command("ATTACH TABLE events")
 
-        async def count_final() -> int:
-            return int(
-                await scalar(
-                    store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
-                )
-            )
-
         deadline = time.monotonic() + 60
-        while await count_final() < total:
+        while await count_final(store, site) < total:
             assert not task.done(), task.exception()
             assert time.monotonic() < deadline, "writer did not catch up after the outage"
             await asyncio.sleep(0.2)
@@ -744,12 +710,7 @@ async def test_a_writer_joining_mid_stream_rebalances_without_losing_or_duplicat
             tasks.append(asyncio.create_task(second.run()))
         await publish_envelopes(kafka_broker, topic, third_part)
         deadline = time.monotonic() + 90
-        while (
-            await scalar(
-                store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site
-            )
-            < total
-        ):
+        while await count_final(store, site) < total:
             for task in tasks:
                 assert not task.done(), task.exception()
             assert time.monotonic() < deadline, "the writers did not store every event"
@@ -761,10 +722,7 @@ async def test_a_writer_joining_mid_stream_rebalances_without_losing_or_duplicat
             await task
         for writer in (first, second):
             await writer.close()
-    assert (
-        await scalar(store, "SELECT count() FROM events FINAL WHERE site_id = {s:String}", s=site)
-        == total
-    )
+    assert await count_final(store, site) == total
     figures = await session_figures(store, site)
     assert len(figures) == 12 and sum(row[1] for row in figures) == total
 
