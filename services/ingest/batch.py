@@ -119,6 +119,8 @@ def parse_batch(
         events=valid,
         consent=consent,
         page_url=(page_url or "")[:MAX_PAGE_URL_CHARS],
+        # Every event kept: publish the checked bytes rather than serialise them again.
+        raw_batch=None if dropped else body,
     )
     return ParsedBatch(envelope, dropped)
 

@@ -38,6 +38,11 @@ class BatchEnvelope:
     consent: bool | None = None  # the visitor's consent signal sent with the batch, if any
     page_url: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # Ingest only: the client's decoded batch (a JSON object whose "events" are
+    # exactly ``events``, all checked), published as received under "batch" instead
+    # of serialising the parsed events again. ``from_dict`` never sets it, so an
+    # envelope read back (and masked) is always written with its own "events".
+    raw_batch: bytes | None = None
 
     def to_json(self) -> bytes:
         """Serialise for Kafka."""
@@ -53,8 +58,11 @@ class BatchEnvelope:
             "client_ip": self.client_ip,
             "consent": self.consent,
             "page_url": self.page_url,
-            "events": self.events,
         }
+        if self.raw_batch is not None:
+            doc["batch"] = orjson.Fragment(self.raw_batch)
+        else:
+            doc["events"] = self.events
         if self.extra:
             doc["extra"] = self.extra
         return orjson.dumps(doc)
@@ -76,7 +84,9 @@ class BatchEnvelope:
         if doc.get("v") != ENVELOPE_VERSION:
             raise EnvelopeError(f"unsupported envelope version {doc.get('v')!r}")
         try:
-            events = doc["events"]
+            events = doc.get("events")
+            if events is None and isinstance(batch := doc.get("batch"), dict):
+                events = batch.get("events")  # as ingest publishes a batch it kept whole
             if not isinstance(events, list):
                 raise EnvelopeError("'events' is not a list")
             consent = doc.get("consent")

@@ -8,7 +8,10 @@ import orjson
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from services.ingest.batch import parse_batch
+from services.masker.app import mask_message
 from services.masker.rules import MaskResult, SessionMaskState, mask_batch
+from services.shared.site_settings import SiteRegistry
 from tests.unit.strategies_rrweb import Scenario, scenarios
 
 PROPERTY_SETTINGS = settings(
@@ -38,6 +41,26 @@ def _leaks(scenario: Scenario, events: list[dict[str, Any]]) -> list[str]:
 def test_no_secret_appears_anywhere_in_the_masked_output(scenario: Scenario) -> None:
     result = _mask(scenario)
     assert _leaks(scenario, result.events) == []
+
+
+@PROPERTY_SETTINGS
+@given(scenarios())
+def test_no_secret_appears_in_what_the_masker_publishes_for_a_batch_ingest_accepted(
+    scenario: Scenario,
+) -> None:
+    # The whole path of one batch: ingest publishes the client's bytes as received
+    # (envelope "batch"), the masker reads and masks them and writes its own events.
+    body = orjson.dumps({"session_id": "s-1", "seq": 0, "events": scenario.events})
+    envelope = parse_batch(
+        body, site=scenario.site, now_ms=0, max_events=10**6, max_skew_ms=2**62
+    ).envelope
+    envelope.consent = scenario.consent
+    masked = mask_message(
+        envelope.to_json(), None, SiteRegistry([scenario.site]), partition=0, offset=0
+    )
+    value = (masked.value or b"").decode()
+    assert [secret for secret in scenario.secrets if secret in value] == []
+    assert not value or "batch" not in orjson.loads(value)
 
 
 @PROPERTY_SETTINGS
