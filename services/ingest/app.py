@@ -9,7 +9,6 @@ publishes, and turns a :class:`Rejection` into a JSON answer.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import gc
 import logging
 import signal
@@ -19,15 +18,14 @@ from collections.abc import AsyncIterator
 import orjson
 import uvloop
 from aiohttp import web
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError
+from aiokafka.errors import KafkaError
 
 from services.ingest import metrics
 from services.ingest.admission import SiteRateLimiter, retry_after_s, session_sampled_in
 from services.ingest.batch import Rejection, check_message_size, parse_batch
 from services.ingest.body import body_encoding, check_content_type, decode_body
 from services.ingest.client import anonymise_ip, client_address, cors_headers, origin_allowed
-from services.ingest.partitioner import MemoizedKeyPartitioner
+from services.ingest.producer import AsyncProducer, PublishError
 from services.ingest.settings import IngestSettings
 from services.shared import topics
 from services.shared.logging import setup_logging
@@ -77,7 +75,7 @@ class Gateway:
         self.settings = settings
         self.registry = registry
         self.limiter = SiteRateLimiter()
-        self.producer: AIOKafkaProducer | None = None
+        self.producer: AsyncProducer | None = None
         self.inflight = 0
         # Read when /metrics is scraped rather than set twice on every batch.
         metrics.INFLIGHT.set_function(lambda: self.inflight)
@@ -231,21 +229,23 @@ class Gateway:
         self.inflight += 1
         try:
             async with asyncio.timeout(self.settings.publish_timeout_s):
-                delivery = await producer.send(topics.RAW, value, key=key)
-                # Not shielded: a timeout cancels only this record's future, the record
-                # stays in its producer batch and may still land (aiokafka skips done
-                # futures when the ack comes); the client hears 503 and the sink dedups
-                # a retried batch.
-                await delivery
-        except MessageSizeTooLargeError:
-            raise Rejection(
-                413,
-                "batch_too_large",
-                "Kafka refused the batch as too large; send fewer events per batch.",
-            ) from None
-        except (KafkaError, TimeoutError) as exc:
+                # A timeout cancels only this record's future: the record stays queued
+                # in the producer and may still land; the client hears 503 and the
+                # sink dedups a retried batch.
+                await producer.send(topics.RAW, value, key)
+        except PublishError as exc:
+            if exc.too_large:
+                raise Rejection(
+                    413,
+                    "batch_too_large",
+                    "Kafka refused the batch as too large; send fewer events per batch.",
+                ) from None
             metrics.PUBLISH_FAILURES.inc()
-            log.warning("kafka did not take a batch", extra={"reason": type(exc).__name__})
+            log.warning("kafka did not take a batch", extra={"reason": exc.reason})
+            raise self._unavailable from None
+        except TimeoutError:
+            metrics.PUBLISH_FAILURES.inc()
+            log.warning("kafka did not take a batch", extra={"reason": "timeout"})
             raise self._unavailable from None
         finally:
             self.inflight -= 1
@@ -257,56 +257,49 @@ class Gateway:
         producer = self.producer
         if producer is None:
             return "kafka producer not started"
-        try:
-            await asyncio.wait_for(producer.client.fetch_all_metadata(), 2.0)
-        except (KafkaError, TimeoutError):
+        if not await producer.metadata_ok(topics.RAW, 2.0):
             return "kafka unreachable"
         return None
 
-    def new_producer(self) -> AIOKafkaProducer:
-        """The producer: durable (acks=all, idempotent), compressed, failing fast."""
+    def producer_config(self) -> dict[str, object]:
+        """librdkafka settings: durable (acks=all, idempotent), compressed, bounded."""
         s = self.settings
-        timeout_ms = max(1000, int(s.publish_timeout_s * 1000))
-        return AIOKafkaProducer(
-            bootstrap_servers=s.kafka.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            compression_type=None if s.compression == "none" else s.compression,
-            linger_ms=s.linger_ms,
-            max_batch_size=s.producer_batch_bytes,
-            max_request_size=s.kafka.max_message_bytes,
-            request_timeout_ms=timeout_ms,
-            retry_backoff_ms=200,
-            metadata_max_age_ms=60_000,
-            # The default mapping (murmur2, as the Java client), hashed once per session.
-            partitioner=MemoizedKeyPartitioner(),
-        )
+        return {
+            "bootstrap.servers": s.kafka.bootstrap_servers,
+            "client.id": "replaypipe-ingest",
+            "acks": "all",
+            "enable.idempotence": True,
+            "compression.type": s.compression,
+            "compression.level": s.compression_level,
+            "linger.ms": s.linger_ms,
+            "batch.size": s.producer_batch_bytes,
+            "message.max.bytes": s.kafka.max_message_bytes,
+            # The Java client's (and aiokafka's) mapping: a session keeps its partition.
+            "partitioner": "murmur2_random",
+            # The memory bound of records waiting for Kafka, those answered 503 included.
+            "queue.buffering.max.kbytes": s.producer_buffer_bytes // 1024,
+            "retry.backoff.ms": 200,
+            # Each POST waits for its ack: send small produce requests at once.
+            "socket.nagle.disable": True,
+            "topic.metadata.refresh.interval.ms": 60_000,
+        }
 
     async def start_producer(self) -> None:
-        """Start the producer, retrying until Kafka answers (posts get 503 meanwhile)."""
-        delay_s = 0.5
-        while True:
-            producer = self.new_producer()
-            try:
-                await producer.start()
-            except KafkaError as exc:
-                log.warning(
-                    "kafka not reachable at start; retrying", extra={"reason": type(exc).__name__}
-                )
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                await asyncio.sleep(delay_s)
-                delay_s = min(delay_s * 2, 10.0)
-                continue
-            self.producer = producer
+        """Start the producer; it connects in the background (posts get 503 until then)."""
+        producer = AsyncProducer(self.producer_config())
+        producer.start()
+        self.producer = producer
+        # Wait briefly so a healthy start is ready at once; a slow Kafka is retried.
+        if await producer.metadata_ok(topics.RAW, min(5.0, self.settings.publish_timeout_s)):
             log.info("kafka producer started")
-            return
+        else:
+            log.warning("kafka not reachable at start; the producer keeps retrying")
 
     async def stop_producer(self) -> None:
         """Flush every accepted batch, then close (graceful shutdown)."""
         producer, self.producer = self.producer, None
         if producer is not None:
-            await producer.stop()
+            await producer.stop(self.settings.publish_timeout_s)
 
     async def follow_sites(self) -> None:
         """Apply live site changes from ``sites.config``; reconnect when Kafka goes away."""
@@ -343,13 +336,9 @@ def build_app(settings: IngestSettings, registry: SiteRegistry) -> web.Applicati
     add_ops_routes(app, gateway.ready)
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
-        tasks = [
-            asyncio.create_task(gateway.start_producer()),
-            asyncio.create_task(gateway.follow_sites()),
-        ]
+        await gateway.start_producer()
+        tasks = [asyncio.create_task(gateway.follow_sites())]
         try:
-            # Wait briefly so a healthy start is ready at once; a slow Kafka keeps retrying.
-            await asyncio.wait(tasks[:1], timeout=settings.publish_timeout_s)
             yield
         finally:
             for task in tasks:

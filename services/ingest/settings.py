@@ -33,9 +33,14 @@ class IngestSettings:
     # Short on purpose: each POST waits for its ack, so a linger is paid by every
     # batch, and under load the producer groups batches anyway (one produce
     # request in flight per broker; what arrives meanwhile goes in the next).
-    linger_ms: int = 1
+    linger_ms: float = 1.0
     producer_batch_bytes: int = 1024 * 1024
+    # Memory the producer may hold for records Kafka has not acknowledged yet (also
+    # those whose client already got 503 and that are still retried); past it, 503.
+    producer_buffer_bytes: int = 256 * 1024 * 1024
     compression: str = "zstd"
+    # -1: the codec's default (zstd 3, lz4 fast); higher packs tighter and costs more.
+    compression_level: int = -1
     cors_max_age_s: int = 86_400
     # uvloop (libuv) cuts the event loop's and sockets' share of every request;
     # "asyncio" is the standard library loop, for debugging.
@@ -61,9 +66,13 @@ class IngestSettings:
             max_inflight_batches=env_int("INGEST_MAX_INFLIGHT_BATCHES", cls.max_inflight_batches),
             retry_after_s=env_int("INGEST_RETRY_AFTER_S", cls.retry_after_s),
             trusted_proxy_hops=env_int("INGEST_TRUSTED_PROXY_HOPS", cls.trusted_proxy_hops),
-            linger_ms=env_int("INGEST_LINGER_MS", cls.linger_ms),
+            linger_ms=env_float("INGEST_LINGER_MS", cls.linger_ms),
             producer_batch_bytes=env_int("INGEST_PRODUCER_BATCH_BYTES", cls.producer_batch_bytes),
+            producer_buffer_bytes=env_int(
+                "INGEST_PRODUCER_BUFFER_BYTES", cls.producer_buffer_bytes
+            ),
             compression=env_str("INGEST_COMPRESSION", cls.compression),
+            compression_level=env_int("INGEST_COMPRESSION_LEVEL", cls.compression_level),
             cors_max_age_s=env_int("INGEST_CORS_MAX_AGE_S", cls.cors_max_age_s),
             event_loop=env_str("INGEST_EVENT_LOOP", cls.event_loop),
             log_level=env_str("LOG_LEVEL", cls.log_level),
@@ -75,5 +84,7 @@ class IngestSettings:
             raise SettingError("INGEST_COMPRESSION must be one of lz4, zstd, gzip, snappy, none")
         if self.event_loop not in ("uvloop", "asyncio"):
             raise SettingError("INGEST_EVENT_LOOP must be uvloop or asyncio")
+        if self.producer_buffer_bytes < self.kafka.max_message_bytes:
+            raise SettingError("INGEST_PRODUCER_BUFFER_BYTES must hold one largest message")
         if self.max_inflight_batches < 1:
             raise SettingError("INGEST_MAX_INFLIGHT_BATCHES must be at least 1")

@@ -15,6 +15,7 @@ import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import murmur2
 
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.ingest.admission import session_sampled_in
@@ -122,6 +123,14 @@ async def published(
     broker: LocalKafkaBroker, keys: set[bytes], expected: int, timeout_s: float = 30.0
 ) -> list[BatchEnvelope]:
     """Every record on recordings.raw with one of ``keys``, once ``expected`` are there."""
+    records = await published_records(broker, keys, expected, timeout_s)
+    return [envelope for _, _, envelope in records]
+
+
+async def published_records(
+    broker: LocalKafkaBroker, keys: set[bytes], expected: int, timeout_s: float = 30.0
+) -> list[tuple[int, bytes, BatchEnvelope]]:
+    """Like :func:`published`, with each record's partition and raw value."""
     consumer = AIOKafkaConsumer(
         topics.RAW,
         bootstrap_servers=broker.bootstrap_servers,
@@ -132,15 +141,21 @@ async def published(
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
-    found: list[BatchEnvelope] = []
+    found: list[tuple[int, bytes, BatchEnvelope]] = []
+
+    async def read(timeout_ms: int) -> None:
+        for records in (await consumer.getmany(timeout_ms=timeout_ms)).values():
+            found.extend(
+                (r.partition, r.value, BatchEnvelope.from_json(r.value))
+                for r in records
+                if r.key in keys and r.value is not None
+            )
+
     try:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline and len(found) < expected:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                found += [BatchEnvelope.from_json(r.value) for r in records if r.key in keys]
-        # A little longer, so a duplicate would be seen too.
-        for records in (await consumer.getmany(timeout_ms=500)).values():
-            found += [BatchEnvelope.from_json(r.value) for r in records if r.key in keys]
+            await read(500)
+        await read(500)  # a little longer, so a duplicate would be seen too
     finally:
         await consumer.stop()
     return found
@@ -236,6 +251,45 @@ async def test_concurrent_clients_all_land_exactly_once(
     assert sorted((e.session_id, e.seq) for e in found) == sorted(
         (s, seq) for s in sessions for seq in range(8)
     )
+
+
+async def test_a_session_lands_on_the_partition_the_java_client_would_choose(
+    gw: Running, kafka_broker: LocalKafkaBroker
+) -> None:
+    # The masker keeps a session's state per partition: its key must map as with
+    # murmur2 (Java client, aiokafka, librdkafka's murmur2_random), always the same.
+    sessions = [new_session() for _ in range(24)]
+    for session in sessions:
+        for seq in range(2):
+            assert (await gw.post(batch_body(session, seq)))[0] == 202
+    keys = {f"shop:{s}".encode(): s for s in sessions}
+    records = await published_records(kafka_broker, set(keys), len(sessions) * 2)
+    partitions = gw.gateway.settings.kafka.partitions
+    assert len(records) == len(sessions) * 2
+    for partition, _, envelope in records:
+        key = f"shop:{envelope.session_id}".encode()
+        assert partition == (murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+async def test_a_whole_batch_is_published_as_received_and_a_trimmed_one_as_its_events(
+    gw: Running, kafka_broker: LocalKafkaBroker
+) -> None:
+    whole, trimmed = new_session(), new_session()
+    good = {"type": 3, "timestamp": now_ms(), "data": {"source": 1}}
+    assert (await gw.post(batch_body(whole, events=[good])))[0] == 202
+    assert (await gw.post(batch_body(trimmed, events=[good, {"type": "x"}])))[0] == 202
+    records = {
+        envelope.session_id: (value, envelope)
+        for _, value, envelope in await published_records(
+            kafka_broker, {f"shop:{whole}".encode(), f"shop:{trimmed}".encode()}, 2
+        )
+    }
+    whole_doc = orjson.loads(records[whole][0])
+    assert whole_doc["batch"] == orjson.loads(batch_body(whole, events=[good]))
+    assert "events" not in whole_doc
+    trimmed_doc = orjson.loads(records[trimmed][0])
+    assert trimmed_doc["events"] == [good] and "batch" not in trimmed_doc
+    assert records[whole][1].events == records[trimmed][1].events == [good]
 
 
 # --- CORS ---------------------------------------------------------------------
