@@ -38,8 +38,10 @@ class IngestSettings:
     # Memory the producer may hold for records Kafka has not acknowledged yet (also
     # those whose client already got 503 and that are still retried); past it, 503.
     producer_buffer_bytes: int = 256 * 1024 * 1024
-    compression: str = "zstd"
-    # -1: the codec's default (zstd 3, lz4 fast); higher packs tighter and costs more.
+    # lz4: the least CPU and latency for the gateway and the broker; zstd stores
+    # recordings.raw in about half the disk (docs/ingest.md has the measurements).
+    compression: str = "lz4"
+    # -1: the codec's default (lz4 fast, zstd 3); higher packs tighter and costs more.
     compression_level: int = -1
     cors_max_age_s: int = 86_400
     # uvloop (libuv) cuts the event loop's and sockets' share of every request;
