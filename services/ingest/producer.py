@@ -56,7 +56,8 @@ class AsyncProducer:
     """
 
     def __init__(self, config: dict[str, Any]) -> None:
-        self._config = {**config, "error_cb": self._on_error, "logger": log}
+        self._config = {**config, "logger": log}
+        self._generation = 0  # which producer is current (a failed one is replaced)
         self._producer: Producer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting = 0  # records sent whose delivery report has not come yet
@@ -66,7 +67,7 @@ class AsyncProducer:
     def start(self) -> None:
         """Create the client (it connects in the background) and the poll timer."""
         self._loop = asyncio.get_running_loop()
-        self._producer = Producer(self._config)
+        self._producer = self._new_producer()
         self._schedule(self._loop, IDLE_POLL_S)
 
     def send(self, topic: str, value: bytes, key: bytes) -> asyncio.Future[None]:
@@ -152,7 +153,32 @@ class AsyncProducer:
         else:
             future.set_exception(_error(err))
 
-    def _on_error(self, err: KafkaError) -> None:
-        # Client-wide errors (all brokers down, authentication...): librdkafka keeps
-        # retrying; records still wait for their own deadline.
+    def _new_producer(self) -> Producer:
+        self._generation += 1
+        generation = self._generation
+        return Producer({**self._config, "error_cb": lambda err: self._on_error(err, generation)})
+
+    def _on_error(self, err: KafkaError, generation: int) -> None:
+        """Client-wide errors, served by ``poll`` on the event loop's thread."""
+        if err.fatal():
+            if generation != self._generation:
+                return  # the old producer, already being replaced
+            # The idempotent producer can no longer guarantee order or no-duplicates
+            # (e.g. the broker lost its state): librdkafka refuses every record from
+            # now on. Start a new producer instead of answering 503 forever.
+            log.error("kafka producer failed; starting a new one", extra={"reason": err.name()})
+            if self._loop is not None:
+                self._loop.call_soon(self._renew)
+            return
+        # All brokers down, a broker restarting...: librdkafka keeps retrying;
+        # records still wait for their own deadline.
         log.warning("kafka client error", extra={"reason": err.name()})
+
+    def _renew(self) -> None:
+        """Replace a failed producer; the records it held fail (their clients get 503)."""
+        old = self._producer
+        if old is None:
+            return
+        self._producer = self._new_producer()
+        old.purge()  # queued and in-flight records: reported as purged at once
+        old.poll(0)  # serve those reports now, failing their futures
