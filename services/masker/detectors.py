@@ -25,12 +25,13 @@ _EMAIL = re.compile(
 )
 # A run of digits joined by single spaces or dashes; card windows are picked inside it.
 _DIGIT_RUN = re.compile(r"(?<![\d])\d+(?:[ -]\d+)*(?!\d)")
-_IBAN_CANDIDATE = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}\b")
+_IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}\b")
 _QUERY_PARAM = re.compile(r"([?&#;])([^=&#\s?;]+)=([^&#\s;\"'<>)]*)")
 _KEY_TOKENS = re.compile(r"[^a-z0-9]+")
 
 # IBAN length per country (ISO 13616 registry); the length check plus mod-97
-# keeps random upper-case codes from being masked.
+# keeps random codes from being masked. Letters count in either case: people
+# type IBANs in lower case too.
 IBAN_LENGTHS: dict[str, int] = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22,
     "BH": 22, "BI": 27, "BR": 29, "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24,
@@ -65,7 +66,8 @@ def luhn_valid(digits: str) -> bool:
 
 
 def iban_valid(compact: str) -> bool:
-    """ISO 13616 check: known country length and mod-97 remainder 1."""
+    """ISO 13616 check: known country length and mod-97 remainder 1 (any letter case)."""
+    compact = compact.upper()
     if IBAN_LENGTHS.get(compact[:2]) != len(compact):
         return False
     rearranged = compact[4:] + compact[:4]
@@ -189,7 +191,7 @@ def _card_spans(run: str, offset: int) -> list[tuple[int, int]]:
 
 
 def _iban_span(candidate: str, offset: int) -> tuple[int, int] | None:
-    expected = IBAN_LENGTHS.get(candidate[:2])
+    expected = IBAN_LENGTHS.get(candidate[:2].upper())
     if expected is None:
         return None
     taken = 0

@@ -121,6 +121,8 @@ class _SessionBuilder:
         iban = german_iban("".join(self.rng.choices(string.digits, k=18)))
         if self.rng.random() < 0.5:
             iban = " ".join(iban[i : i + 4] for i in range(0, len(iban), 4))
+        if self.rng.random() < 0.3:
+            iban = iban.lower()  # typed in lower case (only the country code has letters)
         self.secrets.append(iban)
         return iban
 

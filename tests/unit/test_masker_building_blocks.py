@@ -104,6 +104,20 @@ def test_scrubber_counts_by_detector() -> None:
     assert counts == Counter({"pii_email": 1, "pii_card": 1, "url_param": 1})
 
 
+@pytest.mark.parametrize(
+    "typed",
+    ["de89 3704 0044 0532 0130 00", "De89370400440532013000", "gb82west12345698765432"],
+)
+def test_an_iban_typed_in_lower_or_mixed_case_is_masked(typed: str) -> None:
+    assert SCRUBBER.scrub(f"pay to {typed} today", Counter()) == (
+        f"pay to {mask_text(typed)} today"
+    )
+
+
+def test_a_lower_case_code_that_fails_the_iban_checksum_is_kept() -> None:
+    assert SCRUBBER.scrub("ref de89370400440532013001", Counter()) == "ref de89370400440532013001"
+
+
 def test_disabled_detectors_do_not_run() -> None:
     scrubber = Scrubber.build(("iban",), ())
     assert scrubber.scrub("a@b.io", Counter()) == "a@b.io"
