@@ -156,5 +156,5 @@ class SessionNodeIndex:
         return index
 
     def runs(self) -> list[tuple[int, int, int]]:
-        """The runs as ``(first, last, value)`` tuples (for tests and debugging)."""
+        """The runs as ``(first, last, value)`` tuples (``last`` included)."""
         return list(zip(self._firsts, self._lasts, self._values, strict=True))

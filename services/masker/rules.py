@@ -16,6 +16,7 @@ conservatively. docs/masking.md describes the rules for users.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import re
 from collections import Counter
@@ -413,6 +414,30 @@ def _recording_ignore_marks(marker: object) -> int:
     return F_MASK
 
 
+FORM_FIELD_TAGS: Final = frozenset({"input", "textarea", "select"})
+
+
+class SensitiveIds:
+    """Node ids whose bits had ``flag``, from a node index's runs (sorted, disjoint)."""
+
+    def __init__(self, runs: Sequence[tuple[int, int, int]], flag: int) -> None:
+        self._starts: list[int] = []
+        self._ends: list[int] = []
+        for start, end, bits in runs:
+            if bits & flag:
+                self._starts.append(start)
+                self._ends.append(end)
+
+    def __bool__(self) -> bool:
+        return bool(self._starts)
+
+    def __contains__(self, node_id: object) -> bool:
+        if not isinstance(node_id, int):
+            return False
+        at = bisect.bisect_right(self._starts, node_id) - 1
+        return at >= 0 and node_id <= self._ends[at]
+
+
 def mask_batch(
     events: list[RrwebEvent],
     state: SessionMaskState,
@@ -526,8 +551,14 @@ class _BatchMasker:
         elif etype == EVENT_FULL_SNAPSHOT and isinstance(data, dict):
             node = data.get("node")
             if isinstance(node, dict):
+                # rrweb keeps a node's id across the full snapshots of one page (a
+                # checkout) and starts again at 1 on a new page, so only the mark that
+                # can be lost without a trace is carried over: a sensitive input (a
+                # password shown as text by now) stays masked at the same id.
+                # On a new page this may over-mask an input at the same id, never leak.
+                carried = SensitiveIds(self.index.runs(), F_MASK_INPUT)
                 self.index.clear()
-                self._mask_tree(node, 0, sticky=False)
+                self._mask_tree(node, 0, sticky=False, carried=carried)
                 return True
         elif etype == EVENT_META and isinstance(data, dict):
             href = data.get("href")
@@ -696,11 +727,20 @@ class _BatchMasker:
 
     # --- nodes ---------------------------------------------------------------------
 
-    def _mask_tree(self, root: dict[str, Any], parent_value: int, *, sticky: bool) -> None:
+    def _mask_tree(
+        self,
+        root: dict[str, Any],
+        parent_value: int,
+        *,
+        sticky: bool,
+        carried: SensitiveIds | None = None,
+    ) -> None:
         """Mask a serialised subtree in place and record its nodes' bits.
 
         ``sticky``: union with bits already known for the same id (rrweb re-adds a
         moved node under its old id; a field that was a password stays masked).
+        ``carried``: ids that were sensitive inputs before a new full snapshot; a
+        form field at one of them stays a sensitive input.
         """
         index = self.index
         policy = self.policy
@@ -721,6 +761,12 @@ class _BatchMasker:
                 if not isinstance(attrs, dict):
                     attrs = {}
                 value = policy.element_value(tag, attrs, parent)
+                if (
+                    carried
+                    and (tag in FORM_FIELD_TAGS or value & F_INPUT_TEXT)
+                    and node_id in carried
+                ):
+                    value |= F_MASK_INPUT
                 if sticky:
                     old = index.get(node_id)
                     if old is not None:

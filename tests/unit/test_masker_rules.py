@@ -116,6 +116,28 @@ def test_password_stays_masked_after_show_password_flips_type_back_to_text() -> 
     assert SECRET not in dumped(result)
 
 
+def test_a_password_shown_as_text_stays_masked_in_the_next_full_snapshot() -> None:
+    # rrweb keeps node ids across the full snapshots of one page (a checkout).
+    state = SessionMaskState()
+    run([snapshot(el(4, "input", {"type": "password"}))], RECORDING, state=state)
+    run([mutation(attributes=[{"id": 4, "attributes": {"type": "text"}}])], RECORDING,
+        state=state)
+    checkout = snapshot(el(4, "input", {"type": "text", "value": SECRET}),
+                        el(6, "input", {"type": "text", "value": "visible"}))
+    result = run([checkout, typing(4, SECRET), typing(6, "also visible")], RECORDING,
+                 state=state)
+    assert SECRET not in dumped(result)
+    assert "visible" in dumped(result) and "also visible" in dumped(result)
+
+
+def test_a_carried_sensitive_id_only_masks_form_fields() -> None:
+    state = SessionMaskState()
+    run([snapshot(el(4, "input", {"type": "password"}))], RECORDING, state=state)
+    new_page = snapshot(el(4, "p", {"title": "Opening hours"}, text(5, "Mon-Fri 9-17")))
+    result = run([new_page], RECORDING, state=state)
+    assert "Mon-Fri 9-17" in dumped(result) and "Opening hours" in dumped(result)
+
+
 def test_moved_password_field_re_added_as_text_stays_masked() -> None:
     state = SessionMaskState()
     run([snapshot(el(4, "input", {"type": "password"}), el(5, "div"))], RECORDING, state=state)
