@@ -79,6 +79,9 @@ class Gateway:
         self.inflight = 0
         # Read when /metrics is scraped rather than set twice on every batch.
         metrics.INFLIGHT.set_function(lambda: self.inflight)
+        metrics.PRODUCER_QUEUED.set_function(
+            lambda: self.producer.queued() if self.producer is not None else 0
+        )
         self._unavailable = Rejection(
             503,
             "kafka_unavailable",

@@ -17,6 +17,10 @@ REQUEST_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
 )
 INFLIGHT = Gauge("replaypipe_ingest_inflight_batches", "Batches waiting for a Kafka ack")
+PRODUCER_QUEUED = Gauge(
+    "replaypipe_ingest_producer_queued_records",
+    "Records in the Kafka producer not acknowledged yet (also those whose client got 503)",
+)
 PUBLISH_FAILURES = Counter(
     "replaypipe_ingest_publish_failures", "Batches Kafka did not acknowledge (client told to retry)"
 )

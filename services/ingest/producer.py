@@ -94,6 +94,11 @@ class AsyncProducer:
             self._schedule(loop, BUSY_POLL_S)
         return future
 
+    def queued(self) -> int:
+        """Records (and requests) librdkafka holds that Kafka has not acknowledged."""
+        producer = self._producer
+        return len(producer) if producer is not None else 0
+
     async def metadata_ok(self, topic: str, timeout_s: float) -> bool:
         """Whether the cluster answers now with a leader for every partition of ``topic``."""
         producer = self._producer

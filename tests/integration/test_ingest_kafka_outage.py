@@ -71,6 +71,15 @@ async def count_published(broker: LocalKafkaBroker, session_id: str) -> Counter[
     return seen
 
 
+async def queued_records(http: aiohttp.ClientSession, url: str) -> float:
+    """The gateway's ``replaypipe_ingest_producer_queued_records`` gauge."""
+    async with http.get(f"{url}/metrics") as response:
+        for line in (await response.text()).splitlines():
+            if line.startswith("replaypipe_ingest_producer_queued_records "):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError("gauge replaypipe_ingest_producer_queued_records not exported")
+
+
 async def test_kafka_down_answers_503_and_every_202_batch_is_stored_exactly_once(
     own_broker: LocalKafkaBroker,
 ) -> None:
@@ -113,6 +122,8 @@ async def test_kafka_down_answers_503_and_every_202_batch_is_stored_exactly_once
                 assert headers["Retry-After"] == "2"
             async with http.get(f"{url}/readyz") as response:
                 assert response.status == 503
+            # The refused batches wait in the producer (they may still land): visible.
+            assert await queued_records(http, url) >= 3
 
             await asyncio.to_thread(own_broker.start)
 
@@ -123,6 +134,10 @@ async def test_kafka_down_answers_503_and_every_202_batch_is_stored_exactly_once
                 await asyncio.sleep(0.5)
             for _ in range(10):
                 assert (await post(http))[0] == 202
+            deadline = time.monotonic() + 30
+            while await queued_records(http, url) > 0:
+                assert time.monotonic() < deadline, "the producer kept records after recovery"
+                await asyncio.sleep(0.5)
     finally:
         await runner.cleanup()  # flushes anything still queued
 
