@@ -12,6 +12,7 @@ Hypothesis draws the structure (which elements, which events); a seeded
 
 from __future__ import annotations
 
+import copy
 import random
 import string
 from collections.abc import Callable
@@ -91,6 +92,10 @@ class _SessionBuilder:
         self.masked_elements: list[int] = []
         self.plain_elements: list[int] = []
         self.timestamp = BASE_TIMESTAMP
+        # The page as the browser has it now (attribute changes applied), for a
+        # checkout: rrweb's next full snapshot of the same page keeps the node ids.
+        self.dom: dict[str, Any] = {}
+        self.dom_nodes: dict[int, dict[str, Any]] = {}
 
     # --- values ---------------------------------------------------------------
 
@@ -384,8 +389,29 @@ class _SessionBuilder:
         body["childNodes"] = [self.subtree("plain", 1) for _ in range(count)]
         html = {"type": 2, "id": html_id, "tagName": "html", "attributes": {}, "childNodes": [body]}
         root = {"type": 0, "id": doc_id, "childNodes": [html]}
+        self.dom = copy.deepcopy(root)
+        self.dom_nodes = {node["id"]: node for node in _walk(self.dom)}
+        return self.full_snapshot(root)
+
+    def full_snapshot(self, root: dict[str, Any]) -> RrwebEvent:
         return {"type": 2, "timestamp": self.tick(),
                 "data": {"node": root, "initialOffset": {"top": 0, "left": 0}}}
+
+    def add_node(self, parent_id: int, node: dict[str, Any]) -> RrwebEvent:
+        """A mutation adding ``node`` under ``parent_id``, applied to the page as well."""
+        parent = self.dom_nodes.get(parent_id)
+        if parent is not None:
+            added = copy.deepcopy(node)
+            parent.setdefault("childNodes", []).append(added)
+            self.dom_nodes.update((n["id"], n) for n in _walk(added))
+        return self.mutation(adds=[{"parentId": parent_id, "nextId": None, "node": node}])
+
+    def change_attributes(self, node_id: int, attributes: dict[str, Any]) -> RrwebEvent:
+        """An attribute mutation, applied to the page as well."""
+        node = self.dom_nodes.get(node_id)
+        if node is not None:
+            node["attributes"].update(attributes)
+        return self.mutation(attributes=[{"id": node_id, "attributes": dict(attributes)}])
 
     def incremental(self, data: dict[str, Any]) -> RrwebEvent:
         return {"type": 3, "timestamp": self.tick(), "data": data}
@@ -422,35 +448,34 @@ class _SessionBuilder:
         if name == "text_pii" and self.plain_texts:
             return self.mutation(texts=[{"id": pick(self.plain_texts), "value": self.pii()}])
         if name == "add_masked" and self.masked_elements:
-            parent = pick(self.masked_elements)
-            return self.mutation(adds=[{"parentId": parent, "nextId": None,
-                                        "node": self.subtree("masked", 2)}])
+            return self.add_node(pick(self.masked_elements), self.subtree("masked", 2))
         if name == "add_blocked" and self.blocked_nodes:
-            parent = pick(self.blocked_nodes)
-            return self.mutation(adds=[{"parentId": parent, "nextId": None,
-                                        "node": self.subtree("blocked", 2)}])
+            return self.add_node(pick(self.blocked_nodes), self.subtree("blocked", 2))
         if name == "add_plain" and self.plain_elements:
-            parent = pick(self.plain_elements)
-            return self.mutation(adds=[{"parentId": parent, "nextId": None,
-                                        "node": self.subtree("plain", 1)}])
+            return self.add_node(pick(self.plain_elements), self.subtree("plain", 1))
         if name == "value_sensitive" and self.sensitive_inputs:
-            return self.mutation(attributes=[{"id": pick(self.sensitive_inputs),
-                                              "attributes": {"value": self.secret()}}])
+            return self.change_attributes(pick(self.sensitive_inputs), {"value": self.secret()})
         if name == "title_masked" and self.masked_elements:
-            return self.mutation(attributes=[{"id": pick(self.masked_elements),
-                                              "attributes": {"title": self.secret(),
-                                                             "aria-label": self.secret()}}])
+            return self.change_attributes(
+                pick(self.masked_elements), {"title": self.secret(), "aria-label": self.secret()}
+            )
         if name == "flip_to_password" and self.plain_inputs:
             node_id = pick(self.plain_inputs)
             self.plain_inputs.remove(node_id)
             self.sensitive_inputs.append(node_id)
-            return self.mutation(attributes=[{"id": node_id, "attributes": {"type": "password"}}])
+            return self.change_attributes(node_id, {"type": "password"})
         if name == "mark_mask_later" and self.plain_inputs:
             node_id = pick(self.plain_inputs)
             self.plain_inputs.remove(node_id)
             self.sensitive_inputs.append(node_id)
             marker = pick(({"class": "rr-mask"}, {"data-recording-ignore": "mask"}))
-            return self.mutation(attributes=[{"id": node_id, "attributes": marker}])
+            return self.change_attributes(node_id, marker)
+        if name == "show_password" and self.sensitive_inputs:
+            # "show password": the field turns into a text field; it stays sensitive
+            return self.change_attributes(pick(self.sensitive_inputs), {"type": "text"})
+        if name == "checkout" and self.dom:
+            # rrweb's periodic full snapshot of the same page: same ids, current attributes
+            return self.full_snapshot(copy.deepcopy(self.dom))
         if name == "custom":
             payload = {"user": self.email(), "items": [{"note": self.pii()}, 3, None]}
             return {"type": 5, "timestamp": self.tick(),
@@ -490,7 +515,7 @@ ACTIONS = (
     "type_sensitive", "type_plain", "type_masked", "type_blocked", "type_ignored",
     "type_unknown", "text_masked", "text_blocked", "text_pii", "add_masked", "add_blocked",
     "add_plain", "value_sensitive", "title_masked", "flip_to_password", "mark_mask_later",
-    "custom", "console", "log", "network", "meta", "mouse", "consent",
+    "show_password", "checkout", "custom", "console", "log", "network", "meta", "mouse", "consent",
 )
 
 
