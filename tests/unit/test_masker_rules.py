@@ -130,6 +130,17 @@ def test_a_password_shown_as_text_stays_masked_in_the_next_full_snapshot() -> No
     assert "visible" in dumped(result) and "also visible" in dumped(result)
 
 
+def test_a_mask_added_later_covers_existing_descendants_from_the_next_checkout() -> None:
+    state = SessionMaskState()
+    run([snapshot(el(4, "div", {}, text(5, "public")))], RECORDING, state=state)
+    run([mutation(attributes=[{"id": 4, "attributes": {"class": "rr-mask"}}])], RECORDING,
+        state=state)
+    checkout = snapshot(el(4, "div", {"class": "rr-mask"}, text(5, SECRET)))
+    result = run([checkout, mutation(texts=[{"id": 5, "value": SECRET}])], RECORDING,
+                 state=state)
+    assert SECRET not in dumped(result)
+
+
 def test_a_carried_sensitive_id_only_masks_form_fields() -> None:
     state = SessionMaskState()
     run([snapshot(el(4, "input", {"type": "password"}))], RECORDING, state=state)
