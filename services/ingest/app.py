@@ -3,7 +3,8 @@
 The checks themselves are pure functions in ``body.py`` (content type,
 decompression), ``batch.py`` (the JSON batch), ``admission.py`` (rate limit,
 sampling) and ``client.py`` (origin, IP address); this module only orders them,
-publishes, and turns a :class:`Rejection` into a JSON answer.
+publishes through ``producer.py`` (librdkafka), and turns a :class:`Rejection`
+into a JSON answer.
 """
 
 from __future__ import annotations
