@@ -31,10 +31,18 @@ class SessionNodeIndex:
         return len(self._firsts)
 
     def clear(self) -> None:
-        """Forget every node (a new full snapshot renumbers the page)."""
+        """Forget every node."""
         self._firsts.clear()
         self._lasts.clear()
         self._values.clear()
+
+    def take(self) -> SessionNodeIndex:
+        """Move every run into a new index and leave this one empty."""
+        taken = SessionNodeIndex()
+        taken._firsts, self._firsts = self._firsts, []
+        taken._lasts, self._lasts = self._lasts, []
+        taken._values, self._values = self._values, []
+        return taken
 
     def get(self, node_id: object) -> int | None:
         """Bits of a node, or None if the node is unknown."""
@@ -156,5 +164,5 @@ class SessionNodeIndex:
         return index
 
     def runs(self) -> list[tuple[int, int, int]]:
-        """The runs as ``(first, last, value)`` tuples (``last`` included)."""
+        """The runs as ``(first, last, value)`` tuples (for tests and debugging)."""
         return list(zip(self._firsts, self._lasts, self._values, strict=True))

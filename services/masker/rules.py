@@ -16,7 +16,6 @@ conservatively. docs/masking.md describes the rules for users.
 
 from __future__ import annotations
 
-import bisect
 import hashlib
 import re
 from collections import Counter
@@ -417,27 +416,6 @@ def _recording_ignore_marks(marker: object) -> int:
 FORM_FIELD_TAGS: Final = frozenset({"input", "textarea", "select"})
 
 
-class SensitiveIds:
-    """Node ids whose bits had ``flag``, from a node index's runs (sorted, disjoint)."""
-
-    def __init__(self, runs: Sequence[tuple[int, int, int]], flag: int) -> None:
-        self._starts: list[int] = []
-        self._ends: list[int] = []
-        for start, end, bits in runs:
-            if bits & flag:
-                self._starts.append(start)
-                self._ends.append(end)
-
-    def __bool__(self) -> bool:
-        return bool(self._starts)
-
-    def __contains__(self, node_id: object) -> bool:
-        if not isinstance(node_id, int):
-            return False
-        at = bisect.bisect_right(self._starts, node_id) - 1
-        return at >= 0 and node_id <= self._ends[at]
-
-
 def mask_batch(
     events: list[RrwebEvent],
     state: SessionMaskState,
@@ -556,9 +534,8 @@ class _BatchMasker:
                 # can be lost without a trace is carried over: a sensitive input (a
                 # password shown as text by now) stays masked at the same id.
                 # On a new page this may over-mask an input at the same id, never leak.
-                carried = SensitiveIds(self.index.runs(), F_MASK_INPUT)
-                self.index.clear()
-                self._mask_tree(node, 0, sticky=False, carried=carried)
+                previous = self.index.take()
+                self._mask_tree(node, 0, sticky=False, previous=previous)
                 return True
         elif etype == EVENT_META and isinstance(data, dict):
             href = data.get("href")
@@ -733,14 +710,14 @@ class _BatchMasker:
         parent_value: int,
         *,
         sticky: bool,
-        carried: SensitiveIds | None = None,
+        previous: SessionNodeIndex | None = None,
     ) -> None:
         """Mask a serialised subtree in place and record its nodes' bits.
 
         ``sticky``: union with bits already known for the same id (rrweb re-adds a
         moved node under its old id; a field that was a password stays masked).
-        ``carried``: ids that were sensitive inputs before a new full snapshot; a
-        form field at one of them stays a sensitive input.
+        ``previous``: the index before a new full snapshot; a form field at an id
+        that was a sensitive input there stays one.
         """
         index = self.index
         policy = self.policy
@@ -762,9 +739,9 @@ class _BatchMasker:
                     attrs = {}
                 value = policy.element_value(tag, attrs, parent)
                 if (
-                    carried
+                    previous is not None
                     and (tag in FORM_FIELD_TAGS or value & F_INPUT_TEXT)
-                    and node_id in carried
+                    and (previous.get(node_id) or 0) & F_MASK_INPUT
                 ):
                     value |= F_MASK_INPUT
                 if sticky:
