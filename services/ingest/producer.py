@@ -62,7 +62,6 @@ class AsyncProducer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._waiting = 0  # records sent whose delivery report has not come yet
         self._timer: asyncio.TimerHandle | None = None
-        self._busy = False  # the timer polls at BUSY_POLL_S
 
     def start(self) -> None:
         """Create the client (it connects in the background) and the poll timer."""
@@ -90,7 +89,7 @@ class AsyncProducer:
             raise _error(exc.args[0]) from None
         self._waiting += 1
         producer.poll(0)  # reports of earlier records, ready by now under load
-        if not self._busy:  # the idle timer would leave this record's report waiting
+        if self._waiting == 1:  # none waited: the idle timer would leave this report waiting
             self._schedule(loop, BUSY_POLL_S)
         return future
 
@@ -146,7 +145,6 @@ class AsyncProducer:
     def _schedule(self, loop: asyncio.AbstractEventLoop, delay_s: float) -> None:
         if self._timer is not None:
             self._timer.cancel()
-        self._busy = delay_s == BUSY_POLL_S
         self._timer = loop.call_later(delay_s, self._tick)
 
     def _delivered(self, future: asyncio.Future[None], err: KafkaError | None) -> None:
