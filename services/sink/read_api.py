@@ -221,26 +221,19 @@ async def analyst_sql(request: web.Request) -> web.Response:
 
 async def erase_session(request: web.Request) -> web.Response:
     """``DELETE /v1/sites/{site}/sessions/{session}`` (admin): GDPR erasure of one session."""
-    denied = authorize_admin(request)
-    if denied is not None:
-        return _count("erase", denied)
-    erasure = await request.app[STORE_KEY].erase(
-        request.match_info["site"], session_id=request.match_info["session"]
-    )
-    return _count(
-        "erase",
-        json_response({"site_id": erasure.site_id, "erased_sessions": list(erasure.session_ids)}),
-    )
+    return await _erase(request, session_id=request.match_info["session"])
 
 
 async def erase_visitor(request: web.Request) -> web.Response:
     """``DELETE /v1/sites/{site}/visitors/{visitor}`` (admin): erase every session of a visitor."""
+    return await _erase(request, visitor_id=request.match_info["visitor"])
+
+
+async def _erase(request: web.Request, **who: str) -> web.Response:
     denied = authorize_admin(request)
     if denied is not None:
         return _count("erase", denied)
-    erasure = await request.app[STORE_KEY].erase(
-        request.match_info["site"], visitor_id=request.match_info["visitor"]
-    )
+    erasure = await request.app[STORE_KEY].erase(request.match_info["site"], **who)
     return _count(
         "erase",
         json_response({"site_id": erasure.site_id, "erased_sessions": list(erasure.session_ids)}),
