@@ -24,7 +24,12 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 def start_broker(data_dir: Path, partitions: int = 4) -> LocalKafkaBroker:
     """Start a real broker on free ports and create the pipeline topics."""
-    broker = LocalKafkaBroker(data_dir, free_port(), free_port(), partitions=partitions)
+    return start_broker_on(data_dir, free_port(), partitions=partitions)
+
+
+def start_broker_on(data_dir: Path, port: int, partitions: int = 4) -> LocalKafkaBroker:
+    """Start a real broker on ``port`` (clients may already be waiting for it) with the topics."""
+    broker = LocalKafkaBroker(data_dir, port, free_port(), partitions=partitions)
     broker.start()
     asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers)))
     return broker

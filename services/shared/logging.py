@@ -75,9 +75,11 @@ REPEAT_INTERVAL_S: Final = 60.0
 MAX_FIELD_CHARS: Final = 300
 
 # Attributes every LogRecord has; anything else on a record came through extra=.
-_RECORD_ATTRIBUTES: Final = frozenset(
-    logging.LogRecord("", 0, "", 0, "", (), None).__dict__
-) | {"message", "asctime", "taskName"}
+_RECORD_ATTRIBUTES: Final = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
+    "message",
+    "asctime",
+    "taskName",
+}
 
 
 def _context_value(value: object) -> object:

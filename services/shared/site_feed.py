@@ -7,11 +7,13 @@ each replica of each service ends with the same settings, and keeps following it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from services.shared import topics
 from services.shared.site_settings import SiteRegistry, SiteSettings, SiteSettingsError
@@ -25,8 +27,46 @@ async def follow_site_config(
     *,
     on_update: Callable[[str, SiteSettings | None], None] | None = None,
     stop: asyncio.Event | None = None,
+    first_retry_s: float = 1.0,
+    max_retry_s: float = 30.0,
 ) -> None:
-    """Apply every ``sites.config`` record to ``registry`` until cancelled or ``stop`` is set."""
+    """Apply every ``sites.config`` record to ``registry`` until cancelled or ``stop`` is set.
+
+    When Kafka cannot be reached the feed waits (``first_retry_s``, doubling up to
+    ``max_retry_s``) and reads the topic again from the beginning, so a service
+    started before its broker, or cut off from it, catches up instead of keeping
+    stale settings. The registry keeps the settings it has meanwhile.
+    """
+    delay_s = first_retry_s
+    attempt = 0
+    while stop is None or not stop.is_set():
+        attempt += 1
+        try:
+            await _apply_site_config(registry, bootstrap_servers, on_update, stop)
+            return
+        except KafkaError as exc:
+            log.warning(
+                "sites.config not readable; retrying",
+                extra={
+                    "reason": type(exc).__name__,
+                    "attempt": attempt,
+                    "delay_s": delay_s,
+                },
+            )
+        if stop is None:
+            await asyncio.sleep(delay_s)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), delay_s)
+        delay_s = min(delay_s * 2, max_retry_s)
+
+
+async def _apply_site_config(
+    registry: SiteRegistry,
+    bootstrap_servers: str,
+    on_update: Callable[[str, SiteSettings | None], None] | None,
+    stop: asyncio.Event | None,
+) -> None:
     consumer = AIOKafkaConsumer(
         topics.SITES_CONFIG,
         bootstrap_servers=bootstrap_servers,
