@@ -14,6 +14,7 @@ replaypipe erase --site S (--session ID | --visitor ID)
                                        sink's DELETE API)
 replaypipe mask --site-settings FILE   mask an NDJSON recording offline (stdin → stdout)
 replaypipe demo                        send generated sessions to a running stack
+replaypipe settings                    print every environment setting as the README table
 """
 
 from __future__ import annotations
@@ -21,6 +22,16 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
+
+
+def settings_classes() -> dict[str, type[Any]]:
+    """Each service's settings class (their fields declare every environment variable)."""
+    from services.ingest.settings import IngestSettings
+    from services.masker.settings import MaskerSettings
+    from services.sink.settings import SinkSettings
+
+    return {"ingest": IngestSettings, "masker": MaskerSettings, "sink": SinkSettings}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,6 +79,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.masker import offline
 
         return offline.main(rest)
+    elif command == "settings":
+        from services.shared.env import settings_table
+
+        print(settings_table(settings_classes()), end="")
     elif command == "demo":
         from services.dev.demo import main as demo_main
 

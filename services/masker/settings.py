@@ -1,11 +1,17 @@
-"""Masker settings, from environment variables (defaults in docs/masker-operations.md)."""
+"""Masker settings: each one declared once, with its variable, default and meaning."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 from services.masker.rules import DEFAULT_SENSITIVE_NAMES
-from services.shared.env import SettingError, env_float, env_int, env_list, env_str
+from services.shared.env import (
+    SettingError,
+    from_env,
+    log_level_setting,
+    setting,
+    sites_file_setting,
+)
 from services.shared.kafka import KafkaSettings
 
 COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", "none")
@@ -15,22 +21,46 @@ COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", "none")
 class MaskerSettings:
     """Everything the masker reads from the environment."""
 
-    host: str = "0.0.0.0"
-    port: int = 8081
-    app_id: str = "replaypipe-masker"
-    sites_file: str = "config/sites.json"
-    state_dir: str = "var/masker"
+    host: str = setting("MASKER_HOST", "0.0.0.0", "ops endpoints' listen address")
+    port: int = setting(
+        "MASKER_PORT", 8081, "ops endpoints' port (`/metrics`, `/healthz`, `/readyz`)"
+    )
+    app_id: str = setting(
+        "MASKER_APP_ID",
+        "replaypipe-masker",
+        "faust app id (consumer group, changelog topic prefix)",
+    )
+    sites_file: str = sites_file_setting()
+    state_dir: str = setting("MASKER_STATE_DIR", "var/masker", "faust data folder")
     # A session with no batch for this long is forgotten; a later batch of it is
     # masked conservatively until its next full snapshot.
-    session_idle_timeout_s: float = 3600.0
-    eviction_interval_s: float = 60.0
-    lag_interval_s: float = 10.0
-    # Producer compression of recordings.masked: zstd is cheaper on CPU than
-    # aiokafka's lz4 (which compresses at level 9) and smaller; "none" turns it off.
-    compression: str = "zstd"
-    # Field name/id words that are always masked, whatever the site settings.
-    sensitive_names: tuple[str, ...] = DEFAULT_SENSITIVE_NAMES
-    log_level: str = "INFO"
+    session_idle_timeout_s: float = setting(
+        "MASKER_SESSION_IDLE_TIMEOUT_S",
+        3600.0,
+        "session state is evicted after this much inactivity",
+    )
+    eviction_interval_s: float = setting(
+        "MASKER_EVICTION_INTERVAL_S", 60.0, "how often idle sessions are evicted from state"
+    )
+    lag_interval_s: float = setting(
+        "MASKER_LAG_INTERVAL_S",
+        10.0,
+        "how often `replaypipe_masker_consumer_lag` is refreshed",
+    )
+    # zstd is cheaper on CPU than aiokafka's lz4 (which compresses at level 9) and smaller.
+    compression: str = setting(
+        "MASKER_COMPRESSION",
+        "zstd",
+        "producer compression of `recordings.masked`: `zstd`, `lz4`, `gzip`, `snappy`, `none`",
+    )
+    sensitive_names: tuple[str, ...] = setting(
+        "MASKER_SENSITIVE_NAMES",
+        DEFAULT_SENSITIVE_NAMES,
+        "comma-separated words; a field whose name/id contains one is always masked,"
+        " whatever the site settings",
+        shown_default="`card,cvv,cvc,iban,ssn,…` (`DEFAULT_SENSITIVE_NAMES` in the masker)",
+    )
+    log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     def __post_init__(self) -> None:
@@ -42,20 +72,5 @@ class MaskerSettings:
 
     @classmethod
     def from_env(cls) -> MaskerSettings:
-        """Read ``MASKER_*``, ``SITES_FILE``, ``KAFKA_*`` and ``LOG_LEVEL``."""
-        return cls(
-            host=env_str("MASKER_HOST", cls.host),
-            port=env_int("MASKER_PORT", cls.port),
-            app_id=env_str("MASKER_APP_ID", cls.app_id),
-            sites_file=env_str("SITES_FILE", cls.sites_file),
-            state_dir=env_str("MASKER_STATE_DIR", cls.state_dir),
-            session_idle_timeout_s=env_float(
-                "MASKER_SESSION_IDLE_TIMEOUT_S", cls.session_idle_timeout_s
-            ),
-            eviction_interval_s=env_float("MASKER_EVICTION_INTERVAL_S", cls.eviction_interval_s),
-            lag_interval_s=env_float("MASKER_LAG_INTERVAL_S", cls.lag_interval_s),
-            compression=env_str("MASKER_COMPRESSION", cls.compression),
-            sensitive_names=env_list("MASKER_SENSITIVE_NAMES", cls.sensitive_names),
-            log_level=env_str("LOG_LEVEL", cls.log_level),
-            kafka=KafkaSettings.from_env(),
-        )
+        """``MASKER_*``, ``SITES_FILE``, ``KAFKA_*`` and ``LOG_LEVEL``; defaults for those unset."""
+        return from_env(cls)

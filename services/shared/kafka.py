@@ -6,7 +6,7 @@ import contextlib
 from dataclasses import dataclass
 
 from services.shared import topics
-from services.shared.env import env_int, env_str
+from services.shared.env import from_env, setting
 
 # rrweb full snapshots are often larger than Kafka's 1 MiB default.
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
@@ -16,20 +16,25 @@ MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 class KafkaSettings:
     """Where the brokers are and how topics are laid out (``KAFKA_*`` variables)."""
 
-    bootstrap_servers: str = "127.0.0.1:9092"
-    partitions: int = 4
-    replication_factor: int = 1
-    max_message_bytes: int = MAX_MESSAGE_BYTES
+    bootstrap_servers: str = setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, comma-separated"
+    )
+    partitions: int = setting(
+        "KAFKA_PARTITIONS",
+        4,
+        "partitions of `recordings.raw` / `recordings.masked` (created by `replaypipe topics`)",
+    )
+    replication_factor: int = setting(
+        "KAFKA_REPLICATION_FACTOR", 1, "replication factor for created topics"
+    )
+    max_message_bytes: int = setting(
+        "KAFKA_MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES, "largest message (full snapshots are big)"
+    )
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
-        """Read ``KAFKA_BOOTSTRAP_SERVERS``, ``KAFKA_PARTITIONS``, ``KAFKA_REPLICATION_FACTOR``."""
-        return cls(
-            bootstrap_servers=env_str("KAFKA_BOOTSTRAP_SERVERS", cls.bootstrap_servers),
-            partitions=env_int("KAFKA_PARTITIONS", cls.partitions),
-            replication_factor=env_int("KAFKA_REPLICATION_FACTOR", cls.replication_factor),
-            max_message_bytes=env_int("KAFKA_MAX_MESSAGE_BYTES", cls.max_message_bytes),
-        )
+        """The ``KAFKA_*`` variables, defaults for those unset."""
+        return from_env(cls)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,10 +1,10 @@
-"""Sink settings, from environment variables (defaults documented in the README)."""
+"""Sink settings: each one declared once, with its variable, default and meaning."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.shared.env import env_float, env_int, env_str
+from services.shared.env import from_env, log_level_setting, setting, sites_file_setting
 from services.shared.kafka import KafkaSettings
 
 
@@ -12,42 +12,60 @@ from services.shared.kafka import KafkaSettings
 class SinkSettings:
     """Everything the sink reads from the environment."""
 
-    host: str = "0.0.0.0"
-    port: int = 8082
-    clickhouse_url: str = "chdb://var/clickhouse"
-    group_id: str = "replaypipe-sink"
-    sites_file: str = "config/sites.json"
-    admin_token: str = ""
-    batch_max_rows: int = 100_000
-    batch_max_bytes: int = 32 * 1024 * 1024
-    batch_max_seconds: float = 1.0
+    host: str = setting("SINK_HOST", "0.0.0.0", "read API and ops endpoints' listen address")
+    port: int = setting("SINK_PORT", 8082, "read API and ops endpoints' port")
+    clickhouse_url: str = setting(
+        "CLICKHOUSE_URL",
+        "chdb://var/clickhouse",
+        "`chdb://PATH` = embedded engine (relative or `chdb:///abs/path`);"
+        " `http(s)://user:pass@host:8123/db` = ClickHouse server",
+    )
+    group_id: str = setting("SINK_GROUP_ID", "replaypipe-sink", "Kafka consumer group")
+    sites_file: str = sites_file_setting()
+    admin_token: str = setting(
+        "SINK_ADMIN_TOKEN",
+        "",
+        "bearer token for admin endpoints (SQL, any site)",
+        shown_default="empty (disabled)",
+    )
+    batch_max_rows: int = setting(
+        "SINK_BATCH_MAX_ROWS",
+        100_000,
+        "a batch is inserted at once when it has this many events (estimated)",
+    )
+    batch_max_bytes: int = setting(
+        "SINK_BATCH_MAX_BYTES",
+        32 * 1024 * 1024,
+        "a batch is inserted at once when it holds this many bytes",
+    )
+    batch_max_seconds: float = setting(
+        "SINK_BATCH_MAX_SECONDS",
+        1.0,
+        "a batch is inserted at once when its first message is this old; one insert in"
+        " flight, the next batch (this size plus at most one poll) is consumed meanwhile",
+    )
     # Adaptive start (docs/sink.md, "When a batch is inserted"): with no insert in
     # flight a batch of at least this many events may go before it is full ...
-    batch_min_rows: int = 5_000
+    batch_min_rows: int = setting(
+        "SINK_BATCH_MIN_ROWS",
+        5_000,
+        "adaptive start: with no insert in flight, a batch of at least this many events"
+        ' may go before it is full (docs/sink.md, "When a batch is inserted")',
+    )
     # ... once this long, scaled by how far the batch is from full, has passed since
     # the previous insert started: about one insert per second beyond what the
     # maximum batch size forces (ClickHouse's guidance is ~1 insert/s per table).
-    min_insert_interval_s: float = 1.0
-    log_level: str = "INFO"
+    min_insert_interval_s: float = setting(
+        "SINK_MIN_INSERT_INTERVAL_S",
+        1.0,
+        "adaptive start: such a batch goes once this interval times (1 - its fill) has"
+        " passed since the previous insert started (about 1 insert/s beyond what the"
+        " maximum size forces)",
+    )
+    log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     @classmethod
     def from_env(cls) -> SinkSettings:
-        """Read ``SINK_*``, ``CLICKHOUSE_URL``, ``SITES_FILE``, ``KAFKA_*`` and ``LOG_LEVEL``."""
-        return cls(
-            host=env_str("SINK_HOST", cls.host),
-            port=env_int("SINK_PORT", cls.port),
-            clickhouse_url=env_str("CLICKHOUSE_URL", cls.clickhouse_url),
-            group_id=env_str("SINK_GROUP_ID", cls.group_id),
-            sites_file=env_str("SITES_FILE", cls.sites_file),
-            admin_token=env_str("SINK_ADMIN_TOKEN", cls.admin_token),
-            batch_max_rows=env_int("SINK_BATCH_MAX_ROWS", cls.batch_max_rows),
-            batch_max_bytes=env_int("SINK_BATCH_MAX_BYTES", cls.batch_max_bytes),
-            batch_max_seconds=env_float("SINK_BATCH_MAX_SECONDS", cls.batch_max_seconds),
-            batch_min_rows=env_int("SINK_BATCH_MIN_ROWS", cls.batch_min_rows),
-            min_insert_interval_s=env_float(
-                "SINK_MIN_INSERT_INTERVAL_S", cls.min_insert_interval_s
-            ),
-            log_level=env_str("LOG_LEVEL", cls.log_level),
-            kafka=KafkaSettings.from_env(),
-        )
+        """``SINK_*``, ``CLICKHOUSE_URL``, ``SITES_FILE``, ``KAFKA_*`` and ``LOG_LEVEL``."""
+        return from_env(cls)
