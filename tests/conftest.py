@@ -88,5 +88,6 @@ def pipeline(
 
 
 def _dump_logs(var_dir: Path) -> None:
+    """Print the tail of every service log of a stack (for a failed start)."""
     for log in sorted((var_dir / "logs").glob("*.log")):
         print(f"==== {log.name}\n{log.read_text()[-4000:]}")

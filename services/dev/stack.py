@@ -1,8 +1,10 @@
 """``replaypipe run``: the local stack — a Kafka broker and the three services.
 
 Data stays under ``var/`` (broker log dirs, the embedded ClickHouse store), so a
-second run keeps the recordings. Ctrl-C (or SIGTERM) stops the services first,
-then the broker, with no process left behind.
+second run keeps the recordings. A service that exits on its own is restarted
+after a backoff (:class:`Supervisor`) while the others keep running. Ctrl-C (or
+SIGTERM) stops the services first, all at once, then the broker, with no
+process left behind.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 from urllib.request import urlopen
 
 from services.dev.kafka_broker import PROJECT_ROOT, LocalKafkaBroker
@@ -37,6 +41,33 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     broker: LocalKafkaBroker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls, var_dir: Path) -> LocalStack:
+        """The stack on the ports the services' own variables name (their defaults if unset).
+
+        The local broker listens where ``KAFKA_BOOTSTRAP_SERVERS`` points (one
+        ``127.0.0.1:PORT``), its controller on the next port.
+        """
+        from services.ingest.settings import IngestSettings
+        from services.masker.settings import MaskerSettings
+        from services.sink.settings import SinkSettings
+
+        kafka = KafkaSettings.from_env()
+        host, _, port = kafka.bootstrap_servers.rpartition(":")
+        if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+            raise ValueError(
+                "replaypipe run starts its own broker: KAFKA_BOOTSTRAP_SERVERS must be"
+                f" 127.0.0.1:PORT, not {kafka.bootstrap_servers!r}"
+            )
+        return cls(
+            var_dir=var_dir,
+            kafka_port=int(port),
+            controller_port=int(port) + 1,
+            ingest_port=IngestSettings.from_env().port,
+            masker_port=MaskerSettings.from_env().port,
+            sink_port=SinkSettings.from_env().port,
+        )
 
     def service_env(self) -> dict[str, str]:
         """The environment every service process gets."""
@@ -77,7 +108,11 @@ class LocalStack:
             cwd=PROJECT_ROOT,
             stdout=log,
             stderr=subprocess.STDOUT,
+            # Its own session: a Ctrl-C in the terminal reaches only the supervisor,
+            # which then stops the services in order instead of all dying at once.
+            start_new_session=True,
         )
+        log.close()  # the child has its own copy
         self.processes[name] = proc
         return proc
 
@@ -124,21 +159,113 @@ class LocalStack:
             proc.kill()
             proc.wait()
 
+    def stop_services(self, timeout: float = 30.0) -> None:
+        """SIGTERM to every running service at once; SIGKILL those not gone by ``timeout``."""
+        running = [p for p in self.processes.values() if p.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in running:
+            try:
+                proc.wait(max(deadline - time.monotonic(), 0.0))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
     def stop(self) -> None:
         """Services first (they flush and commit), then the broker."""
-        for name in reversed(SERVICES):
-            self.stop_service(name)
+        self.stop_services()
         if self.broker is not None:
             self.broker.stop()
 
 
+class ServiceGroup(Protocol):
+    """What the supervisor needs of a stack: its processes, and a way to start one."""
+
+    processes: dict[str, subprocess.Popen[bytes]]
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        """Start (or start again) the service ``name``."""
+        ...
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """How long the supervisor waits before starting a crashed service again."""
+
+    first_delay_s: float = 1.0
+    max_delay_s: float = 30.0
+    # A service that stayed up this long was healthy: its next crash counts as the first.
+    healthy_after_s: float = 60.0
+
+    def delay_s(self, consecutive_crashes: int) -> float:
+        """1 s, 2 s, 4 s, ... up to ``max_delay_s`` for the n-th crash in a row."""
+        return min(self.first_delay_s * 2.0 ** (consecutive_crashes - 1), self.max_delay_s)
+
+
+class Supervisor:
+    """Restarts a service that exited on its own, with backoff; leaves the others alone.
+
+    :meth:`check` is one round (notice exits, start the restarts that are due);
+    the foreground loop of ``replaypipe run`` calls it twice a second. It never
+    waits for a service to become ready, so one slow start delays nothing else.
+    """
+
+    def __init__(
+        self,
+        stack: ServiceGroup,
+        policy: RestartPolicy | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        say: Callable[[str], None] = lambda line: print(line, flush=True),
+    ) -> None:
+        self._stack = stack
+        self._policy = policy or RestartPolicy()
+        self._clock = clock
+        self._say = say
+        now = clock()
+        self._started_at = dict.fromkeys(stack.processes, now)
+        self._crashes_in_a_row: dict[str, int] = {}
+        self._restart_at: dict[str, float] = {}
+        self.restarts: dict[str, int] = dict.fromkeys(stack.processes, 0)
+
+    def check(self) -> None:
+        """Schedule a restart for each service that exited; start those that are due."""
+        now = self._clock()
+        for name, proc in list(self._stack.processes.items()):
+            due = self._restart_at.get(name)
+            if due is not None:
+                if now >= due:
+                    del self._restart_at[name]
+                    self._stack.start_service(name)
+                    self._started_at[name] = now
+                    self.restarts[name] = self.restarts.get(name, 0) + 1
+                    self._say(f"replaypipe: {name} started again (restart {self.restarts[name]})")
+                continue
+            if proc.poll() is None:
+                continue
+            ran_s = now - self._started_at.get(name, now)
+            healthy = ran_s >= self._policy.healthy_after_s
+            crashes = 1 if healthy else self._crashes_in_a_row.get(name, 0) + 1
+            self._crashes_in_a_row[name] = crashes
+            delay_s = self._policy.delay_s(crashes)
+            self._restart_at[name] = now + delay_s
+            self._say(
+                f"replaypipe: {name} exited with {proc.returncode} after {ran_s:.0f}s;"
+                f" restarting in {delay_s:g}s (see logs/{name}.log)"
+            )
+
+
 class StopRequest:
-    """Set by Ctrl-C (SIGINT) or SIGTERM; the foreground loops poll it."""
+    """Set by Ctrl-C (SIGINT), SIGTERM or SIGHUP; the foreground loops poll it."""
 
     def __init__(self) -> None:
         self.requested = False
         signal.signal(signal.SIGTERM, self._set)
         signal.signal(signal.SIGINT, self._set)
+        # The services run in sessions of their own: a closed terminal (SIGHUP)
+        # reaches only this process, which must then stop them.
+        signal.signal(signal.SIGHUP, self._set)
 
     def _set(self, signum: int, _frame: object) -> None:
         self.requested = True
@@ -146,7 +273,7 @@ class StopRequest:
 
 def run_broker_forever(var_dir: Path) -> int:
     """``replaypipe kafka``: only the local broker (and the topics), until Ctrl-C."""
-    stack = LocalStack(var_dir=var_dir)
+    stack = LocalStack.from_env(var_dir)
     stop = StopRequest()
     stack.start_broker()
     assert stack.broker is not None and stack.broker.process is not None
@@ -158,8 +285,8 @@ def run_broker_forever(var_dir: Path) -> int:
 
 
 def run_forever(var_dir: Path) -> int:
-    """Start the stack, print where it listens, wait for Ctrl-C, stop everything."""
-    stack = LocalStack(var_dir=var_dir)
+    """Start the stack, print where it listens, restart what crashes, stop all on Ctrl-C."""
+    stack = LocalStack.from_env(var_dir)
     stop = StopRequest()
     try:
         print("replaypipe: starting Kafka broker and services ...", flush=True)
@@ -177,11 +304,9 @@ replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
 Press Ctrl-C to stop.""",
             flush=True,
         )
+        supervisor = Supervisor(stack)
         while not stop.requested:
-            for name, proc in stack.processes.items():
-                if proc.poll() is not None:
-                    print(f"replaypipe: {name} exited ({proc.returncode}); stopping", flush=True)
-                    stop.requested = True
+            supervisor.check()
             time.sleep(0.5)
     finally:
         print("replaypipe: stopping ...", flush=True)

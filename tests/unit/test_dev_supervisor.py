@@ -1,0 +1,107 @@
+"""``replaypipe run`` restarts a crashed service with backoff and leaves the others running."""
+
+from __future__ import annotations
+
+import subprocess
+from typing import Any, cast
+
+from services.dev.stack import RestartPolicy, Supervisor
+
+
+class FakeProcess:
+    def __init__(self) -> None:
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        return self.returncode
+
+
+class FakeStack:
+    """Three services whose processes the test 'kills' by setting a return code."""
+
+    def __init__(self) -> None:
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.started: list[str] = []
+        for name in ("sink", "masker", "ingest"):
+            self.processes[name] = cast(Any, FakeProcess())
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        self.started.append(name)
+        self.processes[name] = cast(Any, FakeProcess())
+        return self.processes[name]
+
+    def kill(self, name: str, code: int = -9) -> None:
+        cast(FakeProcess, self.processes[name]).returncode = code
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _supervised() -> tuple[FakeStack, Clock, list[str], Supervisor]:
+    stack, clock, said = FakeStack(), Clock(), list[str]()
+    policy = RestartPolicy(first_delay_s=1, max_delay_s=8, healthy_after_s=60)
+    return stack, clock, said, Supervisor(stack, policy, clock=clock, say=said.append)
+
+
+def test_a_killed_service_is_started_again_after_the_first_delay() -> None:
+    stack, clock, said, supervisor = _supervised()
+    clock.now = 100
+    stack.kill("masker")
+
+    supervisor.check()
+    assert stack.started == []
+    clock.now = 101
+    supervisor.check()
+
+    assert stack.started == ["masker"]
+    assert supervisor.restarts["masker"] == 1
+    assert said[0].startswith("replaypipe: masker exited with -9 after 100s; restarting in 1s")
+
+
+def test_the_other_services_are_left_alone() -> None:
+    stack, clock, _said, supervisor = _supervised()
+    ingest, sink = stack.processes["ingest"], stack.processes["sink"]
+    stack.kill("masker")
+
+    for step in range(10):
+        clock.now = step
+        supervisor.check()
+
+    assert stack.started == ["masker"]
+    assert stack.processes["ingest"] is ingest and stack.processes["sink"] is sink
+
+
+def test_a_service_crashing_again_at_once_waits_twice_as_long_up_to_the_maximum() -> None:
+    stack, clock, _said, supervisor = _supervised()
+    delays: list[float] = []
+    for _ in range(6):
+        stack.kill("sink", code=1)
+        supervisor.check()
+        waited = 0.0
+        while stack.started.count("sink") < len(delays) + 1:
+            clock.now += 0.5
+            waited += 0.5
+            supervisor.check()
+        delays.append(waited)
+
+    assert delays == [1, 2, 4, 8, 8, 8]
+
+
+def test_a_service_that_ran_a_while_before_crashing_starts_from_the_first_delay() -> None:
+    stack, clock, said, supervisor = _supervised()
+    for _ in range(3):  # three quick crashes: the next delay would be 8 s
+        stack.kill("ingest")
+        supervisor.check()
+        clock.now += 10
+        supervisor.check()
+
+    clock.now += 120  # then it runs for two minutes
+    stack.kill("ingest")
+    supervisor.check()
+
+    assert "restarting in 1s" in said[-1]
