@@ -1,8 +1,9 @@
 """``replaypipe`` — one entry point for every service and tool.
 
 replaypipe ingest | masker | sink      run one service (configured by env)
-replaypipe run                         local stack: Kafka broker + the three services
-replaypipe kafka                       only the local Kafka broker (var/kafka)
+replaypipe run [VAR_DIR]               local stack: Kafka broker + the three services,
+                                       restarted when they crash (development only)
+replaypipe kafka                       only the local Kafka broker (var/kafka; development only)
 replaypipe topics                      create the pipeline's topics
 replaypipe migrate [--cluster NAME] [--print]
                                        apply the ClickHouse schema migrations (cluster
@@ -13,13 +14,14 @@ replaypipe erase --site S (--session ID | --visitor ID)
                                        the sink first on the embedded engine, or use the
                                        sink's DELETE API)
 replaypipe mask --site-settings FILE   mask an NDJSON recording offline (stdin → stdout)
-replaypipe demo                        send generated sessions to a running stack
+replaypipe demo                        send generated sessions to a running stack (development only)
 replaypipe settings                    print every environment setting as the README table
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib.util
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,6 +36,10 @@ def settings_classes() -> dict[str, type[Any]]:
     return {"ingest": IngestSettings, "masker": MaskerSettings, "sink": SinkSettings}
 
 
+# The development tools (services/dev) are left out of the production image.
+DEV_ONLY = ("run", "kafka", "demo")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Dispatch to a subcommand; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -41,6 +47,14 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__)
         return 0
     command, rest = args[0], args[1:]
+    if command in DEV_ONLY and importlib.util.find_spec("services.dev") is None:
+        print(
+            f"replaypipe: {command!r} is a development command and is not in this"
+            " installation (the production image has only the services); run it from"
+            " a source checkout: make run",
+            file=sys.stderr,
+        )
+        return 2
     if command == "ingest":
         from services.ingest.app import main as ingest_main
 

@@ -8,10 +8,12 @@ Runs the jars that ``scripts/bootstrap.sh`` resolved from Maven Central into
 from __future__ import annotations
 
 import base64
+import ctypes
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass
@@ -26,6 +28,18 @@ LOG4J_CONFIG = PROJECT_ROOT / "scripts" / "kafka" / "log4j2.yaml"
 
 class BrokerError(RuntimeError):
     """The local broker could not be set up or did not come up."""
+
+
+def exit_with_parent() -> None:
+    """Run in a child before exec: it gets SIGTERM when the process that started it dies.
+
+    For ``replaypipe run``, whose services and broker live in sessions of their
+    own (so Ctrl-C reaches only the supervisor): if the supervisor is killed,
+    they stop too instead of holding the ports. Linux only; elsewhere a no-op.
+    """
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def free_port() -> int:
@@ -44,6 +58,8 @@ class LocalKafkaBroker:
     controller_port: int = 9093
     heap: str = "512m"
     partitions: int = 4
+    # Stop when the process that started the broker dies (see exit_with_parent).
+    stop_with_parent: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -127,7 +143,9 @@ class LocalKafkaBroker:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=exit_with_parent if self.stop_with_parent else None,
         )
+        log.close()  # the broker has its own copy
         (self.data_dir / "broker.pid").write_text(str(self.process.pid))
         self.wait_ready(timeout)
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Protocol
 from urllib.request import urlopen
 
-from services.dev.kafka_broker import PROJECT_ROOT, LocalKafkaBroker
+from services.dev.kafka_broker import PROJECT_ROOT, LocalKafkaBroker, exit_with_parent
 from services.shared.kafka import KafkaSettings, ensure_topics
 
 SERVICES = ("sink", "masker", "ingest")
@@ -39,6 +39,8 @@ class LocalStack:
     sink_port: int = 8082
     sites_file: Path = PROJECT_ROOT / "config" / "sites.json"
     extra_env: dict[str, str] = field(default_factory=dict)
+    # ``replaypipe run``: the broker and services stop if this process is killed.
+    stop_with_parent: bool = False
     broker: LocalKafkaBroker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -92,7 +94,10 @@ class LocalStack:
     def start_broker(self) -> None:
         """Start (or restart) the Kafka broker and create the topics."""
         self.broker = LocalKafkaBroker(
-            self.var_dir / "kafka", self.kafka_port, self.controller_port
+            self.var_dir / "kafka",
+            self.kafka_port,
+            self.controller_port,
+            stop_with_parent=self.stop_with_parent,
         )
         self.broker.start()
         asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers)))
@@ -109,8 +114,9 @@ class LocalStack:
             stdout=log,
             stderr=subprocess.STDOUT,
             # Its own session: a Ctrl-C in the terminal reaches only the supervisor,
-            # which then stops the services in order instead of all dying at once.
+            # which then stops them (and then the broker) instead of all dying at once.
             start_new_session=True,
+            preexec_fn=exit_with_parent if self.stop_with_parent else None,
         )
         log.close()  # the child has its own copy
         self.processes[name] = proc
@@ -274,6 +280,7 @@ class StopRequest:
 def run_broker_forever(var_dir: Path) -> int:
     """``replaypipe kafka``: only the local broker (and the topics), until Ctrl-C."""
     stack = LocalStack.from_env(var_dir)
+    stack.stop_with_parent = True
     stop = StopRequest()
     stack.start_broker()
     assert stack.broker is not None and stack.broker.process is not None
@@ -287,6 +294,7 @@ def run_broker_forever(var_dir: Path) -> int:
 def run_forever(var_dir: Path) -> int:
     """Start the stack, print where it listens, restart what crashes, stop all on Ctrl-C."""
     stack = LocalStack.from_env(var_dir)
+    stack.stop_with_parent = True
     stop = StopRequest()
     try:
         print("replaypipe: starting Kafka broker and services ...", flush=True)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
+import sys
+import time
+from pathlib import Path
 from typing import Any, cast
 
 from services.dev.stack import RestartPolicy, Supervisor
@@ -105,3 +109,45 @@ def test_a_service_that_ran_a_while_before_crashing_starts_from_the_first_delay(
     supervisor.check()
 
     assert "restarting in 1s" in said[-1]
+
+
+def test_a_child_started_to_exit_with_its_parent_stops_when_the_parent_is_killed(
+    tmp_path: Path,
+) -> None:
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time;"
+            " from services.dev.kafka_broker import exit_with_parent;"
+            " child = subprocess.Popen(['sleep', '60'], start_new_session=True,"
+            " preexec_fn=exit_with_parent);"
+            f" open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)",
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.05)
+        child = int(pid_file.read_text())
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        while time.monotonic() < deadline and _alive(child):
+            time.sleep(0.05)
+        assert not _alive(child)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+
+
+def _alive(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie, exited but not yet reaped, counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
