@@ -1,27 +1,38 @@
-# replaypipe — the two commands: `make run` and `make test`.
+# replaypipe — `make run` and `make test`; `make check` for the inner loop.
 .DEFAULT_GOAL := help
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: help setup run test lint typecheck pytest demo bench clean
+.PHONY: help setup setup-python setup-deploy-tools setup-browser run test check lint typecheck \
+	pytest demo bench clean
 
 help:
-	@echo "make run    set up what is missing, start Kafka + ingest + masker + sink (Ctrl-C stops)"
+	@echo "make run    set up what is missing, start Kafka + ingest + masker + sink (Ctrl-C stops;"
+	@echo "            a crashed service is restarted)"
 	@echo "make test   set up what is missing, run ruff, mypy and the whole pytest suite"
+	@echo "make check  ruff, mypy and the unit tests only: no broker, no browser, under a minute"
 	@echo "make demo   send generated sessions to a running 'make run' and list them"
 
-setup:
+# Each part of the setup is idempotent and skips what is already there; a target
+# asks only for the parts it uses (lint and check need no browser, no Kafka run).
+setup: setup-python setup-deploy-tools setup-browser
+
+setup-python:
 	@./scripts/bootstrap.sh
+
+setup-deploy-tools:
 	@./scripts/setup_deploy_tools.sh
+
+setup-browser:
 	@./scripts/setup_browser.sh
 
 run: setup
 	@$(PY) -m services.cli run var
 
-lint: setup
+lint: setup-python
 	$(VENV)/bin/ruff check services tests bench deploy/tools
 
-typecheck: setup
+typecheck: setup-python setup-deploy-tools
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy --strict --python-executable .cache/deploy-tools/venv/bin/python deploy/tools/validate_manifests.py
 
@@ -29,6 +40,11 @@ pytest: setup
 	$(VENV)/bin/pytest -q
 
 test: lint typecheck pytest
+
+check: setup-python
+	$(VENV)/bin/ruff check services tests bench deploy/tools
+	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q tests/unit
 
 demo: setup
 	@$(PY) -m services.cli demo
