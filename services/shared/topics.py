@@ -15,9 +15,3 @@ def session_key(site_id: str, session_id: str) -> bytes:
     """The Kafka message key of a session: ``b"<site_id>:<session_id>"``."""
     return f"{site_id}{KEY_SEPARATOR}{session_id}".encode()
 
-
-def split_session_key(key: bytes | str) -> tuple[str, str]:
-    """Inverse of :func:`session_key`; site ids never contain ``:``."""
-    text = key.decode() if isinstance(key, bytes) else key
-    site_id, _, session_id = text.partition(KEY_SEPARATOR)
-    return site_id, session_id
