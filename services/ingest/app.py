@@ -379,7 +379,7 @@ async def serve(settings: IngestSettings) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)  # before starting: a stop while starting waits
     runner = await start_gateway(settings, registry)
-    log.info("ingest listening", extra={"count": settings.port})
+    log.info("ingest listening", extra={"port": settings.port})
     await stop.wait()
     log.info("ingest shutting down")
     await runner.cleanup()

@@ -325,7 +325,7 @@ def create_app(settings: MaskerSettings) -> faust.App:
 
         add_ops_routes(web_app, ready)
         runner = await start_site(web_app, settings.host, settings.port)
-        log.info("masker ops endpoints listening", extra={"count": settings.port})
+        log.info("masker ops endpoints listening", extra={"port": settings.port})
         try:
             await asyncio.Event().wait()
         finally:

@@ -39,7 +39,7 @@ async def serve(settings: SinkSettings) -> None:
 
     add_ops_routes(app, ready)
     runner = await start_site(app, settings.host, settings.port)
-    log.info("sink listening", extra={"count": settings.port})
+    log.info("sink listening", extra={"port": settings.port})
 
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -57,7 +57,7 @@ def run_migrations(client: Any, cluster: str | None = None) -> list[int]:
         for statement in statements:
             client.command(statement)
         client.insert(MIGRATIONS_TABLE, [[version, name]], column_names=["version", "name"])
-        log.info("migration applied", extra={"count": version, "reason": name})
+        log.info("migration applied", extra={"version": version, "migration": name})
         applied.append(version)
     return applied
 

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import ast
 import io
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 import orjson
 import pytest
 
 from services.shared.logging import (
+    CONTEXT_FIELDS,
     MAX_FIELD_CHARS,
     JsonLineFormatter,
     RepeatedLogFilter,
     logging_config,
 )
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class FakeClock:
@@ -162,3 +167,20 @@ def test_the_faust_logging_config_formats_limits_and_quiets_libraries() -> None:
     assert config["handlers"]["stderr"]["filters"] == ["repeats"]
     assert config["loggers"]["aiokafka"] == {"level": "WARNING"}
     assert config["root"]["level"] == "INFO"
+
+
+def test_every_extra_field_the_services_log_is_declared() -> None:
+    """An undeclared name would be dropped silently: catch it in the test run instead."""
+    undeclared: list[str] = []
+    for source in sorted((ROOT / "services").rglob("*.py")):
+        for node in ast.walk(ast.parse(source.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            for keyword in node.keywords:
+                if keyword.arg == "extra" and isinstance(keyword.value, ast.Dict):
+                    undeclared += [
+                        f"{source.relative_to(ROOT)}:{key.value!s}"
+                        for key in keyword.value.keys
+                        if isinstance(key, ast.Constant) and key.value not in CONTEXT_FIELDS
+                    ]
+    assert undeclared == []
