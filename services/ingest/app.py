@@ -29,6 +29,7 @@ from services.ingest.client import anonymise_ip, client_address, cors_headers, o
 from services.ingest.producer import AsyncProducer, PublishError
 from services.ingest.settings import IngestSettings
 from services.shared import topics
+from services.shared.errors import error_response as shared_error_response
 from services.shared.logging import setup_logging
 from services.shared.ops_http import add_ops_routes
 from services.shared.site_feed import follow_site_config
@@ -62,11 +63,13 @@ class CycleCollectorPaused:
 
 def error_response(rejection: Rejection, headers: dict[str, str] | None = None) -> web.Response:
     """The JSON error body every refusal uses: ``{"error": code, "detail": sentence}``."""
-    out = dict(headers or {})
-    if rejection.retry_after_s is not None:
-        out["Retry-After"] = str(rejection.retry_after_s)
-    body = orjson.dumps({"error": rejection.code, "detail": rejection.detail})
-    return web.Response(body=body, status=rejection.status, headers=out, content_type=_JSON)
+    return shared_error_response(
+        rejection.status,
+        rejection.code,
+        rejection.detail,
+        retry_after_s=rejection.retry_after_s,
+        headers=headers,
+    )
 
 
 class Gateway:

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
+from services.shared.errors import error_response
 from services.shared.site_settings import SiteRegistry
 from services.sink import metrics
 from services.sink.queries import (
@@ -41,7 +42,7 @@ STREAM_CHUNK_BYTES = 256 * 1024
 
 def error(status: int, code: str, detail: str) -> web.Response:
     """The JSON error body used by every service."""
-    return web.json_response({"error": code, "detail": detail}, status=status)
+    return error_response(status, code, detail)
 
 
 def json_response(doc: Any, status: int = 200) -> web.Response:

@@ -14,6 +14,8 @@ from pathlib import Path
 
 from aiohttp import web
 
+from services.shared.errors import error_response
+
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 BUNDLE_DIR = STATIC_DIR / "dist"
 # Only these files are served: the viewer's own bundles and the recorder snippet.
@@ -75,7 +77,7 @@ def bundles_built() -> bool:
 
 def _page_response(body: str) -> web.Response:
     if not bundles_built():
-        return web.json_response({"error": "viewer_not_built", "detail": BUILD_HINT}, status=503)
+        return error_response(503, "viewer_not_built", BUILD_HINT)
     return web.Response(text=body, content_type="text/html", headers=PAGE_HEADERS)
 
 
@@ -105,7 +107,7 @@ async def bundle(request: web.Request) -> web.StreamResponse:
         )
     path = BUNDLE_DIR / name
     if not path.is_file():
-        return web.json_response({"error": "viewer_not_built", "detail": BUILD_HINT}, status=503)
+        return error_response(503, "viewer_not_built", BUILD_HINT)
     return web.FileResponse(
         path,
         headers={
