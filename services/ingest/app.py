@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator
 import orjson
 import uvloop
 from aiohttp import web
-from aiokafka.errors import KafkaError
 
 from services.ingest import metrics
 from services.ingest.admission import SiteRateLimiter, retry_after_s, session_sampled_in
@@ -309,13 +308,8 @@ class Gateway:
             await producer.stop(self.settings.publish_timeout_s)
 
     async def follow_sites(self) -> None:
-        """Apply live site changes from ``sites.config``; reconnect when Kafka goes away."""
-        while True:
-            try:
-                await follow_site_config(self.registry, self.settings.kafka.bootstrap_servers)
-            except KafkaError as exc:
-                log.warning("sites.config not readable; retrying", extra={"reason": str(exc)})
-                await asyncio.sleep(5.0)
+        """Apply live site changes from ``sites.config`` (it reconnects when Kafka goes away)."""
+        await follow_site_config(self.registry, self.settings.kafka.bootstrap_servers)
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)

@@ -11,7 +11,7 @@ Thin glue around the pure rules in :mod:`services.masker.rules`:
   Kafka (``acks=all``); faust commits only contiguous acked offsets, so a crash
   at any point replays the unconfirmed batches and never skips one. Sends are
   pipelined (not awaited one by one). The sink deduplicates replays by
-  ``(site, session, window, seq, idx)``. Concurrency stays 1 (see DESIGN.md).
+  ``(site, session, window, seq, idx)``. Concurrency stays 1 (see docs/architecture.md).
 - Idle sessions are evicted by a timer (tombstone in the changelog), so memory
   stays bounded. Site settings come from ``SITES_FILE`` and live from ``sites.config``.
 
@@ -37,7 +37,7 @@ from services.masker.rules import MaskPolicy, SessionMaskState, mask_batch
 from services.masker.settings import MaskerSettings
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope, EnvelopeError
-from services.shared.logging import JsonLineFormatter
+from services.shared.logging import logging_config as shared_logging_config
 from services.shared.ops_http import add_ops_routes, start_site
 from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites_file
@@ -355,15 +355,8 @@ async def update_consumer_lag(app: faust.App) -> None:
 
 
 def logging_config(level: str) -> dict[str, Any]:
-    """dictConfig routing faust/mode logs through our JSON-lines formatter."""
-    return {
-        "version": 1,
-        "disable_existing_loggers": False,
-        "formatters": {"json": {"()": JsonLineFormatter, "service": "masker"}},
-        "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "json"}},
-        "root": {"handlers": ["stderr"], "level": level.upper()},
-        "loggers": {name: {"level": "WARNING"} for name in ("aiokafka", "faust", "mode", "kafka")},
-    }
+    """dictConfig routing faust/mode logs through the shared JSON lines, repeats limited."""
+    return shared_logging_config("masker", level)
 
 
 def main() -> None:
