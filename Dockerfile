@@ -1,7 +1,9 @@
 # One image for the three services: `replaypipe ingest|masker|sink|migrate`.
 # Build:  docker build -t replaypipe:$(git rev-parse --short HEAD) .
 # Stage 1 has the compilers (for any dependency without a wheel); stage 2 gets
-# only the finished virtualenv, so no build tool reaches production.
+# only the finished virtualenv, so no build tool reaches production. The
+# development tooling (services/dev: local broker, generator, `replaypipe run`)
+# is kept out by .dockerignore.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
