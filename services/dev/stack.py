@@ -27,6 +27,10 @@ from services.shared.kafka import KafkaSettings, ensure_topics
 SERVICES = ("sink", "masker", "ingest")
 
 
+class StartCancelled(RuntimeError):
+    """A stop was asked for (Ctrl-C) while the stack was still starting."""
+
+
 @dataclass
 class LocalStack:
     """The broker and the three service processes, with their ports."""
@@ -41,6 +45,8 @@ class LocalStack:
     extra_env: dict[str, str] = field(default_factory=dict)
     # ``replaypipe run``: the broker and services stop if this process is killed.
     stop_with_parent: bool = False
+    # Polled while waiting for services to be ready: True ends the wait (StartCancelled).
+    stop_requested: Callable[[], bool] = lambda: False
     broker: LocalKafkaBroker | None = None
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
 
@@ -126,6 +132,8 @@ class LocalStack:
         """Wait for a service's ``/readyz``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
+            if self.stop_requested():
+                raise StartCancelled(f"stopped while waiting for {name}")
             proc = self.processes[name]
             if proc.poll() is not None:
                 raise RuntimeError(
@@ -296,9 +304,13 @@ def run_forever(var_dir: Path) -> int:
     stack = LocalStack.from_env(var_dir)
     stack.stop_with_parent = True
     stop = StopRequest()
+    stack.stop_requested = lambda: stop.requested
     try:
         print("replaypipe: starting Kafka broker and services ...", flush=True)
-        stack.start()
+        try:
+            stack.start()
+        except StartCancelled:
+            return 0
         print(
             f"""
 replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -41,6 +42,16 @@ def _children(pid: int) -> dict[str, int]:
         if parent == pid and b"services.cli" in argv:
             found[argv[argv.index(b"services.cli") + 1].decode()] = int(entry.name)
     return found
+
+
+def _logged(log: Path, msg: str) -> dict[str, object]:
+    """The first JSON log line of ``log`` whose ``msg`` is ``msg``."""
+    for line in log.read_text().splitlines():
+        if line.startswith("{"):
+            doc = json.loads(line)
+            if doc.get("msg") == msg:
+                return dict(doc)
+    raise AssertionError(f"{log.name} has no line {msg!r}")
 
 
 def _wait_until(condition: object, timeout_s: float) -> bool:
@@ -98,6 +109,10 @@ def test_run_restarts_a_killed_masker_keeps_the_others_up_and_stops_on_ctrl_c(
         assert (after["ingest"], after["sink"]) == (before["ingest"], before["sink"])
         assert down == []
         assert b"masker exited with -9" in output.read_bytes()
+        logs = tmp_path / "var" / "logs"
+        assert _logged(logs / "ingest.log", "ingest listening")["port"] == ports["ingest"]
+        assert _logged(logs / "sink.log", "sink listening")["port"] == ports["sink"]
+        assert _logged(logs / "sink.log", "migration applied")["migration"] == "events"
 
         stopping = time.monotonic()
         run.send_signal(signal.SIGINT)

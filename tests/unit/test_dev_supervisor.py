@@ -9,7 +9,9 @@ import time
 from pathlib import Path
 from typing import Any, cast
 
-from services.dev.stack import RestartPolicy, Supervisor
+import pytest
+
+from services.dev.stack import LocalStack, RestartPolicy, StartCancelled, Supervisor
 
 
 class FakeProcess:
@@ -151,3 +153,10 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def test_a_stop_asked_for_while_starting_ends_the_wait_for_readiness(tmp_path: Path) -> None:
+    stack = LocalStack(var_dir=tmp_path, stop_requested=lambda: True)
+
+    with pytest.raises(StartCancelled, match="ingest"):
+        stack.wait_ready("ingest", port=1, timeout=60)
