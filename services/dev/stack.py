@@ -1,8 +1,8 @@
 """``replaypipe run``: the local stack — a Kafka broker and the three services.
 
 Data stays under ``var/`` (broker log dirs, the embedded ClickHouse store), so a
-second run keeps the recordings. A service that exits on its own is restarted
-after a backoff (:class:`Supervisor`) while the others keep running. Ctrl-C (or
+second run keeps the recordings. A service (or the broker) that exits on its
+own is restarted after a backoff (:class:`Supervisor`) while the others keep running. Ctrl-C (or
 SIGTERM) stops the services first, all at once, then the broker, with no
 process left behind.
 """
@@ -10,6 +10,7 @@ process left behind.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
@@ -21,7 +22,12 @@ from pathlib import Path
 from typing import Protocol
 from urllib.request import urlopen
 
-from services.dev.kafka_broker import PROJECT_ROOT, LocalKafkaBroker, exit_with_parent
+from services.dev.kafka_broker import (
+    PROJECT_ROOT,
+    BrokerError,
+    LocalKafkaBroker,
+    exit_with_parent,
+)
 from services.shared.kafka import KafkaSettings, ensure_topics
 
 SERVICES = ("sink", "masker", "ingest")
@@ -108,11 +114,15 @@ class LocalStack:
         self.broker.start()
         asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers)))
 
+    def log_file(self, name: str) -> Path:
+        """``var/logs/<name>.log``: the service's output."""
+        return self.var_dir / "logs" / f"{name}.log"
+
     def start_service(self, name: str) -> subprocess.Popen[bytes]:
         """Start one service as a child process logging to ``var/logs/<name>.log``."""
         logs = self.var_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        log = open(logs / f"{name}.log", "ab")  # noqa: SIM115 - owned by the child
+        log = open(self.log_file(name), "ab")  # noqa: SIM115 - owned by the child
         proc = subprocess.Popen(
             [sys.executable, "-m", "services.cli", name],
             env=self.service_env(),
@@ -202,6 +212,10 @@ class ServiceGroup(Protocol):
         """Start (or start again) the service ``name``."""
         ...
 
+    def log_file(self, name: str) -> Path:
+        """Where the service ``name`` writes its output."""
+        ...
+
 
 @dataclass(frozen=True)
 class RestartPolicy:
@@ -266,8 +280,36 @@ class Supervisor:
             self._restart_at[name] = now + delay_s
             self._say(
                 f"replaypipe: {name} exited with {proc.returncode} after {ran_s:.0f}s;"
-                f" restarting in {delay_s:g}s (see logs/{name}.log)"
+                f" restarting in {delay_s:g}s (see {self._stack.log_file(name)})"
             )
+
+
+class BrokerGroup:
+    """The stack's broker seen as one supervised service, ``kafka``.
+
+    Starting it again blocks until it answers (a few seconds): the services
+    retry Kafka meanwhile, and none of them can do work without it anyway.
+    """
+
+    def __init__(self, stack: LocalStack) -> None:
+        self._stack = stack
+        assert stack.broker is not None and stack.broker.process is not None
+        self.processes: dict[str, subprocess.Popen[bytes]] = {"kafka": stack.broker.process}
+
+    def start_service(self, name: str) -> subprocess.Popen[bytes]:
+        """Start the broker again on the same data (``name`` is always ``kafka``)."""
+        broker = self._stack.broker
+        assert broker is not None
+        # An exited process comes back to the supervisor, which tries again later.
+        with contextlib.suppress(BrokerError):
+            broker.start()
+        assert broker.process is not None
+        self.processes[name] = broker.process
+        return broker.process
+
+    def log_file(self, name: str) -> Path:
+        """The broker's own log."""
+        return self._stack.var_dir / "kafka" / "broker.log"
 
 
 class StopRequest:
@@ -324,9 +366,10 @@ replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
 Press Ctrl-C to stop.""",
             flush=True,
         )
-        supervisor = Supervisor(stack)
+        supervisors = [Supervisor(BrokerGroup(stack)), Supervisor(stack)]
         while not stop.requested:
-            supervisor.check()
+            for supervisor in supervisors:
+                supervisor.check()
             time.sleep(0.5)
     finally:
         print("replaypipe: stopping ...", flush=True)

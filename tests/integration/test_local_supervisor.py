@@ -1,4 +1,4 @@
-"""``replaypipe run`` supervises: a service killed with -9 comes back alone; Ctrl-C stops all."""
+"""``replaypipe run`` supervises: a service or the broker killed with -9 comes back alone."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def _wait_until(condition: object, timeout_s: float) -> bool:
     return False
 
 
-def test_run_restarts_a_killed_masker_keeps_the_others_up_and_stops_on_ctrl_c(
+def test_run_restarts_a_killed_masker_and_broker_keeps_the_others_up_and_stops_on_ctrl_c(
     tmp_path: Path,
 ) -> None:
     kafka_port = free_port()
@@ -113,6 +113,14 @@ def test_run_restarts_a_killed_masker_keeps_the_others_up_and_stops_on_ctrl_c(
         assert _logged(logs / "ingest.log", "ingest listening")["port"] == ports["ingest"]
         assert _logged(logs / "sink.log", "sink listening")["port"] == ports["sink"]
         assert _logged(logs / "sink.log", "migration applied")["migration"] == "events"
+
+        broker_pid = int((tmp_path / "var" / "kafka" / "broker.pid").read_text())
+        os.killpg(broker_pid, signal.SIGKILL)
+        assert _wait_until(lambda: b"kafka started again" in output.read_bytes(), 120), (
+            output.read_text()[-3000:]
+        )
+        assert _wait_until(lambda: _status(ports["ingest"], "/readyz") == 200, 60)
+        assert _children(run.pid) == after, "the services kept running through the broker restart"
 
         stopping = time.monotonic()
         run.send_signal(signal.SIGINT)

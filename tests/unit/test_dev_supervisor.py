@@ -36,6 +36,9 @@ class FakeStack:
         self.processes[name] = cast(Any, FakeProcess())
         return self.processes[name]
 
+    def log_file(self, name: str) -> Path:
+        return Path("var/logs") / f"{name}.log"
+
     def kill(self, name: str, code: int = -9) -> None:
         cast(FakeProcess, self.processes[name]).returncode = code
 
