@@ -17,6 +17,7 @@ from services.shared.logging import (
     JsonLineFormatter,
     RepeatedLogFilter,
     logging_config,
+    setup_logging,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -184,3 +185,20 @@ def test_every_extra_field_the_services_log_is_declared() -> None:
                         if isinstance(key, ast.Constant) and key.value not in CONTEXT_FIELDS
                     ]
     assert undeclared == []
+
+
+def test_setup_logging_limits_repeats_and_quiets_the_chatty_libraries() -> None:
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.getLogger("aiokafka").level)
+    try:
+        setup_logging("ingest", "info")
+
+        (handler,) = root.handlers
+        assert isinstance(handler.formatter, JsonLineFormatter)
+        assert any(isinstance(f, RepeatedLogFilter) for f in handler.filters)
+        assert logging.getLogger("aiokafka").level == logging.WARNING
+        assert root.level == logging.INFO
+    finally:
+        root.handlers[:], level, aiokafka_level = saved
+        root.setLevel(level)
+        logging.getLogger("aiokafka").setLevel(aiokafka_level)
