@@ -2,9 +2,9 @@
 
 Data stays under ``var/`` (broker log dirs, the embedded ClickHouse store), so a
 second run keeps the recordings. A service (or the broker) that exits on its
-own is restarted after a backoff (:class:`Supervisor`) while the others keep running. Ctrl-C (or
-SIGTERM) stops the services first, all at once, then the broker, with no
-process left behind.
+own is restarted after a backoff (:class:`Supervisor`) while the others keep
+running. Ctrl-C (or SIGTERM) stops the services first, all at once, then the
+broker, with no process left behind.
 """
 
 from __future__ import annotations
