@@ -1,6 +1,6 @@
 """Masker wiring: a faust app that masks ``recordings.raw`` into ``recordings.masked``.
 
-Thin glue around the pure rules in :mod:`services.masker.rules`:
+Thin glue around the pure :func:`~services.masker.message.mask_message`:
 
 - Per-session state lives in a changelog-backed faust Table keyed like the topic
   (``<site>:<session>``), so a restarted or rebalanced worker recovers it. A
@@ -24,7 +24,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
 from functools import partial
 from typing import Any, cast
 
@@ -33,57 +32,21 @@ import orjson
 from aiohttp import web
 
 from services.masker import metrics
-from services.masker.rules import MaskPolicy, SessionMaskState, mask_batch
+from services.masker.message import STATE_PARTITION, dlq_pointer, mask_message
+from services.masker.policy import MaskPolicy
 from services.masker.settings import MaskerSettings
 from services.shared import topics
-from services.shared.envelope import BatchEnvelope, EnvelopeError
+from services.shared.envelope import EnvelopeError
 from services.shared.logging import JsonLineFormatter
 from services.shared.ops_http import add_ops_routes, start_site
 from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites_file
 
+__all__ = ["create_app", "dlq_pointer", "main", "mask_message"]
+
 log = logging.getLogger("replaypipe.masker")
 
 STATE_TABLE = "session-mask-state"
-# Bookkeeping keys stored next to the rules' state in each table value: the
-# partition (for eviction tombstones) and the source offset of the last batch
-# that changed the state (to recognise a replay whose state is already ahead).
-STATE_PARTITION = "_p"
-STATE_OFFSET = "_o"
-REPLAY_RULE = "replayed_batch"
-
-
-@dataclass(slots=True)
-class MaskedBatch:
-    """What one raw message becomes: the value to publish (or None) and the new state.
-
-    ``state`` is None when the stored state must stay as it is (unchanged, or a replay).
-    """
-
-    value: bytes | None
-    events: int
-    state: bytes | None
-    counts: dict[str, int]
-    dropped: int
-    site_id: str
-    received_at_ms: int
-
-
-def dlq_pointer(topic: str, partition: int, offset: int, reason: str) -> bytes:
-    """The DLQ value for a raw message the masker cannot read: where it is, not what it is.
-
-    Nothing unmasked may be published downstream of the masker, so the value of
-    an unreadable ``recordings.raw`` message is never copied to ``recordings.dlq``.
-    """
-    return orjson.dumps(
-        {
-            "stage": "masker",
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "reason": reason,
-        }
-    )
 
 
 def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
@@ -95,65 +58,6 @@ def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
             "site selector falls back to masking everything",
             extra={"site": site_id, "reason": problem},
         )
-
-
-def mask_message(
-    raw_value: bytes,
-    state_value: bytes | None,
-    registry: SiteRegistry,
-    *,
-    partition: int,
-    offset: int,
-    sensitive_names: tuple[str, ...] | None = None,
-) -> MaskedBatch:
-    """Mask one ``recordings.raw`` value given the session's stored state (pure; no IO).
-
-    A message at or before the offset that last changed the stored state is a
-    replay after a crash: that state already includes later batches (a newer page,
-    say, where a node id means something else), so the batch is masked from an
-    empty state instead, i.e. conservatively, and the stored state is kept.
-    Raises :class:`EnvelopeError` for a value that is not a valid envelope.
-    """
-    envelope = BatchEnvelope.from_json(raw_value)
-    site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
-    loaded = orjson.loads(state_value) if state_value else None
-    doc: dict[str, Any] | None = loaded if isinstance(loaded, dict) else None
-    replay = (
-        doc is not None
-        and doc.get(STATE_PARTITION) == partition
-        and offset <= doc.get(STATE_OFFSET, -1)
-    )
-    state = SessionMaskState.from_dict(None if replay else doc)
-    before = state.to_dict()
-    result = mask_batch(
-        envelope.events, state, site, envelope.consent, sensitive_names=sensitive_names
-    )
-    envelope.events = result.events
-    # The page URL travels outside the events (the recorder sends location.href):
-    # scrub it like a meta event's href; other envelope extras are not forwarded.
-    if envelope.page_url:
-        policy = MaskPolicy.from_site(site, sensitive_names)
-        envelope.page_url = policy.scrubber.scrub_url(envelope.page_url, result.counts)
-    envelope.extra = {}
-    counts = dict(result.counts)
-    new_state: bytes | None = None
-    if replay:
-        counts[REPLAY_RULE] = 1
-    else:
-        after = state.to_dict()
-        if after != before or doc is None:
-            after[STATE_PARTITION] = partition
-            after[STATE_OFFSET] = offset
-            new_state = orjson.dumps(after)
-    return MaskedBatch(
-        value=envelope.to_json() if result.events else None,
-        events=len(result.events),
-        state=new_state,
-        counts=counts,
-        dropped=result.dropped,
-        site_id=envelope.site_id,
-        received_at_ms=envelope.received_at_ms,
-    )
 
 
 def _broker_urls(bootstrap_servers: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.masker.rules import DEFAULT_SENSITIVE_NAMES
+from services.masker.sensitivity import DEFAULT_SENSITIVE_NAMES
 from services.shared.env import SettingError, env_float, env_int, env_list, env_str
 from services.shared.kafka import KafkaSettings
 
