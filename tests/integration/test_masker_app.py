@@ -26,19 +26,23 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from services.dev.kafka_broker import LocalKafkaBroker
 from services.dev.rrweb_gen import generate_session
 from services.dev.stack import LocalStack
-from services.masker.app import mask_message
 from services.shared import topics
-from services.shared.envelope import BatchEnvelope, RrwebEvent
+from services.shared.envelope import BatchEnvelope
 from services.shared.site_feed import publish_site_settings
-from services.shared.site_settings import SiteRegistry, SiteSettings
+from services.shared.site_settings import SiteSettings
 from tests.conftest import make_stack, start_broker
+from tests.unit.masker_pages import (
+    CITY_INPUT_ID,
+    HEADING_TEXT_ID,
+    PASSWORD_INPUT_ID,
+    START_MS,
+    small_page,
+    typed_values,
+    typing_batch,
+)
 
 pytestmark = pytest.mark.integration
 
-START_MS = 1_700_000_000_000
-HEADING_TEXT_ID = 5
-CITY_INPUT_ID = 6
-PASSWORD_INPUT_ID = 7
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +99,6 @@ def masker_factory(
     yield make
     for masker in made:
         masker.stop()
-
-
-def envelope(site: str, session: str, seq: int, events: list[RrwebEvent]) -> BatchEnvelope:
-    """A raw batch as ingest would publish it."""
-    return BatchEnvelope(
-        site_id=site,
-        session_id=session,
-        window_id="w1",
-        visitor_id="v1",
-        seq=seq,
-        received_at_ms=START_MS + seq,
-        events=events,
-    )
 
 
 def produce(bootstrap: str, envelopes: list[BatchEnvelope]) -> None:
@@ -180,105 +171,6 @@ def consume_masked(
 
 def batch_ids(docs: list[dict[str, Any]]) -> set[tuple[str, int]]:
     return {(doc["session_id"], doc["seq"]) for doc in docs}
-
-
-def small_page(site: str, session: str) -> BatchEnvelope:
-    """A full snapshot of a page with a heading, a city input and a password input."""
-    tree = {
-        "type": 0,
-        "id": 1,
-        "childNodes": [
-            {
-                "type": 2,
-                "id": 2,
-                "tagName": "html",
-                "attributes": {},
-                "childNodes": [
-                    {
-                        "type": 2,
-                        "id": 3,
-                        "tagName": "body",
-                        "attributes": {},
-                        "childNodes": [
-                            {
-                                "type": 2,
-                                "id": 4,
-                                "tagName": "h1",
-                                "attributes": {},
-                                "childNodes": [
-                                    {"type": 3, "id": HEADING_TEXT_ID, "textContent": "Hello"}
-                                ],
-                            },
-                            {
-                                "type": 2,
-                                "id": CITY_INPUT_ID,
-                                "tagName": "input",
-                                "attributes": {"type": "text", "name": "city"},
-                                "childNodes": [],
-                            },
-                            {
-                                "type": 2,
-                                "id": PASSWORD_INPUT_ID,
-                                "tagName": "input",
-                                "attributes": {"type": "password", "name": "pw"},
-                                "childNodes": [],
-                            },
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    return envelope(
-        site,
-        session,
-        0,
-        [
-            {"type": 4, "timestamp": START_MS, "data": {"href": "https://shop.example/"}},
-            {"type": 2, "timestamp": START_MS + 1, "data": {"node": tree, "initialOffset": {}}},
-        ],
-    )
-
-
-def typing_batch(site: str, session: str, seq: int, city: str, password: str) -> BatchEnvelope:
-    """Inputs into the city and password fields, and a new heading text."""
-    t = START_MS + 1000 * seq
-    return envelope(
-        site,
-        session,
-        seq,
-        [
-            {"type": 3, "timestamp": t, "data": {"source": 5, "id": CITY_INPUT_ID, "text": city}},
-            {
-                "type": 3,
-                "timestamp": t + 1,
-                "data": {"source": 5, "id": PASSWORD_INPUT_ID, "text": password},
-            },
-            {
-                "type": 3,
-                "timestamp": t + 2,
-                "data": {
-                    "source": 0,
-                    "texts": [{"id": HEADING_TEXT_ID, "value": "Welcome"}],
-                    "attributes": [],
-                    "removes": [],
-                    "adds": [],
-                },
-            },
-        ],
-    )
-
-
-def typed_values(doc: dict[str, Any]) -> dict[Any, Any]:
-    """Node id → the text the masked batch carries for it (inputs and text mutations)."""
-    values: dict[Any, Any] = {}
-    for event in doc["events"]:
-        data = event.get("data", {})
-        if data.get("source") == 5:
-            values[data["id"]] = data["text"]
-        elif data.get("source") == 0:
-            values.update({t["id"]: t["value"] for t in data["texts"]})
-    return values
 
 
 def changelog_reader(bootstrap: str, app_id: str) -> AIOKafkaConsumer:
@@ -378,24 +270,6 @@ def test_batch_of_a_session_without_state_is_masked_conservatively(
     assert values[CITY_INPUT_ID] == "******"
     assert values[HEADING_TEXT_ID] == "*******"
     assert not any(b"hunter2-secret" in value or b"Prague" in value for value in raw)
-
-
-def test_replayed_batch_older_than_the_stored_state_is_masked_from_empty_state() -> None:
-    registry = SiteRegistry([SiteSettings(site_id="replay", record_inputs=True)])
-    snapshot = mask_message(
-        small_page("replay", "s1").to_json(), None, registry, partition=0, offset=10
-    )
-    typing = typing_batch("replay", "s1", 1, "Prague", "pw").to_json()
-
-    fresh = mask_message(typing, snapshot.state, registry, partition=0, offset=11)
-    # Offset 9 is before the batch that built the stored state: a replay after a crash.
-    replayed = mask_message(typing, snapshot.state, registry, partition=0, offset=9)
-
-    assert fresh.value is not None and replayed.value is not None
-    assert typed_values(orjson.loads(fresh.value))[HEADING_TEXT_ID] == "Welcome"
-    assert typed_values(orjson.loads(replayed.value))[HEADING_TEXT_ID] == "*******"
-    assert typed_values(orjson.loads(replayed.value))[CITY_INPUT_ID] == "******"
-    assert replayed.state is None  # the stored (newer) state is kept
 
 
 # --- live settings -------------------------------------------------------------------
