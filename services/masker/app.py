@@ -30,6 +30,7 @@ from typing import Any, cast
 import faust
 import orjson
 from aiohttp import web
+from faust.types import TableT
 
 from services.masker import metrics
 from services.masker.message import STATE_PARTITION, dlq_pointer, mask_message
@@ -116,127 +117,163 @@ def create_app(settings: MaskerSettings) -> faust.App:
     # key_type/value_type (not a Schema) pick the changelog serializers: raw bytes
     # both ways, so recovery reads back exactly what the agent stored.
     state_table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
-    # Last activity per session key, so eviction need not parse every stored value.
-    last_seen: dict[bytes, tuple[float, int]] = {}
-    background: set[asyncio.Future[None]] = set()
+    worker = MaskerWorker(app, settings, registry, state_table)
+    app.agent(raw, name="mask_recordings", concurrency=1)(worker.mask_recordings)
+    app.timer(interval=settings.eviction_interval_s)(worker.evict_idle_sessions)
+    app.timer(interval=settings.lag_interval_s)(worker.report_consumer_lag)
+    app.task(worker.follow_sites)
+    app.task(worker.serve_ops)
+    return app
 
-    def ack_when_delivered(event: faust.EventT[Any], delivery: asyncio.Future[Any]) -> None:
+
+class MaskerWorker:
+    """The state the masker's agent, timers and tasks share, and those steps themselves.
+
+    ``last_seen`` holds the last activity per session key (time, partition), so
+    eviction need not parse every stored value; ``background`` keeps a reference
+    to fire-and-forget futures until they finish.
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: MaskerSettings,
+        registry: SiteRegistry,
+        state_table: TableT[bytes, bytes],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.registry = registry
+        self.state_table = state_table
+        self.last_seen: dict[bytes, tuple[float, int]] = {}
+        self.background: set[asyncio.Future[None]] = set()
+
+    # --- the masking agent -------------------------------------------------------
+
+    async def mask_recordings(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent: mask every raw batch in order, ack each once its output is delivered."""
+        # Manual acks: an offset becomes committable only when its output is delivered.
+        manual_acks = cast("faust.Stream[bytes]", stream).noack()
+        async for event in manual_acks.events():
+            await self.mask_event(event)
+
+    async def mask_event(self, event: faust.EventT[Any]) -> None:
+        """Mask one raw message and publish the result (or a DLQ pointer)."""
+        key = event.key if isinstance(event.key, bytes) else b""
+        raw_value = event.value if isinstance(event.value, bytes) else b""
+        partition = event.message.partition
+        started = time.perf_counter()
+        try:
+            batch = mask_message(
+                raw_value,
+                self.state_table.get(key),
+                self.registry,
+                partition=partition,
+                offset=event.message.offset,
+                sensitive_names=self.settings.sensitive_names,
+            )
+        except EnvelopeError as exc:
+            metrics.DROPPED.labels("bad_envelope").inc()
+            headers = [("reason", str(exc).encode()), ("stage", b"masker")]
+            # The raw value is unmasked: only a pointer to it goes downstream
+            # (it stays in recordings.raw for its retention, for investigation).
+            pointer = dlq_pointer(topics.RAW, partition, event.message.offset, str(exc))
+            delivery = await self.publish(topics.DLQ, key, pointer, headers)
+            delivery.add_done_callback(partial(self.ack_when_delivered, event))
+            return
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        self.last_seen[key] = (time.time(), partition)
+        if batch.state is not None:
+            # Only changes reach the changelog: most batches (moves, typing) leave
+            # the node index as it was.
+            self.state_table[key] = batch.state
+            metrics.STATE_BYTES.observe(len(batch.state))
+        for rule, count in batch.counts.items():
+            metrics.MASKED.labels(rule).inc(count)
+        if batch.dropped:
+            metrics.DROPPED.labels("masking_rules").inc(batch.dropped)
+        metrics.BATCHES.inc()
+        metrics.LAST_EVENT.labels(batch.site_id).set(batch.received_at_ms / 1000)
+        if batch.value is None:
+            event.ack()  # nothing to publish (all events dropped by consent/rules)
+            return
+        metrics.EVENTS.inc(batch.events)
+        delivery = await self.publish(topics.MASKED, key, batch.value, None)
+        delivery.add_done_callback(partial(self.ack_when_delivered, event))
+
+    async def publish(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> asyncio.Future[Any]:
+        """Queue one record; returns its delivery future."""
+        # Straight to the app's producer (bytes in, no faust serializers or sensors).
+        fut = await self.app.producer.send(topic, key, value, None, None, headers)
+        return cast("asyncio.Future[Any]", fut)
+
+    def ack_when_delivered(self, event: faust.EventT[Any], delivery: asyncio.Future[Any]) -> None:
         """Mark the source offset committable once Kafka has the masked batch."""
         if delivery.cancelled() or delivery.exception() is not None:
             # Never ack: the offset stays uncommitted, the batch is replayed on restart.
             reason = "cancelled" if delivery.cancelled() else type(delivery.exception()).__name__
             log.error("masked batch not delivered; stopping to replay it", extra={"reason": reason})
-            crash = asyncio.ensure_future(app.crash(RuntimeError(f"delivery failed: {reason}")))
-            background.add(crash)
-            crash.add_done_callback(background.discard)
+            failure = RuntimeError(f"delivery failed: {reason}")
+            crash = asyncio.ensure_future(self.app.crash(failure))
+            self.background.add(crash)
+            crash.add_done_callback(self.background.discard)
             return
         event.ack()
 
-    async def publish(
-        topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
-    ) -> asyncio.Future[Any]:
-        # Straight to the app's producer (bytes in, no faust serializers or sensors);
-        # returns the delivery future once the record is queued.
-        fut = await app.producer.send(topic, key, value, None, None, headers)
-        return cast("asyncio.Future[Any]", fut)
+    # --- timers ----------------------------------------------------------------------
 
-    @app.agent(raw, concurrency=1)
-    async def mask_recordings(stream: faust.StreamT[bytes]) -> None:
-        # Manual acks: an offset becomes committable only when its output is delivered.
-        manual_acks = cast("faust.Stream[bytes]", stream).noack()
-        async for event in manual_acks.events():
-            key = event.key if isinstance(event.key, bytes) else b""
-            raw_value = event.value if isinstance(event.value, bytes) else b""
-            partition = event.message.partition
-            started = time.perf_counter()
-            try:
-                batch = mask_message(
-                    raw_value,
-                    state_table.get(key),
-                    registry,
-                    partition=partition,
-                    offset=event.message.offset,
-                    sensitive_names=settings.sensitive_names,
-                )
-            except EnvelopeError as exc:
-                metrics.DROPPED.labels("bad_envelope").inc()
-                headers = [("reason", str(exc).encode()), ("stage", b"masker")]
-                # The raw value is unmasked: only a pointer to it goes downstream
-                # (it stays in recordings.raw for its retention, for investigation).
-                pointer = dlq_pointer(topics.RAW, partition, event.message.offset, str(exc))
-                delivery = await publish(topics.DLQ, key, pointer, headers)
-                delivery.add_done_callback(partial(ack_when_delivered, event))
-                continue
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            last_seen[key] = (time.time(), partition)
-            if batch.state is not None:
-                # Only changes reach the changelog: most batches (moves, typing) leave
-                # the node index as it was.
-                state_table[key] = batch.state
-                metrics.STATE_BYTES.observe(len(batch.state))
-            for rule, count in batch.counts.items():
-                metrics.MASKED.labels(rule).inc(count)
-            if batch.dropped:
-                metrics.DROPPED.labels("masking_rules").inc(batch.dropped)
-            metrics.BATCHES.inc()
-            metrics.LAST_EVENT.labels(batch.site_id).set(batch.received_at_ms / 1000)
-            if batch.value is None:
-                event.ack()  # nothing to publish (all events dropped by consent/rules)
-                continue
-            metrics.EVENTS.inc(batch.events)
-            delivery = await publish(topics.MASKED, key, batch.value, None)
-            delivery.add_done_callback(partial(ack_when_delivered, event))
-
-    @app.timer(interval=settings.eviction_interval_s)
-    async def evict_idle_sessions() -> None:
+    async def evict_idle_sessions(self) -> None:
         """Forget sessions idle longer than the timeout so memory stays bounded."""
-        cutoff = time.time() - settings.session_idle_timeout_s
-        store = state_table.data
+        cutoff = time.time() - self.settings.session_idle_timeout_s
+        store = self.state_table.data
+        last_seen = self.last_seen
         for key in list(store.keys()):
             if key not in last_seen:
                 # Recovered from the changelog after a (re)start: idle from now on.
                 doc = orjson.loads(store[key])
                 last_seen[key] = (time.time(), int(doc[STATE_PARTITION]))
         stale = [(key, seen) for key, seen in last_seen.items() if seen[0] < cutoff]
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.RAW}
+        owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topics.RAW}
         for key, (_, partition) in stale:
             del last_seen[key]
             if store.pop(key, None) is not None and partition in owned:
                 # A tombstone, so a recovering worker forgets it too (and compaction
                 # drops it). Not for a partition moved to another worker by a
                 # rebalance: that worker owns the session's state now.
-                state_table.send_changelog(partition, key, None)
+                self.state_table.send_changelog(partition, key, None)
         metrics.SESSIONS_IN_STATE.set(len(store))
 
-    @app.timer(interval=settings.lag_interval_s)
-    async def report_consumer_lag() -> None:
+    async def report_consumer_lag(self) -> None:
         """``replaypipe_masker_consumer_lag{partition}``: log end minus committed offset."""
-        await update_consumer_lag(app)
-        metrics.SESSIONS_IN_STATE.set(len(state_table.data))
+        await update_consumer_lag(self.app)
+        metrics.SESSIONS_IN_STATE.set(len(self.state_table.data))
 
-    @app.task
-    async def follow_sites() -> None:
+    # --- tasks -----------------------------------------------------------------------
+
+    async def follow_sites(self) -> None:
+        """Apply site settings published to ``sites.config`` without a restart."""
         await follow_site_config(
-            registry, settings.kafka.bootstrap_servers, on_update=warn_about_site_selectors
+            self.registry,
+            self.settings.kafka.bootstrap_servers,
+            on_update=warn_about_site_selectors,
         )
 
-    @app.task
-    async def serve_ops() -> None:
+    async def serve_ops(self) -> None:
+        """``/metrics``, ``/healthz`` and ``/readyz`` until the worker stops."""
         web_app = web.Application()
-
-        async def ready() -> str | None:
-            return None if app.consumer is not None else "consumer not started"
-
-        add_ops_routes(web_app, ready)
-        runner = await start_site(web_app, settings.host, settings.port)
-        log.info("masker ops endpoints listening", extra={"count": settings.port})
+        add_ops_routes(web_app, self.ready)
+        runner = await start_site(web_app, self.settings.host, self.settings.port)
+        log.info("masker ops endpoints listening", extra={"count": self.settings.port})
         try:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
 
-    _ = (mask_recordings, evict_idle_sessions, report_consumer_lag, follow_sites, serve_ops)
-    return app
+    async def ready(self) -> str | None:
+        """None when ready, else why not (``/readyz``)."""
+        return None if self.app.consumer is not None else "consumer not started"
 
 
 async def update_consumer_lag(app: faust.App) -> None:
