@@ -23,21 +23,30 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, cast
 
 import faust
 import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
 from faust.types import TableT
 
 from services.masker import metrics
-from services.masker.message import STATE_PARTITION, dlq_pointer, mask_message
+from services.masker.health import PartitionProgress, not_alive_reason, not_ready_reason
+from services.masker.message import (
+    STATE_PARTITION,
+    MaskedBatch,
+    Rejection,
+    dlq_pointer,
+    mask_message,
+    rejection_for,
+)
 from services.masker.policy import MaskPolicy
 from services.masker.settings import MaskerSettings
 from services.shared import topics
-from services.shared.envelope import EnvelopeError
 from services.shared.logging import JsonLineFormatter
 from services.shared.ops_http import add_ops_routes, start_site
 from services.shared.site_feed import follow_site_config
@@ -147,40 +156,65 @@ class MaskerWorker:
         self.state_table = state_table
         self.last_seen: dict[bytes, tuple[float, int]] = {}
         self.background: set[asyncio.Future[None]] = set()
+        self.mask_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mask-batch")
+        self.agent_started = False
+        self.agent_running = False
+        self.batch_started: float | None = None  # monotonic time the current batch began
+        self.progress = PartitionProgress(settings.stuck_after_s)
+        metrics.BATCH_RUNNING_SECONDS.set_function(self.batch_running_s)
+
+    def batch_running_s(self) -> float:
+        """How long the batch being masked now has taken so far; 0 between batches."""
+        started = self.batch_started
+        return 0.0 if started is None else time.monotonic() - started
 
     # --- the masking agent -------------------------------------------------------
 
     async def mask_recordings(self, stream: faust.StreamT[bytes]) -> None:
         """The agent: mask every raw batch in order, ack each once its output is delivered."""
-        # Manual acks: an offset becomes committable only when its output is delivered.
-        manual_acks = cast("faust.Stream[bytes]", stream).noack()
-        async for event in manual_acks.events():
-            await self.mask_event(event)
+        self.agent_started = True
+        self.agent_running = True
+        metrics.AGENT_UP.set(1)
+        try:
+            # Manual acks: an offset becomes committable only when its output is delivered.
+            manual_acks = cast("faust.Stream[bytes]", stream).noack()
+            async for event in manual_acks.events():
+                await self.mask_event(event)
+        finally:
+            self.agent_running = False
+            metrics.AGENT_UP.set(0)
 
     async def mask_event(self, event: faust.EventT[Any]) -> None:
-        """Mask one raw message and publish the result (or a DLQ pointer)."""
+        """Mask one raw message and publish the result, or a DLQ pointer if it cannot be.
+
+        Whatever goes wrong with one message (not an envelope, nested too deep,
+        over the time budget, a bug in the rules) costs that message only: a
+        pointer goes to the DLQ, its offset is committed, the partition moves on.
+        """
         key = event.key if isinstance(event.key, bytes) else b""
         raw_value = event.value if isinstance(event.value, bytes) else b""
         partition = event.message.partition
         started = time.perf_counter()
+        self.batch_started = time.monotonic()
         try:
-            batch = mask_message(
-                raw_value,
-                self.state_table.get(key),
-                self.registry,
-                partition=partition,
-                offset=event.message.offset,
-                sensitive_names=self.settings.sensitive_names,
+            batch = await self.mask_off_the_loop_if_big(
+                partial(
+                    mask_message,
+                    raw_value,
+                    self.state_table.get(key),
+                    self.registry,
+                    partition=partition,
+                    offset=event.message.offset,
+                    sensitive_names=self.settings.sensitive_names,
+                    budget_s=self.settings.batch_budget_s,
+                ),
+                len(raw_value),
             )
-        except EnvelopeError as exc:
-            metrics.DROPPED.labels("bad_envelope").inc()
-            headers = [("reason", str(exc).encode()), ("stage", b"masker")]
-            # The raw value is unmasked: only a pointer to it goes downstream
-            # (it stays in recordings.raw for its retention, for investigation).
-            pointer = dlq_pointer(topics.RAW, partition, event.message.offset, str(exc))
-            delivery = await self.publish(topics.DLQ, key, pointer, headers)
-            delivery.add_done_callback(partial(self.ack_when_delivered, event))
+        except Exception as exc:
+            await self.send_pointer_to_dlq(event, key, rejection_for(exc))
             return
+        finally:
+            self.batch_started = None
         metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
         self.last_seen[key] = (time.time(), partition)
         if batch.state is not None:
@@ -199,6 +233,52 @@ class MaskerWorker:
             return
         metrics.EVENTS.inc(batch.events)
         delivery = await self.publish(topics.MASKED, key, batch.value, None)
+        delivery.add_done_callback(partial(self.ack_when_delivered, event))
+
+    async def mask_off_the_loop_if_big(
+        self, mask: Callable[[], MaskedBatch], size: int
+    ) -> MaskedBatch:
+        """Run ``mask`` here for a small batch, in the worker thread for a big one.
+
+        The rules are pure Python, so a thread does not mask faster; it keeps the
+        event loop (``/healthz``, ``/readyz``, ``/metrics``, the consumer's
+        heartbeats) answering while a big batch is masked. Small batches stay on
+        the loop: the hand-over costs more than they take.
+        """
+        if size < self.settings.thread_batch_bytes:
+            return mask()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.mask_thread, mask)
+
+    async def send_pointer_to_dlq(
+        self, event: faust.EventT[Any], key: bytes, rejection: Rejection
+    ) -> None:
+        """Publish where the raw message is and why it was not masked; ack on delivery."""
+        partition, offset = event.message.partition, event.message.offset
+        if rejection.reason == "bad_envelope":
+            metrics.DROPPED.labels("bad_envelope").inc()
+        metrics.DLQ.labels(rejection.reason).inc()
+        log.error(
+            "raw batch not masked; a pointer to it goes to the DLQ",
+            extra={"reason": rejection.reason, "partition": partition, "offset": offset},
+        )
+        # The same headers as the sink's DLQ records; the raw value is unmasked,
+        # so only a pointer goes downstream (it stays in recordings.raw for its
+        # retention, for investigation).
+        headers = [
+            ("reason", rejection.reason.encode()),
+            ("detail", rejection.detail[:500].encode()),
+            ("stage", b"masker"),
+            ("source", f"{topics.RAW}/{partition}/{offset}".encode()),
+        ]
+        pointer = dlq_pointer(
+            topics.RAW,
+            partition,
+            offset,
+            rejection.detail if rejection.reason == "bad_envelope" else rejection.reason,
+            detail=None if rejection.reason == "bad_envelope" else rejection.detail,
+        )
+        delivery = await self.publish(topics.DLQ, key, pointer, headers)
         delivery.add_done_callback(partial(self.ack_when_delivered, event))
 
     async def publish(
@@ -246,8 +326,17 @@ class MaskerWorker:
         metrics.SESSIONS_IN_STATE.set(len(store))
 
     async def report_consumer_lag(self) -> None:
-        """``replaypipe_masker_consumer_lag{partition}``: log end minus committed offset."""
-        await update_consumer_lag(self.app)
+        """``replaypipe_masker_consumer_lag{partition}``: log end minus committed offset.
+
+        Also ``replaypipe_masker_partition_stuck{partition}``: lag, and no commit
+        for ``MASKER_STUCK_AFTER_S`` (readiness fails meanwhile).
+        """
+        offsets = await update_consumer_lag(self.app)
+        now = time.monotonic()
+        self.progress.keep_only(set(offsets))
+        for partition, (end, committed) in offsets.items():
+            stuck = self.progress.observe(partition, committed, end, now)
+            metrics.PARTITION_STUCK.labels(str(partition)).set(1 if stuck else 0)
         metrics.SESSIONS_IN_STATE.set(len(self.state_table.data))
 
     # --- tasks -----------------------------------------------------------------------
@@ -262,7 +351,7 @@ class MaskerWorker:
 
     async def serve_ops(self) -> None:
         """``/metrics``, ``/healthz`` and ``/readyz`` until the worker stops."""
-        web_app = web.Application()
+        web_app = web.Application(middlewares=[self.liveness])
         add_ops_routes(web_app, self.ready)
         runner = await start_site(web_app, self.settings.host, self.settings.port)
         log.info("masker ops endpoints listening", extra={"count": self.settings.port})
@@ -273,15 +362,47 @@ class MaskerWorker:
 
     async def ready(self) -> str | None:
         """None when ready, else why not (``/readyz``)."""
-        return None if self.app.consumer is not None else "consumer not started"
+        if self.app.consumer is None:
+            return "consumer not started"
+        return not_ready_reason(
+            agent_stopped=self.agent_stopped(),
+            batch_running_s=self.batch_running_s(),
+            budget_s=self.settings.batch_budget_s,
+            stuck_partitions=self.progress.stuck,
+            stuck_after_s=self.settings.stuck_after_s,
+        )
+
+    def agent_stopped(self) -> bool:
+        """True once the masking agent has run and is no longer running."""
+        return self.agent_started and not self.agent_running
+
+    @web.middleware
+    async def liveness(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """``/healthz`` fails (503) when the worker needs a restart; other paths pass on.
+
+        A middleware, so the shared ops routes stay as they are for every service.
+        """
+        if request.path == "/healthz":
+            reason = not_alive_reason(
+                agent_stopped=self.agent_stopped(),
+                batch_running_s=self.batch_running_s(),
+                stuck_after_s=self.settings.stuck_after_s,
+            )
+            if reason is not None:
+                return web.json_response({"status": "not_alive", "detail": reason}, status=503)
+        return await handler(request)
 
 
-async def update_consumer_lag(app: faust.App) -> None:
-    """Set the lag gauge for every assigned ``recordings.raw`` partition."""
+async def update_consumer_lag(app: faust.App) -> dict[int, tuple[int, int]]:
+    """Set the lag gauge for every assigned ``recordings.raw`` partition.
+
+    Returns partition -> (end offset, committed offset).
+    """
     consumer = app.consumer
     assigned = [tp for tp in consumer.assignment() if tp.topic == topics.RAW]
+    offsets: dict[int, tuple[int, int]] = {}
     if not assigned:
-        return
+        return offsets
     highwaters = await cast("Awaitable[dict[Any, int]]", consumer.highwaters(*assigned))
     # faust keeps the offsets it committed; before the first commit, use the group's.
     committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
@@ -293,6 +414,8 @@ async def update_consumer_lag(app: faust.App) -> None:
         if done is None:
             done = await consumer.position(tp) or 0
         metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(end - done, 0))
+        offsets[tp.partition] = (end, done)
+    return offsets
 
 
 def logging_config(level: str) -> dict[str, Any]:

@@ -14,6 +14,7 @@ describes the rules for users.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -92,6 +93,18 @@ class MaskResult:
 
 
 
+# Inside one event, the clock is read once per this many nodes or leaves.
+BUDGET_CHECK_EVERY = 4096
+
+
+class BatchOverBudget(Exception):
+    """Masking a batch took longer than its time budget; none of it may be published."""
+
+    def __init__(self, budget_s: float) -> None:
+        super().__init__(f"masking took longer than the {budget_s:g} s budget")
+        self.budget_s = budget_s
+
+
 def mask_batch(
     events: list[RrwebEvent],
     state: SessionMaskState,
@@ -99,6 +112,7 @@ def mask_batch(
     consent: bool | None = None,
     *,
     sensitive_names: Sequence[str] | None = None,
+    budget_s: float | None = None,
 ) -> MaskResult:
     """Mask one batch of a session's events in order, updating ``state`` in place.
 
@@ -108,17 +122,34 @@ def mask_batch(
     applies after the batch. ``sensitive_names`` overrides
     :data:`DEFAULT_SENSITIVE_NAMES`. Events are mutated in place; the returned
     list holds the kept events, in order.
+
+    ``budget_s`` bounds the time the walk may take: past it (checked between
+    events and every :data:`BUDGET_CHECK_EVERY` nodes or leaves inside one) it
+    raises :class:`BatchOverBudget`, leaving the events half masked, so the
+    caller must publish none of them. ``state`` may be half updated too.
     """
     policy = MaskPolicy.from_site(site, sensitive_names)
-    return _BatchMasker(policy, state).run(events, consent)
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
+    return _BatchMasker(policy, state, deadline, budget_s or 0.0).run(events, consent)
 
 
 class _BatchMasker:
     """One batch's masking pass: the policy, the session state and the counters."""
 
-    __slots__ = ("consent_mask", "counts", "dropped", "index", "policy", "scrubber", "state")
+    __slots__ = (
+        "budget_s", "consent_mask", "counts", "deadline", "dropped", "index", "policy",
+        "scrubber", "state",
+    )
 
-    def __init__(self, policy: MaskPolicy, state: SessionMaskState) -> None:
+    def __init__(
+        self,
+        policy: MaskPolicy,
+        state: SessionMaskState,
+        deadline: float | None = None,
+        budget_s: float = 0.0,
+    ) -> None:
+        self.deadline = deadline
+        self.budget_s = budget_s
         self.policy = policy
         self.state = state
         self.index = state.nodes
@@ -139,13 +170,18 @@ class _BatchMasker:
         mode = self.policy.consent_mode
         state = self.state
         if mode == "none":
-            out = [e for e in events if self._mask_event(e)]
+            out = []
+            for event in events:
+                self._check_budget()
+                if self._mask_event(event):
+                    out.append(event)
             return self._result(out, CONSENT_NOT_REQUIRED)
         in_stream = any(_consent_signal(e) is not None for e in events)
         if consent is not None and not in_stream:
             state.consent = CONSENT_GRANTED if consent else CONSENT_WITHDRAWN
         out = []
         for event in events:
+            self._check_budget()
             signal = _consent_signal(event)
             if signal is not None:
                 state.consent = CONSENT_GRANTED if signal else CONSENT_WITHDRAWN
@@ -174,6 +210,10 @@ class _BatchMasker:
         if trimmed:
             self.counts["state_trimmed"] += trimmed
         return MaskResult(out, self.counts, consent_state, self.dropped)
+
+    def _check_budget(self) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise BatchOverBudget(self.budget_s)
 
     def _drop(self, reason: str) -> bool:
         self.dropped += 1
@@ -263,7 +303,12 @@ class _BatchMasker:
             return self._drop("mask")
         # Text drawn in the clear is visible text: PII-scanned like any other.
         stack: list[Any] = [data]
+        ticks = 0  # nodes since the clock was last read
         while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
             current = stack.pop()
             if isinstance(current, dict):
                 if current.get("property") in ("fillText", "strokeText"):
@@ -398,7 +443,12 @@ class _BatchMasker:
         index = self.index
         policy = self.policy
         stack: list[tuple[dict[str, Any], int]] = [(root, parent_value)]
+        ticks = 0  # nodes since the clock was last read
         while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
             node, parent = stack.pop()
             node_id = node.get("id")
             node_type = node.get("type")
@@ -539,7 +589,12 @@ class _BatchMasker:
         scrubber = self.scrubber
         counts = self.counts
         stack = [container]
+        ticks = 0  # nodes since the clock was last read
         while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
             current = stack.pop()
             if isinstance(current, dict):
                 for key, item in current.items():
@@ -557,7 +612,12 @@ class _BatchMasker:
     def _mask_leaves(self, container: Any) -> None:
         """Mask every string leaf except structural keys (unknown event shapes)."""
         stack = [container]
+        ticks = 0  # nodes since the clock was last read
         while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
             current = stack.pop()
             if isinstance(current, dict):
                 for key, item in current.items():

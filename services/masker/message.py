@@ -13,10 +13,11 @@ from typing import Any
 
 import orjson
 
-from services.masker.batch import mask_batch
+from services.masker.batch import BatchOverBudget, mask_batch
 from services.masker.policy import MaskPolicy
 from services.masker.state import SessionMaskState
-from services.shared.envelope import BatchEnvelope
+from services.shared.envelope import BatchEnvelope, EnvelopeError
+from services.shared.limits import MAX_JSON_DEPTH
 from services.shared.site_settings import SiteRegistry, SiteSettings
 
 # Bookkeeping keys stored next to the rules' state in each table value: the
@@ -43,21 +44,75 @@ class MaskedBatch:
     received_at_ms: int
 
 
-def dlq_pointer(topic: str, partition: int, offset: int, reason: str) -> bytes:
-    """The DLQ value for a raw message the masker cannot read: where it is, not what it is.
+class BatchTooDeep(Exception):
+    """A batch whose events nest deeper than :data:`MAX_JSON_DEPTH` (it cannot be serialised)."""
+
+    def __init__(self, depth: int) -> None:
+        super().__init__(f"events nest {depth} levels deep, more than {MAX_JSON_DEPTH}")
+        self.depth = depth
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """Why a raw message is not published: a reason code and a detail without its content."""
+
+    reason: str
+    detail: str
+
+
+def rejection_for(exc: Exception) -> Rejection:
+    """The DLQ reason for an exception raised while masking or serialising a message.
+
+    Codes: ``bad_envelope`` (not a valid envelope), ``too_deep`` (nested deeper
+    than MAX_JSON_DEPTH), ``over_budget`` (the time budget ran out),
+    ``mask_error`` (anything else: a bug). The detail names the envelope field or
+    the limit, or only the exception type: an exception's text may quote content.
+    """
+    if isinstance(exc, EnvelopeError):
+        return Rejection("bad_envelope", str(exc))
+    if isinstance(exc, BatchTooDeep):
+        return Rejection("too_deep", str(exc))
+    if isinstance(exc, BatchOverBudget):
+        return Rejection("over_budget", str(exc))
+    return Rejection("mask_error", type(exc).__name__)
+
+
+def dlq_pointer(
+    topic: str, partition: int, offset: int, reason: str, *, detail: str | None = None
+) -> bytes:
+    """The DLQ value for a raw message the masker cannot mask: where it is, not what it is.
 
     Nothing unmasked may be published downstream of the masker, so the value of
-    an unreadable ``recordings.raw`` message is never copied to ``recordings.dlq``.
+    a ``recordings.raw`` message it cannot mask is never copied to ``recordings.dlq``.
     """
-    return orjson.dumps(
-        {
-            "stage": "masker",
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "reason": reason,
-        }
-    )
+    pointer: dict[str, Any] = {
+        "stage": "masker",
+        "topic": topic,
+        "partition": partition,
+        "offset": offset,
+        "reason": reason,
+    }
+    if detail is not None:
+        pointer["detail"] = detail
+    return orjson.dumps(pointer)
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value`` (a scalar is 0, ``[]`` is 1)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            children: Any = current.values()
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
+    return deepest
 
 
 def mask_message(
@@ -68,6 +123,7 @@ def mask_message(
     partition: int,
     offset: int,
     sensitive_names: Sequence[str] | None = None,
+    budget_s: float | None = None,
 ) -> MaskedBatch:
     """Mask one ``recordings.raw`` value given the session's stored state (pure; no IO).
 
@@ -75,7 +131,10 @@ def mask_message(
     replay after a crash: that state already includes later batches (a newer page,
     say, where a node id means something else), so the batch is masked from an
     empty state instead, i.e. conservatively, and the stored state is kept.
-    Raises :class:`EnvelopeError` for a value that is not a valid envelope.
+    Raises :class:`EnvelopeError` for a value that is not a valid envelope,
+    :class:`BatchTooDeep` for events nested too deep to serialise and
+    :class:`BatchOverBudget` when masking takes longer than ``budget_s``; then
+    nothing of the batch may be published (:func:`rejection_for` names why).
     """
     envelope = BatchEnvelope.from_json(raw_value)
     site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
@@ -89,7 +148,12 @@ def mask_message(
     state = SessionMaskState.from_dict(None if replay else doc)
     before = state.to_dict()
     result = mask_batch(
-        envelope.events, state, site, envelope.consent, sensitive_names=sensitive_names
+        envelope.events,
+        state,
+        site,
+        envelope.consent,
+        sensitive_names=sensitive_names,
+        budget_s=budget_s,
     )
     envelope.events = result.events
     # The page URL travels outside the events (the recorder sends location.href):
@@ -109,7 +173,7 @@ def mask_message(
             after[STATE_OFFSET] = offset
             new_state = orjson.dumps(after)
     return MaskedBatch(
-        value=envelope.to_json() if result.events else None,
+        value=_serialise(envelope) if result.events else None,
         events=len(result.events),
         state=new_state,
         counts=counts,
@@ -117,3 +181,13 @@ def mask_message(
         site_id=envelope.site_id,
         received_at_ms=envelope.received_at_ms,
     )
+
+
+def _serialise(envelope: BatchEnvelope) -> bytes:
+    try:
+        return envelope.to_json()
+    except TypeError:  # orjson.JSONEncodeError; its depth limit is the one expected here
+        depth = nesting_depth(envelope.events) + 1  # + the envelope object
+        if depth > MAX_JSON_DEPTH:
+            raise BatchTooDeep(depth) from None
+        raise

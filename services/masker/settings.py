@@ -30,15 +30,32 @@ class MaskerSettings:
     compression: str = "zstd"
     # Field name/id words that are always masked, whatever the site settings.
     sensitive_names: tuple[str, ...] = DEFAULT_SENSITIVE_NAMES
+    # A batch whose masking takes longer than this is not published: a DLQ
+    # pointer (reason over_budget) instead, and the partition moves on.
+    batch_budget_s: float = 5.0
+    # A partition whose committed offset stays behind for this long, or a batch
+    # masking for this long, makes /readyz (partition) or /healthz (batch) fail.
+    stuck_after_s: float = 120.0
+    # Batches at least this big are masked in a worker thread, so the ops
+    # endpoints and the consumer's heartbeats keep answering meanwhile.
+    thread_batch_bytes: int = 262_144
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
             raise SettingError(f"MASKER_COMPRESSION must be one of {COMPRESSIONS}")
-        for name in ("session_idle_timeout_s", "eviction_interval_s", "lag_interval_s"):
+        for name in (
+            "session_idle_timeout_s",
+            "eviction_interval_s",
+            "lag_interval_s",
+            "batch_budget_s",
+            "stuck_after_s",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingError(f"MASKER_{name.upper()} must be a positive number of seconds")
+        if self.thread_batch_bytes < 0:
+            raise SettingError("MASKER_THREAD_BATCH_BYTES must be 0 (always) or more bytes")
 
     @classmethod
     def from_env(cls) -> MaskerSettings:
@@ -56,6 +73,9 @@ class MaskerSettings:
             lag_interval_s=env_float("MASKER_LAG_INTERVAL_S", cls.lag_interval_s),
             compression=env_str("MASKER_COMPRESSION", cls.compression),
             sensitive_names=env_list("MASKER_SENSITIVE_NAMES", cls.sensitive_names),
+            batch_budget_s=env_float("MASKER_BATCH_BUDGET_S", cls.batch_budget_s),
+            stuck_after_s=env_float("MASKER_STUCK_AFTER_S", cls.stuck_after_s),
+            thread_batch_bytes=env_int("MASKER_THREAD_BATCH_BYTES", cls.thread_batch_bytes),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
         )

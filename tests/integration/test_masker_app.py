@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.request import urlopen
 
 import orjson
@@ -36,6 +37,7 @@ from tests.unit.masker_pages import (
     HEADING_TEXT_ID,
     PASSWORD_INPUT_ID,
     START_MS,
+    raw_with_custom_payload_nested,
     small_page,
     typed_values,
     typing_batch,
@@ -418,3 +420,109 @@ def test_sigkill_mid_stream_loses_no_event_and_leaks_no_secret(
         and any(secret in value for secret in secrets[doc_session])
     ]
     assert not leaks, f"secrets leaked in {len(leaks)} masked batches"
+
+
+# --- batches the masker cannot mask ----------------------------------------------------
+
+
+def produce_raw(bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Publish (key, value) records to ``recordings.raw`` as they are, in order."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", max_request_size=10 << 20
+        )
+        await producer.start()
+        try:
+            for key, value in records:
+                await producer.send_and_wait(topics.RAW, value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def consume_dlq(
+    bootstrap: str, key: bytes, count: int, timeout: float = 60.0
+) -> list[tuple[dict[str, bytes], bytes]]:
+    """The first ``count`` ``recordings.dlq`` records with ``key``: (headers, value)."""
+
+    async def run() -> list[tuple[dict[str, bytes], bytes]]:
+        consumer = AIOKafkaConsumer(
+            topics.DLQ, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        found: list[tuple[dict[str, bytes], bytes]] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(found) < count:
+                assert time.monotonic() < deadline, f"{len(found)}/{count} DLQ records for {key!r}"
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found.extend(
+                        (dict(record.headers), record.value or b"")
+                        for record in records
+                        if record.key == key
+                    )
+        finally:
+            await consumer.stop()
+        return found[:count]
+
+    return asyncio.run(run())
+
+
+def probe(masker: Masker, path: str) -> int:
+    """HTTP status of one of the masker's ops endpoints."""
+    try:
+        with urlopen(f"http://127.0.0.1:{masker.stack.masker_port}{path}", timeout=5) as reply:
+            return int(reply.status)
+    except HTTPError as exc:
+        return exc.code
+
+
+def test_a_batch_nested_too_deep_goes_to_the_dlq_and_its_partition_moves_on(
+    broker: LocalKafkaBroker, masker_factory: Callable[..., Masker]
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    masker = masker_factory("deep", {"MASKER_LAG_INTERVAL_S": "1"})
+    masker.start()
+    key = topics.session_key("deepsite", "s1")
+    deep = raw_with_custom_payload_nested(300, site="deepsite", session="s1")
+    after = typing_batch("deepsite", "s1", 1, "Prague", "hunter2-secret").to_json()
+
+    produce_raw(bootstrap, [(key, deep), (key, after)])
+    docs, _ = consume_masked(bootstrap, "deepsite", lambda docs: len(docs) >= 1)
+    [(headers, pointer)] = consume_dlq(bootstrap, key, 1)
+
+    assert [doc["seq"] for doc in docs] == [1]  # the batch after the poison one is masked
+    assert headers["reason"] == b"too_deep" and headers["stage"] == b"masker"
+    assert orjson.loads(pointer)["reason"] == "too_deep"
+    assert b"[[[" not in pointer
+    assert masker.metric('replaypipe_masker_dlq_total{reason="too_deep"}') == 1
+    partition = orjson.loads(pointer)["partition"]
+    poll(
+        lambda: masker.metric(f'replaypipe_masker_consumer_lag{{partition="{partition}"}}') == 0,
+        "the partition's committed offset to pass the poison batch",
+    )
+    assert probe(masker, "/readyz") == 200 and probe(masker, "/healthz") == 200
+    started = time.monotonic()
+    masker.stop()
+    assert time.monotonic() - started < 25
+    assert masker.stack.processes["masker"].returncode == 0
+
+
+def test_a_batch_over_its_time_budget_goes_to_the_dlq_and_nothing_of_it_is_published(
+    broker: LocalKafkaBroker, masker_factory: Callable[..., Masker]
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    # A budget no batch can meet: every batch is over it.
+    masker = masker_factory("budget", {"MASKER_BATCH_BUDGET_S": "0.000001"})
+    masker.start()
+    key = topics.session_key("budgetsite", "s1")
+
+    produce(bootstrap, [typing_batch("budgetsite", "s1", 1, "Prague", "hunter2-secret")])
+    [(headers, pointer)] = consume_dlq(bootstrap, key, 1)
+
+    assert headers["reason"] == b"over_budget"
+    assert b"hunter2" not in pointer and b"Prague" not in pointer
+    assert masker.metric('replaypipe_masker_dlq_total{reason="over_budget"}') >= 1
+    assert probe(masker, "/readyz") == 200  # the batch is over; the worker is fine

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from services.shared.envelope import BatchEnvelope, RrwebEvent
 
 START_MS = 1_700_000_000_000
@@ -123,3 +125,17 @@ def typed_values(doc: dict[str, Any]) -> dict[Any, Any]:
         elif data.get("source") == 0:
             values.update({t["id"]: t["value"] for t in data["texts"]})
     return values
+
+
+def raw_with_custom_payload_nested(depth: int, site: str = "deep", session: str = "s1") -> bytes:
+    """:func:`small_page` plus a custom event whose payload nests ``depth`` lists deep.
+
+    Built as text: orjson itself refuses to write such a value.
+    """
+    page = orjson.loads(small_page(site, session).to_json())
+    marker = '"__payload__"'
+    page["events"].append(
+        {"type": 5, "timestamp": 1, "data": {"tag": "app", "payload": "__payload__"}}
+    )
+    text = orjson.dumps(page).decode()
+    return text.replace(marker, "[" * depth + "1" + "]" * depth).encode()
