@@ -28,7 +28,7 @@ from services.dev.kafka_broker import LocalKafkaBroker
 from services.dev.rrweb_gen import generate_session
 from services.dev.stack import LocalStack
 from services.shared import topics
-from services.shared.envelope import BatchEnvelope
+from services.shared.envelope import BatchEnvelope, RrwebEvent
 from services.shared.site_feed import publish_site_settings
 from services.shared.site_settings import SiteSettings
 from tests.conftest import make_stack, start_broker
@@ -37,6 +37,7 @@ from tests.unit.masker_pages import (
     HEADING_TEXT_ID,
     PASSWORD_INPUT_ID,
     START_MS,
+    envelope,
     raw_with_custom_payload_nested,
     small_page,
     typed_values,
@@ -526,3 +527,36 @@ def test_a_batch_over_its_time_budget_goes_to_the_dlq_and_nothing_of_it_is_publi
     assert b"hunter2" not in pointer and b"Prague" not in pointer
     assert masker.metric('replaypipe_masker_dlq_total{reason="over_budget"}') >= 1
     assert probe(masker, "/readyz") == 200  # the batch is over; the worker is fine
+
+
+def test_healthz_answers_while_a_big_batch_is_being_masked(
+    broker: LocalKafkaBroker, masker_factory: Callable[..., Masker]
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    masker = masker_factory("bigbatch", {"MASKER_BATCH_BUDGET_S": "120"})
+    masker.start()
+    # ~4 MB of the card detector's slowest text: seconds of masking.
+    slow_text = "4111 " * 20_000
+    events: list[RrwebEvent] = [
+        {"type": 5, "timestamp": START_MS + i, "data": {"tag": "log", "payload": slow_text}}
+        for i in range(40)
+    ]
+    big = envelope("bigsite", "s1", 0, events)
+
+    produce(bootstrap, [big])
+    answered: list[float] = []
+    busy_seen = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        assert probe(masker, "/healthz") == 200
+        answered.append(time.monotonic() - started)
+        busy_seen = busy_seen or masker.metric("replaypipe_masker_batch_running_seconds") > 0
+        if masker.metric("replaypipe_masker_batches_total") >= 1:
+            break
+        time.sleep(0.2)
+    docs, _ = consume_masked(bootstrap, "bigsite", lambda docs: len(docs) >= 1)
+
+    assert busy_seen, "the probe never ran while the batch was being masked"
+    assert max(answered) < 2.0
+    assert docs[0]["events"][0]["data"]["payload"] == slow_text  # no card in it: kept
