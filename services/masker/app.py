@@ -210,7 +210,7 @@ class MaskerWorker:
                 ),
                 len(raw_value),
             )
-        except Exception as exc:
+        except Exception as exc:  # any failure of one batch: a DLQ pointer, never a dead agent
             await self.send_pointer_to_dlq(event, key, rejection_for(exc))
             return
         finally:
@@ -231,8 +231,13 @@ class MaskerWorker:
         if batch.value is None:
             event.ack()  # nothing to publish (all events dropped by consent/rules)
             return
+        try:
+            delivery = await self.publish(topics.MASKED, key, batch.value, None)
+        except Exception as exc:  # refused before sending (e.g. over the record size limit)
+            refused = Rejection("not_publishable", type(exc).__name__)
+            await self.send_pointer_to_dlq(event, key, refused)
+            return
         metrics.EVENTS.inc(batch.events)
-        delivery = await self.publish(topics.MASKED, key, batch.value, None)
         delivery.add_done_callback(partial(self.ack_when_delivered, event))
 
     async def mask_off_the_loop_if_big(

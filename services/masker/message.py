@@ -65,7 +65,8 @@ def rejection_for(exc: Exception) -> Rejection:
 
     Codes: ``bad_envelope`` (not a valid envelope), ``too_deep`` (nested deeper
     than MAX_JSON_DEPTH), ``over_budget`` (the time budget ran out),
-    ``mask_error`` (anything else: a bug). The detail names the envelope field or
+    ``mask_error`` (anything else: a bug); the app adds ``not_publishable`` for a
+    masked batch the producer refuses before sending it. The detail names the envelope field or
     the limit, or only the exception type: an exception's text may quote content.
     """
     if isinstance(exc, EnvelopeError):
