@@ -30,9 +30,9 @@ def test_every_pii_pattern_matches_a_bounded_number_of_characters(
     assert max_width(pattern) <= MAX_CANDIDATE_CHARS
 
 
-def test_digits_joined_by_single_spaces_cost_no_card_checksum(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+@pytest.fixture
+def luhn_calls(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Counts the card checksums the detectors compute (``calls["luhn"]``)."""
     calls = Counter[str]()
     real = detectors.luhn_valid
 
@@ -41,27 +41,21 @@ def test_digits_joined_by_single_spaces_cost_no_card_checksum(
         return real(digits)
 
     monkeypatch.setattr(detectors, "luhn_valid", counting)
+    return calls
+
+
+def test_digits_joined_by_single_spaces_cost_no_card_checksum(luhn_calls: Counter[str]) -> None:
     text = "1 " * 5_000
 
     assert SCRUBBER.scrub(text, Counter()) == text
-    assert calls["luhn"] == 0
+    assert luhn_calls["luhn"] == 0
 
 
-def test_card_checksums_stay_below_one_per_group_of_digits(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    calls = Counter[str]()
-    real = detectors.luhn_valid
-
-    def counting(digits: str) -> bool:
-        calls["luhn"] += 1
-        return real(digits)
-
-    monkeypatch.setattr(detectors, "luhn_valid", counting)
+def test_card_checksums_stay_below_one_per_group_of_digits(luhn_calls: Counter[str]) -> None:
     groups = 5_000
     SCRUBBER.scrub("4111 " * groups, Counter())
 
-    assert calls["luhn"] <= groups
+    assert luhn_calls["luhn"] <= groups
 
 
 @pytest.mark.parametrize(
