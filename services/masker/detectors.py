@@ -35,7 +35,6 @@ _EMAIL = re.compile(
 # Bounded (at most 6 groups of at most 6 digits), and a group start is the only place one can begin,
 # so text like "1 1 1 1" costs one C-level scan and no Python work.
 _CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d{13,19}|\d{4}(?:[ -]\d{1,6}){1,5})(?!\d)")
-_CARD_SEPARATOR = re.compile(r"[ -]")
 # Country code, check digits, then 11-32 letters or digits, single spaces allowed.
 _IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}\b")
 # Linear though unbounded: a key or value run stops at the characters that start
@@ -208,19 +207,18 @@ def _card_end(candidate: str) -> int:
     """Length of the longest Luhn-valid 13-19 digit prefix of whole groups; 0 if none."""
     if len(candidate) <= 19 and candidate.isdigit():
         return len(candidate) if luhn_valid(candidate) else 0
-    groups = _CARD_SEPARATOR.split(candidate)
-    ends: list[tuple[int, str]] = []  # (end in candidate, digits so far)
-    digits = ""
+    ends: list[int] = []  # ends (in candidate) of the prefixes with 13-19 digits
+    count = 0
     end = -1
-    for group in groups:
-        digits += group
+    for group in candidate.replace("-", " ").split(" "):
+        count += len(group)
         end += len(group) + 1
-        if len(digits) > 19:
+        if count > 19:
             break
-        if len(digits) >= 13:
-            ends.append((end, digits))
-    for end, digits in reversed(ends):  # longest first
-        if luhn_valid(digits):
+        if count >= 13:
+            ends.append(end)
+    for end in reversed(ends):  # longest first
+        if luhn_valid(candidate[:end].replace(" ", "").replace("-", "")):
             return end
     return 0
 
