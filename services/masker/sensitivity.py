@@ -66,7 +66,11 @@ _CAMEL_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
 NON_ALNUM = re.compile(r"[^a-z0-9]+")
 
 
-@lru_cache(maxsize=4096)
+# Field names and ids longer than this are checked without the cache: a page (or
+# a hostile client) with huge distinct names must not fill memory with them.
+MAX_CACHED_NAME_CHARS: Final = 256
+
+
 def name_is_sensitive(
     value: str, long_names: tuple[str, ...], short_names: frozenset[str]
 ) -> bool:
@@ -74,12 +78,23 @@ def name_is_sensitive(
 
     ``long_names``/``short_names`` are already lower-cased without separators.
     """
+    if len(value) <= MAX_CACHED_NAME_CHARS:
+        return _cached_name_is_sensitive(value, long_names, short_names)
+    return _name_is_sensitive(value, long_names, short_names)
+
+
+def _name_is_sensitive(
+    value: str, long_names: tuple[str, ...], short_names: frozenset[str]
+) -> bool:
     compact = NON_ALNUM.sub("", value.lower())
     if any(name in compact for name in long_names):
         return True
     if short_names:
         return any(word.lower() in short_names for word in _CAMEL_WORDS.findall(value))
     return False
+
+
+_cached_name_is_sensitive = lru_cache(maxsize=4096)(_name_is_sensitive)
 
 
 def class_marks(cls: str) -> int:

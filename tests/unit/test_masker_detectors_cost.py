@@ -1,4 +1,5 @@
-"""The string detectors cost a bounded amount per character on any text.
+"""The string checks cost a bounded amount per character on any text (and field
+name checks a bounded amount of memory).
 
 Timing lives in bench/bench_detectors.py; these tests check the structure that
 makes the cost linear: bounded candidates and no checksum work on text that
@@ -70,3 +71,16 @@ def test_card_checksums_stay_below_one_per_group_of_digits(luhn_calls: Counter[s
 )
 def test_cards_in_their_usual_groupings_are_masked(raw: str, expected: str) -> None:
     assert SCRUBBER.scrub(raw, Counter()) == expected
+
+
+def test_huge_field_names_are_checked_without_filling_the_cache() -> None:
+    from services.masker import sensitivity
+
+    cache = sensitivity._cached_name_is_sensitive
+    before = cache.cache_info().currsize
+    names = [f"{i}-" + "x" * 10_000 for i in range(50)] + ["y" * 10_000 + "password"]
+
+    found = [sensitivity.name_is_sensitive(n, ("password",), frozenset()) for n in names]
+
+    assert found == [False] * 50 + [True]
+    assert cache.cache_info().currsize == before
