@@ -93,7 +93,7 @@ class MaskResult:
 
 
 
-# Inside one event, the clock is read once per this many nodes or leaves.
+# Inside one event, the clock is read once per this many DOM nodes or JSON containers.
 BUDGET_CHECK_EVERY = 4096
 
 
@@ -124,7 +124,7 @@ def mask_batch(
     list holds the kept events, in order.
 
     ``budget_s`` bounds the time the walk may take: past it (checked between
-    events and every :data:`BUDGET_CHECK_EVERY` nodes or leaves inside one) it
+    events and every :data:`BUDGET_CHECK_EVERY` nodes or containers inside one) it
     raises :class:`BatchOverBudget`, leaving the events half masked, so the
     caller must publish none of them. ``state`` may be half updated too.
     """
