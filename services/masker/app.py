@@ -29,7 +29,6 @@ from functools import partial
 from typing import Any, cast
 
 import faust
-import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from faust.types import TableT
@@ -43,6 +42,7 @@ from services.masker.message import (
     dlq_pointer,
     mask_message,
     rejection_for,
+    stored_state,
 )
 from services.masker.policy import MaskPolicy
 from services.masker.settings import MaskerSettings
@@ -317,8 +317,10 @@ class MaskerWorker:
         for key in list(store.keys()):
             if key not in last_seen:
                 # Recovered from the changelog after a (re)start: idle from now on.
-                doc = orjson.loads(store[key])
-                last_seen[key] = (time.time(), int(doc[STATE_PARTITION]))
+                doc = stored_state(store[key]) or {}
+                partition = doc.get(STATE_PARTITION)
+                # An unreadable value gets no tombstone (-1: no partition owns it).
+                last_seen[key] = (time.time(), partition if isinstance(partition, int) else -1)
         stale = [(key, seen) for key, seen in last_seen.items() if seen[0] < cutoff]
         owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topics.RAW}
         for key, (_, partition) in stale:

@@ -98,6 +98,21 @@ def dlq_pointer(
     return orjson.dumps(pointer)
 
 
+def stored_state(state_value: bytes | None) -> dict[str, Any] | None:
+    """The stored table value as a dict; None when absent or unreadable.
+
+    An unreadable value (a corrupt changelog record) counts as no state: the
+    batch is masked conservatively instead of being lost.
+    """
+    if not state_value:
+        return None
+    try:
+        loaded = orjson.loads(state_value)
+    except orjson.JSONDecodeError:
+        return None
+    return loaded if isinstance(loaded, dict) else None
+
+
 def nesting_depth(value: Any) -> int:
     """How deep lists and objects nest in ``value`` (a scalar is 0, ``[]`` is 1)."""
     deepest = 0
@@ -139,8 +154,7 @@ def mask_message(
     """
     envelope = BatchEnvelope.from_json(raw_value)
     site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
-    loaded = orjson.loads(state_value) if state_value else None
-    doc: dict[str, Any] | None = loaded if isinstance(loaded, dict) else None
+    doc = stored_state(state_value)
     replay = (
         doc is not None
         and doc.get(STATE_PARTITION) == partition

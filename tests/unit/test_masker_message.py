@@ -31,3 +31,14 @@ def test_replayed_batch_older_than_the_stored_state_is_masked_from_empty_state()
     assert typed_values(orjson.loads(replayed.value))[HEADING_TEXT_ID] == "*******"
     assert typed_values(orjson.loads(replayed.value))[CITY_INPUT_ID] == "******"
     assert replayed.state is None  # the stored (newer) state is kept
+
+
+def test_an_unreadable_stored_state_counts_as_none_and_the_batch_is_masked_conservatively() -> None:
+    registry = SiteRegistry([SiteSettings(site_id="corrupt", record_inputs=True)])
+    typing = typing_batch("corrupt", "s1", 1, "Prague", "pw").to_json()
+
+    masked = mask_message(typing, b"\x00not json{", registry, partition=0, offset=3)
+
+    assert masked.value is not None
+    assert typed_values(orjson.loads(masked.value))[CITY_INPUT_ID] == "******"
+    assert masked.state is not None  # a fresh state replaces the unreadable one
