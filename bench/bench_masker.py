@@ -44,7 +44,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from bench.bench_ingest import grow_full_snapshot
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.dev.rrweb_gen import generate_session
-from services.masker.app import mask_message
+from services.masker.message import mask_message
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope
 from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings, ensure_topics

@@ -1,6 +1,6 @@
 """Masker wiring: a faust app that masks ``recordings.raw`` into ``recordings.masked``.
 
-Thin glue around the pure rules in :mod:`services.masker.rules`:
+Thin glue around the pure :func:`~services.masker.message.mask_message`:
 
 - Per-session state lives in a changelog-backed faust Table keyed like the topic
   (``<site>:<session>``), so a restarted or rebalanced worker recovers it. A
@@ -23,67 +23,40 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, cast
 
 import faust
-import orjson
 from aiohttp import web
+from aiohttp.typedefs import Handler
+from faust.types import TableT
 
 from services.masker import metrics
-from services.masker.rules import MaskPolicy, SessionMaskState, mask_batch
+from services.masker.health import PartitionProgress, not_alive_reason, not_ready_reason
+from services.masker.message import (
+    STATE_PARTITION,
+    MaskedBatch,
+    Rejection,
+    dlq_pointer,
+    mask_message,
+    rejection_for,
+    stored_state,
+)
+from services.masker.policy import MaskPolicy
 from services.masker.settings import MaskerSettings
 from services.shared import topics
-from services.shared.envelope import BatchEnvelope, EnvelopeError
 from services.shared.logging import logging_config as shared_logging_config
 from services.shared.ops_http import add_ops_routes, start_site
 from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites_file
 
+__all__ = ["create_app", "dlq_pointer", "main", "mask_message"]
+
 log = logging.getLogger("replaypipe.masker")
 
 STATE_TABLE = "session-mask-state"
-# Bookkeeping keys stored next to the rules' state in each table value: the
-# partition (for eviction tombstones) and the source offset of the last batch
-# that changed the state (to recognise a replay whose state is already ahead).
-STATE_PARTITION = "_p"
-STATE_OFFSET = "_o"
-REPLAY_RULE = "replayed_batch"
-
-
-@dataclass(slots=True)
-class MaskedBatch:
-    """What one raw message becomes: the value to publish (or None) and the new state.
-
-    ``state`` is None when the stored state must stay as it is (unchanged, or a replay).
-    """
-
-    value: bytes | None
-    events: int
-    state: bytes | None
-    counts: dict[str, int]
-    dropped: int
-    site_id: str
-    received_at_ms: int
-
-
-def dlq_pointer(topic: str, partition: int, offset: int, reason: str) -> bytes:
-    """The DLQ value for a raw message the masker cannot read: where it is, not what it is.
-
-    Nothing unmasked may be published downstream of the masker, so the value of
-    an unreadable ``recordings.raw`` message is never copied to ``recordings.dlq``.
-    """
-    return orjson.dumps(
-        {
-            "stage": "masker",
-            "topic": topic,
-            "partition": partition,
-            "offset": offset,
-            "reason": reason,
-        }
-    )
 
 
 def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
@@ -95,65 +68,6 @@ def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
             "site selector falls back to masking everything",
             extra={"site": site_id, "reason": problem},
         )
-
-
-def mask_message(
-    raw_value: bytes,
-    state_value: bytes | None,
-    registry: SiteRegistry,
-    *,
-    partition: int,
-    offset: int,
-    sensitive_names: tuple[str, ...] | None = None,
-) -> MaskedBatch:
-    """Mask one ``recordings.raw`` value given the session's stored state (pure; no IO).
-
-    A message at or before the offset that last changed the stored state is a
-    replay after a crash: that state already includes later batches (a newer page,
-    say, where a node id means something else), so the batch is masked from an
-    empty state instead, i.e. conservatively, and the stored state is kept.
-    Raises :class:`EnvelopeError` for a value that is not a valid envelope.
-    """
-    envelope = BatchEnvelope.from_json(raw_value)
-    site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
-    loaded = orjson.loads(state_value) if state_value else None
-    doc: dict[str, Any] | None = loaded if isinstance(loaded, dict) else None
-    replay = (
-        doc is not None
-        and doc.get(STATE_PARTITION) == partition
-        and offset <= doc.get(STATE_OFFSET, -1)
-    )
-    state = SessionMaskState.from_dict(None if replay else doc)
-    before = state.to_dict()
-    result = mask_batch(
-        envelope.events, state, site, envelope.consent, sensitive_names=sensitive_names
-    )
-    envelope.events = result.events
-    # The page URL travels outside the events (the recorder sends location.href):
-    # scrub it like a meta event's href; other envelope extras are not forwarded.
-    if envelope.page_url:
-        policy = MaskPolicy.from_site(site, sensitive_names)
-        envelope.page_url = policy.scrubber.scrub_url(envelope.page_url, result.counts)
-    envelope.extra = {}
-    counts = dict(result.counts)
-    new_state: bytes | None = None
-    if replay:
-        counts[REPLAY_RULE] = 1
-    else:
-        after = state.to_dict()
-        if after != before or doc is None:
-            after[STATE_PARTITION] = partition
-            after[STATE_OFFSET] = offset
-            new_state = orjson.dumps(after)
-    return MaskedBatch(
-        value=envelope.to_json() if result.events else None,
-        events=len(result.events),
-        state=new_state,
-        counts=counts,
-        dropped=result.dropped,
-        site_id=envelope.site_id,
-        received_at_ms=envelope.received_at_ms,
-    )
 
 
 def _broker_urls(bootstrap_servers: str) -> str:
@@ -212,135 +126,290 @@ def create_app(settings: MaskerSettings) -> faust.App:
     # key_type/value_type (not a Schema) pick the changelog serializers: raw bytes
     # both ways, so recovery reads back exactly what the agent stored.
     state_table = app.Table(STATE_TABLE, partitions=partitions, key_type=bytes, value_type=bytes)
-    # Last activity per session key, so eviction need not parse every stored value.
-    last_seen: dict[bytes, tuple[float, int]] = {}
-    background: set[asyncio.Future[None]] = set()
+    worker = MaskerWorker(app, settings, registry, state_table)
+    app.agent(raw, name="mask_recordings", concurrency=1)(worker.mask_recordings)
+    app.timer(interval=settings.eviction_interval_s)(worker.evict_idle_sessions)
+    app.timer(interval=settings.lag_interval_s)(worker.report_consumer_lag)
+    app.task(worker.follow_sites)
+    app.task(worker.serve_ops)
+    return app
 
-    def ack_when_delivered(event: faust.EventT[Any], delivery: asyncio.Future[Any]) -> None:
+
+class MaskerWorker:
+    """The state the masker's agent, timers and tasks share, and those steps themselves.
+
+    ``last_seen`` holds the last activity per session key (time, partition), so
+    eviction need not parse every stored value; ``background`` keeps a reference
+    to fire-and-forget futures until they finish.
+    """
+
+    def __init__(
+        self,
+        app: faust.App,
+        settings: MaskerSettings,
+        registry: SiteRegistry,
+        state_table: TableT[bytes, bytes],
+    ) -> None:
+        self.app = app
+        self.settings = settings
+        self.registry = registry
+        self.state_table = state_table
+        self.last_seen: dict[bytes, tuple[float, int]] = {}
+        self.background: set[asyncio.Future[None]] = set()
+        self.mask_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="mask-batch")
+        self.agent_started = False
+        self.agent_running = False
+        self.batch_started: float | None = None  # monotonic time the current batch began
+        self.progress = PartitionProgress(settings.stuck_after_s)
+        metrics.BATCH_RUNNING_SECONDS.set_function(self.batch_running_s)
+
+    def batch_running_s(self) -> float:
+        """How long the batch being masked now has taken so far; 0 between batches."""
+        started = self.batch_started
+        return 0.0 if started is None else time.monotonic() - started
+
+    # --- the masking agent -------------------------------------------------------
+
+    async def mask_recordings(self, stream: faust.StreamT[bytes]) -> None:
+        """The agent: mask every raw batch in order, ack each once its output is delivered."""
+        self.agent_started = True
+        self.agent_running = True
+        metrics.AGENT_UP.set(1)
+        try:
+            # Manual acks: an offset becomes committable only when its output is delivered.
+            manual_acks = cast("faust.Stream[bytes]", stream).noack()
+            async for event in manual_acks.events():
+                await self.mask_event(event)
+        finally:
+            self.agent_running = False
+            metrics.AGENT_UP.set(0)
+
+    async def mask_event(self, event: faust.EventT[Any]) -> None:
+        """Mask one raw message and publish the result, or a DLQ pointer if it cannot be.
+
+        Whatever goes wrong with one message (not an envelope, nested too deep,
+        over the time budget, a bug in the rules) costs that message only: a
+        pointer goes to the DLQ, its offset is committed, the partition moves on.
+        """
+        key = event.key if isinstance(event.key, bytes) else b""
+        raw_value = event.value if isinstance(event.value, bytes) else b""
+        partition = event.message.partition
+        started = time.perf_counter()
+        self.batch_started = time.monotonic()
+        try:
+            batch = await self.mask_off_the_loop_if_big(
+                partial(
+                    mask_message,
+                    raw_value,
+                    self.state_table.get(key),
+                    self.registry,
+                    partition=partition,
+                    offset=event.message.offset,
+                    sensitive_names=self.settings.sensitive_names,
+                    budget_s=self.settings.batch_budget_s,
+                ),
+                len(raw_value),
+            )
+        except Exception as exc:  # any failure of one batch: a DLQ pointer, never a dead agent
+            await self.send_pointer_to_dlq(event, key, rejection_for(exc))
+            return
+        finally:
+            self.batch_started = None
+        metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
+        self.last_seen[key] = (time.time(), partition)
+        if batch.state is not None:
+            # Only changes reach the changelog: most batches (moves, typing) leave
+            # the node index as it was.
+            self.state_table[key] = batch.state
+            metrics.STATE_BYTES.observe(len(batch.state))
+        for rule, count in batch.counts.items():
+            metrics.MASKED.labels(rule).inc(count)
+        if batch.dropped:
+            metrics.DROPPED.labels("masking_rules").inc(batch.dropped)
+        metrics.BATCHES.inc()
+        metrics.LAST_EVENT.labels(batch.site_id).set(batch.received_at_ms / 1000)
+        if batch.value is None:
+            event.ack()  # nothing to publish (all events dropped by consent/rules)
+            return
+        try:
+            delivery = await self.publish(topics.MASKED, key, batch.value, None)
+        except Exception as exc:  # refused before sending (e.g. over the record size limit)
+            refused = Rejection("not_publishable", type(exc).__name__)
+            await self.send_pointer_to_dlq(event, key, refused)
+            return
+        metrics.EVENTS.inc(batch.events)
+        delivery.add_done_callback(partial(self.ack_when_delivered, event))
+
+    async def mask_off_the_loop_if_big(
+        self, mask: Callable[[], MaskedBatch], size: int
+    ) -> MaskedBatch:
+        """Run ``mask`` here for a small batch, in the worker thread for a big one.
+
+        The rules are pure Python, so a thread does not mask faster; it keeps the
+        event loop (``/healthz``, ``/readyz``, ``/metrics``, the consumer's
+        heartbeats) answering while a big batch is masked. Small batches stay on
+        the loop: the hand-over costs more than they take.
+        """
+        if size < self.settings.thread_batch_bytes:
+            return mask()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.mask_thread, mask)
+
+    async def send_pointer_to_dlq(
+        self, event: faust.EventT[Any], key: bytes, rejection: Rejection
+    ) -> None:
+        """Publish where the raw message is and why it was not masked; ack on delivery."""
+        partition, offset = event.message.partition, event.message.offset
+        if rejection.reason == "bad_envelope":
+            metrics.DROPPED.labels("bad_envelope").inc()
+        metrics.DLQ.labels(rejection.reason).inc()
+        log.error(
+            "raw batch not masked; a pointer to it goes to the DLQ",
+            extra={"reason": rejection.reason, "partition": partition, "offset": offset},
+        )
+        # The same headers as the sink's DLQ records; the raw value is unmasked,
+        # so only a pointer goes downstream (it stays in recordings.raw for its
+        # retention, for investigation).
+        headers = [
+            ("reason", rejection.reason.encode()),
+            ("detail", rejection.detail[:500].encode()),
+            ("stage", b"masker"),
+            ("source", f"{topics.RAW}/{partition}/{offset}".encode()),
+        ]
+        pointer = dlq_pointer(
+            topics.RAW,
+            partition,
+            offset,
+            rejection.detail if rejection.reason == "bad_envelope" else rejection.reason,
+            detail=None if rejection.reason == "bad_envelope" else rejection.detail,
+        )
+        delivery = await self.publish(topics.DLQ, key, pointer, headers)
+        delivery.add_done_callback(partial(self.ack_when_delivered, event))
+
+    async def publish(
+        self, topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
+    ) -> asyncio.Future[Any]:
+        """Queue one record; returns its delivery future."""
+        # Straight to the app's producer (bytes in, no faust serializers or sensors).
+        fut = await self.app.producer.send(topic, key, value, None, None, headers)
+        return cast("asyncio.Future[Any]", fut)
+
+    def ack_when_delivered(self, event: faust.EventT[Any], delivery: asyncio.Future[Any]) -> None:
         """Mark the source offset committable once Kafka has the masked batch."""
         if delivery.cancelled() or delivery.exception() is not None:
             # Never ack: the offset stays uncommitted, the batch is replayed on restart.
             reason = "cancelled" if delivery.cancelled() else type(delivery.exception()).__name__
             log.error("masked batch not delivered; stopping to replay it", extra={"reason": reason})
-            crash = asyncio.ensure_future(app.crash(RuntimeError(f"delivery failed: {reason}")))
-            background.add(crash)
-            crash.add_done_callback(background.discard)
+            failure = RuntimeError(f"delivery failed: {reason}")
+            crash = asyncio.ensure_future(self.app.crash(failure))
+            self.background.add(crash)
+            crash.add_done_callback(self.background.discard)
             return
         event.ack()
 
-    async def publish(
-        topic: str, key: bytes, value: bytes, headers: list[tuple[str, bytes]] | None
-    ) -> asyncio.Future[Any]:
-        # Straight to the app's producer (bytes in, no faust serializers or sensors);
-        # returns the delivery future once the record is queued.
-        fut = await app.producer.send(topic, key, value, None, None, headers)
-        return cast("asyncio.Future[Any]", fut)
+    # --- timers ----------------------------------------------------------------------
 
-    @app.agent(raw, concurrency=1)
-    async def mask_recordings(stream: faust.StreamT[bytes]) -> None:
-        # Manual acks: an offset becomes committable only when its output is delivered.
-        manual_acks = cast("faust.Stream[bytes]", stream).noack()
-        async for event in manual_acks.events():
-            key = event.key if isinstance(event.key, bytes) else b""
-            raw_value = event.value if isinstance(event.value, bytes) else b""
-            partition = event.message.partition
-            started = time.perf_counter()
-            try:
-                batch = mask_message(
-                    raw_value,
-                    state_table.get(key),
-                    registry,
-                    partition=partition,
-                    offset=event.message.offset,
-                    sensitive_names=settings.sensitive_names,
-                )
-            except EnvelopeError as exc:
-                metrics.DROPPED.labels("bad_envelope").inc()
-                headers = [("reason", str(exc).encode()), ("stage", b"masker")]
-                # The raw value is unmasked: only a pointer to it goes downstream
-                # (it stays in recordings.raw for its retention, for investigation).
-                pointer = dlq_pointer(topics.RAW, partition, event.message.offset, str(exc))
-                delivery = await publish(topics.DLQ, key, pointer, headers)
-                delivery.add_done_callback(partial(ack_when_delivered, event))
-                continue
-            metrics.BATCH_SECONDS.observe(time.perf_counter() - started)
-            last_seen[key] = (time.time(), partition)
-            if batch.state is not None:
-                # Only changes reach the changelog: most batches (moves, typing) leave
-                # the node index as it was.
-                state_table[key] = batch.state
-                metrics.STATE_BYTES.observe(len(batch.state))
-            for rule, count in batch.counts.items():
-                metrics.MASKED.labels(rule).inc(count)
-            if batch.dropped:
-                metrics.DROPPED.labels("masking_rules").inc(batch.dropped)
-            metrics.BATCHES.inc()
-            metrics.LAST_EVENT.labels(batch.site_id).set(batch.received_at_ms / 1000)
-            if batch.value is None:
-                event.ack()  # nothing to publish (all events dropped by consent/rules)
-                continue
-            metrics.EVENTS.inc(batch.events)
-            delivery = await publish(topics.MASKED, key, batch.value, None)
-            delivery.add_done_callback(partial(ack_when_delivered, event))
-
-    @app.timer(interval=settings.eviction_interval_s)
-    async def evict_idle_sessions() -> None:
+    async def evict_idle_sessions(self) -> None:
         """Forget sessions idle longer than the timeout so memory stays bounded."""
-        cutoff = time.time() - settings.session_idle_timeout_s
-        store = state_table.data
+        cutoff = time.time() - self.settings.session_idle_timeout_s
+        store = self.state_table.data
+        last_seen = self.last_seen
         for key in list(store.keys()):
             if key not in last_seen:
                 # Recovered from the changelog after a (re)start: idle from now on.
-                doc = orjson.loads(store[key])
-                last_seen[key] = (time.time(), int(doc[STATE_PARTITION]))
+                doc = stored_state(store[key]) or {}
+                partition = doc.get(STATE_PARTITION)
+                # An unreadable value gets no tombstone (-1: no partition owns it).
+                last_seen[key] = (time.time(), partition if isinstance(partition, int) else -1)
         stale = [(key, seen) for key, seen in last_seen.items() if seen[0] < cutoff]
-        owned = {tp.partition for tp in app.consumer.assignment() if tp.topic == topics.RAW}
+        owned = {tp.partition for tp in self.app.consumer.assignment() if tp.topic == topics.RAW}
         for key, (_, partition) in stale:
             del last_seen[key]
             if store.pop(key, None) is not None and partition in owned:
                 # A tombstone, so a recovering worker forgets it too (and compaction
                 # drops it). Not for a partition moved to another worker by a
                 # rebalance: that worker owns the session's state now.
-                state_table.send_changelog(partition, key, None)
+                self.state_table.send_changelog(partition, key, None)
         metrics.SESSIONS_IN_STATE.set(len(store))
 
-    @app.timer(interval=settings.lag_interval_s)
-    async def report_consumer_lag() -> None:
-        """``replaypipe_masker_consumer_lag{partition}``: log end minus committed offset."""
-        await update_consumer_lag(app)
-        metrics.SESSIONS_IN_STATE.set(len(state_table.data))
+    async def report_consumer_lag(self) -> None:
+        """``replaypipe_masker_consumer_lag{partition}``: log end minus committed offset.
 
-    @app.task
-    async def follow_sites() -> None:
+        Also ``replaypipe_masker_partition_stuck{partition}``: lag, and no commit
+        for ``MASKER_STUCK_AFTER_S`` (readiness fails meanwhile).
+        """
+        offsets = await update_consumer_lag(self.app)
+        now = time.monotonic()
+        self.progress.keep_only(set(offsets))
+        for partition, (end, committed) in offsets.items():
+            stuck = self.progress.observe(partition, committed, end, now)
+            metrics.PARTITION_STUCK.labels(str(partition)).set(1 if stuck else 0)
+        metrics.SESSIONS_IN_STATE.set(len(self.state_table.data))
+
+    # --- tasks -----------------------------------------------------------------------
+
+    async def follow_sites(self) -> None:
+        """Apply site settings published to ``sites.config`` without a restart."""
         await follow_site_config(
-            registry, settings.kafka.bootstrap_servers, on_update=warn_about_site_selectors
+            self.registry,
+            self.settings.kafka.bootstrap_servers,
+            on_update=warn_about_site_selectors,
         )
 
-    @app.task
-    async def serve_ops() -> None:
-        web_app = web.Application()
-
-        async def ready() -> str | None:
-            return None if app.consumer is not None else "consumer not started"
-
-        add_ops_routes(web_app, ready)
-        runner = await start_site(web_app, settings.host, settings.port)
-        log.info("masker ops endpoints listening", extra={"port": settings.port})
+    async def serve_ops(self) -> None:
+        """``/metrics``, ``/healthz`` and ``/readyz`` until the worker stops."""
+        web_app = web.Application(middlewares=[self.liveness])
+        add_ops_routes(web_app, self.ready)
+        runner = await start_site(web_app, self.settings.host, self.settings.port)
+        log.info("masker ops endpoints listening", extra={"port": self.settings.port})
         try:
             await asyncio.Event().wait()
         finally:
             await runner.cleanup()
 
-    _ = (mask_recordings, evict_idle_sessions, report_consumer_lag, follow_sites, serve_ops)
-    return app
+    async def ready(self) -> str | None:
+        """None when ready, else why not (``/readyz``)."""
+        if self.app.consumer is None:
+            return "consumer not started"
+        return not_ready_reason(
+            agent_stopped=self.agent_stopped(),
+            batch_running_s=self.batch_running_s(),
+            budget_s=self.settings.batch_budget_s,
+            stuck_partitions=self.progress.stuck,
+            stuck_after_s=self.settings.stuck_after_s,
+        )
+
+    def agent_stopped(self) -> bool:
+        """True once the masking agent has run and is no longer running."""
+        return self.agent_started and not self.agent_running
+
+    @web.middleware
+    async def liveness(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """``/healthz`` fails (503) when the worker needs a restart; other paths pass on.
+
+        A middleware, so the shared ops routes stay as they are for every service.
+        """
+        if request.path == "/healthz":
+            reason = not_alive_reason(
+                agent_stopped=self.agent_stopped(),
+                batch_running_s=self.batch_running_s(),
+                stuck_after_s=self.settings.stuck_after_s,
+            )
+            if reason is not None:
+                return web.json_response({"status": "not_alive", "detail": reason}, status=503)
+        return await handler(request)
 
 
-async def update_consumer_lag(app: faust.App) -> None:
-    """Set the lag gauge for every assigned ``recordings.raw`` partition."""
+async def update_consumer_lag(app: faust.App) -> dict[int, tuple[int, int]]:
+    """Set the lag gauge for every assigned ``recordings.raw`` partition.
+
+    Returns partition -> (end offset, committed offset).
+    """
     consumer = app.consumer
     assigned = [tp for tp in consumer.assignment() if tp.topic == topics.RAW]
+    offsets: dict[int, tuple[int, int]] = {}
     if not assigned:
-        return
+        return offsets
     highwaters = await cast("Awaitable[dict[Any, int]]", consumer.highwaters(*assigned))
     # faust keeps the offsets it committed; before the first commit, use the group's.
     committed: dict[Any, int | None] = getattr(consumer, "_committed_offset", {})
@@ -352,6 +421,8 @@ async def update_consumer_lag(app: faust.App) -> None:
         if done is None:
             done = await consumer.position(tp) or 0
         metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(end - done, 0))
+        offsets[tp.partition] = (end, done)
+    return offsets
 
 
 def logging_config(level: str) -> dict[str, Any]:

@@ -14,20 +14,34 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 MASK_CHAR = "*"
+# Every PII detector's pattern matches a bounded number of characters (at most
+# this many), so a detector's cost per start position is bounded and its cost on
+# any text is linear (tests check the patterns; bench/bench_detectors.py the time).
+MAX_CANDIDATE_CHARS = 1024
 _NON_SPACE = re.compile(r"\S")
 
 # Only strings containing one of these can hold a detectable secret; one C-level
 # search lets the common case (plain words, class names) skip every detector.
 _MAYBE_SENSITIVE = re.compile(r"[@\d=]|%40")
 
+# Bounded like a deliverable address (RFC 5321: local part <= 64, labels <= 63),
+# so every start costs a bounded number of steps whatever follows it.
 _EMAIL = re.compile(
-    r"(?<![\w.%+-])[\w.%+-]+(?:@|%40)[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?![\w-])"
+    r"(?<![\w.%+-])[\w.%+-]{1,64}(?:@|%40)[\w-]{1,63}(?:\.[\w-]{1,63}){0,8}"
+    r"\.[A-Za-z]{2,63}(?![\w-])"
 )
-# A run of digits joined by single spaces or dashes; card windows are picked inside it.
-_DIGIT_RUN = re.compile(r"(?<![\d])\d+(?:[ -]\d+)*(?!\d)")
+# A card number candidate: 13-19 digits in one piece, or groups joined by single
+# spaces or dashes whose first group has 4 digits (4-4-4-4, 4-6-5, 4-4-4-4-3...).
+# Bounded (at most 6 groups of at most 6 digits), and a group start is the only place one can begin,
+# so text like "1 1 1 1" costs one C-level scan and no Python work.
+_CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d{13,19}|\d{4}(?:[ -]\d{1,6}){1,5})(?!\d)")
+# Country code, check digits, then 11-32 letters or digits, single spaces allowed.
 _IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}\b")
+# Linear though unbounded: a key or value run stops at the characters that start
+# the next parameter, so no character is read by two attempts.
 _QUERY_PARAM = re.compile(r"([?&#;])([^=&#\s?;]+)=([^&#\s;\"'<>)]*)")
 _KEY_TOKENS = re.compile(r"[^a-z0-9]+")
+PII_PATTERNS: tuple[re.Pattern[str], ...] = (_EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE)
 
 # IBAN length per country (ISO 13616 registry); the length check plus mod-97
 # keeps random codes from being masked. Letters count in either case: people
@@ -52,27 +66,29 @@ def mask_text(value: str) -> str:
     return _NON_SPACE.sub(MASK_CHAR, value)
 
 
+_DOUBLED = str.maketrans("0123456789", "0246813579")  # 2*d, digits summed
+
+
 def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum used by payment card numbers."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        digit = ord(char) - 48
-        if index % 2 == 1:
-            digit *= 2
-            if digit > 9:
-                digit -= 9
-        total += digit
-    return total % 10 == 0
+    """The Luhn checksum used by payment card numbers (``digits``: ASCII digits only)."""
+    # Every second digit from the right is doubled; C-level slicing, translate
+    # and byte sums instead of a Python loop per digit.
+    kept = digits[-1::-2].encode()
+    doubled = digits[-2::-2].translate(_DOUBLED).encode()
+    return (sum(kept) + sum(doubled) - 48 * len(digits)) % 10 == 0
+
+
+# Letters count as 10..35 in the mod-97 check.
+_IBAN_NUMBERS = str.maketrans({chr(ord("A") + i): str(10 + i) for i in range(26)})
 
 
 def iban_valid(compact: str) -> bool:
     """ISO 13616 check: known country length and mod-97 remainder 1 (any letter case)."""
     compact = compact.upper()
-    if IBAN_LENGTHS.get(compact[:2]) != len(compact):
+    if IBAN_LENGTHS.get(compact[:2]) != len(compact) or not compact.isalnum():
         return False
     rearranged = compact[4:] + compact[:4]
-    number = "".join(str(int(ch, 36)) for ch in rearranged)
-    return int(number) % 97 == 1
+    return int(rearranged.translate(_IBAN_NUMBERS)) % 97 == 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +159,11 @@ class Scrubber:
             for match in _EMAIL.finditer(value):
                 spans.append(match.span())
                 counts["pii_email"] += 1
-        if self.card:
-            for match in _DIGIT_RUN.finditer(value):
-                if len(match.group()) >= 13:
-                    found = _card_spans(match.group(), match.start())
-                    counts["pii_card"] += len(found)
-                    spans.extend(found)
+        if self.card and len(value) >= 13:
+            found = _card_spans(value)
+            if found:
+                counts["pii_card"] += len(found)
+                spans.extend(found)
         if self.iban:
             for match in _IBAN_CANDIDATE.finditer(value):
                 span = _iban_span(match.group(), match.start())
@@ -168,39 +183,67 @@ def _param_is_sensitive(raw_key: str, names: frozenset[str]) -> bool:
     return any(token in names for token in _KEY_TOKENS.split(key) if token)
 
 
-def _card_spans(run: str, offset: int) -> list[tuple[int, int]]:
-    """Card numbers (13-19 digits, Luhn-valid) whose ends fall on group boundaries."""
-    groups = [(m.start(), m.end()) for m in re.finditer(r"\d+", run)]
+def _card_spans(value: str) -> list[tuple[int, int]]:
+    """Card numbers (13-19 digits, Luhn-valid) in ``value``, as (start, end) spans.
+
+    A candidate that holds no card is searched again from its next group, so a
+    card written after other digit groups ("ref 2024 4111 1111 1111 1111") is found.
+    """
     found: list[tuple[int, int]] = []
-    i = 0
-    while i < len(groups):
-        hit = None
-        digits = ""
-        for j in range(i, len(groups)):
-            digits += run[groups[j][0] : groups[j][1]]
-            if len(digits) > 19:
-                break
-            if len(digits) >= 13 and luhn_valid(digits):
-                hit = j  # keep looking: prefer the longest valid window
-        if hit is None:
-            i += 1
-            continue
-        found.append((offset + groups[i][0], offset + groups[hit][1]))
-        i = hit + 1
+    search = _CARD_CANDIDATE.search
+    pos = 0
+    while (match := search(value, pos)) is not None:
+        start = match.start()
+        end = _card_end(match.group())
+        if end:
+            found.append((start, start + end))
+            pos = start + end
+        else:
+            pos = start + 5  # past the first group (4 digits and a separator)
     return found
 
 
+def _card_end(candidate: str) -> int:
+    """Length of the longest Luhn-valid 13-19 digit prefix of whole groups; 0 if none."""
+    if len(candidate) <= 19 and candidate.isdigit():
+        return len(candidate) if luhn_valid(candidate) else 0
+    ends: list[int] = []  # ends (in candidate) of the prefixes with 13-19 digits
+    count = 0
+    end = -1
+    for group in candidate.replace("-", " ").split(" "):
+        count += len(group)
+        end += len(group) + 1
+        if count > 19:
+            break
+        if count >= 13:
+            ends.append(end)
+    for end in reversed(ends):  # longest first
+        if luhn_valid(candidate[:end].replace(" ", "").replace("-", "")):
+            return end
+    return 0
+
+
 def _iban_span(candidate: str, offset: int) -> tuple[int, int] | None:
+    """The span of the IBAN at the start of ``candidate`` (its country's length), if valid."""
     expected = IBAN_LENGTHS.get(candidate[:2].upper())
     if expected is None:
         return None
-    taken = 0
-    for index, char in enumerate(candidate):
-        if char != " ":
-            taken += 1
-            if taken == expected:
-                compact = candidate[: index + 1].replace(" ", "")
-                if iban_valid(compact):
-                    return offset, offset + index + 1
-                return None
-    return None
+    if " " not in candidate:
+        end = expected
+    else:
+        # the expected-th character that is not a space (single spaces only)
+        prefix = _IBAN_PREFIXES.get(expected)
+        matched = prefix.match(candidate) if prefix is not None else None
+        if matched is None:
+            return None
+        end = matched.end()
+    if end > len(candidate) or not iban_valid(candidate[:end].replace(" ", "")):
+        return None
+    return offset, offset + end
+
+
+# A prefix of exactly n alphanumerics with single spaces between, per IBAN length.
+_IBAN_PREFIXES: dict[int, re.Pattern[str]] = {
+    n: re.compile(r"[A-Za-z0-9](?: ?[A-Za-z0-9]){" + str(n - 1) + "}")
+    for n in set(IBAN_LENGTHS.values())
+}

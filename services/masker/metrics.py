@@ -27,3 +27,21 @@ LAST_EVENT = Gauge(
     "Receive time of the last batch masked for a site",
     ["site"],
 )
+DLQ = Counter(
+    "replaypipe_masker_dlq",
+    "Raw batches not published, a pointer sent to recordings.dlq instead, by reason",
+    ["reason"],
+)
+AGENT_UP = Gauge(
+    "replaypipe_masker_agent_up", "1 while the masking agent runs, 0 once it has stopped"
+)
+BATCH_RUNNING_SECONDS = Gauge(
+    "replaypipe_masker_batch_running_seconds",
+    "How long the batch being masked now has taken so far (0 between batches)",
+)
+PARTITION_STUCK = Gauge(
+    "replaypipe_masker_partition_stuck",
+    "1 while a recordings.raw partition has lag but its committed offset has not moved"
+    " for MASKER_STUCK_AFTER_S",
+    ["partition"],
+)

@@ -19,7 +19,9 @@ from typing import IO, Any
 
 import orjson
 
-from services.masker.rules import MaskPolicy, SessionMaskState, mask_batch
+from services.masker.batch import mask_batch
+from services.masker.policy import MaskPolicy
+from services.masker.state import SessionMaskState
 from services.shared.site_settings import SiteSettings, SiteSettingsError
 
 # Events are masked in chunks of this many (state carries across chunks, so

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from services.masker.rules import DEFAULT_SENSITIVE_NAMES
+from services.masker.sensitivity import DEFAULT_SENSITIVE_NAMES
 from services.shared.env import (
     SettingError,
     from_env,
@@ -60,15 +60,43 @@ class MaskerSettings:
         " whatever the site settings",
         shown_default="`card,cvv,cvc,iban,ssn,…` (`DEFAULT_SENSITIVE_NAMES` in the masker)",
     )
+    # A batch whose masking takes longer than this is not published: a DLQ
+    # pointer (reason over_budget) instead, and the partition moves on.
+    batch_budget_s: float = setting(
+        "MASKER_BATCH_BUDGET_S",
+        5.0,
+        "a batch whose masking takes longer goes to the DLQ (`over_budget`), never unmasked",
+    )
+    stuck_after_s: float = setting(
+        "MASKER_STUCK_AFTER_S",
+        120.0,
+        "a partition with lag and no commit this long fails `/readyz`;"
+        " a batch masking this long fails `/healthz`",
+    )
+    # Big batches are masked in a worker thread, so the ops endpoints and the
+    # consumer's heartbeats keep answering meanwhile.
+    thread_batch_bytes: int = setting(
+        "MASKER_THREAD_BATCH_BYTES",
+        262_144,
+        "batches at least this big are masked in a worker thread (probes keep answering)",
+    )
     log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
             raise SettingError(f"MASKER_COMPRESSION must be one of {COMPRESSIONS}")
-        for name in ("session_idle_timeout_s", "eviction_interval_s", "lag_interval_s"):
+        for name in (
+            "session_idle_timeout_s",
+            "eviction_interval_s",
+            "lag_interval_s",
+            "batch_budget_s",
+            "stuck_after_s",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingError(f"MASKER_{name.upper()} must be a positive number of seconds")
+        if self.thread_batch_bytes < 0:
+            raise SettingError("MASKER_THREAD_BATCH_BYTES must be 0 (always) or more bytes")
 
     @classmethod
     def from_env(cls) -> MaskerSettings:

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.error import HTTPError
 from urllib.request import urlopen
 
 import orjson
@@ -26,19 +27,25 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from services.dev.kafka_broker import LocalKafkaBroker
 from services.dev.rrweb_gen import generate_session
 from services.dev.stack import LocalStack
-from services.masker.app import mask_message
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope, RrwebEvent
 from services.shared.site_feed import publish_site_settings
-from services.shared.site_settings import SiteRegistry, SiteSettings
+from services.shared.site_settings import SiteSettings
 from tests.conftest import make_stack, start_broker
+from tests.unit.masker_pages import (
+    CITY_INPUT_ID,
+    HEADING_TEXT_ID,
+    PASSWORD_INPUT_ID,
+    START_MS,
+    envelope,
+    raw_with_custom_payload_nested,
+    small_page,
+    typed_values,
+    typing_batch,
+)
 
 pytestmark = pytest.mark.integration
 
-START_MS = 1_700_000_000_000
-HEADING_TEXT_ID = 5
-CITY_INPUT_ID = 6
-PASSWORD_INPUT_ID = 7
 
 
 @pytest.fixture(scope="module")
@@ -95,19 +102,6 @@ def masker_factory(
     yield make
     for masker in made:
         masker.stop()
-
-
-def envelope(site: str, session: str, seq: int, events: list[RrwebEvent]) -> BatchEnvelope:
-    """A raw batch as ingest would publish it."""
-    return BatchEnvelope(
-        site_id=site,
-        session_id=session,
-        window_id="w1",
-        visitor_id="v1",
-        seq=seq,
-        received_at_ms=START_MS + seq,
-        events=events,
-    )
 
 
 def produce(bootstrap: str, envelopes: list[BatchEnvelope]) -> None:
@@ -180,105 +174,6 @@ def consume_masked(
 
 def batch_ids(docs: list[dict[str, Any]]) -> set[tuple[str, int]]:
     return {(doc["session_id"], doc["seq"]) for doc in docs}
-
-
-def small_page(site: str, session: str) -> BatchEnvelope:
-    """A full snapshot of a page with a heading, a city input and a password input."""
-    tree = {
-        "type": 0,
-        "id": 1,
-        "childNodes": [
-            {
-                "type": 2,
-                "id": 2,
-                "tagName": "html",
-                "attributes": {},
-                "childNodes": [
-                    {
-                        "type": 2,
-                        "id": 3,
-                        "tagName": "body",
-                        "attributes": {},
-                        "childNodes": [
-                            {
-                                "type": 2,
-                                "id": 4,
-                                "tagName": "h1",
-                                "attributes": {},
-                                "childNodes": [
-                                    {"type": 3, "id": HEADING_TEXT_ID, "textContent": "Hello"}
-                                ],
-                            },
-                            {
-                                "type": 2,
-                                "id": CITY_INPUT_ID,
-                                "tagName": "input",
-                                "attributes": {"type": "text", "name": "city"},
-                                "childNodes": [],
-                            },
-                            {
-                                "type": 2,
-                                "id": PASSWORD_INPUT_ID,
-                                "tagName": "input",
-                                "attributes": {"type": "password", "name": "pw"},
-                                "childNodes": [],
-                            },
-                        ],
-                    }
-                ],
-            }
-        ],
-    }
-    return envelope(
-        site,
-        session,
-        0,
-        [
-            {"type": 4, "timestamp": START_MS, "data": {"href": "https://shop.example/"}},
-            {"type": 2, "timestamp": START_MS + 1, "data": {"node": tree, "initialOffset": {}}},
-        ],
-    )
-
-
-def typing_batch(site: str, session: str, seq: int, city: str, password: str) -> BatchEnvelope:
-    """Inputs into the city and password fields, and a new heading text."""
-    t = START_MS + 1000 * seq
-    return envelope(
-        site,
-        session,
-        seq,
-        [
-            {"type": 3, "timestamp": t, "data": {"source": 5, "id": CITY_INPUT_ID, "text": city}},
-            {
-                "type": 3,
-                "timestamp": t + 1,
-                "data": {"source": 5, "id": PASSWORD_INPUT_ID, "text": password},
-            },
-            {
-                "type": 3,
-                "timestamp": t + 2,
-                "data": {
-                    "source": 0,
-                    "texts": [{"id": HEADING_TEXT_ID, "value": "Welcome"}],
-                    "attributes": [],
-                    "removes": [],
-                    "adds": [],
-                },
-            },
-        ],
-    )
-
-
-def typed_values(doc: dict[str, Any]) -> dict[Any, Any]:
-    """Node id → the text the masked batch carries for it (inputs and text mutations)."""
-    values: dict[Any, Any] = {}
-    for event in doc["events"]:
-        data = event.get("data", {})
-        if data.get("source") == 5:
-            values[data["id"]] = data["text"]
-        elif data.get("source") == 0:
-            values.update({t["id"]: t["value"] for t in data["texts"]})
-    return values
 
 
 def changelog_reader(bootstrap: str, app_id: str) -> AIOKafkaConsumer:
@@ -378,24 +273,6 @@ def test_batch_of_a_session_without_state_is_masked_conservatively(
     assert values[CITY_INPUT_ID] == "******"
     assert values[HEADING_TEXT_ID] == "*******"
     assert not any(b"hunter2-secret" in value or b"Prague" in value for value in raw)
-
-
-def test_replayed_batch_older_than_the_stored_state_is_masked_from_empty_state() -> None:
-    registry = SiteRegistry([SiteSettings(site_id="replay", record_inputs=True)])
-    snapshot = mask_message(
-        small_page("replay", "s1").to_json(), None, registry, partition=0, offset=10
-    )
-    typing = typing_batch("replay", "s1", 1, "Prague", "pw").to_json()
-
-    fresh = mask_message(typing, snapshot.state, registry, partition=0, offset=11)
-    # Offset 9 is before the batch that built the stored state: a replay after a crash.
-    replayed = mask_message(typing, snapshot.state, registry, partition=0, offset=9)
-
-    assert fresh.value is not None and replayed.value is not None
-    assert typed_values(orjson.loads(fresh.value))[HEADING_TEXT_ID] == "Welcome"
-    assert typed_values(orjson.loads(replayed.value))[HEADING_TEXT_ID] == "*******"
-    assert typed_values(orjson.loads(replayed.value))[CITY_INPUT_ID] == "******"
-    assert replayed.state is None  # the stored (newer) state is kept
 
 
 # --- live settings -------------------------------------------------------------------
@@ -544,3 +421,143 @@ def test_sigkill_mid_stream_loses_no_event_and_leaks_no_secret(
         and any(secret in value for secret in secrets[doc_session])
     ]
     assert not leaks, f"secrets leaked in {len(leaks)} masked batches"
+
+
+# --- batches the masker cannot mask ----------------------------------------------------
+
+
+def produce_raw(bootstrap: str, records: list[tuple[bytes, bytes]]) -> None:
+    """Publish (key, value) records to ``recordings.raw`` as they are, in order."""
+
+    async def run() -> None:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, acks="all", max_request_size=10 << 20
+        )
+        await producer.start()
+        try:
+            for key, value in records:
+                await producer.send_and_wait(topics.RAW, value, key=key)
+        finally:
+            await producer.stop()
+
+    asyncio.run(run())
+
+
+def consume_dlq(
+    bootstrap: str, key: bytes, count: int, timeout: float = 60.0
+) -> list[tuple[dict[str, bytes], bytes]]:
+    """The first ``count`` ``recordings.dlq`` records with ``key``: (headers, value)."""
+
+    async def run() -> list[tuple[dict[str, bytes], bytes]]:
+        consumer = AIOKafkaConsumer(
+            topics.DLQ, bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest"
+        )
+        await consumer.start()
+        found: list[tuple[dict[str, bytes], bytes]] = []
+        deadline = time.monotonic() + timeout
+        try:
+            while len(found) < count:
+                assert time.monotonic() < deadline, f"{len(found)}/{count} DLQ records for {key!r}"
+                for records in (await consumer.getmany(timeout_ms=500)).values():
+                    found.extend(
+                        (dict(record.headers), record.value or b"")
+                        for record in records
+                        if record.key == key
+                    )
+        finally:
+            await consumer.stop()
+        return found[:count]
+
+    return asyncio.run(run())
+
+
+def probe(masker: Masker, path: str) -> int:
+    """HTTP status of one of the masker's ops endpoints."""
+    try:
+        with urlopen(f"http://127.0.0.1:{masker.stack.masker_port}{path}", timeout=5) as reply:
+            return int(reply.status)
+    except HTTPError as exc:
+        return exc.code
+
+
+def test_a_batch_nested_too_deep_goes_to_the_dlq_and_its_partition_moves_on(
+    broker: LocalKafkaBroker, masker_factory: Callable[..., Masker]
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    masker = masker_factory("deep", {"MASKER_LAG_INTERVAL_S": "1"})
+    masker.start()
+    key = topics.session_key("deepsite", "s1")
+    deep = raw_with_custom_payload_nested(300, site="deepsite", session="s1")
+    after = typing_batch("deepsite", "s1", 1, "Prague", "hunter2-secret").to_json()
+
+    produce_raw(bootstrap, [(key, deep), (key, after)])
+    docs, _ = consume_masked(bootstrap, "deepsite", lambda docs: len(docs) >= 1)
+    [(headers, pointer)] = consume_dlq(bootstrap, key, 1)
+
+    assert [doc["seq"] for doc in docs] == [1]  # the batch after the poison one is masked
+    assert headers["reason"] == b"too_deep" and headers["stage"] == b"masker"
+    assert orjson.loads(pointer)["reason"] == "too_deep"
+    assert b"[[[" not in pointer
+    assert masker.metric('replaypipe_masker_dlq_total{reason="too_deep"}') == 1
+    partition = orjson.loads(pointer)["partition"]
+    poll(
+        lambda: masker.metric(f'replaypipe_masker_consumer_lag{{partition="{partition}"}}') == 0,
+        "the partition's committed offset to pass the poison batch",
+    )
+    assert probe(masker, "/readyz") == 200 and probe(masker, "/healthz") == 200
+    started = time.monotonic()
+    masker.stop()
+    assert time.monotonic() - started < 25
+    assert masker.stack.processes["masker"].returncode == 0
+
+
+def test_a_batch_over_its_time_budget_goes_to_the_dlq_and_nothing_of_it_is_published(
+    broker: LocalKafkaBroker, masker_factory: Callable[..., Masker]
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    # A budget no batch can meet: every batch is over it.
+    masker = masker_factory("budget", {"MASKER_BATCH_BUDGET_S": "0.000001"})
+    masker.start()
+    key = topics.session_key("budgetsite", "s1")
+
+    produce(bootstrap, [typing_batch("budgetsite", "s1", 1, "Prague", "hunter2-secret")])
+    [(headers, pointer)] = consume_dlq(bootstrap, key, 1)
+
+    assert headers["reason"] == b"over_budget"
+    assert b"hunter2" not in pointer and b"Prague" not in pointer
+    assert masker.metric('replaypipe_masker_dlq_total{reason="over_budget"}') >= 1
+    assert probe(masker, "/readyz") == 200  # the batch is over; the worker is fine
+
+
+def test_healthz_answers_while_a_big_batch_is_being_masked(
+    broker: LocalKafkaBroker, masker_factory: Callable[..., Masker]
+) -> None:
+    bootstrap = broker.bootstrap_servers
+    masker = masker_factory("bigbatch", {"MASKER_BATCH_BUDGET_S": "120"})
+    masker.start()
+    # ~4 MB of the card detector's slowest text: seconds of masking.
+    slow_text = "4111 " * 20_000
+    events: list[RrwebEvent] = [
+        {"type": 5, "timestamp": START_MS + i, "data": {"tag": "log", "payload": slow_text}}
+        for i in range(40)
+    ]
+    big = envelope("bigsite", "s1", 0, events)
+
+    produce(bootstrap, [big])
+    answered: list[float] = []
+    busy_seen = False
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        started = time.monotonic()
+        assert probe(masker, "/healthz") == 200
+        answered.append(time.monotonic() - started)
+        busy_seen = busy_seen or masker.metric("replaypipe_masker_batch_running_seconds") > 0
+        # The module's earlier tests left batches on the topic too: wait for this one.
+        if masker.metric('replaypipe_masker_last_event_timestamp_seconds{site="bigsite"}') > 0:
+            break
+        time.sleep(0.2)
+    docs, _ = consume_masked(bootstrap, "bigsite", lambda docs: len(docs) >= 1)
+
+    assert busy_seen, "the probe never ran while the batch was being masked"
+    assert max(answered) < 2.0
+    assert docs[0]["events"][0]["data"]["payload"] == slow_text  # no card in it: kept

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from services.ingest.batch import parse_batch
-from services.masker.app import mask_message
+from services.masker.message import mask_message
 from services.masker.rules import MaskResult, SessionMaskState, mask_batch
 from services.shared.site_settings import SiteRegistry
 from tests.unit.strategies_rrweb import Scenario, scenarios

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.masker.app import mask_message
+from services.masker.message import mask_message
 from services.masker.settings import MaskerSettings
 from services.shared.envelope import BatchEnvelope
 from services.shared.site_settings import SiteRegistry, SiteSettings
@@ -71,7 +71,7 @@ def test_a_configured_sensitive_name_masks_the_field_even_when_inputs_are_record
 def test_dlq_record_for_an_unreadable_raw_message_points_at_it_without_its_content() -> None:
     import orjson
 
-    from services.masker.app import dlq_pointer
+    from services.masker.message import dlq_pointer
 
     value = dlq_pointer("recordings.raw", 2, 41, "value is not JSON")
 

@@ -1,0 +1,660 @@
+"""The batch walk: one pass over a batch of a session's rrweb events, masking
+each in place by the site's policy and the session's node bits.
+
+How it works, in one paragraph: every node the masker sees (full snapshot,
+mutation adds) gets its bits (:mod:`services.masker.sensitivity`) from its own
+marks, the site's selectors (:class:`~services.masker.policy.MaskPolicy`) and
+its parent. Bits are stored per node id in a :class:`SessionNodeIndex` (runs of
+consecutive ids), which is all the per-session state besides consent
+(:class:`~services.masker.state.SessionMaskState`). Later events that carry
+only a node id (inputs, text/attribute mutations) are masked by looking the id
+up; an id the masker never saw is masked conservatively. docs/masking.md
+describes the rules for users.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from services.masker.detectors import mask_text
+from services.masker.node_index import SessionNodeIndex
+from services.masker.policy import MaskPolicy
+from services.masker.rrweb import (
+    CONSENT_EVENT_TAG,
+    CONSOLE_PLUGIN,
+    EVENT_CUSTOM,
+    EVENT_DOM_CONTENT_LOADED,
+    EVENT_FULL_SNAPSHOT,
+    EVENT_INCREMENTAL,
+    EVENT_LOAD,
+    EVENT_META,
+    EVENT_PLUGIN,
+    FORM_FIELD_TAGS,
+    NODE_CDATA,
+    NODE_COMMENT,
+    NODE_DOCUMENT,
+    NODE_ELEMENT,
+    NODE_TEXT,
+    PASS_THROUGH_SOURCES,
+    PLACEHOLDER_ATTRIBUTES,
+    SCRIPT_PLACEHOLDER,
+    SEQUENTIAL_ID_PLUGIN,
+    SOURCE_CANVAS,
+    SOURCE_INPUT,
+    SOURCE_LOG,
+    SOURCE_MUTATION,
+    STRUCTURAL_KEYS,
+    TEXT_ATTRIBUTES,
+    UNTOUCHED_ATTRIBUTES,
+    URL_ATTRIBUTES,
+)
+from services.masker.sensitivity import (
+    F_BLOCK,
+    F_CSS_TEXT,
+    F_IGNORE,
+    F_INPUT_TEXT,
+    F_MASK,
+    F_MASK_INPUT,
+    F_SCRIPT_ELEMENT,
+    F_SCRIPT_TEXT,
+    F_STYLE_ELEMENT,
+    FLAG_BITS,
+    NOT_INHERITED,
+    UNKNOWN_NODE,
+)
+from services.masker.state import (
+    CONSENT_GRANTED,
+    CONSENT_NOT_REQUIRED,
+    CONSENT_WITHDRAWN,
+    MAX_NODE_RUNS,
+    SessionMaskState,
+)
+from services.shared.envelope import RrwebEvent
+from services.shared.site_settings import SiteSettings
+
+
+@dataclass(slots=True)
+class MaskResult:
+    """Masked events plus counts of what each rule masked (for metrics).
+
+    ``consent_state`` is the session's consent after the batch (``not_required``
+    for sites with consent mode ``none``); ``dropped`` counts input events that
+    were not published (consent, blocked or ignored targets, masked canvases).
+    """
+
+    events: list[RrwebEvent]
+    counts: Counter[str] = field(default_factory=Counter)
+    consent_state: str = CONSENT_NOT_REQUIRED
+    dropped: int = 0
+
+
+
+# Inside one event, the clock is read once per this many DOM nodes or JSON containers.
+BUDGET_CHECK_EVERY = 4096
+
+
+class BatchOverBudget(Exception):
+    """Masking a batch took longer than its time budget; none of it may be published."""
+
+    def __init__(self, budget_s: float) -> None:
+        super().__init__(f"masking took longer than the {budget_s:g} s budget")
+        self.budget_s = budget_s
+
+
+def mask_batch(
+    events: list[RrwebEvent],
+    state: SessionMaskState,
+    site: SiteSettings,
+    consent: bool | None = None,
+    *,
+    sensitive_names: Sequence[str] | None = None,
+    budget_s: float | None = None,
+) -> MaskResult:
+    """Mask one batch of a session's events in order, updating ``state`` in place.
+
+    ``consent`` is the envelope's consent signal. It applies from the start of
+    the batch, unless the batch itself carries ``replaypipe.consent`` custom
+    events: those switch consent at their position and the envelope value
+    applies after the batch. ``sensitive_names`` overrides
+    :data:`DEFAULT_SENSITIVE_NAMES`. Events are mutated in place; the returned
+    list holds the kept events, in order.
+
+    ``budget_s`` bounds the time the walk may take: past it (checked between
+    events and every :data:`BUDGET_CHECK_EVERY` nodes or containers inside one) it
+    raises :class:`BatchOverBudget`, leaving the events half masked, so the
+    caller must publish none of them. ``state`` may be half updated too.
+    """
+    policy = MaskPolicy.from_site(site, sensitive_names)
+    deadline = None if budget_s is None else time.perf_counter() + budget_s
+    return _BatchMasker(policy, state, deadline, budget_s or 0.0).run(events, consent)
+
+
+class _BatchMasker:
+    """One batch's masking pass: the policy, the session state and the counters."""
+
+    __slots__ = (
+        "budget_s", "consent_mask", "counts", "deadline", "dropped", "index", "policy",
+        "scrubber", "state",
+    )
+
+    def __init__(
+        self,
+        policy: MaskPolicy,
+        state: SessionMaskState,
+        deadline: float | None = None,
+        budget_s: float = 0.0,
+    ) -> None:
+        self.deadline = deadline
+        self.budget_s = budget_s
+        self.policy = policy
+        self.state = state
+        self.index = state.nodes
+        self.scrubber = policy.scrubber
+        self.counts: Counter[str] = Counter()
+        self.dropped = 0
+        self.consent_mask = False  # mask_until_consent, before consent
+        if state.selector_key != policy.selector_key:
+            # Bits above FLAG_BITS index the old selector list: drop them. Marks
+            # already set stay (never unmask).
+            if len(self.index):
+                self.index.map_values(FLAG_BITS)
+            state.selector_key = policy.selector_key
+
+    # --- batch and consent -------------------------------------------------------
+
+    def run(self, events: list[RrwebEvent], consent: bool | None) -> MaskResult:
+        mode = self.policy.consent_mode
+        state = self.state
+        if mode == "none":
+            out = []
+            for event in events:
+                self._check_budget()
+                if self._mask_event(event):
+                    out.append(event)
+            return self._result(out, CONSENT_NOT_REQUIRED)
+        in_stream = any(_consent_signal(e) is not None for e in events)
+        if consent is not None and not in_stream:
+            state.consent = CONSENT_GRANTED if consent else CONSENT_WITHDRAWN
+        out = []
+        for event in events:
+            self._check_budget()
+            signal = _consent_signal(event)
+            if signal is not None:
+                state.consent = CONSENT_GRANTED if signal else CONSENT_WITHDRAWN
+                self.consent_mask = False
+                self._scrub_leaves(event.get("data"))
+                out.append(event)
+                continue
+            before_consent = state.consent != CONSENT_GRANTED
+            if mode == "required" and before_consent:
+                # Nothing is kept, but snapshots and mutations still feed the node
+                # index so masking is right once consent arrives.
+                if _feeds_node_index(event):
+                    self._mask_event(event)
+                self.dropped += 1
+                self.counts["consent_drop"] += 1
+                continue
+            self.consent_mask = mode == "mask_until_consent" and before_consent
+            if self._mask_event(event):
+                out.append(event)
+        if consent is not None and in_stream:
+            state.consent = CONSENT_GRANTED if consent else CONSENT_WITHDRAWN
+        return self._result(out, state.consent)
+
+    def _result(self, out: list[RrwebEvent], consent_state: str) -> MaskResult:
+        trimmed = self.index.trim(MAX_NODE_RUNS)
+        if trimmed:
+            self.counts["state_trimmed"] += trimmed
+        return MaskResult(out, self.counts, consent_state, self.dropped)
+
+    def _check_budget(self) -> None:
+        if self.deadline is not None and time.perf_counter() > self.deadline:
+            raise BatchOverBudget(self.budget_s)
+
+    def _drop(self, reason: str) -> bool:
+        self.dropped += 1
+        self.counts[reason] += 1
+        return False
+
+    # --- events ------------------------------------------------------------------
+
+    def _mask_event(self, event: Any) -> bool:
+        """Mask one event in place; False if it must not be published."""
+        if not isinstance(event, dict):
+            return self._drop("malformed_event")
+        data = event.get("data")
+        etype = event.get("type")
+        if etype == EVENT_INCREMENTAL and isinstance(data, dict):
+            source = data.get("source")
+            if source in PASS_THROUGH_SOURCES:
+                return True
+            if source == SOURCE_MUTATION:
+                self._mask_mutation(data)
+                return True
+            if source == SOURCE_INPUT:
+                return self._mask_input(data)
+            if source == SOURCE_LOG:
+                self._scrub_leaves(data)
+                return True
+            if source == SOURCE_CANVAS:
+                return self._mask_canvas(data)
+        elif etype == EVENT_FULL_SNAPSHOT and isinstance(data, dict):
+            node = data.get("node")
+            if isinstance(node, dict):
+                # rrweb keeps a node's id across the full snapshots of one page (a
+                # checkout) and starts again at 1 on a new page, so only the mark that
+                # can be lost without a trace is carried over: a sensitive input (a
+                # password shown as text by now) stays masked at the same id.
+                # On a new page this may over-mask an input at the same id, never leak.
+                previous = self.index.take()
+                self._mask_tree(node, 0, sticky=False, previous=previous)
+                return True
+        elif etype == EVENT_META and isinstance(data, dict):
+            href = data.get("href")
+            if isinstance(href, str):
+                data["href"] = self.scrubber.scrub_url(href, self.counts)
+            return True
+        elif etype == EVENT_CUSTOM and isinstance(data, dict):
+            self._scrub_leaves(data)
+            return True
+        elif etype == EVENT_PLUGIN and isinstance(data, dict):
+            plugin = data.get("plugin")
+            if plugin in (CONSOLE_PLUGIN, SEQUENTIAL_ID_PLUGIN):
+                self._scrub_leaves(data)
+            else:
+                # network and other plugins carry bodies, headers, URLs: mask them
+                self.counts["unknown_event"] += 1
+                self._mask_leaves(data)
+            return True
+        elif etype in (EVENT_DOM_CONTENT_LOADED, EVENT_LOAD) and (data is None or data == {}):
+            return True
+        # An event shape this masker does not know: keep it, text masked.
+        self.counts["unknown_event"] += 1
+        self._mask_leaves(data)
+        return True
+
+    def _mask_input(self, data: dict[str, Any]) -> bool:
+        value = self.index.get(data.get("id"))
+        if value is not None:
+            if value & F_BLOCK:
+                return self._drop("block")
+            if value & F_IGNORE:
+                return self._drop("ignore")
+        text = data.get("text")
+        if isinstance(text, str):
+            reason = self._input_mask_reason(value)
+            if reason is not None:
+                data["text"] = mask_text(text)
+                self.counts[reason] += 1
+            else:
+                data["text"] = self.scrubber.scrub(text, self.counts)
+        return True
+
+    def _mask_canvas(self, data: dict[str, Any]) -> bool:
+        value = self.index.get(data.get("id"))
+        if value is not None and value & F_BLOCK:
+            return self._drop("block")
+        if value is None or value & F_MASK or self.consent_mask:
+            # drawn pixels of a masked canvas are content: not kept
+            return self._drop("mask")
+        # Text drawn in the clear is visible text: PII-scanned like any other.
+        stack: list[Any] = [data]
+        ticks = 0  # nodes since the clock was last read
+        while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
+            current = stack.pop()
+            if isinstance(current, dict):
+                if current.get("property") in ("fillText", "strokeText"):
+                    args = current.get("args")
+                    if isinstance(args, list) and args and isinstance(args[0], str):
+                        args[0] = self.scrubber.scrub(args[0], self.counts)
+                stack.extend(v for v in current.values() if isinstance(v, dict | list))
+            elif isinstance(current, list):
+                stack.extend(v for v in current if isinstance(v, dict | list))
+        return True
+
+    def _mask_mutation(self, data: dict[str, Any]) -> None:
+        index = self.index
+        changes = data.get("attributes")
+        if isinstance(changes, list) and changes:
+            # Marks first, so nodes added in this mutation under a newly marked
+            # element inherit them.
+            self._apply_change_marks(changes)
+
+        removes = data.get("removes")
+        if isinstance(removes, list) and removes:
+            # Node ids are never reused by rrweb, so removed nodes stay in the
+            # index (forgetting them would fragment the runs and grow the state).
+            kept = []
+            for remove in removes:
+                parent = index.get(remove.get("parentId")) if isinstance(remove, dict) else None
+                if parent is not None and parent & F_BLOCK:
+                    self.counts["block"] += 1
+                else:
+                    kept.append(remove)
+            if len(kept) != len(removes):
+                data["removes"] = kept
+
+        adds = data.get("adds")
+        if isinstance(adds, list) and adds:
+            kept = []
+            for add in adds:
+                node = add.get("node") if isinstance(add, dict) else None
+                if not isinstance(node, dict):
+                    continue
+                parent = index.get(add.get("parentId"))
+                if parent is None:
+                    self.counts["unknown_node"] += 1
+                    parent = UNKNOWN_NODE
+                if parent & F_BLOCK:
+                    self.counts["block"] += 1
+                    self._mask_tree(node, parent, sticky=True)  # only remembers the ids
+                    continue
+                self._mask_tree(node, parent, sticky=True)
+                kept.append(add)
+            if len(kept) != len(adds):
+                data["adds"] = kept
+
+        if isinstance(changes, list) and changes:
+            self._apply_change_marks(changes)  # again: for nodes added just now
+            kept = []
+            for change in changes:
+                if not isinstance(change, dict):
+                    continue
+                value = self._bits_unless_blocked(change.get("id"))
+                if value is None:
+                    continue
+                attrs = change.get("attributes")
+                if isinstance(attrs, dict):
+                    self._mask_attributes(attrs, value)
+                kept.append(change)
+            if len(kept) != len(changes):
+                data["attributes"] = kept
+
+        texts = data.get("texts")
+        if isinstance(texts, list) and texts:
+            kept = []
+            for text_change in texts:
+                if not isinstance(text_change, dict):
+                    continue
+                value = self._bits_unless_blocked(text_change.get("id"))
+                if value is None:
+                    continue
+                text = text_change.get("value")
+                if isinstance(text, str) and text:
+                    text_change["value"] = self._mask_text_content(text, value)
+                kept.append(text_change)
+            if len(kept) != len(texts):
+                data["texts"] = kept
+
+    def _bits_unless_blocked(self, node_id: Any) -> int | None:
+        """The node's bits for a mutation entry; None (entry dropped) inside a blocked element.
+
+        A node the state does not know is treated as masked, never passed through.
+        """
+        value = self.index.get(node_id)
+        if value is None:
+            self.counts["unknown_node"] += 1
+            return UNKNOWN_NODE
+        if value & F_BLOCK:
+            self.counts["block"] += 1
+            return None
+        return int(value)
+
+    def _apply_change_marks(self, changes: list[Any]) -> None:
+        index = self.index
+        policy = self.policy
+        for change in changes:
+            if not isinstance(change, dict):
+                continue
+            node_id = change.get("id")
+            attrs = change.get("attributes")
+            value = index.get(node_id)
+            if value is None or not isinstance(attrs, dict) or not isinstance(node_id, int):
+                continue
+            marks = policy.change_marks(attrs, value)
+            if marks & ~value:
+                index.set(node_id, value | marks)
+
+    # --- nodes ---------------------------------------------------------------------
+
+    def _mask_tree(
+        self,
+        root: dict[str, Any],
+        parent_value: int,
+        *,
+        sticky: bool,
+        previous: SessionNodeIndex | None = None,
+    ) -> None:
+        """Mask a serialised subtree in place and record its nodes' bits.
+
+        ``sticky``: union with bits already known for the same id (rrweb re-adds a
+        moved node under its old id; a field that was a password stays masked).
+        ``previous``: the index before a new full snapshot; a form field at an id
+        that was a sensitive input there stays one.
+        """
+        index = self.index
+        policy = self.policy
+        stack: list[tuple[dict[str, Any], int]] = [(root, parent_value)]
+        ticks = 0  # nodes since the clock was last read
+        while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
+            node, parent = stack.pop()
+            node_id = node.get("id")
+            node_type = node.get("type")
+            children = node.get("childNodes")
+            if parent & F_BLOCK:
+                # inside a blocked element: the node is gone from the output, only
+                # its id is remembered so later events on it are dropped
+                value = parent & ~NOT_INHERITED
+            elif node_type == NODE_ELEMENT:
+                tag = node.get("tagName")
+                tag = tag.lower() if isinstance(tag, str) else ""
+                attrs = node.get("attributes")
+                if not isinstance(attrs, dict):
+                    attrs = {}
+                value = policy.element_value(tag, attrs, parent)
+                if (
+                    previous is not None
+                    and (tag in FORM_FIELD_TAGS or value & F_INPUT_TEXT)
+                    and (previous.get(node_id) or 0) & F_MASK_INPUT
+                ):
+                    value |= F_MASK_INPUT
+                if sticky:
+                    old = index.get(node_id)
+                    if old is not None:
+                        value |= old & FLAG_BITS
+                if value & F_BLOCK:
+                    self.counts["block"] += 1
+                    node["attributes"] = {
+                        k: attrs[k] for k in PLACEHOLDER_ATTRIBUTES if k in attrs
+                    }
+                    node["childNodes"] = []
+                elif attrs:
+                    self._mask_attributes(attrs, value)
+            elif node_type in (NODE_TEXT, NODE_CDATA, NODE_COMMENT):
+                value = parent & ~NOT_INHERITED
+                if parent & F_STYLE_ELEMENT or node.get("isStyle") is True:
+                    value |= F_CSS_TEXT
+                elif parent & F_SCRIPT_ELEMENT:
+                    value |= F_SCRIPT_TEXT
+                text = node.get("textContent")
+                if isinstance(text, str) and text:
+                    node["textContent"] = self._mask_text_content(text, value)
+            else:
+                value = parent & ~NOT_INHERITED
+                if node_type != NODE_DOCUMENT and node_type != 1:
+                    # unknown node type: hide its strings, keep its structure
+                    self.counts["unknown_node_type"] += 1
+                    for key, item in node.items():
+                        if isinstance(item, str) and key not in STRUCTURAL_KEYS:
+                            node[key] = mask_text(item)
+            if isinstance(node_id, int):
+                index.set(node_id, value)
+            if isinstance(children, list) and children:
+                # reversed: pop in document order, so ids arrive ascending and
+                # the index appends instead of inserting
+                for child in reversed(children):
+                    if isinstance(child, dict):
+                        stack.append((child, value))
+
+    def _text_masked_reason(self, value: int) -> str | None:
+        if self.consent_mask:
+            return "consent"
+        if value & F_MASK:
+            return "mask"
+        return None
+
+    def _input_mask_reason(self, value: int | None) -> str | None:
+        """Why an input value on a node with these bits is masked; None to keep it."""
+        if value is None:
+            return "unknown_node"
+        if self.consent_mask:
+            return "consent"
+        if value & F_MASK:
+            return "mask"
+        if value & F_MASK_INPUT:
+            return "sensitive_field"
+        if value & F_IGNORE:
+            return "ignore"
+        if not self.policy.record_inputs:
+            return "input"
+        return None
+
+    def _mask_text_content(self, text: str, value: int) -> str:
+        if value & F_CSS_TEXT:
+            return text  # stylesheets stay intact: the replay needs them
+        if value & F_SCRIPT_TEXT:
+            if text == SCRIPT_PLACEHOLDER:
+                return text
+            # never executed by the replayer; inline JSON state can hold anything
+            self.counts["script"] += 1
+            return mask_text(text)
+        reason = self._text_masked_reason(value)
+        if reason is None and value & F_INPUT_TEXT:
+            reason = self._input_mask_reason(value)
+        if reason is not None:
+            self.counts[reason] += 1
+            return mask_text(text)
+        return self.scrubber.scrub(text, self.counts)
+
+    def _mask_attributes(self, attrs: dict[str, Any], value: int) -> None:
+        scrubber = self.scrubber
+        counts = self.counts
+        text_reason: str | None = None
+        text_reason_known = False
+        for name, item in attrs.items():
+            if not isinstance(item, str) or not item:
+                continue
+            if name == "value":
+                reason = self._input_mask_reason(value)
+                if reason is not None:
+                    attrs[name] = mask_text(item)
+                    counts[reason] += 1
+                else:
+                    attrs[name] = scrubber.scrub(item, counts)
+            elif name in UNTOUCHED_ATTRIBUTES or name.startswith("rr_"):
+                continue
+            elif name in URL_ATTRIBUTES:
+                attrs[name] = scrubber.scrub_url(item, counts)
+            elif name in TEXT_ATTRIBUTES or name.startswith(("data-", "aria-")):
+                if not text_reason_known:
+                    text_reason = self._text_masked_reason(value)
+                    text_reason_known = True
+                reason = text_reason
+                if reason is None and name == "placeholder" and value & F_MASK_INPUT:
+                    reason = "sensitive_field"
+                if reason is not None:
+                    attrs[name] = mask_text(item)
+                    counts[reason] += 1
+                else:
+                    attrs[name] = scrubber.scrub(item, counts)
+            else:
+                attrs[name] = scrubber.scrub(item, counts)
+
+    # --- free-form payloads ----------------------------------------------------------
+
+    def _scrub_leaves(self, container: Any) -> None:
+        """PII-scan every string leaf (custom events, console logs)."""
+        scrubber = self.scrubber
+        counts = self.counts
+        stack = [container]
+        ticks = 0  # nodes since the clock was last read
+        while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
+            current = stack.pop()
+            if isinstance(current, dict):
+                for key, item in current.items():
+                    if isinstance(item, str):
+                        current[key] = scrubber.scrub(item, counts)
+                    elif isinstance(item, dict | list):
+                        stack.append(item)
+            elif isinstance(current, list):
+                for pos, item in enumerate(current):
+                    if isinstance(item, str):
+                        current[pos] = scrubber.scrub(item, counts)
+                    elif isinstance(item, dict | list):
+                        stack.append(item)
+
+    def _mask_leaves(self, container: Any) -> None:
+        """Mask every string leaf except structural keys (unknown event shapes)."""
+        stack = [container]
+        ticks = 0  # nodes since the clock was last read
+        while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
+            current = stack.pop()
+            if isinstance(current, dict):
+                for key, item in current.items():
+                    if isinstance(item, str):
+                        if key not in STRUCTURAL_KEYS:
+                            current[key] = mask_text(item)
+                    elif isinstance(item, dict | list):
+                        stack.append(item)
+            elif isinstance(current, list):
+                for pos, item in enumerate(current):
+                    if isinstance(item, str):
+                        current[pos] = mask_text(item)
+                    elif isinstance(item, dict | list):
+                        stack.append(item)
+
+
+def _feeds_node_index(event: RrwebEvent) -> bool:
+    etype = event.get("type")
+    if etype == EVENT_FULL_SNAPSHOT:
+        return True
+    data = event.get("data")
+    return (
+        etype == EVENT_INCREMENTAL
+        and isinstance(data, dict)
+        and data.get("source") == SOURCE_MUTATION
+    )
+
+
+def _consent_signal(event: Any) -> bool | None:
+    """``granted`` of a ``replaypipe.consent`` custom event, None for other events.
+
+    Anything but ``granted: true`` counts as a refusal: when unsure, mask.
+    """
+    if not isinstance(event, dict) or event.get("type") != EVENT_CUSTOM:
+        return None
+    data = event.get("data")
+    if not isinstance(data, dict) or data.get("tag") != CONSENT_EVENT_TAG:
+        return None
+    payload = data.get("payload")
+    return isinstance(payload, dict) and payload.get("granted") is True

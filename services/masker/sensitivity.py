@@ -1,0 +1,119 @@
+"""What counts as sensitive: field names, autocomplete tokens, and the node bits
+(marks) that say how a node is masked.
+
+Every node the masker sees gets a small integer of bits (blocked, text-masked,
+sensitive input, input-ignored, form text, CSS/script text), inherited from its
+parent; the bits above ``CONTEXT_SHIFT`` record which descendant-selector
+prefixes its ancestors matched (see :mod:`services.masker.policy`).
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Final
+
+# Fields whose name or id contains one of these are always masked. Names of 4+
+# characters match as substrings of the name with separators removed
+# ("credit-card-number" contains "card"); shorter ones must be a whole word
+# ("cvv2", "user_ssn") so that "pin" does not match "shipping".
+DEFAULT_SENSITIVE_NAMES: Final[tuple[str, ...]] = (
+    "card",
+    "ccnum",
+    "cvv",
+    "cvc",
+    "csc",
+    "cvn",
+    "iban",
+    "ssn",
+    "password",
+    "passwd",
+    "pwd",
+    "secret",
+    "token",
+    "otp",
+    "pin",
+    "securitycode",
+    "accountnumber",
+    "routing",
+    "taxid",
+)
+SENSITIVE_AUTOCOMPLETE: Final = frozenset({"one-time-code", "current-password", "new-password"})
+# autocomplete tokens starting with "cc-" (cc-number, cc-csc, cc-exp*, cc-name, ...)
+SENSITIVE_AUTOCOMPLETE_PREFIX = "cc-"
+
+# --- node bits -----------------------------------------------------------------
+
+F_BLOCK: Final = 1 << 0  # blocked subtree: nothing inside is kept
+F_MASK: Final = 1 << 1  # text, text attributes and input values masked
+F_MASK_INPUT: Final = 1 << 2  # input values masked (sensitive field or inside one)
+F_IGNORE: Final = 1 << 3  # input events dropped, values masked
+F_INPUT_TEXT: Final = 1 << 4  # text that is form content (textarea, select, contenteditable)
+F_STYLE_ELEMENT: Final = 1 << 5
+F_SCRIPT_ELEMENT: Final = 1 << 6
+F_CSS_TEXT: Final = 1 << 7
+F_SCRIPT_TEXT: Final = 1 << 8
+NOT_INHERITED: Final = F_STYLE_ELEMENT | F_SCRIPT_ELEMENT | F_CSS_TEXT | F_SCRIPT_TEXT
+CONTEXT_SHIFT: Final = 10
+FLAG_BITS: Final = (1 << CONTEXT_SHIFT) - 1
+# Keeps stored ints JSON-safe (< 2**53): selectors beyond this ignore their ancestors.
+MAX_CONTEXT_BITS: Final = 40
+# A node the masker never saw: mask its text and values, but do not drop it.
+UNKNOWN_NODE: Final = F_MASK | F_MASK_INPUT
+
+_CAMEL_WORDS = re.compile(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|\d+")
+# Separators dropped before a long name is looked for inside a field name.
+NON_ALNUM = re.compile(r"[^a-z0-9]+")
+
+
+# Field names and ids longer than this are checked without the cache: a page (or
+# a hostile client) with huge distinct names must not fill memory with them.
+MAX_CACHED_NAME_CHARS: Final = 256
+
+
+def name_is_sensitive(
+    value: str, long_names: tuple[str, ...], short_names: frozenset[str]
+) -> bool:
+    """True if a field name/id contains a long name or has a short one as a whole word.
+
+    ``long_names``/``short_names`` are already lower-cased without separators.
+    """
+    if len(value) <= MAX_CACHED_NAME_CHARS:
+        return _cached_name_is_sensitive(value, long_names, short_names)
+    return _name_is_sensitive(value, long_names, short_names)
+
+
+def _name_is_sensitive(
+    value: str, long_names: tuple[str, ...], short_names: frozenset[str]
+) -> bool:
+    compact = NON_ALNUM.sub("", value.lower())
+    if any(name in compact for name in long_names):
+        return True
+    if short_names:
+        return any(word.lower() in short_names for word in _CAMEL_WORDS.findall(value))
+    return False
+
+
+_cached_name_is_sensitive = lru_cache(maxsize=4096)(_name_is_sensitive)
+
+
+def class_marks(cls: str) -> int:
+    """Bits of rrweb's ``rr-block``/``rr-mask``/``rr-ignore`` classes in a class attribute."""
+    bits = 0
+    tokens = cls.split()
+    if "rr-block" in tokens:
+        bits |= F_BLOCK
+    if "rr-mask" in tokens:
+        bits |= F_MASK
+    if "rr-ignore" in tokens:
+        bits |= F_IGNORE
+    return bits
+
+
+def recording_ignore_marks(marker: object) -> int:
+    """Bits of a ``data-recording-ignore`` attribute value."""
+    # Smartsupp: "events" records nothing inside, "mask" masks typed input. Any
+    # other value is an unknown intent to hide something: mask.
+    if isinstance(marker, str) and marker.strip().lower() == "events":
+        return F_BLOCK
+    return F_MASK
