@@ -2,39 +2,40 @@
 commits Kafka offsets only after ClickHouse acknowledged them.
 
 Flow per batch: consume → read the envelope header (pure,
-:mod:`services.sink.rows`) or DLQ → buffer per partition → when
-:func:`insert_due` says so: one columnar insert of the message bytes into
-``incoming_batches`` (ClickHouse's materialized views split them into
-``events`` and fold them into ``sessions``) → commit.
-
-When a batch goes (:func:`~services.sink.batching.insert_due`, docs/sink.md "When a batch is
-inserted"): with no insert in flight, a batch starts as soon as it has
-``batch_min_rows`` events and a share of ``min_insert_interval_s`` that
-shrinks as the batch fills has passed since the previous insert started; a
-full batch, one older than ``batch_max_seconds``, or the tail of a drained
-backlog goes at once. While an insert is in flight the next batch keeps
-growing up to the maximum, so under a backlog inserts grow large by
-themselves, and a trickle still waits for the time limit.
+:mod:`services.sink.rows`) or DLQ (:mod:`services.sink.dlq`) → buffer per
+partition (:mod:`services.sink.batching`) → when
+:func:`~services.sink.batching.insert_due` says so: one columnar insert of
+the message bytes into ``incoming_batches`` (ClickHouse's materialized views
+split them into ``events`` and fold them into ``sessions``) → commit.
 
 Consuming and inserting overlap: the insert of batch N runs in its own task
 (the engine call runs in a thread and releases the GIL) while the event loop
 consumes batch N+1. At most one insert is in flight, and the next one starts
 only after the previous one was acknowledged *and* its offsets committed, so
-offsets are committed strictly in order. When the next batch is full before
-the insert is done the writer stops fetching (back-pressure: it waits for the
-insert, and if that takes long it pauses every partition and keeps polling so
-the group membership holds), so memory stays bounded by about two batches.
+offsets are committed strictly in order.
+
+What the writer is doing is one :class:`WriterState`:
+
+- ``CONSUMING``: fetching (an insert may be in flight);
+- ``HOLDING``: every partition paused — back-pressure (the next batch is full
+  before the insert in flight is done: memory stays bounded by about two
+  batches), or ClickHouse just came back; the loop resumes them at its next
+  poll unless the next batch is still full;
+- ``PAUSED``: ClickHouse is failing (:func:`~services.sink.refusals.classify_insert_failure`
+  says outage): every partition paused, the insert in flight retried with the
+  same deduplication token and exponential backoff; the next batch consumed
+  meanwhile stays in memory and is inserted after it;
+- ``STOPPING``: :meth:`EventWriter.stop` was called (final): no more
+  fetching, the insert in flight finishes, the rest is stored.
+
+The consumer keeps polling while partitions are paused (paused polls return
+nothing), so the group membership holds.
 
 A message whose header is fine but whose events are not (invalid JSON further
 on, an event that is not an object) makes ClickHouse refuse the whole insert
-with :data:`~services.sink.rows.REFUSED_MARKER`; the writer then finds it
-(parsing the batch in Python, or if need be inserting message by message),
-sends it to the DLQ and inserts the rest.
-
-When an insert fails the writer pauses every assigned partition, retries the
-same batch with the same deduplication token and exponential backoff, and
-resumes after the ack. The next batch consumed meanwhile stays in memory
-(bounded: nothing is fetched while paused) and is inserted after it.
+(error code 395, the ``throwIf`` of ``parsed_batches_mv``); the writer then
+finds it (parsing the batch in Python, or if need be inserting message by
+message), sends it to the DLQ and inserts the rest.
 
 On a rebalance the writer lets the in-flight insert finish and commit while
 the revoked partitions are still its own (unless ClickHouse is failing: then
@@ -50,18 +51,21 @@ import contextlib
 import logging
 import time
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from services.shared import topics
 from services.shared.envelope import EnvelopeError
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.sink import metrics
 from services.sink.batching import IncomingMessage, PendingBatch, insert_due, is_full
+from services.sink.dlq import DeadLetters
+from services.sink.refusals import InsertFailure, classify_insert_failure, failure_name
 from services.sink.rows import (
     INCOMING_COLUMNS,
-    REFUSED_MARKER,
     RowError,
     check_envelope,
     estimated_events,
@@ -78,6 +82,23 @@ MAX_BACKOFF_S = 10.0
 # How long the loop waits for the in-flight insert before it polls the (paused)
 # consumer again; well under max_poll_interval_ms, so the group keeps the member.
 BACKPRESSURE_POLL_S = 1.0
+
+
+class WriterState(Enum):
+    """What the writer is doing (module docstring); ``STOPPING`` is final."""
+
+    CONSUMING = "consuming"
+    HOLDING = "holding"
+    PAUSED = "paused"
+    STOPPING = "stopping"
+
+
+@dataclass(slots=True)
+class InFlightInsert:
+    """The insert (with its commit) running in its own task, and the batch it stores."""
+
+    task: asyncio.Task[bool]
+    batch: PendingBatch
 
 
 class _FollowRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -111,14 +132,12 @@ class EventWriter:
         self.registry = registry
         self.topic = topic
         self.dlq_topic = dlq_topic
-        self.stopping = asyncio.Event()
+        self.state = WriterState.CONSUMING
         self.consumer: AIOKafkaConsumer | None = None
-        self.dlq: AIOKafkaProducer | None = None
+        self.dlq: DeadLetters | None = None
         self.pending = PendingBatch()  # being consumed into
-        self.paused = False  # ClickHouse is failing: consumption paused until an insert succeeds
-        self.holding = False  # every partition paused (ClickHouse failing or back-pressure)
-        self._inserting: asyncio.Task[bool] | None = None
-        self._inserting_batch: PendingBatch | None = None
+        self._in_flight: InFlightInsert | None = None
+        self._stop_requested = asyncio.Event()  # cuts a retry backoff short
         self._lag_updated = 0.0
         self._last_insert_started = -float("inf")  # monotonic
         self._last_batch_full = False
@@ -127,7 +146,24 @@ class EventWriter:
     @property
     def inserting(self) -> bool:
         """True while an insert (with its commit) is in flight."""
-        return self._inserting is not None
+        return self._in_flight is not None
+
+    @property
+    def paused(self) -> bool:
+        """ClickHouse is failing: consumption paused until an insert succeeds."""
+        return self.state is WriterState.PAUSED
+
+    @property
+    def holding(self) -> bool:
+        """Every partition is paused (ClickHouse failing, or back-pressure)."""
+        return self.state in (WriterState.HOLDING, WriterState.PAUSED)
+
+    def _enter(self, state: WriterState) -> None:
+        """Move to ``state`` (never out of ``STOPPING``), keeping the paused gauge in step."""
+        if self.state is WriterState.STOPPING or state is self.state:
+            return
+        self.state = state
+        metrics.PAUSED.set(1 if state is WriterState.PAUSED else 0)
 
     async def start(self) -> None:
         """Connect the consumer and the DLQ producer."""
@@ -142,11 +178,8 @@ class EventWriter:
             max_poll_interval_ms=600_000,
         )
         self.consumer.subscribe([self.topic], listener=_FollowRebalance(self))
-        self.dlq = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            max_request_size=max_bytes,
+        self.dlq = DeadLetters(
+            self.settings.kafka.bootstrap_servers, self.dlq_topic, max_request_size=max_bytes
         )
         await self.consumer.start()
         await self.dlq.start()
@@ -155,25 +188,26 @@ class EventWriter:
         """Consume until :meth:`stop`, one insert in flight; then finish it and flush the rest.
 
         A batch is handed to the insert task when no insert is in flight and
-        :func:`insert_due` says so (checked here and while a poll's records
-        are buffered). Raises whatever crashed the insert task (not an insert
-        error: those are retried).
+        :func:`~services.sink.batching.insert_due` says so (checked here and
+        while a poll's records are buffered). Raises whatever crashed the
+        insert task (not an insert error: those are retried).
         """
         assert self.consumer is not None
         caught_up = False
         try:
-            while not self.stopping.is_set():
+            while self.state is not WriterState.STOPPING:
                 await self._collect_insert()
                 if self._start_insert_if_due(caught_up):
                     # Let the insert task hand the batch to the engine's thread now: the
                     # next poll may return records already fetched and be buffered without
                     # yielding to the loop (~50 ms for a full poll).
                     await asyncio.sleep(0)
-                if self._inserting is not None and self._full():
+                in_flight = self._in_flight
+                if in_flight is not None and self._full():
                     # Back-pressure: the next batch is full. Wait for the insert instead of
                     # fetching more; if it takes long (ClickHouse down) poll paused below.
-                    await asyncio.wait({self._inserting}, timeout=BACKPRESSURE_POLL_S)
-                    if self._inserting.done():
+                    await asyncio.wait({in_flight.task}, timeout=BACKPRESSURE_POLL_S)
+                    if in_flight.task.done():
                         continue
                 self._hold_or_release()
                 records = await self.consumer.getmany(timeout_ms=200, max_records=2000)
@@ -185,29 +219,28 @@ class EventWriter:
                 self._start_insert()
                 await self._finish_insert()
         except BaseException:
-            if self._inserting is not None:
-                self._inserting.cancel()
+            if self._in_flight is not None:
+                self._in_flight.task.cancel()
             raise
 
     async def _collect_insert(self) -> None:
         """If the in-flight insert is done, clear it (re-raising a crash of its task)."""
-        if self._inserting is not None and self._inserting.done():
+        if self._in_flight is not None and self._in_flight.task.done():
             await self._finish_insert()
 
     async def _finish_insert(self) -> bool:
         """Wait for the in-flight insert; False if it gave up (stopping, ClickHouse down)."""
-        task = self._inserting
-        if task is None:
+        in_flight = self._in_flight
+        if in_flight is None:
             return True
         try:
-            return await task
+            return await in_flight.task
         finally:
-            self._inserting = None
-            self._inserting_batch = None
+            self._in_flight = None
 
     def _start_insert_if_due(self, caught_up: bool) -> bool:
         """Start the insert of the pending batch if none is in flight and it is due."""
-        if self._inserting is not None or not self.pending.partitions:
+        if self._in_flight is not None or not self.pending.partitions:
             return False
         now = time.monotonic()
         due = insert_due(
@@ -228,8 +261,8 @@ class EventWriter:
         self._last_batch_full = self._full()
         batch, self.pending = self.pending, PendingBatch()
         metrics.BUFFERED_ROWS.set(0)
-        self._inserting_batch = batch
-        self._inserting = asyncio.create_task(self._store(batch), name="sink-insert")
+        task = asyncio.create_task(self._store(batch), name="sink-insert")
+        self._in_flight = InFlightInsert(task, batch)
 
     async def _store(self, batch: PendingBatch) -> bool:
         """Insert ``batch`` (retrying until stored or stopping), then commit its offsets."""
@@ -249,18 +282,21 @@ class EventWriter:
         """Rebalance: partitions are being taken away from this writer.
 
         The in-flight insert may finish and commit while they are still ours
-        (unless ClickHouse is failing: waiting would stall the whole group);
-        if it is still running after that, it commits nothing for them.
-        Buffered rows of revoked partitions are dropped: they are re-read.
+        (unless ClickHouse is failing or the writer is stopping: waiting would
+        stall the whole group); if it is still running after that, it commits
+        nothing for them. Buffered rows of revoked partitions are dropped:
+        they are re-read.
         """
         revoked = set(revoked)
-        task = self._inserting
-        while task is not None and not task.done() and not self.paused:
-            if self.stopping.is_set():
-                break
-            await asyncio.wait({task}, timeout=BACKPRESSURE_POLL_S)
-        if self._inserting_batch is not None and task is not None and not task.done():
-            self._inserting_batch.revoked |= revoked
+        in_flight = self._in_flight
+        while (
+            in_flight is not None
+            and not in_flight.task.done()
+            and self.state not in (WriterState.PAUSED, WriterState.STOPPING)
+        ):
+            await asyncio.wait({in_flight.task}, timeout=BACKPRESSURE_POLL_S)
+        if in_flight is not None and not in_flight.task.done():
+            in_flight.batch.revoked |= revoked
         dropped = self.pending.drop(revoked)
         for tp in revoked:
             self._next_offset.pop(tp, None)
@@ -292,12 +328,12 @@ class EventWriter:
             for message in messages:
                 self.pending.add(tp, message.offset, await self._incoming_or_dlq(message))
                 self._next_offset[tp] = message.offset + 1
-                if self._inserting is not None and self._inserting.done():
+                if self._in_flight is not None and self._in_flight.task.done():
                     await self._finish_insert()  # stored and committed: the next may start
                 # One poll can hold up to 2,000 messages (~80k events): start the insert
                 # as soon as it is due instead of after the whole poll is buffered, and
                 # let its task hand the batch to the engine's thread right away.
-                if self._inserting is None and self._start_insert_if_due(caught_up=False):
+                if self._in_flight is None and self._start_insert_if_due(caught_up=False):
                     await asyncio.sleep(0)
                     assigned = self.consumer.assignment()
                     if tp not in assigned:
@@ -310,14 +346,14 @@ class EventWriter:
     def _hold_or_release(self) -> None:
         """Pause every partition while ClickHouse fails or the next batch is full; else resume."""
         assert self.consumer is not None
-        hold = self.paused or (self._inserting is not None and self._full())
-        if hold:
+        if self.state is WriterState.PAUSED or (self._in_flight is not None and self._full()):
             # Also covers partitions assigned since the last call. Records already fetched
             # for them are discarded by aiokafka and fetched again after the resume.
             self.consumer.pause(*self.consumer.assignment())
-        elif self.holding:
+            self._enter(WriterState.PAUSED if self.paused else WriterState.HOLDING)
+        elif self.state is WriterState.HOLDING:
             self.consumer.resume(*self.consumer.assignment())
-        self.holding = hold
+            self._enter(WriterState.CONSUMING)
 
     def _retention_days(self, site_id: str) -> int:
         site = self.registry.get(site_id) if self.registry is not None else None
@@ -328,29 +364,11 @@ class EventWriter:
         try:
             header = read_header(raw)
         except (EnvelopeError, RowError) as exc:
-            await self._send_to_dlq(message, _dlq_reason(exc), str(exc))
+            assert self.dlq is not None
+            await self.dlq.send_copy(message, _dlq_reason(exc), str(exc))
             return None
         row = incoming_row(header, raw, self._retention_days(header.site_id))
         return IncomingMessage(message, row, estimated_events(raw), len(raw))
-
-    async def _send_to_dlq(self, message: Any, reason: str, detail: str) -> None:
-        assert self.dlq is not None
-        await self.dlq.send_and_wait(
-            self.dlq_topic,
-            message.value,
-            key=message.key,
-            headers=[
-                ("reason", reason.encode()),
-                ("detail", detail[:500].encode()),
-                ("stage", b"sink"),
-                ("source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
-            ],
-        )
-        metrics.DLQ.labels(reason).inc()
-        log.warning(
-            "message sent to the DLQ",
-            extra={"reason": reason, "partition": message.partition, "offset": message.offset},
-        )
 
     async def _insert_with_retry(self, batch: PendingBatch) -> bool:
         delay = 0.2
@@ -362,12 +380,13 @@ class EventWriter:
                         INCOMING_TABLE, batch.columns(), INCOMING_COLUMNS, batch.dedup_token()
                     )
             except Exception as exc:  # any driver/engine error: retry, never drop
-                if _refused(exc) and await self._send_refused_to_dlq(batch):
+                failure = classify_insert_failure(exc)
+                if failure is InsertFailure.BAD_ROW and await self._send_refused_to_dlq(batch):
                     continue  # the refused messages are out: insert the rest now
                 metrics.INSERT_FAILURES.inc()
                 log.warning(
                     "insert failed; consumption paused, retrying",
-                    extra={"reason": _reason(exc), "count": batch.rows},
+                    extra={"reason": failure_name(exc), "count": batch.rows},
                 )
                 self._pause()
                 if not await self._wait_unless_stopping(delay):
@@ -379,9 +398,8 @@ class EventWriter:
             metrics.INSERTS.inc()
             metrics.ROWS.inc(batch.rows)
             if self.paused:
-                # The consuming loop resumes the partitions at its next poll.
-                self.paused = False
-                metrics.PAUSED.set(0)
+                # The partitions stay paused: the consuming loop resumes them at its next poll.
+                self._enter(WriterState.HOLDING)
                 log.info("insert succeeded; consumption resumed")
             return True
 
@@ -392,50 +410,46 @@ class EventWriter:
         if that finds nothing, by inserting message by message. Returns False if
         nothing was found (then the failure is treated as an outage).
         """
+        assert self.dlq is not None
         found = False
-        for tp, buffer in list(batch.partitions.items()):
-            for message in list(buffer.messages):
-                try:
-                    check_envelope(message.row[-1])
-                except (EnvelopeError, RowError) as exc:
-                    await self._send_to_dlq(message.record, _dlq_reason(exc), str(exc))
-                    batch.remove(tp, message)
-                    found = True
+        for tp, message in batch.items():
+            try:
+                check_envelope(message.row[-1])
+            except (EnvelopeError, RowError) as exc:
+                await self.dlq.send_copy(message.record, _dlq_reason(exc), str(exc))
+                batch.remove(tp, message)
+                found = True
         if found:
             return True
         token = batch.dedup_token()
-        for tp, buffer in list(batch.partitions.items()):
-            for message in list(buffer.messages):
-                try:
-                    await self.store.insert_columns(
-                        INCOMING_TABLE,
-                        [[value] for value in message.row],
-                        INCOMING_COLUMNS,
-                        f"{token}-{tp.partition}-{message.record.offset}",
-                    )
-                except Exception as exc:
-                    if not _refused(exc):
-                        return found
-                    detail = "ClickHouse refused its events: " + _reason(exc)
-                    await self._send_to_dlq(message.record, "bad_row", detail)
-                    batch.remove(tp, message)
-                    found = True
+        for tp, message in batch.items():
+            try:
+                await self.store.insert_columns(
+                    INCOMING_TABLE,
+                    [[value] for value in message.row],
+                    INCOMING_COLUMNS,
+                    f"{token}-{tp.partition}-{message.offset}",
+                )
+            except Exception as exc:
+                if classify_insert_failure(exc) is not InsertFailure.BAD_ROW:
+                    return found
+                detail = "ClickHouse refused its events: " + failure_name(exc)
+                await self.dlq.send_copy(message.record, "bad_row", detail)
+                batch.remove(tp, message)
+                found = True
         return found
 
     def _pause(self) -> None:
         """ClickHouse is failing: stop fetching now (the consuming loop keeps polling)."""
         assert self.consumer is not None
         self.consumer.pause(*self.consumer.assignment())
-        self.holding = True
-        if not self.paused:
-            self.paused = True
-            metrics.PAUSED.set(1)
+        self._enter(WriterState.PAUSED)
 
     async def _wait_unless_stopping(self, seconds: float) -> bool:
         """Wait ``seconds`` (the retry backoff); False if the writer is stopping."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-        return not self.stopping.is_set()
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+        return not self._stop_requested.is_set()
 
     async def _update_lag(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -455,31 +469,16 @@ class EventWriter:
 
     async def stop(self) -> None:
         """Ask :meth:`run` to finish the in-flight insert, store the rest, commit and return."""
-        self.stopping.set()
+        self._enter(WriterState.STOPPING)
+        self._stop_requested.set()
 
     async def close(self) -> None:
         """Close Kafka clients."""
         if self.consumer is not None:
             await self.consumer.stop()
         if self.dlq is not None:
-            await self.dlq.stop()
+            await self.dlq.close()
 
 
 def _dlq_reason(exc: Exception) -> str:
     return "bad_envelope" if isinstance(exc, EnvelopeError) else "bad_row"
-
-
-def _refused(exc: Exception) -> bool:
-    """ClickHouse refused the insert because of a message's content (not an outage)."""
-    return REFUSED_MARKER in str(exc)
-
-
-def _reason(exc: Exception) -> str:
-    """A short reason for logs: the ClickHouse error code name if there is one, else the type."""
-    text = str(exc)
-    start = text.rfind("(")
-    if start != -1 and text.rstrip().endswith(")"):
-        code = text[start + 1 : text.rstrip().rfind(")")]
-        if code.isupper() and len(code) < 64:
-            return code
-    return type(exc).__name__
