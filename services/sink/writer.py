@@ -31,11 +31,15 @@ What the writer is doing is one :class:`WriterState`:
 The consumer keeps polling while partitions are paused (paused polls return
 nothing), so the group membership holds.
 
-A message whose header is fine but whose events are not (invalid JSON further
-on, an event that is not an object) makes ClickHouse refuse the whole insert
-(error code 395, the ``throwIf`` of ``parsed_batches_mv``); the writer then
-finds it (parsing the batch in Python, or if need be inserting message by
-message), sends it to the DLQ and inserts the rest.
+An insert that fails because of its data — a message whose header is fine
+but whose events are not (error code 395, the ``throwIf`` of
+``parsed_batches_mv``), or a batch over a per-query limit such as
+``max_memory_usage`` (241) — is not an outage
+(:mod:`services.sink.refusals`): the writer parses the failing part in Python
+(invalid envelopes go to the DLQ with their precise reason) and otherwise
+splits it in halves until the message that fails alone is found; that one
+goes to the DLQ as a pointer, everything else is stored, consumption never
+pauses. A clean batch is still one insert.
 
 On a rebalance the writer lets the in-flight insert finish and commit while
 the revoked partitions are still its own (unless ClickHouse is failing: then
@@ -48,6 +52,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -61,7 +66,14 @@ from services.shared import topics
 from services.shared.envelope import EnvelopeError
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.sink import metrics
-from services.sink.batching import IncomingMessage, PendingBatch, insert_due, is_full
+from services.sink.batching import (
+    IncomingMessage,
+    Partition,
+    PendingBatch,
+    columns,
+    insert_due,
+    is_full,
+)
 from services.sink.dlq import DeadLetters
 from services.sink.refusals import InsertFailure, classify_insert_failure, failure_name
 from services.sink.rows import (
@@ -371,73 +383,116 @@ class EventWriter:
         return IncomingMessage(message, row, estimated_events(raw), len(raw))
 
     async def _insert_with_retry(self, batch: PendingBatch) -> bool:
+        """Store every message of ``batch``; False if stopping while ClickHouse is down.
+
+        An outage (:func:`~services.sink.refusals.classify_insert_failure`)
+        pauses consumption and retries the same insert with the same token and
+        exponential backoff: nothing is dropped. A refusal caused by the data
+        is isolated instead: the failing part's messages are parsed in Python
+        (an invalid envelope goes to the DLQ with its precise reason, the rest
+        is retried), and a part that still fails — a row ClickHouse cannot
+        read, or an insert over a per-query limit — is split in halves, each
+        inserted on its own, until the message that fails alone goes to the
+        DLQ as a pointer (``reason`` ``bad_row`` or ``over_limit``). Every
+        other message is stored; a clean batch is one insert, as before.
+        """
+        parts = [batch.items()] if batch.messages() else []
+        split_token = ""  # the batch's token when it was first split ("" = not split)
+        parsed: set[int] = set()  # ids of messages already checked in Python
         delay = 0.2
-        while True:
+        while parts:
+            part = parts[-1]
+            token = _part_token(split_token, part) if split_token else batch.dedup_token()
             started = time.perf_counter()
             try:
-                if batch.rows or batch.bytes:
-                    await self.store.insert_columns(
-                        INCOMING_TABLE, batch.columns(), INCOMING_COLUMNS, batch.dedup_token()
-                    )
-            except Exception as exc:  # any driver/engine error: retry, never drop
-                failure = classify_insert_failure(exc)
-                if failure is InsertFailure.BAD_ROW and await self._send_refused_to_dlq(batch):
-                    continue  # the refused messages are out: insert the rest now
-                metrics.INSERT_FAILURES.inc()
-                log.warning(
-                    "insert failed; consumption paused, retrying",
-                    extra={"reason": failure_name(exc), "count": batch.rows},
+                await self.store.insert_columns(
+                    INCOMING_TABLE, columns([m for _, m in part]), INCOMING_COLUMNS, token
                 )
-                self._pause()
-                if not await self._wait_unless_stopping(delay):
-                    return False
-                delay = min(delay * 2, MAX_BACKOFF_S)
-                metrics.INSERT_RETRIES.inc()
+            except Exception as exc:  # classified: an outage is retried, never dropped
+                failure = classify_insert_failure(exc)
+                if failure is InsertFailure.OUTAGE:
+                    if not await self._back_off(exc, delay, sum(m.events for _, m in part)):
+                        return False
+                    delay = min(delay * 2, MAX_BACKOFF_S)
+                    continue
+                metrics.INSERT_REFUSALS.labels(failure.value).inc()
+                log.warning(
+                    "insert refused by its data; isolating the message",
+                    extra={"reason": failure_name(exc), "count": len(part)},
+                )
+                if failure is InsertFailure.BAD_ROW:
+                    invalid = await self._send_invalid_to_dlq(batch, part, parsed)
+                    if invalid:
+                        part[:] = [(tp, m) for tp, m in part if id(m) not in invalid]
+                        if not part:
+                            parts.pop()
+                        continue  # the invalid envelopes are out: insert the rest now
+                parts.pop()
+                if len(part) == 1:
+                    await self._send_refused_to_dlq(batch, *part[0], failure, exc)
+                else:
+                    split_token = split_token or batch.dedup_token()
+                    middle = len(part) // 2
+                    parts += [part[middle:], part[:middle]]  # first half next
                 continue
+            parts.pop()
             metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
             metrics.INSERTS.inc()
-            metrics.ROWS.inc(batch.rows)
+            metrics.ROWS.inc(sum(m.events for _, m in part))
             if self.paused:
                 # The partitions stay paused: the consuming loop resumes them at its next poll.
                 self._enter(WriterState.HOLDING)
                 log.info("insert succeeded; consumption resumed")
-            return True
+        return True
 
-    async def _send_refused_to_dlq(self, batch: PendingBatch) -> bool:
-        """Find the messages ClickHouse refused, send them to the DLQ, take them out.
+    async def _back_off(self, exc: Exception, delay: float, rows: int) -> bool:
+        """ClickHouse is failing: pause consumption, wait ``delay``; False if stopping."""
+        metrics.INSERT_FAILURES.inc()
+        log.warning(
+            "insert failed; consumption paused, retrying",
+            extra={"reason": failure_name(exc), "count": rows},
+        )
+        self._pause()
+        if not await self._wait_unless_stopping(delay):
+            return False
+        metrics.INSERT_RETRIES.inc()
+        return True
 
-        First by parsing every message of the batch in Python (precise reasons);
-        if that finds nothing, by inserting message by message. Returns False if
-        nothing was found (then the failure is treated as an outage).
+    async def _send_invalid_to_dlq(
+        self, batch: PendingBatch, part: list[tuple[Partition, IncomingMessage]], parsed: set[int]
+    ) -> set[int]:
+        """Parse ``part``'s messages in Python; send invalid envelopes to the DLQ (copies).
+
+        Returns the ids of the messages taken out of ``batch``. Each message is
+        parsed once per batch (``parsed``), however often its part is split.
         """
         assert self.dlq is not None
-        found = False
-        for tp, message in batch.items():
+        invalid: set[int] = set()
+        for tp, message in part:
+            if id(message) in parsed:
+                continue
+            parsed.add(id(message))
             try:
                 check_envelope(message.row[-1])
             except (EnvelopeError, RowError) as exc:
                 await self.dlq.send_copy(message.record, _dlq_reason(exc), str(exc))
                 batch.remove(tp, message)
-                found = True
-        if found:
-            return True
-        token = batch.dedup_token()
-        for tp, message in batch.items():
-            try:
-                await self.store.insert_columns(
-                    INCOMING_TABLE,
-                    [[value] for value in message.row],
-                    INCOMING_COLUMNS,
-                    f"{token}-{tp.partition}-{message.offset}",
-                )
-            except Exception as exc:
-                if classify_insert_failure(exc) is not InsertFailure.BAD_ROW:
-                    return found
-                detail = "ClickHouse refused its events: " + failure_name(exc)
-                await self.dlq.send_copy(message.record, "bad_row", detail)
-                batch.remove(tp, message)
-                found = True
-        return found
+                invalid.add(id(message))
+        return invalid
+
+    async def _send_refused_to_dlq(
+        self,
+        batch: PendingBatch,
+        tp: Partition,
+        message: IncomingMessage,
+        failure: InsertFailure,
+        exc: Exception,
+    ) -> None:
+        """A message ClickHouse refuses even alone: a pointer to it goes to the DLQ."""
+        assert self.dlq is not None
+        detail = f"ClickHouse refused this message alone: {failure_name(exc)}"
+        await self.dlq.send_pointer(message.record, failure.value, detail)
+        batch.remove(tp, message)
 
     def _pause(self) -> None:
         """ClickHouse is failing: stop fetching now (the consuming loop keeps polling)."""
@@ -482,3 +537,9 @@ class EventWriter:
 
 def _dlq_reason(exc: Exception) -> str:
     return "bad_envelope" if isinstance(exc, EnvelopeError) else "bad_row"
+
+
+def _part_token(batch_token: str, part: list[tuple[Partition, IncomingMessage]]) -> str:
+    """The token of one part of a split batch: same messages, same token (a retry is dropped)."""
+    spec = ",".join(f"{tp.topic}/{tp.partition}/{m.offset}" for tp, m in part)
+    return hashlib.sha256(f"{batch_token}:{spec}".encode()).hexdigest()
