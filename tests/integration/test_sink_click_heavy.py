@@ -2,8 +2,8 @@
 
 Rage click (docs/sink.md): >= 3 clicks within 1000 ms and 30 px of the burst's
 first click, greedily in time order, a click counting towards one burst at
-most. :func:`rage_bursts` is that definition in Python; ClickHouse must agree
-with it on every batch.
+most, among the batch's first 5,000 clicks. :func:`rage_bursts` is that
+definition in Python; ClickHouse must agree with it on every batch.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from services.sink.store import INCOMING_TABLE, ClickHouseStore, open_client, ru
 pytestmark = pytest.mark.integration
 
 Click = tuple[int, float, float]  # (ms, x, y)
+RAGE_CLICKS_LOOKED_AT = 5_000  # per batch: ingest's default event limit per batch
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +39,8 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseStore]
 
 def rage_bursts(clicks: list[Click]) -> int:
     """The definition: from each click not yet in a burst, the run of following clicks near it."""
-    ordered = sorted(clicks, key=lambda c: c[0])  # stable: ties keep their batch order
+    # Stable: ties keep their batch order.
+    ordered = sorted(clicks, key=lambda c: c[0])[:RAGE_CLICKS_LOOKED_AT]
     bursts, i = 0, 0
     while i < len(ordered):
         ms, x, y = ordered[i]
@@ -154,3 +156,24 @@ async def insert_with_memory_limit(
             "max_memory_usage": max_memory_usage,
         },
     )
+
+
+async def test_rage_clicks_are_looked_for_among_a_batchs_first_5000_clicks_only(
+    store: ClickHouseStore,
+) -> None:
+    now_ms = int(time.time() * 1000) - 3_600_000
+    scattered: list[Click] = [(600 * i, (i % 2) * 100, 0) for i in range(RAGE_CLICKS_LOOKED_AT)]
+    in_time = [(-1000, 5, 5), (-900, 5, 5), (-800, 5, 5)]  # a burst among the first clicks
+    too_late = [(10_000_000 + k, 5, 5) for k in range(5)]  # a burst after the first 5,000
+    session = uuid.uuid4().hex[:12]
+    await store.insert_columns(
+        INCOMING_TABLE,
+        incoming_columns([envelope(session, in_time + scattered + too_late, now_ms)]),
+        INCOMING_COLUMNS,
+        uuid.uuid4().hex,
+    )
+    result = await store.query(
+        "SELECT clicks, rage_clicks FROM session_summaries WHERE session_id = {s:String}",
+        parameters={"s": session},
+    )
+    assert result.result_rows == [(RAGE_CLICKS_LOOKED_AT + 8, 1)]
