@@ -163,8 +163,8 @@ async def test_rage_clicks_are_looked_for_among_a_batchs_first_5000_clicks_only(
 ) -> None:
     now_ms = int(time.time() * 1000) - 3_600_000
     scattered: list[Click] = [(600 * i, (i % 2) * 100, 0) for i in range(RAGE_CLICKS_LOOKED_AT)]
-    in_time = [(-1000, 5, 5), (-900, 5, 5), (-800, 5, 5)]  # a burst among the first clicks
-    too_late = [(10_000_000 + k, 5, 5) for k in range(5)]  # a burst after the first 5,000
+    in_time: list[Click] = [(-1000, 5, 5), (-900, 5, 5), (-800, 5, 5)]  # a burst, in the first
+    too_late: list[Click] = [(10_000_000 + k, 5, 5) for k in range(5)]  # after the first 5,000
     session = uuid.uuid4().hex[:12]
     await store.insert_columns(
         INCOMING_TABLE,
