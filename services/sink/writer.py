@@ -436,6 +436,7 @@ class EventWriter:
                     parts += [part[middle:], part[:middle]]  # first half next
                 continue
             parts.pop()
+            delay = 0.2
             metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
             metrics.INSERTS.inc()
             metrics.ROWS.inc(sum(m.events for _, m in part))
