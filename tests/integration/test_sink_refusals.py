@@ -39,8 +39,9 @@ from tests.integration.test_sink_store import (
 
 pytestmark = pytest.mark.integration
 
-# Normal batches need a few MiB here; a 20,000-click message alone needs ~300 MiB.
-MEMORY_LIMIT = 150 * 1024 * 1024
+# Batches of up to 2,000 ordinary events need a few MiB here; a 20,000-click message
+# alone needs ~90 MiB.
+MEMORY_LIMIT = 48 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +115,7 @@ async def test_a_message_over_the_memory_limit_goes_to_the_dlq_as_a_pointer_and_
     over_limit_before = sample_with("replaypipe_sink_dlq_total", reason="over_limit")
     refusals_before = sample_with("replaypipe_sink_insert_refusals_total", reason="over_limit")
     retries_before = sample("replaypipe_sink_insert_retries_total")
-    writer = writer_for(kafka_broker, store, topic, batch_max_seconds=0.5)
+    writer = writer_for(kafka_broker, store, topic, batch_max_rows=2000, batch_max_seconds=0.5)
     async with per_query_memory_limit(store, MEMORY_LIMIT):
         await writer.start()
         task = asyncio.create_task(writer.run())
