@@ -4,7 +4,8 @@
   (docs/sink.md, "When a batch is inserted");
 - :class:`PendingBatch`: the messages consumed since the last insert, per
   partition, with the offsets to commit once it is stored and the
-  deduplication token that makes a retried insert idempotent.
+  deduplication token that makes a retried insert idempotent
+  (:func:`part_token` for a part of a batch split to isolate a refusal).
 
 Imports nothing from Kafka or ClickHouse: a partition is anything with a
 ``topic`` and a ``partition`` (aiokafka's ``TopicPartition`` is one), and a
@@ -179,3 +180,9 @@ class PendingBatch:
         return {
             tp: b.last_offset + 1 for tp, b in self.partitions.items() if tp not in self.revoked
         }
+
+
+def part_token(batch_token: str, part: Sequence[tuple[Partition, IncomingMessage]]) -> str:
+    """The token of one part of a split batch: same messages, same token (a retry is dropped)."""
+    spec = ",".join(f"{tp.topic}/{tp.partition}/{m.offset}" for tp, m in part)
+    return hashlib.sha256(f"{batch_token}:{spec}".encode()).hexdigest()

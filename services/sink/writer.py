@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Iterable
@@ -73,6 +72,7 @@ from services.sink.batching import (
     columns,
     insert_due,
     is_full,
+    part_token,
 )
 from services.sink.dlq import DeadLetters
 from services.sink.refusals import InsertFailure, classify_insert_failure, failure_name
@@ -273,13 +273,13 @@ class EventWriter:
         self._last_batch_full = self._full()
         batch, self.pending = self.pending, PendingBatch()
         metrics.BUFFERED_ROWS.set(0)
-        task = asyncio.create_task(self._store(batch), name="sink-insert")
+        task = asyncio.create_task(self._store_and_commit(batch), name="sink-insert")
         self._in_flight = InFlightInsert(task, batch)
 
-    async def _store(self, batch: PendingBatch) -> bool:
+    async def _store_and_commit(self, batch: PendingBatch) -> bool:
         """Insert ``batch`` (retrying until stored or stopping), then commit its offsets."""
         assert self.consumer is not None
-        if batch.bytes and not await self._insert_with_retry(batch):
+        if batch.bytes and not await self._insert_isolating_refusals(batch):
             return False  # stopping while ClickHouse is down: nothing committed, Kafka redelivers
         assigned = self.consumer.assignment()
         offsets = {tp: o for tp, o in batch.commit_offsets().items() if tp in assigned}
@@ -382,7 +382,7 @@ class EventWriter:
         row = incoming_row(header, raw, self._retention_days(header.site_id))
         return IncomingMessage(message, row, estimated_events(raw), len(raw))
 
-    async def _insert_with_retry(self, batch: PendingBatch) -> bool:
+    async def _insert_isolating_refusals(self, batch: PendingBatch) -> bool:
         """Store every message of ``batch``; False if stopping while ClickHouse is down.
 
         An outage (:func:`~services.sink.refusals.classify_insert_failure`)
@@ -402,7 +402,7 @@ class EventWriter:
         delay = 0.2
         while parts:
             part = parts[-1]
-            token = _part_token(split_token, part) if split_token else batch.dedup_token()
+            token = part_token(split_token, part) if split_token else batch.dedup_token()
             started = time.perf_counter()
             try:
                 await self.store.insert_columns(
@@ -539,8 +539,3 @@ class EventWriter:
 def _dlq_reason(exc: Exception) -> str:
     return "bad_envelope" if isinstance(exc, EnvelopeError) else "bad_row"
 
-
-def _part_token(batch_token: str, part: list[tuple[Partition, IncomingMessage]]) -> str:
-    """The token of one part of a split batch: same messages, same token (a retry is dropped)."""
-    spec = ",".join(f"{tp.topic}/{tp.partition}/{m.offset}" for tp, m in part)
-    return hashlib.sha256(f"{batch_token}:{spec}".encode()).hexdigest()
