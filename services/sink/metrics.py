@@ -13,6 +13,11 @@ INSERT_SECONDS = Histogram(
 )
 INSERT_FAILURES = Counter("replaypipe_sink_insert_failures", "Inserts ClickHouse refused or lost")
 INSERT_RETRIES = Counter("replaypipe_sink_insert_retries", "Insert attempts after a failure")
+INSERT_REFUSALS = Counter(
+    "replaypipe_sink_insert_refusals",
+    "Inserts ClickHouse refused because of their data (then split), by reason",
+    ["reason"],
+)
 DLQ = Counter("replaypipe_sink_dlq", "Messages sent to recordings.dlq, by reason", ["reason"])
 CONSUMER_LAG = Gauge(
     "replaypipe_sink_consumer_lag", "Messages behind on recordings.masked", ["partition"]

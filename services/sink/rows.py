@@ -32,10 +32,6 @@ INCOMING_COLUMNS = (
     "body",
 )
 
-# The marker ClickHouse raises (throwIf in parsed_batches_mv) for a body that is
-# not valid JSON or has an event that is not an object.
-REFUSED_MARKER = "replaypipe: message is not a valid envelope"
-
 _EVENTS_KEY = b'"events":'
 _EVENT_TIMESTAMP = b'"timestamp":'
 _MAX_TS_MS = 4_102_444_800_000  # 2100-01-01: beyond DateTime64 sanity

@@ -13,7 +13,9 @@ derives the variant mechanically, so there is one schema, not two:
 - a ``Null`` table stays ``Null`` (per shard) behind its ``Distributed`` table;
 - a materialized view reads and writes the ``_local`` tables on every shard;
 - a plain view reads the ``Distributed`` tables;
-- ``ALTER``/``DELETE`` statements go to the ``_local`` tables ``ON CLUSTER``.
+- ``ALTER``/``DELETE`` statements go to the ``_local`` tables ``ON CLUSTER``;
+  ``ALTER TABLE view MODIFY QUERY`` changes a materialized view on every shard
+  (the view keeps its name, its query reads the ``_local`` tables).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _CREATE_TABLE = re.compile(r"^CREATE TABLE IF NOT EXISTS (\w+)\s*\(", re.IGNOREC
 _CREATE_MV = re.compile(r"^CREATE MATERIALIZED VIEW IF NOT EXISTS (\w+) TO (\w+) AS", re.IGNORECASE)
 _CREATE_VIEW = re.compile(r"^CREATE VIEW IF NOT EXISTS (\w+) AS", re.IGNORECASE)
 _ALTER = re.compile(r"^ALTER TABLE (\w+)\s", re.IGNORECASE)
+_MODIFY_QUERY = re.compile(r"^ALTER TABLE (\w+) MODIFY QUERY\b", re.IGNORECASE)
 _ENGINE = re.compile(r"\bENGINE = (\w*MergeTree|Null)\b(\(\))?")
 
 
@@ -110,6 +113,11 @@ def _cluster_statement(statement: str, cluster: str, tables: list[str]) -> list[
     if match := _CREATE_VIEW.match(statement):
         return [
             f"CREATE VIEW IF NOT EXISTS {match.group(1)} {on_cluster} AS" + statement[match.end() :]
+        ]
+    if (match := _MODIFY_QUERY.match(statement)) and match.group(1) not in tables:
+        return [
+            f"ALTER TABLE {match.group(1)} {on_cluster} MODIFY QUERY"
+            + _localize(statement[match.end() :], tables)
         ]
     if match := _ALTER.match(statement):
         return [

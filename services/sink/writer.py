@@ -2,39 +2,44 @@
 commits Kafka offsets only after ClickHouse acknowledged them.
 
 Flow per batch: consume → read the envelope header (pure,
-:mod:`services.sink.rows`) or DLQ → buffer per partition → when
-:func:`insert_due` says so: one columnar insert of the message bytes into
-``incoming_batches`` (ClickHouse's materialized views split them into
-``events`` and fold them into ``sessions``) → commit.
-
-When a batch goes (:func:`insert_due`, docs/sink.md "When a batch is
-inserted"): with no insert in flight, a batch starts as soon as it has
-``batch_min_rows`` events and a share of ``min_insert_interval_s`` that
-shrinks as the batch fills has passed since the previous insert started; a
-full batch, one older than ``batch_max_seconds``, or the tail of a drained
-backlog goes at once. While an insert is in flight the next batch keeps
-growing up to the maximum, so under a backlog inserts grow large by
-themselves, and a trickle still waits for the time limit.
+:mod:`services.sink.rows`) or DLQ (:mod:`services.sink.dlq`) → buffer per
+partition (:mod:`services.sink.batching`) → when
+:func:`~services.sink.batching.insert_due` says so: one columnar insert of
+the message bytes into ``incoming_batches`` (ClickHouse's materialized views
+split them into ``events`` and fold them into ``sessions``) → commit.
 
 Consuming and inserting overlap: the insert of batch N runs in its own task
 (the engine call runs in a thread and releases the GIL) while the event loop
 consumes batch N+1. At most one insert is in flight, and the next one starts
 only after the previous one was acknowledged *and* its offsets committed, so
-offsets are committed strictly in order. When the next batch is full before
-the insert is done the writer stops fetching (back-pressure: it waits for the
-insert, and if that takes long it pauses every partition and keeps polling so
-the group membership holds), so memory stays bounded by about two batches.
+offsets are committed strictly in order.
 
-A message whose header is fine but whose events are not (invalid JSON further
-on, an event that is not an object) makes ClickHouse refuse the whole insert
-with :data:`~services.sink.rows.REFUSED_MARKER`; the writer then finds it
-(parsing the batch in Python, or if need be inserting message by message),
-sends it to the DLQ and inserts the rest.
+What the writer is doing is one :class:`WriterState`:
 
-When an insert fails the writer pauses every assigned partition, retries the
-same batch with the same deduplication token and exponential backoff, and
-resumes after the ack. The next batch consumed meanwhile stays in memory
-(bounded: nothing is fetched while paused) and is inserted after it.
+- ``CONSUMING``: fetching (an insert may be in flight);
+- ``HOLDING``: every partition paused — back-pressure (the next batch is full
+  before the insert in flight is done: memory stays bounded by about two
+  batches), or ClickHouse just came back; the loop resumes them at its next
+  poll unless the next batch is still full;
+- ``PAUSED``: ClickHouse is failing (:func:`~services.sink.refusals.classify_insert_failure`
+  says outage): every partition paused, the insert in flight retried with the
+  same deduplication token and exponential backoff; the next batch consumed
+  meanwhile stays in memory and is inserted after it;
+- ``STOPPING``: :meth:`EventWriter.stop` was called (final): no more
+  fetching, the insert in flight finishes, the rest is stored.
+
+The consumer keeps polling while partitions are paused (paused polls return
+nothing), so the group membership holds.
+
+An insert that fails because of its data — a message whose header is fine
+but whose events are not (error code 395, the ``throwIf`` of
+``parsed_batches_mv``), or a batch over a per-query limit such as
+``max_memory_usage`` (241) — is not an outage
+(:mod:`services.sink.refusals`): the writer parses the failing part in Python
+(invalid envelopes go to the DLQ with their precise reason) and otherwise
+splits it in halves until the message that fails alone is found; that one
+goes to the DLQ as a pointer, everything else is stored, consumption never
+pauses. A clean batch is still one insert.
 
 On a rebalance the writer lets the in-flight insert finish and commit while
 the revoked partitions are still its own (unless ClickHouse is failing: then
@@ -47,22 +52,32 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from services.shared import topics
 from services.shared.envelope import EnvelopeError
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.sink import metrics
+from services.sink.batching import (
+    IncomingMessage,
+    Partition,
+    PendingBatch,
+    columns,
+    insert_due,
+    is_full,
+    part_token,
+)
+from services.sink.dlq import DeadLetters
+from services.sink.refusals import InsertFailure, classify_insert_failure, failure_name
 from services.sink.rows import (
     INCOMING_COLUMNS,
-    REFUSED_MARKER,
     RowError,
     check_envelope,
     estimated_events,
@@ -81,134 +96,21 @@ MAX_BACKOFF_S = 10.0
 BACKPRESSURE_POLL_S = 1.0
 
 
-def insert_due(
-    settings: SinkSettings,
-    *,
-    rows: int,
-    size: int,
-    age_s: float,
-    since_last_insert_s: float,
-    caught_up: bool,
-    after_full_batch: bool,
-) -> bool:
-    """Whether a pending batch should be inserted now; asked only when no insert is in flight.
+class WriterState(Enum):
+    """What the writer is doing (module docstring); ``STOPPING`` is final."""
 
-    ``rows``/``size``: the batch's (estimated) events and bytes; ``age_s``: since
-    its first message; ``since_last_insert_s``: since the previous insert
-    started (infinite before the first); ``caught_up``: the last poll returned
-    nothing; ``after_full_batch``: the previous insert was cut full (a backlog
-    was being worked off).
-
-    - full (``batch_max_rows`` or ``batch_max_bytes``) or older than
-      ``batch_max_seconds``: now;
-    - caught up right after a full batch: the tail of a backlog, now (once:
-      the batch after it is not full);
-    - otherwise at least ``batch_min_rows`` events (or caught up, for a
-      trickle), and ``min_insert_interval_s * (1 - fill)`` since the previous
-      insert started, ``fill`` being the batch's fraction of the maximum. A
-      nearly full batch goes almost at once, a small one waits most of the
-      interval: with events arriving at ``r``/s that is at most
-      ``1/interval + r/batch_max_rows`` inserts per second, i.e. about one per
-      second beyond what the maximum batch size forces anyway.
-    """
-    fill = max(rows / max(settings.batch_max_rows, 1), size / max(settings.batch_max_bytes, 1))
-    if fill >= 1.0 or age_s >= settings.batch_max_seconds:
-        return True
-    if caught_up and after_full_batch:
-        return True
-    if rows < settings.batch_min_rows and not caught_up:
-        return False
-    return since_last_insert_s >= settings.min_insert_interval_s * (1.0 - fill)
+    CONSUMING = "consuming"
+    HOLDING = "holding"
+    PAUSED = "paused"
+    STOPPING = "stopping"
 
 
 @dataclass(slots=True)
-class IncomingMessage:
-    """One consumed message, ready to insert: its ``incoming_batches`` row."""
+class InFlightInsert:
+    """The insert (with its commit) running in its own task, and the batch it stores."""
 
-    record: Any  # the aiokafka ConsumerRecord (for the DLQ if ClickHouse refuses it)
-    row: tuple[Any, ...]
-    events: int  # estimated
-    bytes: int
-
-
-@dataclass
-class PartitionBuffer:
-    """Messages consumed from one partition and not yet inserted."""
-
-    messages: list[IncomingMessage] = field(default_factory=list)
-    first_offset: int = -1
-    last_offset: int = -1
-    refused: list[int] = field(default_factory=list)  # offsets sent to the DLQ after a refusal
-
-
-@dataclass
-class PendingBatch:
-    """Everything consumed since the last flush, per partition."""
-
-    partitions: dict[TopicPartition, PartitionBuffer] = field(default_factory=dict)
-    rows: int = 0
-    bytes: int = 0
-    started: float = 0.0
-    # Partitions revoked while this batch was being inserted: their rows stay in
-    # the insert (same token on retry) but their offsets are not committed.
-    revoked: set[TopicPartition] = field(default_factory=set)
-
-    def add(self, tp: TopicPartition, offset: int, message: IncomingMessage | None) -> None:
-        """Record a consumed message (``message`` None: sent to the DLQ, only the offset counts)."""
-        if not self.partitions:
-            self.started = time.monotonic()
-        buffer = self.partitions.setdefault(tp, PartitionBuffer(first_offset=offset))
-        buffer.last_offset = offset
-        if message is not None:
-            buffer.messages.append(message)
-            self.rows += message.events
-            self.bytes += message.bytes
-
-    def messages(self) -> list[IncomingMessage]:
-        """Every buffered message, partition by partition."""
-        return [m for buffer in self.partitions.values() for m in buffer.messages]
-
-    def remove(self, tp: TopicPartition, message: IncomingMessage) -> None:
-        """Take out a message ClickHouse refused (its offset is still committed)."""
-        buffer = self.partitions[tp]
-        buffer.messages.remove(message)
-        buffer.refused.append(message.record.offset)
-        self.rows -= message.events
-        self.bytes -= message.bytes
-
-    def drop(self, revoked: Iterable[TopicPartition]) -> int:
-        """Forget revoked partitions (their new owner re-reads them from the committed offset)."""
-        dropped = 0
-        for tp in revoked:
-            buffer = self.partitions.pop(tp, None)
-            if buffer is not None:
-                for message in buffer.messages:
-                    dropped += message.events
-                    self.rows -= message.events
-                    self.bytes -= message.bytes
-        return dropped
-
-    def dedup_token(self) -> str:
-        """Same consumed offsets (and refusals) → same token, so a retried insert is idempotent."""
-        spec = ",".join(
-            f"{tp.topic}/{tp.partition}/{b.first_offset}-{b.last_offset}"
-            + "".join(f"-{offset}" for offset in b.refused)
-            for tp, b in sorted(
-                self.partitions.items(), key=lambda kv: (kv[0].topic, kv[0].partition)
-            )
-        )
-        return hashlib.sha256(spec.encode()).hexdigest()
-
-    def columns(self) -> list[list[Any]]:
-        """``incoming_batches`` columns (column-oriented, one insert)."""
-        rows = [m.row for m in self.messages()]
-        return [list(column) for column in zip(*rows, strict=True)] if rows else []
-
-    def commit_offsets(self) -> dict[TopicPartition, int]:
-        """The offsets to commit once this batch is stored: next to read, per partition."""
-        return {
-            tp: b.last_offset + 1 for tp, b in self.partitions.items() if tp not in self.revoked
-        }
+    task: asyncio.Task[bool]
+    batch: PendingBatch
 
 
 class _FollowRebalance(ConsumerRebalanceListener):  # type: ignore[misc]
@@ -242,14 +144,12 @@ class EventWriter:
         self.registry = registry
         self.topic = topic
         self.dlq_topic = dlq_topic
-        self.stopping = asyncio.Event()
+        self.state = WriterState.CONSUMING
         self.consumer: AIOKafkaConsumer | None = None
-        self.dlq: AIOKafkaProducer | None = None
+        self.dlq: DeadLetters | None = None
         self.pending = PendingBatch()  # being consumed into
-        self.paused = False  # ClickHouse is failing: consumption paused until an insert succeeds
-        self.holding = False  # every partition paused (ClickHouse failing or back-pressure)
-        self._inserting: asyncio.Task[bool] | None = None
-        self._inserting_batch: PendingBatch | None = None
+        self._in_flight: InFlightInsert | None = None
+        self._stop_requested = asyncio.Event()  # cuts a retry backoff short
         self._lag_updated = 0.0
         self._last_insert_started = -float("inf")  # monotonic
         self._last_batch_full = False
@@ -258,7 +158,24 @@ class EventWriter:
     @property
     def inserting(self) -> bool:
         """True while an insert (with its commit) is in flight."""
-        return self._inserting is not None
+        return self._in_flight is not None
+
+    @property
+    def paused(self) -> bool:
+        """ClickHouse is failing: consumption paused until an insert succeeds."""
+        return self.state is WriterState.PAUSED
+
+    @property
+    def holding(self) -> bool:
+        """Every partition is paused (ClickHouse failing, or back-pressure)."""
+        return self.state in (WriterState.HOLDING, WriterState.PAUSED)
+
+    def _enter(self, state: WriterState) -> None:
+        """Move to ``state`` (never out of ``STOPPING``), keeping the paused gauge in step."""
+        if self.state is WriterState.STOPPING or state is self.state:
+            return
+        self.state = state
+        metrics.PAUSED.set(1 if state is WriterState.PAUSED else 0)
 
     async def start(self) -> None:
         """Connect the consumer and the DLQ producer."""
@@ -273,11 +190,8 @@ class EventWriter:
             max_poll_interval_ms=600_000,
         )
         self.consumer.subscribe([self.topic], listener=_FollowRebalance(self))
-        self.dlq = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka.bootstrap_servers,
-            acks="all",
-            enable_idempotence=True,
-            max_request_size=max_bytes,
+        self.dlq = DeadLetters(
+            self.settings.kafka.bootstrap_servers, self.dlq_topic, max_request_size=max_bytes
         )
         await self.consumer.start()
         await self.dlq.start()
@@ -286,25 +200,26 @@ class EventWriter:
         """Consume until :meth:`stop`, one insert in flight; then finish it and flush the rest.
 
         A batch is handed to the insert task when no insert is in flight and
-        :func:`insert_due` says so (checked here and while a poll's records
-        are buffered). Raises whatever crashed the insert task (not an insert
-        error: those are retried).
+        :func:`~services.sink.batching.insert_due` says so (checked here and
+        while a poll's records are buffered). Raises whatever crashed the
+        insert task (not an insert error: those are retried).
         """
         assert self.consumer is not None
         caught_up = False
         try:
-            while not self.stopping.is_set():
+            while self.state is not WriterState.STOPPING:
                 await self._collect_insert()
                 if self._start_insert_if_due(caught_up):
                     # Let the insert task hand the batch to the engine's thread now: the
                     # next poll may return records already fetched and be buffered without
                     # yielding to the loop (~50 ms for a full poll).
                     await asyncio.sleep(0)
-                if self._inserting is not None and self._full():
+                in_flight = self._in_flight
+                if in_flight is not None and self._full():
                     # Back-pressure: the next batch is full. Wait for the insert instead of
                     # fetching more; if it takes long (ClickHouse down) poll paused below.
-                    await asyncio.wait({self._inserting}, timeout=BACKPRESSURE_POLL_S)
-                    if self._inserting.done():
+                    await asyncio.wait({in_flight.task}, timeout=BACKPRESSURE_POLL_S)
+                    if in_flight.task.done():
                         continue
                 self._hold_or_release()
                 records = await self.consumer.getmany(timeout_ms=200, max_records=2000)
@@ -316,29 +231,28 @@ class EventWriter:
                 self._start_insert()
                 await self._finish_insert()
         except BaseException:
-            if self._inserting is not None:
-                self._inserting.cancel()
+            if self._in_flight is not None:
+                self._in_flight.task.cancel()
             raise
 
     async def _collect_insert(self) -> None:
         """If the in-flight insert is done, clear it (re-raising a crash of its task)."""
-        if self._inserting is not None and self._inserting.done():
+        if self._in_flight is not None and self._in_flight.task.done():
             await self._finish_insert()
 
     async def _finish_insert(self) -> bool:
         """Wait for the in-flight insert; False if it gave up (stopping, ClickHouse down)."""
-        task = self._inserting
-        if task is None:
+        in_flight = self._in_flight
+        if in_flight is None:
             return True
         try:
-            return await task
+            return await in_flight.task
         finally:
-            self._inserting = None
-            self._inserting_batch = None
+            self._in_flight = None
 
     def _start_insert_if_due(self, caught_up: bool) -> bool:
         """Start the insert of the pending batch if none is in flight and it is due."""
-        if self._inserting is not None or not self.pending.partitions:
+        if self._in_flight is not None or not self.pending.partitions:
             return False
         now = time.monotonic()
         due = insert_due(
@@ -359,13 +273,13 @@ class EventWriter:
         self._last_batch_full = self._full()
         batch, self.pending = self.pending, PendingBatch()
         metrics.BUFFERED_ROWS.set(0)
-        self._inserting_batch = batch
-        self._inserting = asyncio.create_task(self._store(batch), name="sink-insert")
+        task = asyncio.create_task(self._store_and_commit(batch), name="sink-insert")
+        self._in_flight = InFlightInsert(task, batch)
 
-    async def _store(self, batch: PendingBatch) -> bool:
+    async def _store_and_commit(self, batch: PendingBatch) -> bool:
         """Insert ``batch`` (retrying until stored or stopping), then commit its offsets."""
         assert self.consumer is not None
-        if batch.bytes and not await self._insert_with_retry(batch):
+        if batch.bytes and not await self._insert_isolating_refusals(batch):
             return False  # stopping while ClickHouse is down: nothing committed, Kafka redelivers
         assigned = self.consumer.assignment()
         offsets = {tp: o for tp, o in batch.commit_offsets().items() if tp in assigned}
@@ -380,18 +294,21 @@ class EventWriter:
         """Rebalance: partitions are being taken away from this writer.
 
         The in-flight insert may finish and commit while they are still ours
-        (unless ClickHouse is failing: waiting would stall the whole group);
-        if it is still running after that, it commits nothing for them.
-        Buffered rows of revoked partitions are dropped: they are re-read.
+        (unless ClickHouse is failing or the writer is stopping: waiting would
+        stall the whole group); if it is still running after that, it commits
+        nothing for them. Buffered rows of revoked partitions are dropped:
+        they are re-read.
         """
         revoked = set(revoked)
-        task = self._inserting
-        while task is not None and not task.done() and not self.paused:
-            if self.stopping.is_set():
-                break
-            await asyncio.wait({task}, timeout=BACKPRESSURE_POLL_S)
-        if self._inserting_batch is not None and task is not None and not task.done():
-            self._inserting_batch.revoked |= revoked
+        in_flight = self._in_flight
+        while (
+            in_flight is not None
+            and not in_flight.task.done()
+            and self.state not in (WriterState.PAUSED, WriterState.STOPPING)
+        ):
+            await asyncio.wait({in_flight.task}, timeout=BACKPRESSURE_POLL_S)
+        if in_flight is not None and not in_flight.task.done():
+            in_flight.batch.revoked |= revoked
         dropped = self.pending.drop(revoked)
         for tp in revoked:
             self._next_offset.pop(tp, None)
@@ -423,12 +340,12 @@ class EventWriter:
             for message in messages:
                 self.pending.add(tp, message.offset, await self._incoming_or_dlq(message))
                 self._next_offset[tp] = message.offset + 1
-                if self._inserting is not None and self._inserting.done():
+                if self._in_flight is not None and self._in_flight.task.done():
                     await self._finish_insert()  # stored and committed: the next may start
                 # One poll can hold up to 2,000 messages (~80k events): start the insert
                 # as soon as it is due instead of after the whole poll is buffered, and
                 # let its task hand the batch to the engine's thread right away.
-                if self._inserting is None and self._start_insert_if_due(caught_up=False):
+                if self._in_flight is None and self._start_insert_if_due(caught_up=False):
                     await asyncio.sleep(0)
                     assigned = self.consumer.assignment()
                     if tp not in assigned:
@@ -436,20 +353,19 @@ class EventWriter:
         metrics.BUFFERED_ROWS.set(self.pending.rows)
 
     def _full(self) -> bool:
-        s = self.settings
-        return self.pending.rows >= s.batch_max_rows or self.pending.bytes >= s.batch_max_bytes
+        return is_full(self.settings, rows=self.pending.rows, size=self.pending.bytes)
 
     def _hold_or_release(self) -> None:
         """Pause every partition while ClickHouse fails or the next batch is full; else resume."""
         assert self.consumer is not None
-        hold = self.paused or (self._inserting is not None and self._full())
-        if hold:
+        if self.state is WriterState.PAUSED or (self._in_flight is not None and self._full()):
             # Also covers partitions assigned since the last call. Records already fetched
             # for them are discarded by aiokafka and fetched again after the resume.
             self.consumer.pause(*self.consumer.assignment())
-        elif self.holding:
+            self._enter(WriterState.PAUSED if self.paused else WriterState.HOLDING)
+        elif self.state is WriterState.HOLDING:
             self.consumer.resume(*self.consumer.assignment())
-        self.holding = hold
+            self._enter(WriterState.CONSUMING)
 
     def _retention_days(self, site_id: str) -> int:
         site = self.registry.get(site_id) if self.registry is not None else None
@@ -460,114 +376,136 @@ class EventWriter:
         try:
             header = read_header(raw)
         except (EnvelopeError, RowError) as exc:
-            await self._send_to_dlq(message, _dlq_reason(exc), str(exc))
+            assert self.dlq is not None
+            await self.dlq.send_copy(message, _dlq_reason(exc), str(exc))
             return None
         row = incoming_row(header, raw, self._retention_days(header.site_id))
         return IncomingMessage(message, row, estimated_events(raw), len(raw))
 
-    async def _send_to_dlq(self, message: Any, reason: str, detail: str) -> None:
-        assert self.dlq is not None
-        await self.dlq.send_and_wait(
-            self.dlq_topic,
-            message.value,
-            key=message.key,
-            headers=[
-                ("reason", reason.encode()),
-                ("detail", detail[:500].encode()),
-                ("stage", b"sink"),
-                ("source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
-            ],
-        )
-        metrics.DLQ.labels(reason).inc()
-        log.warning(
-            "message sent to the DLQ",
-            extra={"reason": reason, "partition": message.partition, "offset": message.offset},
-        )
+    async def _insert_isolating_refusals(self, batch: PendingBatch) -> bool:
+        """Store every message of ``batch``; False if stopping while ClickHouse is down.
 
-    async def _insert_with_retry(self, batch: PendingBatch) -> bool:
+        An outage (:func:`~services.sink.refusals.classify_insert_failure`)
+        pauses consumption and retries the same insert with the same token and
+        exponential backoff: nothing is dropped. A refusal caused by the data
+        is isolated instead: the failing part's messages are parsed in Python
+        (an invalid envelope goes to the DLQ with its precise reason, the rest
+        is retried), and a part that still fails — a row ClickHouse cannot
+        read, or an insert over a per-query limit — is split in halves, each
+        inserted on its own, until the message that fails alone goes to the
+        DLQ as a pointer (``reason`` ``bad_row`` or ``over_limit``). Every
+        other message is stored; a clean batch is one insert, as before.
+        """
+        parts = [batch.items()] if batch.messages() else []
+        split_token = ""  # the batch's token when it was first split ("" = not split)
+        parsed: set[int] = set()  # ids of messages already checked in Python
         delay = 0.2
-        while True:
+        while parts:
+            part = parts[-1]
+            token = part_token(split_token, part) if split_token else batch.dedup_token()
             started = time.perf_counter()
             try:
-                if batch.rows or batch.bytes:
-                    await self.store.insert_columns(
-                        INCOMING_TABLE, batch.columns(), INCOMING_COLUMNS, batch.dedup_token()
-                    )
-            except Exception as exc:  # any driver/engine error: retry, never drop
-                if _refused(exc) and await self._send_refused_to_dlq(batch):
-                    continue  # the refused messages are out: insert the rest now
-                metrics.INSERT_FAILURES.inc()
-                log.warning(
-                    "insert failed; consumption paused, retrying",
-                    extra={"reason": _reason(exc), "count": batch.rows},
+                await self.store.insert_columns(
+                    INCOMING_TABLE, columns([m for _, m in part]), INCOMING_COLUMNS, token
                 )
-                self._pause()
-                if not await self._wait_unless_stopping(delay):
-                    return False
-                delay = min(delay * 2, MAX_BACKOFF_S)
-                metrics.INSERT_RETRIES.inc()
+            except Exception as exc:  # classified: an outage is retried, never dropped
+                failure = classify_insert_failure(exc)
+                if failure is InsertFailure.OUTAGE:
+                    if not await self._back_off(exc, delay, sum(m.events for _, m in part)):
+                        return False
+                    delay = min(delay * 2, MAX_BACKOFF_S)
+                    continue
+                metrics.INSERT_REFUSALS.labels(failure.value).inc()
+                log.warning(
+                    "insert refused by its data; isolating the message",
+                    extra={"reason": failure_name(exc), "count": len(part)},
+                )
+                if failure is InsertFailure.BAD_ROW:
+                    invalid = await self._send_invalid_to_dlq(batch, part, parsed)
+                    if invalid:
+                        part[:] = [(tp, m) for tp, m in part if id(m) not in invalid]
+                        if not part:
+                            parts.pop()
+                        continue  # the invalid envelopes are out: insert the rest now
+                parts.pop()
+                if len(part) == 1:
+                    await self._send_refused_to_dlq(batch, *part[0], failure, exc)
+                else:
+                    split_token = split_token or batch.dedup_token()
+                    middle = len(part) // 2
+                    parts += [part[middle:], part[:middle]]  # first half next
                 continue
+            parts.pop()
+            delay = 0.2
             metrics.INSERT_SECONDS.observe(time.perf_counter() - started)
             metrics.INSERTS.inc()
-            metrics.ROWS.inc(batch.rows)
+            metrics.ROWS.inc(sum(m.events for _, m in part))
             if self.paused:
-                # The consuming loop resumes the partitions at its next poll.
-                self.paused = False
-                metrics.PAUSED.set(0)
+                # The partitions stay paused: the consuming loop resumes them at its next poll.
+                self._enter(WriterState.HOLDING)
                 log.info("insert succeeded; consumption resumed")
-            return True
+        return True
 
-    async def _send_refused_to_dlq(self, batch: PendingBatch) -> bool:
-        """Find the messages ClickHouse refused, send them to the DLQ, take them out.
+    async def _back_off(self, exc: Exception, delay: float, rows: int) -> bool:
+        """ClickHouse is failing: pause consumption, wait ``delay``; False if stopping."""
+        metrics.INSERT_FAILURES.inc()
+        log.warning(
+            "insert failed; consumption paused, retrying",
+            extra={"reason": failure_name(exc), "count": rows},
+        )
+        self._pause()
+        if not await self._wait_unless_stopping(delay):
+            return False
+        metrics.INSERT_RETRIES.inc()
+        return True
 
-        First by parsing every message of the batch in Python (precise reasons);
-        if that finds nothing, by inserting message by message. Returns False if
-        nothing was found (then the failure is treated as an outage).
+    async def _send_invalid_to_dlq(
+        self, batch: PendingBatch, part: list[tuple[Partition, IncomingMessage]], parsed: set[int]
+    ) -> set[int]:
+        """Parse ``part``'s messages in Python; send invalid envelopes to the DLQ (copies).
+
+        Returns the ids of the messages taken out of ``batch``. Each message is
+        parsed once per batch (``parsed``), however often its part is split.
         """
-        found = False
-        for tp, buffer in list(batch.partitions.items()):
-            for message in list(buffer.messages):
-                try:
-                    check_envelope(message.row[-1])
-                except (EnvelopeError, RowError) as exc:
-                    await self._send_to_dlq(message.record, _dlq_reason(exc), str(exc))
-                    batch.remove(tp, message)
-                    found = True
-        if found:
-            return True
-        token = batch.dedup_token()
-        for tp, buffer in list(batch.partitions.items()):
-            for message in list(buffer.messages):
-                try:
-                    await self.store.insert_columns(
-                        INCOMING_TABLE,
-                        [[value] for value in message.row],
-                        INCOMING_COLUMNS,
-                        f"{token}-{tp.partition}-{message.record.offset}",
-                    )
-                except Exception as exc:
-                    if not _refused(exc):
-                        return found
-                    detail = "ClickHouse refused its events: " + _reason(exc)
-                    await self._send_to_dlq(message.record, "bad_row", detail)
-                    batch.remove(tp, message)
-                    found = True
-        return found
+        assert self.dlq is not None
+        invalid: set[int] = set()
+        for tp, message in part:
+            if id(message) in parsed:
+                continue
+            parsed.add(id(message))
+            try:
+                check_envelope(message.row[-1])
+            except (EnvelopeError, RowError) as exc:
+                await self.dlq.send_copy(message.record, _dlq_reason(exc), str(exc))
+                batch.remove(tp, message)
+                invalid.add(id(message))
+        return invalid
+
+    async def _send_refused_to_dlq(
+        self,
+        batch: PendingBatch,
+        tp: Partition,
+        message: IncomingMessage,
+        failure: InsertFailure,
+        exc: Exception,
+    ) -> None:
+        """A message ClickHouse refuses even alone: a pointer to it goes to the DLQ."""
+        assert self.dlq is not None
+        detail = f"ClickHouse refused this message alone: {failure_name(exc)}"
+        await self.dlq.send_pointer(message.record, failure.value, detail)
+        batch.remove(tp, message)
 
     def _pause(self) -> None:
         """ClickHouse is failing: stop fetching now (the consuming loop keeps polling)."""
         assert self.consumer is not None
         self.consumer.pause(*self.consumer.assignment())
-        self.holding = True
-        if not self.paused:
-            self.paused = True
-            metrics.PAUSED.set(1)
+        self._enter(WriterState.PAUSED)
 
     async def _wait_unless_stopping(self, seconds: float) -> bool:
         """Wait ``seconds`` (the retry backoff); False if the writer is stopping."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stopping.wait(), seconds)
-        return not self.stopping.is_set()
+            await asyncio.wait_for(self._stop_requested.wait(), seconds)
+        return not self._stop_requested.is_set()
 
     async def _update_lag(self, force: bool = False) -> None:
         now = time.monotonic()
@@ -587,31 +525,17 @@ class EventWriter:
 
     async def stop(self) -> None:
         """Ask :meth:`run` to finish the in-flight insert, store the rest, commit and return."""
-        self.stopping.set()
+        self._enter(WriterState.STOPPING)
+        self._stop_requested.set()
 
     async def close(self) -> None:
         """Close Kafka clients."""
         if self.consumer is not None:
             await self.consumer.stop()
         if self.dlq is not None:
-            await self.dlq.stop()
+            await self.dlq.close()
 
 
 def _dlq_reason(exc: Exception) -> str:
     return "bad_envelope" if isinstance(exc, EnvelopeError) else "bad_row"
 
-
-def _refused(exc: Exception) -> bool:
-    """ClickHouse refused the insert because of a message's content (not an outage)."""
-    return REFUSED_MARKER in str(exc)
-
-
-def _reason(exc: Exception) -> str:
-    """A short reason for logs: the ClickHouse error code name if there is one, else the type."""
-    text = str(exc)
-    start = text.rfind("(")
-    if start != -1 and text.rstrip().endswith(")"):
-        code = text[start + 1 : text.rstrip().rfind(")")]
-        if code.isupper() and len(code) < 64:
-            return code
-    return type(exc).__name__

@@ -23,6 +23,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import REGISTRY
 
 from services.dev.kafka_broker import LocalKafkaBroker
 from services.dev.rrweb_gen import generate_session
@@ -115,6 +116,11 @@ def writer_for(
         **{"batch_max_seconds": 0.2, **overrides},
     )
     return EventWriter(settings, store, registry(), topic=topic, dlq_topic=topic + ".dlq")
+
+
+def sample(name: str) -> float:
+    """A metric's current value, read through the registry (0 before its first use)."""
+    return REGISTRY.get_sample_value(name) or 0.0
 
 
 async def scalar(store: ClickHouseStore, sql: str, **params: Any) -> Any:
@@ -319,24 +325,22 @@ async def test_empty_batch_adds_no_session(store: ClickHouseStore) -> None:
 async def test_store_refusing_writes_pauses_consumption_then_stores_everything(
     kafka_broker: LocalKafkaBroker, store: ClickHouseStore
 ) -> None:
-    from services.sink import metrics
-
     site = "outage"
     topic = await new_topic(kafka_broker)
     batch = envelopes(site, sessions=4, seed=3)
     total = expected_events(batch)
     writer = writer_for(kafka_broker, store, topic, batch_max_rows=500)
     await store.command("DETACH TABLE events")  # inserts now fail: UNKNOWN_TABLE
-    retries_before = metrics.INSERT_RETRIES._value.get()
+    retries_before = sample("replaypipe_sink_insert_retries_total")
     await publish_envelopes(kafka_broker, topic, batch)
     await writer.start()
     task = asyncio.create_task(writer.run())
     try:
         deadline = time.monotonic() + 60
-        while metrics.INSERT_RETRIES._value.get() < retries_before + 3:
+        while sample("replaypipe_sink_insert_retries_total") < retries_before + 3:
             assert time.monotonic() < deadline and not task.done()
             await asyncio.sleep(0.2)
-        assert writer.paused and metrics.PAUSED._value.get() == 1
+        assert writer.paused and sample("replaypipe_sink_paused") == 1
         assert writer.consumer is not None and writer.consumer.paused()
         # Memory is bounded: nothing new is buffered while paused.
         buffered = writer.pending.rows
@@ -346,7 +350,7 @@ async def test_store_refusing_writes_pauses_consumption_then_stores_everything(
         while await count_final(store, site) < total:
             assert time.monotonic() < deadline, "writer did not resume after the table came back"
             await asyncio.sleep(0.2)
-        assert not writer.paused and metrics.PAUSED._value.get() == 0
+        assert not writer.paused and sample("replaypipe_sink_paused") == 0
     finally:
         await writer.stop()
         await task
@@ -502,8 +506,6 @@ async def writer_with_next_batch_pending(
 async def test_outage_with_an_insert_in_flight_and_the_next_batch_pending_stores_each_event_once(
     kafka_broker: LocalKafkaBroker, store: ClickHouseStore
 ) -> None:
-    from services.sink import metrics
-
     site = "overlap-outage"
     topic = await new_topic(kafka_broker)
     batch = envelopes(site, sessions=12, seed=21)
@@ -514,14 +516,14 @@ async def test_outage_with_an_insert_in_flight_and_the_next_batch_pending_stores
     try:
         async with inserts_held(store):
             task = await writer_with_next_batch_pending(kafka_broker, store, writer, first, second)
-            retries_before = metrics.INSERT_RETRIES._value.get()
+            retries_before = sample("replaypipe_sink_insert_retries_total")
             await asyncio.to_thread(store.client.command, "DETACH TABLE events")
         await wait_for(
-            lambda: metrics.INSERT_RETRIES._value.get() >= retries_before + 2,
+            lambda: sample("replaypipe_sink_insert_retries_total") >= retries_before + 2,
             "the in-flight insert was retried",
             task,
         )
-        assert writer.paused and writer.holding and metrics.PAUSED._value.get() == 1
+        assert writer.paused and writer.holding and sample("replaypipe_sink_paused") == 1
         assert writer.inserting and writer.pending.rows >= 300
         # Memory stays bounded: nothing more is buffered while ClickHouse is down.
         await publish_envelopes(kafka_broker, topic, third)
@@ -596,8 +598,6 @@ async def count_events(store: ClickHouseStore, site: str) -> int:
 async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_then_waits(
     kafka_broker: LocalKafkaBroker, store: ClickHouseStore
 ) -> None:
-    from services.sink import metrics
-
     site = "adaptive-start"
     topic = await new_topic(kafka_broker)
     batch = envelopes(site, sessions=6, seed=24)
@@ -615,8 +615,8 @@ async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_
         min_insert_interval_s=3600.0,
     )
     await publish_envelopes(kafka_broker, topic, batch)
-    inserts_before = metrics.INSERTS._value.get()
-    rows_before = metrics.ROWS._value.get()
+    inserts_before = sample("replaypipe_sink_inserts_total")
+    rows_before = sample("replaypipe_sink_rows_total")
     await writer.start()
     task = asyncio.create_task(writer.run())
     try:
@@ -625,8 +625,8 @@ async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_
             assert not task.done(), task.exception()
             assert time.monotonic() < deadline, "the backlog was not inserted before max size/time"
             await asyncio.sleep(0.1)
-        assert metrics.INSERTS._value.get() - inserts_before == 1
-        first_insert = metrics.ROWS._value.get() - rows_before
+        assert sample("replaypipe_sink_inserts_total") - inserts_before == 1
+        first_insert = sample("replaypipe_sink_rows_total") - rows_before
         assert min_rows <= first_insert < total
         assert await count_events(store, site) == first_insert
         # The rest is consumed but held back by the interval; a graceful stop stores it.
@@ -634,12 +634,12 @@ async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_
         await wait_for(lambda: writer.pending.rows == rest, "the rest is consumed", task)
         await asyncio.sleep(0.5)  # several polls, caught up: still held back
         assert writer.pending.rows == rest and not writer.inserting
-        assert metrics.INSERTS._value.get() - inserts_before == 1
+        assert sample("replaypipe_sink_inserts_total") - inserts_before == 1
     finally:
         await writer.stop()
         await task
         await writer.close()
-    assert metrics.INSERTS._value.get() - inserts_before == 2
+    assert sample("replaypipe_sink_inserts_total") - inserts_before == 2
     assert await count_events(store, site) == total
 
 

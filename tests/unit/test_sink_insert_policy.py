@@ -1,11 +1,11 @@
-"""When the sink writer starts an insert (:func:`services.sink.writer.insert_due`)."""
+"""When the sink writer starts an insert (:func:`services.sink.batching.insert_due`)."""
 
 from __future__ import annotations
 
 import math
 
+from services.sink.batching import insert_due
 from services.sink.settings import SinkSettings
-from services.sink.writer import insert_due
 
 SETTINGS = SinkSettings(
     batch_max_rows=100_000,

@@ -161,3 +161,12 @@ def test_cluster_variant_has_replicated_local_tables_and_distributed_by_session(
 def test_cluster_variant_refuses_a_statement_it_cannot_translate() -> None:
     with pytest.raises(SchemaError, match="no cluster translation"):
         cluster_statements(split_statements("DROP TABLE events;\n"), "c", ["events"])
+
+
+def test_cluster_variant_changes_a_materialized_views_query_on_every_shard() -> None:
+    plan = {name: statements for _, name, statements in planned_statements("replaypipe")}
+    [statement] = plan["linear_rage_clicks"]
+    assert statement.startswith(
+        "ALTER TABLE session_batches_mv ON CLUSTER 'replaypipe' MODIFY QUERY"
+    )
+    assert "FROM parsed_batches_local" in statement and "session_batches_mv_local" not in statement
