@@ -14,6 +14,9 @@ replaypipe erase --site S (--session ID | --visitor ID)
                                        sink's DELETE API)
 replaypipe mask --site-settings FILE   mask an NDJSON recording offline (stdin → stdout)
 replaypipe demo                        send generated sessions to a running stack
+replaypipe keys new-kek DIR | rewrap | list
+                                       key-encryption keys and the data keys of
+                                       recordings.raw (docs/security.md)
 """
 
 from __future__ import annotations
@@ -68,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.masker import offline
 
         return offline.main(rest)
+    elif command == "keys":
+        from services.shared.keyring import keys_command
+
+        return keys_command(rest)
     elif command == "demo":
         from services.dev.demo import main as demo_main
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from services.shared.env import SettingError, env_float, env_int, env_str
 from services.shared.kafka import KafkaSettings
+from services.shared.keyring import RawEncryptionSettings
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,8 @@ class IngestSettings:
     event_loop: str = "uvloop"
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    # Sealing of recordings.raw values (RAW_* variables, docs/security.md).
+    raw_encryption: RawEncryptionSettings = field(default_factory=RawEncryptionSettings)
 
     @classmethod
     def from_env(cls) -> IngestSettings:
@@ -79,6 +82,7 @@ class IngestSettings:
             event_loop=env_str("INGEST_EVENT_LOOP", cls.event_loop),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
+            raw_encryption=RawEncryptionSettings.from_env(),
         )
 
     def __post_init__(self) -> None:

@@ -37,6 +37,7 @@ from services.masker.rules import MaskPolicy, SessionMaskState, mask_batch
 from services.masker.settings import MaskerSettings
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope, EnvelopeError
+from services.shared.keyring import RawOpener
 from services.shared.logging import JsonLineFormatter
 from services.shared.ops_http import add_ops_routes, start_site
 from services.shared.site_feed import follow_site_config
@@ -215,6 +216,7 @@ def create_app(settings: MaskerSettings) -> faust.App:
     # Last activity per session key, so eviction need not parse every stored value.
     last_seen: dict[bytes, tuple[float, int]] = {}
     background: set[asyncio.Future[None]] = set()
+    raw_opener = RawOpener(settings.raw_encryption, settings.kafka.bootstrap_servers)
 
     def ack_when_delivered(event: faust.EventT[Any], delivery: asyncio.Future[Any]) -> None:
         """Mark the source offset committable once Kafka has the masked batch."""
@@ -247,7 +249,7 @@ def create_app(settings: MaskerSettings) -> faust.App:
             started = time.perf_counter()
             try:
                 batch = mask_message(
-                    raw_value,
+                    await raw_opener.open(key, raw_value),
                     state_table.get(key),
                     registry,
                     partition=partition,
@@ -311,6 +313,10 @@ def create_app(settings: MaskerSettings) -> faust.App:
         metrics.SESSIONS_IN_STATE.set(len(state_table.data))
 
     @app.task
+    async def follow_data_keys() -> None:
+        await raw_opener.run()
+
+    @app.task
     async def follow_sites() -> None:
         await follow_site_config(
             registry, settings.kafka.bootstrap_servers, on_update=warn_about_site_selectors
@@ -332,6 +338,7 @@ def create_app(settings: MaskerSettings) -> faust.App:
             await runner.cleanup()
 
     _ = (mask_recordings, evict_idle_sessions, report_consumer_lag, follow_sites, serve_ops)
+    _ = follow_data_keys
     return app
 
 

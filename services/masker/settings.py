@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from services.masker.rules import DEFAULT_SENSITIVE_NAMES
 from services.shared.env import SettingError, env_float, env_int, env_list, env_str
 from services.shared.kafka import KafkaSettings
+from services.shared.keyring import RawEncryptionSettings
 
 COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", "none")
 
@@ -32,6 +33,8 @@ class MaskerSettings:
     sensitive_names: tuple[str, ...] = DEFAULT_SENSITIVE_NAMES
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    # Opening sealed recordings.raw values (RAW_* variables, docs/security.md).
+    raw_encryption: RawEncryptionSettings = field(default_factory=RawEncryptionSettings)
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:
@@ -58,4 +61,5 @@ class MaskerSettings:
             sensitive_names=env_list("MASKER_SENSITIVE_NAMES", cls.sensitive_names),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
+            raw_encryption=RawEncryptionSettings.from_env(),
         )
