@@ -552,17 +552,28 @@ async def load_keyring(settings: RawEncryptionSettings, bootstrap_servers: str) 
     return keyring
 
 
-async def rewrap_keys(settings: RawEncryptionSettings, bootstrap_servers: str) -> tuple[int, int]:
+@dataclass(frozen=True, slots=True)
+class RewrapSummary:
+    """What ``replaypipe keys rewrap`` did: keys re-wrapped, already current, not unwrappable."""
+
+    rewrapped: int
+    current: int
+    unreadable: list[str]
+
+
+async def rewrap_keys(settings: RawEncryptionSettings, bootstrap_servers: str) -> RewrapSummary:
     """Re-publish every live data key wrapped with the current KEK (KEK rotation).
 
-    Returns ``(rewrapped, already current)``. Run it after adding a new KEK to
-    every ingest and masker, and before removing the old KEK.
+    Run it after adding a new KEK to every ingest and masker, and before removing
+    the old KEK. Keys that no held KEK unwraps are listed, not touched: removing
+    a KEK then would make their raw data unreadable.
     """
     keyring = await load_keyring(settings, bootstrap_servers)
     keks = keyring.keks
     producer = _kafka_producer(bootstrap_servers)
     await producer.start()
     done = current = 0
+    unreadable: list[str] = []
     now = now_ms()
     try:
         for key_id, record in sorted(keyring.wrapped.items()):
@@ -571,7 +582,11 @@ async def rewrap_keys(settings: RawEncryptionSettings, bootstrap_servers: str) -
             if record.kek_id == keks.current_id:
                 current += 1
                 continue
-            key = keks.unwrap(key_id, record.kek_id, record.wrapped, record.created_at_ms)
+            try:
+                key = keks.unwrap(key_id, record.kek_id, record.wrapped, record.created_at_ms)
+            except RawValueUnreadable:
+                unreadable.append(key_id.hex())
+                continue
             kek_id, wrapped = keks.wrap(key)
             await publish_wrapped_key(
                 producer, WrappedKey(key_id, kek_id, wrapped, key.created_at_ms)
@@ -579,7 +594,7 @@ async def rewrap_keys(settings: RawEncryptionSettings, bootstrap_servers: str) -
             done += 1
     finally:
         await producer.stop()
-    return done, current
+    return RewrapSummary(done, current, unreadable)
 
 
 USAGE = """replaypipe keys new-kek DIR    write a new key-encryption key file (mode 0600) into DIR
@@ -603,8 +618,19 @@ def keys_command(argv: list[str]) -> int:
         settings = RawEncryptionSettings.from_env()
         servers = KafkaSettings.from_env().bootstrap_servers
         if argv[0] == "rewrap":
-            done, current = asyncio.run(rewrap_keys(settings, servers))
-            print(f"rewrapped {done} data keys; {current} were wrapped with the newest KEK already")
+            summary = asyncio.run(rewrap_keys(settings, servers))
+            print(
+                f"rewrapped {summary.rewrapped} data keys; {summary.current} were wrapped "
+                "with the newest KEK already"
+            )
+            if summary.unreadable:
+                print(
+                    f"{len(summary.unreadable)} data keys are wrapped with a KEK not in "
+                    f"{settings.kek_dir} (keep that KEK until they expire): "
+                    + ", ".join(summary.unreadable),
+                    file=sys.stderr,
+                )
+                return 1
             return 0
         if argv[0] == "list":
             keyring = asyncio.run(load_keyring(settings, servers))
