@@ -71,6 +71,9 @@ MODES = ("off", "on", "required")
 RECORD_VERSION = 1
 # How often ingest looks at its key's age and at keys due for destruction.
 HOUSEKEEPING_S = 30.0
+# How often every process re-reads RAW_KEK_DIR (a KEK added to the mounted
+# Secret is picked up without a restart; docs/security.md, KEK rotation).
+KEK_RELOAD_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -209,6 +212,13 @@ class Keyring:
                 extra={"key_id": key_id.hex(), "kek_id": record.kek_id, "reason": exc.reason},
             )
 
+    def replace_keks(self, keks: KekSet, now_ms: int) -> None:
+        """Use a re-read KEK set; keys that no KEK unwrapped before are tried again."""
+        self.keks = keks
+        for key_id in list(self._failed):
+            record = self.wrapped[key_id]
+            self.apply(key_id.hex().encode(), record.to_json(), now_ms)
+
     def add(self, key: DataKey, record: WrappedKey) -> None:
         """A key this process created and published itself."""
         self.wrapped[key.key_id] = record
@@ -254,10 +264,17 @@ class KeyFeed:
     """Follows ``keys.raw`` from the beginning into a :class:`Keyring`, until cancelled."""
 
     def __init__(
-        self, keyring: Keyring, bootstrap_servers: str, *, forget_expired: bool = True
+        self,
+        keyring: Keyring,
+        bootstrap_servers: str,
+        *,
+        forget_expired: bool = True,
+        kek_dir: str | None = None,
     ) -> None:
         self.keyring = keyring
         self.bootstrap_servers = bootstrap_servers
+        self.kek_dir = kek_dir  # re-read every KEK_RELOAD_S when given
+        self._keks_read = time.monotonic()
         # False where the owner forgets expired keys itself (ingest tombstones them).
         self.forget_expired = forget_expired
         self._consumer: AIOKafkaConsumer | None = None
@@ -294,11 +311,25 @@ class KeyFeed:
                         self.keyring.apply(record.key, record.value, now)
                 if self.forget_expired:
                     self.keyring.expire(now)
+                self._reload_keks(now)
                 self._position = await consumer.position(tp)
                 self._notify()
         finally:
             self._consumer = None
             await consumer.stop()
+
+    def _reload_keks(self, now: int) -> None:
+        if self.kek_dir is None or time.monotonic() - self._keks_read < KEK_RELOAD_S:
+            return
+        self._keks_read = time.monotonic()
+        try:
+            keks = KekSet.load_dir(self.kek_dir)
+        except (KekError, OSError) as exc:
+            log.error("RAW_KEK_DIR not readable; keeping the KEKs held", extra={"reason": str(exc)})
+            return
+        if keks.secrets != self.keyring.keks.secrets:
+            self.keyring.replace_keks(keks, now)
+            log.info("key-encryption keys reloaded", extra={"kek_id": keks.current_id})
 
     def _notify(self) -> None:
         event, self._progress = self._progress, asyncio.Event()
@@ -389,7 +420,9 @@ class RawSealer:
             keyring = Keyring(
                 KekSet.load_dir(settings.kek_dir), settings.destroy_after_s, unwrap=False
             )
-            self._feed = KeyFeed(keyring, bootstrap_servers, forget_expired=False)
+            self._feed = KeyFeed(
+                keyring, bootstrap_servers, forget_expired=False, kek_dir=settings.kek_dir
+            )
             _ingest_key_age().set_function(self._key_age_s)
         else:
             log.warning("recordings.raw is written in clear (RAW_ENCRYPTION=off)")
@@ -480,7 +513,7 @@ class RawOpener:
         self._feed: KeyFeed | None = None
         if settings.enabled:
             keyring = Keyring(KekSet.load_dir(settings.kek_dir), settings.destroy_after_s)
-            self._feed = KeyFeed(keyring, bootstrap_servers)
+            self._feed = KeyFeed(keyring, bootstrap_servers, kek_dir=settings.kek_dir)
 
     async def run(self) -> None:
         """Follow ``keys.raw`` until cancelled (returns at once with encryption off)."""

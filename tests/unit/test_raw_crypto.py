@@ -226,3 +226,14 @@ def test_the_local_stack_makes_a_kek_once_and_turns_sealing_on(tmp_path: Path) -
 def test_the_local_stack_leaves_an_explicit_off_alone(tmp_path: Path) -> None:
     env = with_local_raw_encryption({"RAW_ENCRYPTION": "off"}, tmp_path)
     assert env["RAW_ENCRYPTION"] == "off" and not (tmp_path / "keys").exists()
+
+
+def test_a_key_wrapped_by_a_kek_added_later_opens_once_the_keks_are_reloaded() -> None:
+    new = kek_set("kek-2")
+    key = DataKey.create(1000)
+    kek_id, wrapped = new.wrap(key)
+    ring = Keyring(kek_set("kek-1"), destroy_after_s=3600)
+    ring.apply(key.hex_id.encode(), WrappedKey(key.key_id, kek_id, wrapped, 1000).to_json(), 2000)
+    assert reason_of(lambda: ring.get(key.key_id, 2000)) == KEK_MISSING
+    ring.replace_keks(KekSet({**ring.keks.secrets, **new.secrets}), 2000)
+    assert ring.get(key.key_id, 2000).secret == key.secret
