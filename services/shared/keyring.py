@@ -514,6 +514,7 @@ class RawOpener:
         if settings.enabled:
             keyring = Keyring(KekSet.load_dir(settings.kek_dir), settings.destroy_after_s)
             self._feed = KeyFeed(keyring, bootstrap_servers, kek_dir=settings.kek_dir)
+            _masker_unreadable()  # on /metrics from the start, not from the first failure
 
     async def run(self) -> None:
         """Follow ``keys.raw`` until cancelled (returns at once with encryption off)."""
