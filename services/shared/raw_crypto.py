@@ -92,7 +92,7 @@ class DataKey:
         return self.key_id.hex()
 
 
-def seal(key: DataKey, message_key: bytes, value: bytes, *, compress: bool = True) -> bytes:
+def seal(key: DataKey, message_key: bytes, value: bytes, *, compress: bool = False) -> bytes:
     """Seal one raw value for ``message_key`` (the Kafka key ``site:session``)."""
     flags = FLAG_LZ4 if compress else 0
     header = MAGIC + bytes((flags,)) + key.key_id
