@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.request import urlopen
 
 import orjson
 import pytest
@@ -203,11 +204,16 @@ def test_secrets_typed_through_the_stack_are_nowhere_upstream_of_the_masker(
         stray = seal(DataKey.create(int(time.time() * 1000)), b"demo:stray", stray_value)
         produce(running.bootstrap, b"demo:stray", stray)
         pointer = wait_for_dlq(running.bootstrap, b"demo:stray")
+        with urlopen(f"http://127.0.0.1:{stack.masker_port}/metrics", timeout=5) as response:
+            metrics = response.read().decode()
     finally:
         stack.stop()
 
     assert all(s.encode() not in body for s in secrets)
     assert pointer["reason"] == "unknown_data_key" and pointer["topic"] == topics.RAW
+    assert (
+        'replaypipe_masker_unreadable_raw_batches_total{reason="unknown_data_key"} 1.0' in metrics
+    )
     assert scan(broker, f"{topics.RAW}-", secrets) == []
     assert scan(broker, "masker-sealed-session-mask-state-changelog-", secrets) == []
     assert scan(broker, f"{topics.DLQ}-", secrets) == []
@@ -215,6 +221,28 @@ def test_secrets_typed_through_the_stack_are_nowhere_upstream_of_the_masker(
     mine = f"demo:{session_id}".encode()
     values = [v for k, v in read_topic(f"127.0.0.1:{broker.port}", topics.RAW) if k == mine]
     assert values and all(v is not None and v.startswith(b"RPS1") for v in values)
+
+
+def test_data_keys_rotate_on_schedule_without_a_restart(
+    broker: LocalKafkaBroker, tmp_path: Path
+) -> None:
+    stack = run_stack(broker, tmp_path, "rotate", RAW_KEY_ROTATION_S="1")
+    bootstrap = f"127.0.0.1:{broker.port}"
+    try:
+        running = Running(stack)
+        first, _, first_count = running.post_session(seed=1405)
+        time.sleep(2.5)
+        second, _, second_count = running.post_session(seed=1406)
+        running.stored_events(first, first_count)
+        running.stored_events(second, second_count)
+    finally:
+        stack.stop()
+    raw = read_topic(bootstrap, topics.RAW)
+    key_ids = {
+        session: {sealed_key_id(v) for k, v in raw if k == f"demo:{session}".encode() and v}
+        for session in (first, second)
+    }
+    assert key_ids[first] and key_ids[second] and not key_ids[first] & key_ids[second]
 
 
 def test_a_clear_value_is_refused_when_encryption_is_required(
