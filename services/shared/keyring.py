@@ -343,9 +343,12 @@ class KeyFeed:
         """Return once ``key_id`` is known or the topic is read up to its end as of now.
 
         Ingest publishes a key before using it, so a value's key is on the topic
-        before the value: reading to the end settles it. Gives up after ``timeout_s``.
+        before the value: reading to the end settles it. ``timeout_s`` counts
+        from when that end is known: while ``keys.raw`` cannot be reached (the
+        masker starting, Kafka away) this waits, rather than calling a readable
+        value unreadable.
         """
-        deadline = time.monotonic() + timeout_s
+        deadline: float | None = None
         end: int | None = None
         while not self.keyring.knows(key_id):
             consumer = self._consumer
@@ -353,13 +356,14 @@ class KeyFeed:
                 with contextlib.suppress(KafkaError):
                     tp = TopicPartition(KEYS_TOPIC, 0)
                     end = (await consumer.end_offsets([tp]))[tp]
+                    deadline = time.monotonic() + timeout_s
             if end is not None and self._position >= end:
                 return
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
                 return
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining)
+                await asyncio.wait_for(self._progress.wait(), remaining if remaining else 1.0)
 
 
 def _kafka_producer(bootstrap_servers: str) -> AIOKafkaProducer:
@@ -583,7 +587,8 @@ async def load_keyring(settings: RawEncryptionSettings, bootstrap_servers: str) 
     feed = KeyFeed(keyring, bootstrap_servers, forget_expired=False)
     task = asyncio.create_task(feed.run())
     try:
-        await feed.wait_for(b"\x00" * 16, 30.0)  # an id no one uses: read to the end
+        async with asyncio.timeout(60.0):  # Kafka unreachable: say so rather than hang
+            await feed.wait_for(b"\x00" * 16, 30.0)  # an id no one uses: read to the end
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
@@ -679,6 +684,9 @@ def keys_command(argv: list[str]) -> int:
             return 0
     except (KekError, RawValueUnreadable) as exc:
         print(f"replaypipe keys: {exc}", file=sys.stderr)
+        return 1
+    except TimeoutError:
+        print(f"replaypipe keys: {KEYS_TOPIC} not readable within 60 s (KAFKA_*)", file=sys.stderr)
         return 1
     print(USAGE, file=sys.stderr)
     return 2

@@ -214,6 +214,9 @@ def test_secrets_typed_through_the_stack_are_nowhere_upstream_of_the_masker(
     assert (
         'replaypipe_masker_unreadable_raw_batches_total{reason="unknown_data_key"} 1.0' in metrics
     )
+    logs = b"".join(p.read_bytes() for p in (tmp_path / "logs").glob("*.log"))
+    kek = next((tmp_path / "keys").iterdir()).read_bytes().strip()
+    assert kek not in logs and all(s.encode() not in logs for s in secrets)
     assert scan(broker, f"{topics.RAW}-", secrets) == []
     assert scan(broker, "masker-sealed-session-mask-state-changelog-", secrets) == []
     assert scan(broker, f"{topics.DLQ}-", secrets) == []

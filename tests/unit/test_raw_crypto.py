@@ -15,6 +15,7 @@ from services.shared.keyring import (
     Keyring,
     RawEncryptionSettings,
     WrappedKey,
+    keys_command,
     new_kek_file,
     with_local_raw_encryption,
 )
@@ -237,3 +238,12 @@ def test_a_key_wrapped_by_a_kek_added_later_opens_once_the_keks_are_reloaded() -
     assert reason_of(lambda: ring.get(key.key_id, 2000)) == KEK_MISSING
     ring.replace_keks(KekSet({**ring.keks.secrets, **new.secrets}), 2000)
     assert ring.get(key.key_id, 2000).secret == key.secret
+
+
+def test_keys_new_kek_writes_a_key_and_prints_only_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert keys_command(["new-kek", str(tmp_path)]) == 0
+    (path,) = tmp_path.iterdir()
+    out = capsys.readouterr().out
+    assert path.name in out and path.read_text().strip() not in out
