@@ -581,9 +581,11 @@ def with_local_raw_encryption(env: dict[str, str], var_dir: Path) -> dict[str, s
     return {"RAW_ENCRYPTION": "on", "RAW_KEK_DIR": str(kek_dir), **env}
 
 
-async def load_keyring(settings: RawEncryptionSettings, bootstrap_servers: str) -> Keyring:
-    """Read ``keys.raw`` to its end once into a keyring of wrapped records."""
-    keyring = Keyring(KekSet.load_dir(settings.kek_dir), settings.destroy_after_s, unwrap=False)
+async def load_keyring(
+    settings: RawEncryptionSettings, bootstrap_servers: str, *, unwrap: bool = False
+) -> Keyring:
+    """Read ``keys.raw`` to its end once into a keyring (of wrapped records only by default)."""
+    keyring = Keyring(KekSet.load_dir(settings.kek_dir), settings.destroy_after_s, unwrap=unwrap)
     feed = KeyFeed(keyring, bootstrap_servers, forget_expired=False)
     task = asyncio.create_task(feed.run())
     try:
@@ -593,6 +595,45 @@ async def load_keyring(settings: RawEncryptionSettings, bootstrap_servers: str) 
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     return keyring
+
+
+def read_raw_in_clear(bootstrap_servers: str, kek_dir: str | Path) -> list[bytes]:
+    """Every ``recordings.raw`` value, opened with the live data keys (tests, forensics).
+
+    Holding the KEK and a Kafka client is exactly what this takes: the threat
+    model's "KEK and keys.raw" row (docs/security.md). Values that do not open
+    are left out; clear values are returned as they are.
+    """
+    from services.shared import topics
+
+    async def read() -> list[bytes]:
+        settings = RawEncryptionSettings(mode="on", kek_dir=str(kek_dir))
+        keyring = await load_keyring(settings, bootstrap_servers, unwrap=True)
+        consumer = AIOKafkaConsumer(
+            topics.RAW,
+            bootstrap_servers=bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest",
+            enable_auto_commit=False,
+        )
+        await consumer.start()
+        out: list[bytes] = []
+        try:
+            while batch := await consumer.getmany(timeout_ms=2000):
+                for record in (r for records in batch.values() for r in records):
+                    if not record.value:
+                        continue
+                    if not is_sealed(record.value):
+                        out.append(record.value)
+                        continue
+                    with contextlib.suppress(RawValueUnreadable):
+                        key = keyring.get(sealed_key_id(record.value), now_ms())
+                        out.append(open_sealed(key, record.key or b"", record.value))
+        finally:
+            await consumer.stop()
+        return out
+
+    return asyncio.run(read())
 
 
 @dataclass(frozen=True, slots=True)
