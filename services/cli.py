@@ -16,6 +16,10 @@ replaypipe erase --site S (--session ID | --visitor ID)
 replaypipe mask --site-settings FILE   mask an NDJSON recording offline (stdin → stdout)
 replaypipe demo                        send generated sessions to a running stack (development only)
 replaypipe settings                    print every environment setting as the README table
+replaypipe demo                        send generated sessions to a running stack
+replaypipe keys new-kek DIR | rewrap | list
+                                       key-encryption keys and the data keys of
+                                       recordings.raw (docs/security.md)
 """
 
 from __future__ import annotations
@@ -97,6 +101,10 @@ def main(argv: list[str] | None = None) -> int:
         from services.shared.env import settings_table
 
         print(settings_table(settings_classes()), end="")
+    elif command == "keys":
+        from services.shared.keyring import keys_command
+
+        return keys_command(rest)
     elif command == "demo":
         from services.dev.demo import main as demo_main
 

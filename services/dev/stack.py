@@ -29,6 +29,7 @@ from services.dev.kafka_broker import (
     exit_with_parent,
 )
 from services.shared.kafka import KafkaSettings, ensure_topics
+from services.shared.keyring import with_local_raw_encryption
 
 SERVICES = ("sink", "masker", "ingest")
 
@@ -85,7 +86,7 @@ class LocalStack:
 
     def service_env(self) -> dict[str, str]:
         """The environment every service process gets."""
-        env = dict(os.environ)
+        env = with_local_raw_encryption(dict(os.environ), self.var_dir)
         env.update(
             {
                 "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{self.kafka_port}",

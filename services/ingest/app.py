@@ -29,6 +29,7 @@ from services.ingest.producer import AsyncProducer, PublishError
 from services.ingest.settings import IngestSettings
 from services.shared import topics
 from services.shared.errors import error_response as shared_error_response
+from services.shared.keyring import RawSealer
 from services.shared.logging import setup_logging
 from services.shared.ops_http import add_ops_routes
 from services.shared.site_feed import follow_site_config
@@ -79,6 +80,7 @@ class Gateway:
         self.registry = registry
         self.limiter = SiteRateLimiter()
         self.producer: AsyncProducer | None = None
+        self.raw_sealer = RawSealer(settings.raw_encryption, settings.kafka.bootstrap_servers)
         self.inflight = 0
         # Read when /metrics is scraped rather than set twice on every batch.
         metrics.INFLIGHT.set_function(lambda: self.inflight)
@@ -238,7 +240,7 @@ class Gateway:
                 # A timeout cancels only this record's future: the record stays queued
                 # in the producer and may still land; the client hears 503 and the
                 # sink dedups a retried batch.
-                await producer.send(topics.RAW, value, key)
+                await producer.send(topics.RAW, await self.raw_sealer.seal(key, value), key)
         except PublishError as exc:
             if exc.too_large:
                 raise Rejection(
@@ -338,6 +340,7 @@ def build_app(settings: IngestSettings, registry: SiteRegistry) -> web.Applicati
 
     async def lifecycle(_: web.Application) -> AsyncIterator[None]:
         await gateway.start_producer()
+        await gateway.raw_sealer.start()
         tasks = [asyncio.create_task(gateway.follow_sites())]
         try:
             yield
@@ -347,6 +350,7 @@ def build_app(settings: IngestSettings, registry: SiteRegistry) -> web.Applicati
             await asyncio.gather(*tasks, return_exceptions=True)
             # The HTTP side has stopped by now: flush every batch already accepted.
             await gateway.stop_producer()
+            await gateway.raw_sealer.stop()
 
     app.cleanup_ctx.append(lifecycle)
     return app

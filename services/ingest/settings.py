@@ -13,6 +13,7 @@ from services.shared.env import (
     sites_file_setting,
 )
 from services.shared.kafka import KafkaSettings
+from services.shared.keyring import RawEncryptionSettings
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,8 @@ class IngestSettings:
     )
     log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    # Sealing of recordings.raw values (RAW_* variables, docs/security.md).
+    raw_encryption: RawEncryptionSettings = field(default_factory=RawEncryptionSettings)
 
     @classmethod
     def from_env(cls) -> IngestSettings:

@@ -47,6 +47,7 @@ from services.masker.message import (
 from services.masker.policy import MaskPolicy
 from services.masker.settings import MaskerSettings
 from services.shared import topics
+from services.shared.keyring import RawOpener
 from services.shared.logging import logging_config as shared_logging_config
 from services.shared.ops_http import add_ops_routes, start_site
 from services.shared.site_feed import follow_site_config
@@ -130,6 +131,7 @@ def create_app(settings: MaskerSettings) -> faust.App:
     app.agent(raw, name="mask_recordings", concurrency=1)(worker.mask_recordings)
     app.timer(interval=settings.eviction_interval_s)(worker.evict_idle_sessions)
     app.timer(interval=settings.lag_interval_s)(worker.report_consumer_lag)
+    app.task(worker.follow_data_keys)
     app.task(worker.follow_sites)
     app.task(worker.serve_ops)
     return app
@@ -161,6 +163,7 @@ class MaskerWorker:
         self.agent_running = False
         self.batch_started: float | None = None  # monotonic time the current batch began
         self.progress = PartitionProgress(settings.stuck_after_s)
+        self.raw_opener = RawOpener(settings.raw_encryption, settings.kafka.bootstrap_servers)
         metrics.BATCH_RUNNING_SECONDS.set_function(self.batch_running_s)
 
     def batch_running_s(self) -> float:
@@ -197,6 +200,7 @@ class MaskerWorker:
         started = time.perf_counter()
         self.batch_started = time.monotonic()
         try:
+            raw_value = await self.raw_opener.open(key, raw_value)
             batch = await self.mask_off_the_loop_if_big(
                 partial(
                     mask_message,
@@ -347,6 +351,10 @@ class MaskerWorker:
         metrics.SESSIONS_IN_STATE.set(len(self.state_table.data))
 
     # --- tasks -----------------------------------------------------------------------
+
+    async def follow_data_keys(self) -> None:
+        """Follow ``keys.raw``: the wrapped data keys that open sealed raw values."""
+        await self.raw_opener.run()
 
     async def follow_sites(self) -> None:
         """Apply site settings published to ``sites.config`` without a restart."""

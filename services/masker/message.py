@@ -18,6 +18,7 @@ from services.masker.policy import MaskPolicy
 from services.masker.state import SessionMaskState
 from services.shared.envelope import BatchEnvelope, EnvelopeError
 from services.shared.limits import MAX_JSON_DEPTH
+from services.shared.raw_crypto import RawValueUnreadable
 from services.shared.site_settings import SiteRegistry, SiteSettings
 
 # Bookkeeping keys stored next to the rules' state in each table value: the
@@ -63,12 +64,16 @@ class Rejection:
 def rejection_for(exc: Exception) -> Rejection:
     """The DLQ reason for an exception raised while masking or serialising a message.
 
-    Codes: ``bad_envelope`` (not a valid envelope), ``too_deep`` (nested deeper
-    than MAX_JSON_DEPTH), ``over_budget`` (the time budget ran out),
+    Codes: the :mod:`~services.shared.raw_crypto` reason for a sealed value that
+    cannot be opened (``unknown_data_key``, ``key_destroyed``, …), ``bad_envelope``
+    (not a valid envelope), ``too_deep`` (nested deeper than MAX_JSON_DEPTH),
+    ``over_budget`` (the time budget ran out),
     ``mask_error`` (anything else: a bug); the app adds ``not_publishable`` for a
     masked batch the producer refuses before sending it. The detail names the envelope field or
     the limit, or only the exception type: an exception's text may quote content.
     """
+    if isinstance(exc, RawValueUnreadable):  # sealed raw value: its code names why
+        return Rejection(exc.reason, "the recordings.raw value cannot be opened")
     if isinstance(exc, EnvelopeError):
         return Rejection("bad_envelope", str(exc))
     if isinstance(exc, BatchTooDeep):

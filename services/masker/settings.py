@@ -13,6 +13,7 @@ from services.shared.env import (
     sites_file_setting,
 )
 from services.shared.kafka import KafkaSettings
+from services.shared.keyring import RawEncryptionSettings
 
 COMPRESSIONS = ("zstd", "lz4", "gzip", "snappy", "none")
 
@@ -82,6 +83,8 @@ class MaskerSettings:
     )
     log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
+    # Opening sealed recordings.raw values (RAW_* variables, docs/security.md).
+    raw_encryption: RawEncryptionSettings = field(default_factory=RawEncryptionSettings)
 
     def __post_init__(self) -> None:
         if self.compression not in COMPRESSIONS:

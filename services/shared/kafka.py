@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from services.shared import topics
 from services.shared.env import from_env, setting
+from services.shared.keyring import KEYS_TOPIC, KEYS_TOPIC_CONFIGS
 
 # rrweb full snapshots are often larger than Kafka's 1 MiB default.
 MAX_MESSAGE_BYTES = 10 * 1024 * 1024
@@ -54,6 +55,7 @@ def topic_specs(settings: KafkaSettings) -> list[TopicSpec]:
         TopicSpec(topics.MASKED, settings.partitions, {**big, "retention.ms": str(7 * 86_400_000)}),
         TopicSpec(topics.DLQ, 1, {**big, "retention.ms": str(30 * 86_400_000)}),
         TopicSpec(topics.SITES_CONFIG, 1, {"cleanup.policy": "compact"}),
+        TopicSpec(KEYS_TOPIC, 1, KEYS_TOPIC_CONFIGS),
     ]
 
 
