@@ -14,6 +14,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from prometheus_client import REGISTRY
 
 from services.dev.kafka_broker import LocalKafkaBroker
 from services.dev.rrweb_gen import generate_session
@@ -145,3 +146,8 @@ async def insert_envelopes(
     rows = [incoming_row(read_header(raw), raw, retention) for raw in (e.to_json() for e in batch)]
     columns = [list(c) for c in zip(*rows, strict=True)]
     await store.insert_columns("incoming_batches", columns, INCOMING_COLUMNS, token)
+
+
+def metric(name: str, **labels: str) -> float:
+    """A sample of the process's Prometheus registry (0 before it is first set)."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0

@@ -23,6 +23,7 @@ from tests.integration.sink_support import (
     count_final,
     envelopes,
     expected_events,
+    metric,
     new_topic,
     publish,
     publish_envelopes,
@@ -63,24 +64,22 @@ async def test_redelivery_with_different_batch_cuts_leaves_every_event_once(
 async def test_store_refusing_writes_pauses_consumption_then_stores_everything(
     kafka_broker: LocalKafkaBroker, store: ClickHouseStore
 ) -> None:
-    from services.sink import metrics
-
     site = "outage"
     topic = await new_topic(kafka_broker)
     batch = envelopes(site, sessions=4, seed=3)
     total = expected_events(batch)
     writer = writer_for(kafka_broker, store, topic, batch_max_rows=500)
     await store.command("DETACH TABLE events")  # inserts now fail: UNKNOWN_TABLE
-    retries_before = metrics.INSERT_RETRIES._value.get()
+    retries_before = metric("replaypipe_sink_insert_retries_total")
     await publish_envelopes(kafka_broker, topic, batch)
     await writer.start()
     task = asyncio.create_task(writer.run())
     try:
         deadline = time.monotonic() + 60
-        while metrics.INSERT_RETRIES._value.get() < retries_before + 3:
+        while metric("replaypipe_sink_insert_retries_total") < retries_before + 3:
             assert time.monotonic() < deadline and not task.done()
             await asyncio.sleep(0.2)
-        assert writer.paused and metrics.PAUSED._value.get() == 1
+        assert writer.paused and metric("replaypipe_sink_paused") == 1
         assert writer.consumer is not None and writer.consumer.paused()
         # Memory is bounded: nothing new is buffered while paused.
         buffered = writer.pending.rows
@@ -90,7 +89,7 @@ async def test_store_refusing_writes_pauses_consumption_then_stores_everything(
         while await count_final(store, site) < total:
             assert time.monotonic() < deadline, "writer did not resume after the table came back"
             await asyncio.sleep(0.2)
-        assert not writer.paused and metrics.PAUSED._value.get() == 0
+        assert not writer.paused and metric("replaypipe_sink_paused") == 0
     finally:
         await writer.stop()
         await task
@@ -243,8 +242,6 @@ async def writer_with_next_batch_pending(
 async def test_outage_with_an_insert_in_flight_and_the_next_batch_pending_stores_each_event_once(
     kafka_broker: LocalKafkaBroker, store: ClickHouseStore
 ) -> None:
-    from services.sink import metrics
-
     site = "overlap-outage"
     topic = await new_topic(kafka_broker)
     batch = envelopes(site, sessions=12, seed=21)
@@ -255,14 +252,14 @@ async def test_outage_with_an_insert_in_flight_and_the_next_batch_pending_stores
     try:
         async with inserts_held(store):
             task = await writer_with_next_batch_pending(kafka_broker, store, writer, first, second)
-            retries_before = metrics.INSERT_RETRIES._value.get()
+            retries_before = metric("replaypipe_sink_insert_retries_total")
             await asyncio.to_thread(store.client.command, "DETACH TABLE events")
         await wait_for(
-            lambda: metrics.INSERT_RETRIES._value.get() >= retries_before + 2,
+            lambda: metric("replaypipe_sink_insert_retries_total") >= retries_before + 2,
             "the in-flight insert was retried",
             task,
         )
-        assert writer.paused and writer.holding and metrics.PAUSED._value.get() == 1
+        assert writer.paused and writer.holding and metric("replaypipe_sink_paused") == 1
         assert writer.inserting and writer.pending.rows >= 300
         # Memory stays bounded: nothing more is buffered while ClickHouse is down.
         await publish_envelopes(kafka_broker, topic, third)
@@ -334,8 +331,6 @@ async def count_events(store: ClickHouseStore, site: str) -> int:
 async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_then_waits(
     kafka_broker: LocalKafkaBroker, store: ClickHouseStore
 ) -> None:
-    from services.sink import metrics
-
     site = "adaptive-start"
     topic = await new_topic(kafka_broker)
     batch = envelopes(site, sessions=6, seed=24)
@@ -353,8 +348,8 @@ async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_
         min_insert_interval_s=3600.0,
     )
     await publish_envelopes(kafka_broker, topic, batch)
-    inserts_before = metrics.INSERTS._value.get()
-    rows_before = metrics.ROWS._value.get()
+    inserts_before = metric("replaypipe_sink_inserts_total")
+    rows_before = metric("replaypipe_sink_rows_total")
     await writer.start()
     task = asyncio.create_task(writer.run())
     try:
@@ -363,8 +358,8 @@ async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_
             assert not task.done(), task.exception()
             assert time.monotonic() < deadline, "the backlog was not inserted before max size/time"
             await asyncio.sleep(0.1)
-        assert metrics.INSERTS._value.get() - inserts_before == 1
-        first_insert = metrics.ROWS._value.get() - rows_before
+        assert metric("replaypipe_sink_inserts_total") - inserts_before == 1
+        first_insert = metric("replaypipe_sink_rows_total") - rows_before
         assert min_rows <= first_insert < total
         assert await count_events(store, site) == first_insert
         # The rest is consumed but held back by the interval; a graceful stop stores it.
@@ -372,12 +367,12 @@ async def test_a_backlog_below_the_maximum_starts_an_insert_at_the_minimum_rows_
         await wait_for(lambda: writer.pending.rows == rest, "the rest is consumed", task)
         await asyncio.sleep(0.5)  # several polls, caught up: still held back
         assert writer.pending.rows == rest and not writer.inserting
-        assert metrics.INSERTS._value.get() - inserts_before == 1
+        assert metric("replaypipe_sink_inserts_total") - inserts_before == 1
     finally:
         await writer.stop()
         await task
         await writer.close()
-    assert metrics.INSERTS._value.get() - inserts_before == 2
+    assert metric("replaypipe_sink_inserts_total") - inserts_before == 2
     assert await count_events(store, site) == total
 
 
