@@ -110,8 +110,20 @@ TEXT_ATTRIBUTES: Final = frozenset(
 )
 URL_ATTRIBUTES: Final = frozenset(
     {
-        "href", "src", "action", "formaction", "srcset", "poster", "data", "cite",
-        "background", "ping", "longdesc", "manifest", "xlink:href", "imagesrcset",
+        "href",
+        "src",
+        "action",
+        "formaction",
+        "srcset",
+        "poster",
+        "data",
+        "cite",
+        "background",
+        "ping",
+        "longdesc",
+        "manifest",
+        "xlink:href",
+        "imagesrcset",
     }
 )
 # Never scrubbed: CSS (a regex over CSS breaks replays) and the masker's own marks.
@@ -365,8 +377,11 @@ def _policy_for(
             else:
                 rules.append(SelectorRule(selector, flag, 0 if not needed else -1))
     key_source = "\x1f".join(
-        ["\x1e".join(block_selectors), "\x1e".join(mask_text_selectors),
-         "\x1e".join(ignore_input_selectors)]
+        [
+            "\x1e".join(block_selectors),
+            "\x1e".join(mask_text_selectors),
+            "\x1e".join(ignore_input_selectors),
+        ]
     )
     normalised = [_NON_ALNUM.sub("", n.lower()) for n in sensitive_names]
     return MaskPolicy(
@@ -750,9 +765,7 @@ class _BatchMasker:
                         value |= old & FLAG_BITS
                 if value & F_BLOCK:
                     self.counts["block"] += 1
-                    node["attributes"] = {
-                        k: attrs[k] for k in PLACEHOLDER_ATTRIBUTES if k in attrs
-                    }
+                    node["attributes"] = {k: attrs[k] for k in PLACEHOLDER_ATTRIBUTES if k in attrs}
                     node["childNodes"] = []
                 elif attrs:
                     self._mask_attributes(attrs, value)

@@ -28,6 +28,16 @@ class SinkSettings:
     # the previous insert started: about one insert per second beyond what the
     # maximum batch size forces (ClickHouse's guidance is ~1 insert/s per table).
     min_insert_interval_s: float = 1.0
+    # Read side (docs/sink.md, "Read API"): connections of the read API's lane;
+    # analyst SQL runs on its own connections, on this DSN when set (a
+    # read-only ClickHouse user on a server), with these limits per query.
+    read_connections: int = 2
+    sql_clickhouse_url: str = ""
+    sql_connections: int = 1
+    sql_max_rows: int = 10_000
+    sql_max_result_bytes: int = 16 * 1024 * 1024
+    sql_max_seconds: float = 30.0
+    sql_max_memory_bytes: int = 1_000_000_000
     log_level: str = "INFO"
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 
@@ -48,6 +58,13 @@ class SinkSettings:
             min_insert_interval_s=env_float(
                 "SINK_MIN_INSERT_INTERVAL_S", cls.min_insert_interval_s
             ),
+            read_connections=env_int("SINK_READ_CONNECTIONS", cls.read_connections),
+            sql_clickhouse_url=env_str("SINK_SQL_CLICKHOUSE_URL", cls.sql_clickhouse_url),
+            sql_connections=env_int("SINK_SQL_CONNECTIONS", cls.sql_connections),
+            sql_max_rows=env_int("SINK_SQL_MAX_ROWS", cls.sql_max_rows),
+            sql_max_result_bytes=env_int("SINK_SQL_MAX_RESULT_BYTES", cls.sql_max_result_bytes),
+            sql_max_seconds=env_float("SINK_SQL_MAX_SECONDS", cls.sql_max_seconds),
+            sql_max_memory_bytes=env_int("SINK_SQL_MAX_MEMORY_BYTES", cls.sql_max_memory_bytes),
             log_level=env_str("LOG_LEVEL", cls.log_level),
             kafka=KafkaSettings.from_env(),
         )

@@ -206,7 +206,7 @@ async def test_sql_endpoint_needs_the_admin_token_and_is_read_only(
         response = await read_api.post("/v1/sql", data=forbidden, headers=bearer(ADMIN))
         assert response.status == 400, forbidden
     response = await read_api.post(
-        "/v1/sql", data="SELECT number FROM system.numbers LIMIT 20000", headers=bearer(ADMIN)
+        "/v1/sql", data="SELECT arrayJoin(range(20000)) AS number", headers=bearer(ADMIN)
     )
     doc = await response.json()
     assert doc["truncated"] is True and len(doc["rows"]) == 10_000
@@ -263,3 +263,46 @@ async def test_events_carry_the_sites_retention_for_the_ttl(
         await scalar(store, "SELECT DISTINCT retention_days FROM events WHERE site_id = 'shop'")
         == 60
     )
+
+
+async def test_a_start_time_clickhouse_cannot_store_is_a_400_naming_the_parameter(
+    read_api: TestClient[Any, Any],
+) -> None:
+    response = await read_api.get(
+        "/v1/sites/shop/sessions",
+        params={"from": "0001-01-01T00:00:00Z"},
+        headers=bearer(SHOP_TOKEN),
+    )
+    doc = await response.json()
+    assert response.status == 400 and doc["error"] == "invalid_from"
+    assert "0001" not in doc["detail"]
+
+
+async def test_one_session_is_served_by_its_id_with_the_fields_of_the_list(
+    read_api: TestClient[Any, Any],
+) -> None:
+    listed = (
+        await (await read_api.get("/v1/sites/shop/sessions", headers=bearer(SHOP_TOKEN))).json()
+    )["sessions"]
+    for session in (listed[0], listed[-1]):
+        response = await read_api.get(
+            f"/v1/sites/shop/sessions/{session['session_id']}", headers=bearer(SHOP_TOKEN)
+        )
+        assert response.status == 200 and await response.json() == session
+
+
+async def test_a_session_of_another_site_or_unknown_is_not_found_without_echoing_it(
+    read_api: TestClient[Any, Any],
+) -> None:
+    blog = (
+        await (await read_api.get("/v1/sites/blog/sessions", headers=bearer(BLOG_TOKEN))).json()
+    )["sessions"][0]["session_id"]
+    for session_id in (blog, "no-such-session-<b>"):
+        response = await read_api.get(
+            f"/v1/sites/shop/sessions/{session_id}", headers=bearer(SHOP_TOKEN)
+        )
+        body = await response.text()
+        assert response.status == 404 and "session_not_found" in body
+        assert session_id not in body
+    response = await read_api.get(f"/v1/sites/blog/sessions/{blog}", headers=bearer(SHOP_TOKEN))
+    assert response.status == 403
