@@ -128,8 +128,11 @@ class _Lane:
     """Connections for one kind of work, each used by one call at a time, on threads
     of the lane's own (so a slow analyst query cannot take the threads reads need)."""
 
-    def __init__(self, name: str, clients: Sequence[Any]) -> None:
+    def __init__(self, name: str, clients: Sequence[Any], *, engine_errors: bool = True) -> None:
         self.clients = list(clients)
+        # Reads answer clients: their errors become EngineError (no message). The
+        # writer's errors stay as raised: it reads its own marker in the message.
+        self._engine_errors = engine_errors
         self._idle: asyncio.Queue[Any] = asyncio.Queue()
         for client in self.clients:
             self._idle.put_nowait(client)
@@ -151,6 +154,8 @@ class _Lane:
         try:
             return await asyncio.wrap_future(future)
         except ClickHouseClientError as exc:
+            if not self._engine_errors:
+                raise
             raise EngineError(exc.code, exc.name) from exc
 
     def close(self) -> None:
@@ -181,7 +186,7 @@ class ClickHouseStore:
         self.client = client
         # Serialises the writer's calls; held by tests to keep an insert in flight.
         self._lock = asyncio.Lock()
-        self._write = _Lane("write", [client])
+        self._write = _Lane("write", [client], engine_errors=False)
         self._read = _Lane("read", read_clients or [client])
         self._analyst = _Lane("sql", analyst_clients or [client])
         self._cluster: str | bool | None = False  # False: not looked up yet

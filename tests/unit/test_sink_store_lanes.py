@@ -135,3 +135,15 @@ def test_closing_the_store_closes_each_client_once() -> None:
     shared = BlockingClient()
     ClickHouseStore(shared).close()
     assert shared.calls == ["close"]
+
+
+async def test_an_insert_error_reaches_the_writer_as_raised() -> None:
+    from clickhouse_connect.driver.exceptions import DatabaseError
+
+    class Refusing(BlockingClient):
+        def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
+            raise DatabaseError("replaypipe: message is not a valid envelope", code=395)
+
+    store = ClickHouseStore(Refusing())
+    with pytest.raises(DatabaseError, match="not a valid envelope"):
+        await store.insert_columns("incoming_batches", [[1]], ["a"], "t")
