@@ -171,6 +171,9 @@ class AnalystLimits:
             "max_execution_time": self.max_seconds,
             "max_memory_usage": self.max_memory_bytes,
             "max_result_rows": self.max_rows + 1,
+            # A backstop only (checked per block, so not a cap): the stream is cut
+            # at max_result_bytes of JSON, which the engine's count reaches later.
+            "max_result_bytes": 4 * self.max_result_bytes,
             "result_overflow_mode": "break",
             # Small blocks: the result is read block by block and cut at the byte
             # cap, so at most one block beyond it is ever decoded in the sink.
