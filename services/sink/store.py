@@ -156,7 +156,8 @@ class _Lane:
         except ClickHouseClientError as exc:
             if not self._engine_errors:
                 raise
-            raise EngineError(exc.code, exc.name) from exc
+            # Not chained: a logged traceback would carry the engine's message.
+            raise EngineError(exc.code, exc.name) from None
 
     def close(self) -> None:
         """Stop the lane's threads (after the calls running in them)."""

@@ -126,6 +126,7 @@ async def test_an_engine_refusal_keeps_only_its_code_and_name() -> None:
         await store.query("SELECT 1")
     assert (info.value.code, info.value.name) == (457, "BAD_QUERY_PARAMETER")
     assert "secret" not in str(info.value)
+    assert info.value.__cause__ is None and info.value.__suppress_context__
 
 
 def test_closing_the_store_closes_each_client_once() -> None:
