@@ -156,7 +156,11 @@ def parse_session_filter(query: Mapping[str, str]) -> SessionFilter:
 
 
 def session_list_sql(site_id: str, f: SessionFilter) -> tuple[str, dict[str, Any]]:
-    """The list query over ``session_summaries`` and its parameters (fetches limit + 1)."""
+    """The list query over ``session_summaries`` and its parameters (fetches limit + 1).
+
+    The filters and the sort apply to the sessions the page is chosen from; the
+    page's rows come back in the same order (``session_id`` breaks ties).
+    """
     where = ["site_id = {site:String}"]
     params: dict[str, Any] = {"site": site_id, "limit": f.limit + 1, "offset": f.offset}
     if f.visitor_id is not None:
@@ -179,10 +183,17 @@ def session_list_sql(site_id: str, f: SessionFilter) -> tuple[str, dict[str, Any
     if f.has_errors:
         where.append("console_errors > 0")
     order = f"{SORTS[f.sort]} {'DESC' if f.descending else 'ASC'}, session_id"
+    # Two steps in one query: the page's session ids first, from only the
+    # aggregates the filters and the sort need (the engine drops the view's
+    # others), then every column for those ids alone (a primary-key range each).
+    # Aggregating every column of every session of the site took ~10x longer.
+    page = (
+        f"SELECT session_id FROM session_summaries WHERE {' AND '.join(where)} "
+        f"ORDER BY {order} LIMIT {{limit:UInt32}} OFFSET {{offset:UInt64}}"
+    )
     sql = (
         f"SELECT {', '.join(SESSION_FIELDS)} FROM session_summaries "
-        f"WHERE {' AND '.join(where)} ORDER BY {order} "
-        "LIMIT {limit:UInt32} OFFSET {offset:UInt64}"
+        f"WHERE site_id = {{site:String}} AND session_id IN ({page}) ORDER BY {order}"
     )
     return sql, params
 

@@ -54,3 +54,13 @@ def test_one_sessions_summary_has_its_own_query_with_the_list_columns() -> None:
     assert "session_id = {session:String}" in sql and "site_id = {site:String}" in sql
     assert sql.split(" FROM ")[0] == list_sql.split(" FROM ")[0]
     assert "LIMIT" not in sql and "ORDER BY" not in sql
+
+
+def test_the_list_chooses_its_page_of_ids_before_aggregating_every_column() -> None:
+    sql, _ = session_list_sql("shop", parse_session_filter({"rage": "1", "sort": "-events"}))
+    outer, _, inner = sql.partition(" IN (")
+    assert "LIMIT {limit:UInt32}" in inner and "rage_clicks > 0" in inner
+    assert inner.startswith("SELECT session_id FROM session_summaries")
+    assert "page_urls" in outer and "LIMIT" not in outer
+    assert outer.count("event_count DESC, session_id") == 0
+    assert sql.endswith("ORDER BY event_count DESC, session_id")
