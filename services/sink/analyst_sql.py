@@ -21,6 +21,10 @@ from typing import Any
 
 import orjson
 
+# ClickHouse runs a query of a higher priority value only while none of a lower
+# one runs: the store's read and write connections run at 1, analyst SQL at this.
+ANALYST_PRIORITY = 10
+
 # What analysts may read: the events, the session rows and their summary view.
 ANALYST_TABLES = frozenset({"events", "sessions", "session_summaries"})
 
@@ -164,6 +168,8 @@ class AnalystLimits:
     max_result_bytes: int = 16 * 1024 * 1024
     max_seconds: float = 30.0
     max_memory_bytes: int = 1_000_000_000
+    # One core of the machine's: the writer and the read API keep the others.
+    max_threads: int = 1
 
     def settings(self) -> dict[str, Any]:
         """Engine settings of the query; ``readonly`` last: it forbids changing the others."""
@@ -178,6 +184,9 @@ class AnalystLimits:
             # Small blocks: the result is read block by block and cut at the byte
             # cap, so at most one block beyond it is ever decoded in the sink.
             "max_block_size": 1024,
+            "max_threads": self.max_threads,
+            # Paused while a query of the read or write lane (priority 1) runs.
+            "priority": ANALYST_PRIORITY,
             "allow_introspection_functions": 0,
             "allow_ddl": 0,
             "readonly": 1,

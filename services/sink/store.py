@@ -46,9 +46,10 @@ def resolve_clickhouse_url(url: str) -> str:
     return url
 
 
-def open_client(url: str) -> Any:
-    """A clickhouse-connect client for ``chdb:///path`` (embedded) or ``http(s)://…``."""
-    return clickhouse_connect.get_client(dsn=resolve_clickhouse_url(url))
+def open_client(url: str, settings: dict[str, Any] | None = None) -> Any:
+    """A clickhouse-connect client for ``chdb:///path`` (embedded) or ``http(s)://…``;
+    ``settings`` apply to every query of the client."""
+    return clickhouse_connect.get_client(dsn=resolve_clickhouse_url(url), settings=settings)
 
 
 def run_migrations(client: Any, cluster: str | None = None) -> list[int]:
@@ -204,9 +205,11 @@ class ClickHouseStore:
         """Open the lanes' clients: one for writes, ``read_connections`` for reads and
         ``analyst_connections`` for analyst SQL (on ``analyst_url`` when set, e.g. a
         read-only user on a server)."""
+        # Priority 1: a running analyst query (ANALYST_PRIORITY) pauses for these.
+        served = {"priority": 1}
         return cls(
-            open_client(url),
-            read_clients=[open_client(url) for _ in range(max(1, read_connections))],
+            open_client(url, served),
+            read_clients=[open_client(url, served) for _ in range(max(1, read_connections))],
             analyst_clients=[
                 open_client(analyst_url or url) for _ in range(max(1, analyst_connections))
             ],
