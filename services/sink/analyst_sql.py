@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 # ClickHouse runs a query of a higher priority value only while none of a lower
-# one runs: the store's read and write connections run at 1, analyst SQL at this.
+# one runs: the store's reads run at 1, its inserts at 2, analyst SQL at this.
 ANALYST_PRIORITY = 10
 
 # What analysts may read: the events, the session rows and their summary view.
@@ -185,7 +185,7 @@ class AnalystLimits:
             # cap, so at most one block beyond it is ever decoded in the sink.
             "max_block_size": 1024,
             "max_threads": self.max_threads,
-            # Paused while a query of the read or write lane (priority 1) runs.
+            # Paused while a read or an insert of the store runs (priorities 1, 2).
             "priority": ANALYST_PRIORITY,
             "allow_introspection_functions": 0,
             "allow_ddl": 0,

@@ -33,6 +33,9 @@ INCOMING_TABLE = "incoming_batches"
 SESSIONS_TABLE = "sessions"
 
 T = TypeVar("T")
+# Query priorities of the lanes (lower runs first; analyst SQL: ANALYST_PRIORITY).
+READ_PRIORITY = 1
+WRITE_PRIORITY = 2
 
 
 def resolve_clickhouse_url(url: str) -> str:
@@ -205,11 +208,14 @@ class ClickHouseStore:
         """Open the lanes' clients: one for writes, ``read_connections`` for reads and
         ``analyst_connections`` for analyst SQL (on ``analyst_url`` when set, e.g. a
         read-only user on a server)."""
-        # Priority 1: a running analyst query (ANALYST_PRIORITY) pauses for these.
-        served = {"priority": 1}
+        # ClickHouse pauses a running query while one of a lower priority value
+        # runs: an insert pauses for a read (short), an analyst query for both.
         return cls(
-            open_client(url, served),
-            read_clients=[open_client(url, served) for _ in range(max(1, read_connections))],
+            open_client(url, {"priority": WRITE_PRIORITY}),
+            read_clients=[
+                open_client(url, {"priority": READ_PRIORITY})
+                for _ in range(max(1, read_connections))
+            ],
             analyst_clients=[
                 open_client(analyst_url or url) for _ in range(max(1, analyst_connections))
             ],
