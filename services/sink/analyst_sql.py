@@ -97,7 +97,7 @@ ANALYST_FUNCTIONS = _lowered_names(
     trim trimLeft trimRight trimBoth startsWith endsWith position positionCaseInsensitive
     positionUTF8 countSubstrings replaceOne replaceAll replaceRegexpOne replaceRegexpAll
     extract extractAll extractGroups splitByChar splitByString splitByRegexp
-    arrayStringConcat repeat leftUTF8 rightUTF8 base64Encode hex
+    arrayStringConcat repeat leftUTF8 rightUTF8 base64Encode hex formatRow formatRowNoNewline
     domain domainWithoutWWW topLevelDomain protocol path pathFull queryString fragment
     cutQueryString cutFragment cutQueryStringAndFragment cutWWW extractURLParameter
     extractURLParameters decodeURLComponent encodeURLComponent URLHierarchy
