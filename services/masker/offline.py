@@ -58,7 +58,7 @@ def load_site(path: Path, site_id: str | None) -> SiteSettings:
         if site_id is not None and doc.get("site_id") != site_id:
             raise OfflineInputError(f"{path}: site_id is {doc.get('site_id')!r}, not {site_id!r}")
         return SiteSettings.from_dict(doc)
-    raise OfflineInputError(f"{path}: expected a site object or {{\"sites\": [...]}}")
+    raise OfflineInputError(f'{path}: expected a site object or {{"sites": [...]}}')
 
 
 def _read_events(stream: IO[bytes]) -> Iterator[Any]:
@@ -121,16 +121,22 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "with a site's privacy settings; a JSON summary goes to stderr.",
     )
     parser.add_argument(
-        "--site-settings", required=True, type=Path, metavar="FILE",
-        help="sites file ({\"sites\": [...]}, e.g. config/sites.json) or one site object",
+        "--site-settings",
+        required=True,
+        type=Path,
+        metavar="FILE",
+        help='sites file ({"sites": [...]}, e.g. config/sites.json) or one site object',
     )
     parser.add_argument("--site", metavar="SITE_ID", help="which site of a sites file")
     parser.add_argument(
-        "--consent", choices=("granted", "withdrawn", "unknown"), default="unknown",
+        "--consent",
+        choices=("granted", "withdrawn", "unknown"),
+        default="unknown",
         help="consent signal as the envelope would carry it (default: unknown)",
     )
     parser.add_argument(
-        "--sensitive-names", metavar="LIST",
+        "--sensitive-names",
+        metavar="LIST",
         help="comma-separated field names/ids always masked (default: built-in list)",
     )
     return parser.parse_args(argv)

@@ -13,7 +13,7 @@ from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, load_sites_file
 from services.sink.read_api import make_read_app
 from services.sink.settings import SinkSettings
-from services.sink.store import ClickHouseStore, open_client, run_migrations
+from services.sink.store import ClickHouseStore, run_migrations
 from services.sink.viewer import add_viewer_routes
 from services.sink.writer import EventWriter
 
@@ -22,10 +22,15 @@ log = logging.getLogger("replaypipe.sink")
 
 async def serve(settings: SinkSettings) -> None:
     """Run until SIGTERM/SIGINT; then flush the pending batch, commit, close."""
-    client = await asyncio.to_thread(open_client, settings.clickhouse_url)
-    applied = await asyncio.to_thread(run_migrations, client)
+    store = await asyncio.to_thread(
+        ClickHouseStore.open,
+        settings.clickhouse_url,
+        read_connections=settings.read_connections,
+        analyst_url=settings.sql_clickhouse_url,
+        analyst_connections=settings.sql_connections,
+    )
+    applied = await asyncio.to_thread(run_migrations, store.client)
     log.info("schema up to date", extra={"count": len(applied)})
-    store = ClickHouseStore(client)
     registry = SiteRegistry(load_sites_file(settings.sites_file))
 
     writer = EventWriter(settings, store, registry)
@@ -57,7 +62,7 @@ async def serve(settings: SinkSettings) -> None:
         await sites_task
     await writer.close()
     await runner.cleanup()
-    client.close()
+    store.close()
 
 
 def main() -> None:

@@ -17,19 +17,17 @@ from aiohttp import web
 from services.shared.errors import error_response
 from services.shared.site_settings import SiteRegistry
 from services.sink import metrics
+from services.sink.analyst_sql import AnalystLimits, AnalystSqlRefused
 from services.sink.queries import (
-    ANALYST_MAX_ROWS,
-    ANALYST_SETTINGS,
     REPLAY_SQL,
     QueryParamError,
-    analyst_sql_is_select,
-    analyst_wrapped_sql,
     parse_session_filter,
     session_json,
     session_list_sql,
+    session_summary_sql,
 )
 from services.sink.settings import SinkSettings
-from services.sink.store import ClickHouseStore
+from services.sink.store import ClickHouseStore, EngineError, LaneBusy
 
 STORE_KEY = web.AppKey("store", ClickHouseStore)
 REGISTRY_KEY = web.AppKey("registry", SiteRegistry)
@@ -37,6 +35,26 @@ SETTINGS_KEY = web.AppKey("settings", SinkSettings)
 
 MAX_SQL_CHARS = 100_000
 ResponseT = TypeVar("ResponseT", bound=web.StreamResponse)
+# Engine errors of a query that hit one of the analyst limits, and the setting.
+SQL_LIMIT_ERRORS = {
+    "MEMORY_LIMIT_EXCEEDED": "SINK_SQL_MAX_MEMORY_BYTES",
+    "TIMEOUT_EXCEEDED": "SINK_SQL_MAX_SECONDS",
+}
+# Engine errors caused by what the client sent (a value ClickHouse cannot use):
+# a 400; any other engine error is the store's fault: a 503.
+CLIENT_FAULT_ERRORS = frozenset(
+    {
+        "BAD_QUERY_PARAMETER",
+        "BAD_ARGUMENTS",
+        "CANNOT_PARSE_DATETIME",
+        "CANNOT_PARSE_DATE",
+        "CANNOT_PARSE_NUMBER",
+        "CANNOT_PARSE_TEXT",
+        "ARGUMENT_OUT_OF_BOUND",
+        "DECIMAL_OVERFLOW",
+        "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+    }
+)
 STREAM_CHUNK_BYTES = 256 * 1024
 
 
@@ -102,9 +120,12 @@ async def session_events(request: web.Request) -> web.StreamResponse:
     denied = authorize_site(request, site_id)
     if denied is not None:
         return _count("events", denied)
-    body = await request.app[STORE_KEY].raw_query(
-        REPLAY_SQL, parameters={"site": site_id, "session": request.match_info["session"]}
-    )
+    try:
+        body = await request.app[STORE_KEY].raw_query(
+            REPLAY_SQL, parameters={"site": site_id, "session": request.match_info["session"]}
+        )
+    except EngineError as exc:
+        return _count("events", engine_error_response(exc))
     if not body:
         return _count(
             "events", error(404, "session_not_found", "No stored events for this session.")
@@ -131,8 +152,10 @@ async def list_sessions(request: web.Request) -> web.Response:
     except QueryParamError as exc:
         return _count("sessions", error(400, f"invalid_{exc.param}", exc.detail))
     sql, params = session_list_sql(site_id, session_filter)
-    result = await request.app[STORE_KEY].query(sql, parameters=params)
-    rows = result.result_rows
+    try:
+        rows = (await request.app[STORE_KEY].query(sql, parameters=params)).result_rows
+    except EngineError as exc:
+        return _count("sessions", engine_error_response(exc))
     more = len(rows) > session_filter.limit
     doc = {
         "sessions": [session_json(row) for row in rows[: session_filter.limit]],
@@ -147,23 +170,23 @@ async def get_session(request: web.Request) -> web.Response:
     denied = authorize_site(request, site_id)
     if denied is not None:
         return _count("session", denied)
-    sql, params = session_list_sql(site_id, parse_session_filter({"limit": "1"}))
-    sql = sql.replace(
-        "WHERE site_id = {site:String}",
-        "WHERE site_id = {site:String} AND session_id = {session:String}",
-    )
-    params["session"] = request.match_info["session"]
-    rows = (await request.app[STORE_KEY].query(sql, parameters=params)).result_rows
+    sql, params = session_summary_sql(site_id, request.match_info["session"])
+    try:
+        rows = (await request.app[STORE_KEY].query(sql, parameters=params)).result_rows
+    except EngineError as exc:
+        return _count("session", engine_error_response(exc))
     if not rows:
         return _count("session", error(404, "session_not_found", "No stored session with this id."))
     return _count("session", json_response(session_json(rows[0])))
 
 
 async def analyst_sql(request: web.Request) -> web.Response:
-    """``POST /v1/sql`` (admin): one read-only SELECT, limited in time, memory and rows.
+    """``POST /v1/sql`` (admin): one read-only SELECT over the project's tables.
 
-    Body: the SQL text, or ``{"sql": "..."}``. Answer: ``{"columns", "types",
-    "rows", "truncated", "elapsed_ms"}`` with at most 10,000 rows.
+    Body: the SQL text, or ``{"sql": "..."}``. Checked on ClickHouse's own parse
+    (:mod:`services.sink.analyst_sql`), run on its own connection with limits in
+    time, memory, rows and bytes. Answer: ``{"columns", "types", "rows",
+    "truncated", "elapsed_ms"}``.
     """
     denied = authorize_admin(request)
     if denied is not None:
@@ -186,38 +209,47 @@ async def analyst_sql(request: web.Request) -> web.Response:
                 'as the body or as {"sql": ...}.',
             ),
         )
-    store = request.app[STORE_KEY]
+    started = time.perf_counter()
     try:
-        # The engine's own parser: rejects multi-statements, drops comments.
-        normalized = (
-            await store.query("SELECT formatQuerySingleLine({q:String})", parameters={"q": sql})
-        ).result_rows[0][0]
-    except Exception as exc:
-        return _count("sql", error(400, "invalid_sql", _first_line(exc)))
-    if not analyst_sql_is_select(normalized):
+        result = await request.app[STORE_KEY].analyst_sql(sql, analyst_limits(request))
+    except AnalystSqlRefused as exc:
+        return _count("sql", error(400, exc.code, exc.detail))
+    except LaneBusy:
+        response = error(
+            429, "sql_busy", "Another analyst query is running; retry when it has finished."
+        )
+        response.headers["Retry-After"] = "1"
+        return _count("sql", response)
+    except EngineError as exc:
+        limit = SQL_LIMIT_ERRORS.get(exc.name or "")
+        hint = f" The limit is {limit} on the sink." if limit else ""
         return _count(
             "sql",
             error(
                 400,
-                "not_a_select",
-                "Only one SELECT (or WITH … SELECT) query without SETTINGS is allowed; "
-                "the endpoint is read-only.",
+                "query_failed",
+                f"ClickHouse refused the query: {exc.name or 'error'} (code {exc.code}).{hint}",
             ),
         )
-    started = time.perf_counter()
-    try:
-        result = await store.query(analyst_wrapped_sql(normalized), settings=dict(ANALYST_SETTINGS))
-    except Exception as exc:
-        return _count("sql", error(400, "query_failed", _first_line(exc)))
-    rows = [list(row) for row in result.result_rows]
     doc = {
-        "columns": list(result.column_names),
-        "types": [t.name for t in result.column_types],
-        "rows": rows[:ANALYST_MAX_ROWS],
-        "truncated": len(rows) > ANALYST_MAX_ROWS,
+        "columns": result.columns,
+        "types": result.types,
+        "rows": result.rows,
+        "truncated": result.truncated,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
     return _count("sql", json_response(doc))
+
+
+def analyst_limits(request: web.Request) -> AnalystLimits:
+    """The per-query limits of analyst SQL from the sink's settings."""
+    settings = request.app[SETTINGS_KEY]
+    return AnalystLimits(
+        max_rows=settings.sql_max_rows,
+        max_result_bytes=settings.sql_max_result_bytes,
+        max_seconds=settings.sql_max_seconds,
+        max_memory_bytes=settings.sql_max_memory_bytes,
+    )
 
 
 async def erase_session(request: web.Request) -> web.Response:
@@ -241,9 +273,16 @@ async def _erase(request: web.Request, **who: str) -> web.Response:
     )
 
 
-def _first_line(exc: Exception) -> str:
-    """The engine's message without stack traces or query echo."""
-    return str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+def engine_error_response(exc: EngineError) -> web.Response:
+    """A refused read as an error body with the engine's error name only (never its
+    message: it can quote parameters and data)."""
+    if exc.name in CLIENT_FAULT_ERRORS:
+        return error(
+            400,
+            "invalid_parameter",
+            f"ClickHouse cannot use a value of this request ({exc.name}); check its parameters.",
+        )
+    return error(503, "store_unavailable", "ClickHouse did not answer this read; retry later.")
 
 
 def add_read_routes(app: web.Application) -> None:

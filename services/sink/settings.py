@@ -62,6 +62,39 @@ class SinkSettings:
         " passed since the previous insert started (about 1 insert/s beyond what the"
         " maximum size forces)",
     )
+    # Read side (docs/sink.md, "Read API"): the read API's lane of connections;
+    # analyst SQL runs on its own connections, on its own DSN when set (a
+    # read-only ClickHouse user on a server), with these limits per query.
+    read_connections: int = setting(
+        "SINK_READ_CONNECTIONS",
+        2,
+        "connections of the read API's lane (reads never wait for inserts)",
+    )
+    sql_clickhouse_url: str = setting(
+        "SINK_SQL_CLICKHOUSE_URL",
+        "",
+        "where analyst SQL runs (e.g. a read-only user on a server); empty = `CLICKHOUSE_URL`",
+        shown_default="empty (`CLICKHOUSE_URL`)",
+    )
+    sql_connections: int = setting(
+        "SINK_SQL_CONNECTIONS", 1, "analyst queries at once; one more is answered 429 `sql_busy`"
+    )
+    sql_max_rows: int = setting(
+        "SINK_SQL_MAX_ROWS", 10_000, "analyst SQL result cut at this many rows"
+    )
+    sql_max_result_bytes: int = setting(
+        "SINK_SQL_MAX_RESULT_BYTES",
+        16 * 1024 * 1024,
+        "analyst SQL result cut at this many JSON bytes",
+    )
+    sql_max_seconds: float = setting(
+        "SINK_SQL_MAX_SECONDS", 30.0, "an analyst query is stopped after this many seconds"
+    )
+    sql_max_memory_bytes: int = setting(
+        "SINK_SQL_MAX_MEMORY_BYTES",
+        1_000_000_000,
+        "an analyst query is stopped past this engine memory",
+    )
     log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
 

@@ -1,29 +1,41 @@
-"""ClickHouse access: opening the client (embedded chdb or a server), migrations,
-the async store the writer and the read API share, and erasure."""
+"""ClickHouse access: opening clients (embedded chdb or a server), migrations,
+the async store with one lane each for the writer, the read API and analyst SQL,
+and erasure."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import clickhouse_connect
+from clickhouse_connect.driver.exceptions import Error as ClickHouseClientError
 
+from services.sink.analyst_sql import (
+    AnalystLimits,
+    AnalystResult,
+    capped_rows,
+    check_explain_ast,
+    wrapped_sql,
+)
 from services.sink.schema import migration_table_ddl, planned_statements
-from services.sink.schema import migrations as migrations  # re-export for callers
-from services.sink.schema import split_statements as split_statements
 
 log = logging.getLogger("replaypipe.sink.store")
 
 MIGRATIONS_TABLE = "schema_migrations"
 EVENTS_TABLE = "events"
-BATCHES_TABLE = "session_batches"
 INCOMING_TABLE = "incoming_batches"
 SESSIONS_TABLE = "sessions"
+
+T = TypeVar("T")
+# Query priorities of the lanes (lower runs first; analyst SQL: ANALYST_PRIORITY).
+READ_PRIORITY = 1
+WRITE_PRIORITY = 2
 
 
 def resolve_clickhouse_url(url: str) -> str:
@@ -37,9 +49,10 @@ def resolve_clickhouse_url(url: str) -> str:
     return url
 
 
-def open_client(url: str) -> Any:
-    """A clickhouse-connect client for ``chdb:///path`` (embedded) or ``http(s)://…``."""
-    return clickhouse_connect.get_client(dsn=resolve_clickhouse_url(url))
+def open_client(url: str, settings: dict[str, Any] | None = None) -> Any:
+    """A clickhouse-connect client for ``chdb:///path`` (embedded) or ``http(s)://…``;
+    ``settings`` apply to every query of the client."""
+    return clickhouse_connect.get_client(dsn=resolve_clickhouse_url(url), settings=settings)
 
 
 def run_migrations(client: Any, cluster: str | None = None) -> list[int]:
@@ -62,6 +75,34 @@ def run_migrations(client: Any, cluster: str | None = None) -> list[int]:
     return applied
 
 
+def _run_analyst_sql(client: Any, sql: str, limits: AnalystLimits) -> AnalystResult:
+    """Normalise, check and run one analyst query on ``client`` (a thread's blocking call).
+
+    Every step uses the engine: its parser normalises (one statement, no comments),
+    its ``EXPLAIN AST`` of exactly the text that then runs is what the policy
+    checks, and the result is read block by block, cut at the row and byte caps
+    (closing the stream ends the query).
+    """
+    # Parsing only, nothing of the query runs: no limits needed (and SET-ting
+    # readonly on an embedded connection would stick to it).
+    normalized = client.query(
+        "SELECT formatQuerySingleLine({q:String})", parameters={"q": sql}
+    ).result_rows[0][0]
+    checked = wrapped_sql(normalized)
+    explain = client.raw_query(f"EXPLAIN AST {checked}", fmt="TSVRaw")
+    tables = {row[0] for row in client.query("SHOW TABLES").result_rows}
+    check_explain_ast(bytes(explain).decode(), tables)
+    with client.query_row_block_stream(checked, settings=limits.settings()) as stream:
+        rows, truncated = capped_rows(stream, limits)
+        source = stream.source
+        return AnalystResult(
+            columns=list(source.column_names),
+            types=[t.name for t in source.column_types],
+            rows=rows,
+            truncated=truncated,
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class Erasure:
     """What an erasure removed."""
@@ -70,18 +111,124 @@ class Erasure:
     session_ids: tuple[str, ...]
 
 
-class ClickHouseStore:
-    """Async wrapper over the sync clickhouse-connect client (calls run in a thread).
+class EngineError(Exception):
+    """A statement ClickHouse refused, by its error code and name only.
 
-    One lock serialises calls: the embedded engine is one per process and the
-    client is not documented as thread-safe. Queries run in a thread release
-    the GIL, so the event loop (Kafka heartbeats, HTTP) keeps running.
+    The engine's message is not kept: it can quote the query and the data
+    (``Cannot parse string '…'``), which must not reach logs or error bodies.
     """
 
-    def __init__(self, client: Any) -> None:
+    def __init__(self, code: int | None, name: str | None) -> None:
+        super().__init__(f"ClickHouse error {code} {name}")
+        self.code = code
+        self.name = name
+
+
+class LaneBusy(Exception):
+    """Every connection of a bounded lane (analyst SQL) is in use."""
+
+
+class _Lane:
+    """Connections for one kind of work, each used by one call at a time, on threads
+    of the lane's own (so a slow analyst query cannot take the threads reads need)."""
+
+    def __init__(self, name: str, clients: Sequence[Any], *, engine_errors: bool = True) -> None:
+        self.clients = list(clients)
+        # Reads answer clients: their errors become EngineError (no message). The
+        # writer's errors stay as raised: it reads its own marker in the message.
+        self._engine_errors = engine_errors
+        self._idle: asyncio.Queue[Any] = asyncio.Queue()
+        for client in self.clients:
+            self._idle.put_nowait(client)
+        self._threads = ThreadPoolExecutor(len(self.clients), thread_name_prefix=f"ch-{name}")
+
+    @property
+    def busy(self) -> bool:
+        """True when no connection is free."""
+        return self._idle.empty()
+
+    async def run(self, call: Callable[[Any], T]) -> T:
+        """Run ``call(client)`` on a free connection in a thread (queries release the GIL)."""
+        client = await self._idle.get()
+        loop = asyncio.get_running_loop()
+        future = self._threads.submit(call, client)
+        # The connection is free again when the call ends, even if the awaiting
+        # task was cancelled meanwhile: the engine call itself cannot be.
+        future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._idle.put_nowait, client))
+        try:
+            return await asyncio.wrap_future(future)
+        except ClickHouseClientError as exc:
+            if not self._engine_errors:
+                raise
+            # Not chained: a logged traceback would carry the engine's message.
+            raise EngineError(exc.code, exc.name) from None
+
+    def close(self) -> None:
+        """Stop the lane's threads (after the calls running in them)."""
+        self._threads.shutdown(wait=True)
+
+
+class ClickHouseStore:
+    """Async access to ClickHouse in three lanes, so none waits behind another:
+
+    - writes (the writer's inserts, DDL, erasure deletes): ``client``, one call at a time;
+    - reads (the read API): a pool of connections;
+    - analyst SQL: its own bounded connections (``LaneBusy`` when all are in use).
+
+    Each connection is a clickhouse-connect client; on the embedded engine every
+    client is its own chdb connection to the one engine of the process, and
+    queries on different connections run concurrently. Built from one client
+    (tests, CLI) every lane shares it: calls then queue on that client.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        *,
+        read_clients: Sequence[Any] = (),
+        analyst_clients: Sequence[Any] = (),
+    ) -> None:
         self.client = client
+        # Serialises the writer's calls; held by tests to keep an insert in flight.
         self._lock = asyncio.Lock()
+        self._write = _Lane("write", [client], engine_errors=False)
+        self._read = _Lane("read", read_clients or [client])
+        self._analyst = _Lane("sql", analyst_clients or [client])
         self._cluster: str | bool | None = False  # False: not looked up yet
+
+    @classmethod
+    def open(
+        cls,
+        url: str,
+        *,
+        read_connections: int = 2,
+        analyst_url: str = "",
+        analyst_connections: int = 1,
+    ) -> ClickHouseStore:
+        """Open the lanes' clients: one for writes, ``read_connections`` for reads and
+        ``analyst_connections`` for analyst SQL (on ``analyst_url`` when set, e.g. a
+        read-only user on a server)."""
+        # ClickHouse pauses a running query while one of a lower priority value
+        # runs: an insert pauses for a read (short), an analyst query for both.
+        return cls(
+            open_client(url, {"priority": WRITE_PRIORITY}),
+            read_clients=[
+                open_client(url, {"priority": READ_PRIORITY})
+                for _ in range(max(1, read_connections))
+            ],
+            analyst_clients=[
+                open_client(analyst_url or url) for _ in range(max(1, analyst_connections))
+            ],
+        )
+
+    def close(self) -> None:
+        """Close every lane's threads and clients."""
+        lanes = (self._write, self._read, self._analyst)
+        clients = {id(c): c for lane in lanes for c in lane.clients}
+        for lane in lanes:
+            lane.close()
+        for client in clients.values():
+            client.close()
 
     async def insert_columns(
         self,
@@ -92,14 +239,20 @@ class ClickHouseStore:
     ) -> None:
         """Columnar insert; a retry with the same token is dropped by ClickHouse."""
         async with self._lock:
-            await asyncio.to_thread(
-                self.client.insert,
-                table,
-                columns,
-                column_names=list(column_names),
-                column_oriented=True,
-                settings={"insert_deduplication_token": dedup_token},
+            await self._write.run(
+                lambda client: client.insert(
+                    table,
+                    columns,
+                    column_names=list(column_names),
+                    column_oriented=True,
+                    settings={"insert_deduplication_token": dedup_token},
+                )
             )
+
+    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        """Run a statement without a result set (write lane)."""
+        async with self._lock:
+            return await self._write.run(lambda client: client.command(sql, parameters=parameters))
 
     async def query(
         self,
@@ -107,26 +260,30 @@ class ClickHouseStore:
         parameters: dict[str, Any] | None = None,
         settings: dict[str, Any] | None = None,
     ) -> Any:
-        """Run a query; returns the clickhouse-connect QueryResult."""
-        async with self._lock:
-            return await asyncio.to_thread(
-                self.client.query, sql, parameters=parameters, settings=settings
-            )
+        """Run a query on the read lane; returns the clickhouse-connect QueryResult."""
+        return await self._read.run(
+            lambda client: client.query(sql, parameters=parameters, settings=settings)
+        )
 
     async def raw_query(
         self, sql: str, parameters: dict[str, Any] | None = None, fmt: str = "TSVRaw"
     ) -> bytes:
-        """Run a query and return the engine's bytes in ``fmt`` (no per-call settings)."""
-        async with self._lock:
-            result = await asyncio.to_thread(
-                self.client.raw_query, sql, parameters=parameters, fmt=fmt
+        """Run a query on the read lane; the engine's bytes in ``fmt`` (no per-call settings)."""
+        return bytes(
+            await self._read.run(
+                lambda client: client.raw_query(sql, parameters=parameters, fmt=fmt)
             )
-            return bytes(result)
+        )
 
-    async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        """Run a statement without a result set."""
-        async with self._lock:
-            return await asyncio.to_thread(self.client.command, sql, parameters=parameters)
+    async def analyst_sql(self, sql: str, limits: AnalystLimits) -> AnalystResult:
+        """Check and run one analyst query on the analyst lane (``LaneBusy`` if it is full).
+
+        Raises :class:`AnalystSqlRefused` for a query the policy does not allow and
+        :class:`EngineError` for one ClickHouse refuses (syntax, unknown column …).
+        """
+        if self._analyst.busy:
+            raise LaneBusy
+        return await self._analyst.run(lambda client: _run_analyst_sql(client, sql, limits))
 
     async def cluster(self) -> str | None:
         """The cluster name if ``events`` is a Distributed table (cluster schema), else None."""

@@ -102,8 +102,10 @@ async def bundle(request: web.Request) -> web.StreamResponse:
     name = request.match_info["name"]
     content_type = BUNDLES.get(name)
     if content_type is None:
+        # The requested name is not echoed: only the files that exist are named.
         return web.json_response(
-            {"error": "not_found", "detail": f"No viewer file {name!r}."}, status=404
+            {"error": "not_found", "detail": f"No such viewer file; there are {sorted(BUNDLES)}."},
+            status=404,
         )
     path = BUNDLE_DIR / name
     if not path.is_file():

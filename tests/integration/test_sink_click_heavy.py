@@ -12,29 +12,18 @@ import asyncio
 import random
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from services.shared.envelope import BatchEnvelope
 from services.sink.rows import INCOMING_COLUMNS, incoming_row, read_header
-from services.sink.store import INCOMING_TABLE, ClickHouseStore, open_client, run_migrations
+from services.sink.store import INCOMING_TABLE, ClickHouseStore
 
 pytestmark = pytest.mark.integration
 
 Click = tuple[int, float, float]  # (ms, x, y)
 RAGE_CLICKS_LOOKED_AT = 5_000  # per batch: ingest's default event limit per batch
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseStore]:
-    path: Path = tmp_path_factory.mktemp("sink-click-heavy")
-    client = open_client(f"chdb://{path}")
-    run_migrations(client)
-    yield ClickHouseStore(client)
-    client.close()
 
 
 def rage_bursts(clicks: list[Click]) -> int:

@@ -4,7 +4,7 @@ A message that ClickHouse refuses because of what it is — here, one too costly
 for the server's per-query memory limit even alone — must not stall the
 partition: the writer splits the insert, stores every other message, and sends
 a pointer to that one message to the DLQ with a counted reason. (An outage is
-retried instead: tests/integration/test_sink_store.py.)
+retried instead: tests/integration/test_sink_writer.py.)
 """
 
 from __future__ import annotations
@@ -13,8 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -24,8 +23,8 @@ from prometheus_client import REGISTRY
 
 from services.dev.kafka_broker import LocalKafkaBroker
 from services.shared.envelope import BatchEnvelope
-from services.sink.store import ClickHouseStore, open_client, run_migrations
-from tests.integration.test_sink_store import (
+from services.sink.store import ClickHouseStore
+from tests.integration.sink_support import (
     committed_and_end,
     count_final,
     envelopes,
@@ -42,15 +41,6 @@ pytestmark = pytest.mark.integration
 # Batches of up to 2,000 ordinary events need a few MiB here; a 20,000-click message
 # alone needs ~90 MiB.
 MEMORY_LIMIT = 48 * 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClickHouseStore]:
-    path: Path = tmp_path_factory.mktemp("sink-refusals")
-    client = open_client(f"chdb://{path}")
-    run_migrations(client)
-    yield ClickHouseStore(client)
-    client.close()
 
 
 @contextlib.asynccontextmanager

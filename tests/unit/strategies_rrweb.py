@@ -394,8 +394,11 @@ class _SessionBuilder:
         return self.full_snapshot(root)
 
     def full_snapshot(self, root: dict[str, Any]) -> RrwebEvent:
-        return {"type": 2, "timestamp": self.tick(),
-                "data": {"node": root, "initialOffset": {"top": 0, "left": 0}}}
+        return {
+            "type": 2,
+            "timestamp": self.tick(),
+            "data": {"node": root, "initialOffset": {"top": 0, "left": 0}},
+        }
 
     def add_node(self, parent_id: int, node: dict[str, Any]) -> RrwebEvent:
         """A mutation adding ``node`` under ``parent_id``, applied to the page as well."""
@@ -420,8 +423,13 @@ class _SessionBuilder:
         return self.incremental({"source": 5, "id": node_id, "text": text, "isChecked": False})
 
     def mutation(self, **parts: Any) -> RrwebEvent:
-        data: dict[str, Any] = {"source": 0, "texts": [], "attributes": [], "removes": [],
-                                "adds": []}
+        data: dict[str, Any] = {
+            "source": 0,
+            "texts": [],
+            "attributes": [],
+            "removes": [],
+            "adds": [],
+        }
         data.update(parts)
         return self.incremental(data)
 
@@ -440,11 +448,13 @@ class _SessionBuilder:
         if name == "type_unknown":
             return self.typing(self.next_id + 10_000, self.secret())
         if name == "text_masked" and self.masked_texts:
-            return self.mutation(texts=[{"id": pick(self.masked_texts),
-                                         "value": self.secret_sentence()}])
+            return self.mutation(
+                texts=[{"id": pick(self.masked_texts), "value": self.secret_sentence()}]
+            )
         if name == "text_blocked" and self.blocked_ids:
-            return self.mutation(texts=[{"id": pick(sorted(self.blocked_ids)),
-                                         "value": self.secret_sentence()}])
+            return self.mutation(
+                texts=[{"id": pick(sorted(self.blocked_ids)), "value": self.secret_sentence()}]
+            )
         if name == "text_pii" and self.plain_texts:
             return self.mutation(texts=[{"id": pick(self.plain_texts), "value": self.pii()}])
         if name == "add_masked" and self.masked_elements:
@@ -478,44 +488,98 @@ class _SessionBuilder:
             return self.full_snapshot(copy.deepcopy(self.dom))
         if name == "custom":
             payload = {"user": self.email(), "items": [{"note": self.pii()}, 3, None]}
-            return {"type": 5, "timestamp": self.tick(),
-                    "data": {"tag": "checkout", "payload": payload}}
+            return {
+                "type": 5,
+                "timestamp": self.tick(),
+                "data": {"tag": "checkout", "payload": payload},
+            }
         if name == "console":
-            payload = {"level": "log", "trace": ["app.js:1:2"],
-                       "payload": [f'"{self.pii()}"', f'"{self.email()}"']}
-            return {"type": 6, "timestamp": self.tick(),
-                    "data": {"plugin": "rrweb/console@1", "payload": payload}}
+            payload = {
+                "level": "log",
+                "trace": ["app.js:1:2"],
+                "payload": [f'"{self.pii()}"', f'"{self.email()}"'],
+            }
+            return {
+                "type": 6,
+                "timestamp": self.tick(),
+                "data": {"plugin": "rrweb/console@1", "payload": payload},
+            }
         if name == "log":
-            return self.incremental({"source": 11, "level": "warn", "trace": [],
-                                     "payload": [self.pii()]})
+            return self.incremental(
+                {"source": 11, "level": "warn", "trace": [], "payload": [self.pii()]}
+            )
         if name == "network":
             payload = {"requests": [{"url": "https://api.example/x", "body": self.secret()}]}
-            return {"type": 6, "timestamp": self.tick(),
-                    "data": {"plugin": "rrweb/network@1", "payload": payload}}
+            return {
+                "type": 6,
+                "timestamp": self.tick(),
+                "data": {"plugin": "rrweb/network@1", "payload": payload},
+            }
         if name == "meta":
             href = f"https://shop.example/?code={self.secret()}&x=1"
-            return {"type": 4, "timestamp": self.tick(),
-                    "data": {"href": href, "width": 800, "height": 600}}
+            return {
+                "type": 4,
+                "timestamp": self.tick(),
+                "data": {"href": href, "width": 800, "height": 600},
+            }
         if name == "mouse":
-            return self.incremental({"source": 1, "positions": [{"x": 1, "y": 2, "id": 1,
-                                                                  "timeOffset": 0}]})
+            return self.incremental(
+                {"source": 1, "positions": [{"x": 1, "y": 2, "id": 1, "timeOffset": 0}]}
+            )
         if name == "consent":
             granted = self.draw(st.booleans())
-            return {"type": 5, "timestamp": self.tick(),
-                    "data": {"tag": "replaypipe.consent", "payload": {"granted": granted}}}
+            return {
+                "type": 5,
+                "timestamp": self.tick(),
+                "data": {"tag": "replaypipe.consent", "payload": {"granted": granted}},
+            }
         return None
 
 
 SUBTREE_KINDS = (
-    "text", "container", "masked", "vault", "blocked", "sensitive_input", "plain_input",
-    "ignored_input", "textarea", "select", "editable", "pii_text", "link", "style",
-    "shadow", "iframe",
+    "text",
+    "container",
+    "masked",
+    "vault",
+    "blocked",
+    "sensitive_input",
+    "plain_input",
+    "ignored_input",
+    "textarea",
+    "select",
+    "editable",
+    "pii_text",
+    "link",
+    "style",
+    "shadow",
+    "iframe",
 )
 ACTIONS = (
-    "type_sensitive", "type_plain", "type_masked", "type_blocked", "type_ignored",
-    "type_unknown", "text_masked", "text_blocked", "text_pii", "add_masked", "add_blocked",
-    "add_plain", "value_sensitive", "title_masked", "flip_to_password", "mark_mask_later",
-    "show_password", "checkout", "custom", "console", "log", "network", "meta", "mouse", "consent",
+    "type_sensitive",
+    "type_plain",
+    "type_masked",
+    "type_blocked",
+    "type_ignored",
+    "type_unknown",
+    "text_masked",
+    "text_blocked",
+    "text_pii",
+    "add_masked",
+    "add_blocked",
+    "add_plain",
+    "value_sensitive",
+    "title_masked",
+    "flip_to_password",
+    "mark_mask_later",
+    "show_password",
+    "checkout",
+    "custom",
+    "console",
+    "log",
+    "network",
+    "meta",
+    "mouse",
+    "consent",
 )
 
 

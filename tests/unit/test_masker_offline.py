@@ -17,22 +17,33 @@ SECRET = "S3cr3tOffline"
 
 
 def _events() -> list[dict[str, Any]]:
-    password = {"type": 2, "id": 4, "tagName": "input",
-                "attributes": {"type": "password", "value": SECRET}, "childNodes": []}
+    password = {
+        "type": 2,
+        "id": 4,
+        "tagName": "input",
+        "attributes": {"type": "password", "value": SECRET},
+        "childNodes": [],
+    }
     body = {"type": 2, "id": 3, "tagName": "body", "attributes": {}, "childNodes": [password]}
-    root = {"type": 0, "id": 1, "childNodes": [
-        {"type": 2, "id": 2, "tagName": "html", "attributes": {}, "childNodes": [body]}]}
+    root = {
+        "type": 0,
+        "id": 1,
+        "childNodes": [
+            {"type": 2, "id": 2, "tagName": "html", "attributes": {}, "childNodes": [body]}
+        ],
+    }
     return [
-        {"type": 4, "timestamp": 1, "data": {"href": "https://x.example/?token=abc", "width": 1,
-                                              "height": 1}},
+        {
+            "type": 4,
+            "timestamp": 1,
+            "data": {"href": "https://x.example/?token=abc", "width": 1, "height": 1},
+        },
         {"type": 2, "timestamp": 2, "data": {"node": root, "initialOffset": {"top": 0, "left": 0}}},
         {"type": 3, "timestamp": 3, "data": {"source": 5, "id": 4, "text": SECRET}},
     ]
 
 
-def _run(
-    monkeypatch: pytest.MonkeyPatch, argv: list[str], stdin: bytes
-) -> tuple[int, bytes, str]:
+def _run(monkeypatch: pytest.MonkeyPatch, argv: list[str], stdin: bytes) -> tuple[int, bytes, str]:
     out, err = io.BytesIO(), io.StringIO()
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(stdin)))
     stdout = io.TextIOWrapper(out)
@@ -57,8 +68,9 @@ def test_mask_command_masks_ndjson_and_reports_counts_on_stderr(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     sites = _sites_file(tmp_path, {"site_id": "demo"}, {"site_id": "other"})
-    code, out, err = _run(monkeypatch, ["--site-settings", str(sites), "--site", "demo"],
-                          _ndjson(_events()) + b"\n")
+    code, out, err = _run(
+        monkeypatch, ["--site-settings", str(sites), "--site", "demo"], _ndjson(_events()) + b"\n"
+    )
     assert code == 0
     lines = out.splitlines()
     assert len(lines) == 3

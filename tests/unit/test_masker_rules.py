@@ -21,7 +21,10 @@ SECRET = "S3cr3tValue"
 
 def el(node_id: int, tag: str, attrs: dict[str, Any] | None = None, *kids: Any) -> dict[str, Any]:
     return {
-        "type": 2, "id": node_id, "tagName": tag, "attributes": attrs or {},
+        "type": 2,
+        "id": node_id,
+        "tagName": tag,
+        "attributes": attrs or {},
         "childNodes": list(kids),
     }
 
@@ -91,8 +94,10 @@ RECORDING = site(record_inputs=True)
 
 
 def test_password_field_value_is_masked_even_when_inputs_are_recorded() -> None:
-    result = run([snapshot(el(4, "input", {"type": "password", "value": SECRET})),
-                  typing(4, SECRET)], RECORDING)
+    result = run(
+        [snapshot(el(4, "input", {"type": "password", "value": SECRET})), typing(4, SECRET)],
+        RECORDING,
+    )
     assert SECRET not in dumped(result)
     assert result.events[1]["data"]["text"] == "*" * len(SECRET)
     assert result.counts["sensitive_field"] == 2
@@ -100,10 +105,14 @@ def test_password_field_value_is_masked_even_when_inputs_are_recorded() -> None:
 
 def test_password_typed_after_type_flip_is_masked() -> None:
     state = SessionMaskState()
-    before = run([snapshot(el(4, "input", {"type": "text"})), typing(4, "visible")],
-                 RECORDING, state=state)
-    after = run([mutation(attributes=[{"id": 4, "attributes": {"type": "password"}}]),
-                 typing(4, SECRET)], RECORDING, state=state)
+    before = run(
+        [snapshot(el(4, "input", {"type": "text"})), typing(4, "visible")], RECORDING, state=state
+    )
+    after = run(
+        [mutation(attributes=[{"id": 4, "attributes": {"type": "password"}}]), typing(4, SECRET)],
+        RECORDING,
+        state=state,
+    )
     assert before.events[1]["data"]["text"] == "visible"
     assert SECRET not in dumped(after)
 
@@ -111,8 +120,11 @@ def test_password_typed_after_type_flip_is_masked() -> None:
 def test_password_stays_masked_after_show_password_flips_type_back_to_text() -> None:
     state = SessionMaskState()
     run([snapshot(el(4, "input", {"type": "password"}))], RECORDING, state=state)
-    result = run([mutation(attributes=[{"id": 4, "attributes": {"type": "text"}}]),
-                  typing(4, SECRET)], RECORDING, state=state)
+    result = run(
+        [mutation(attributes=[{"id": 4, "attributes": {"type": "text"}}]), typing(4, SECRET)],
+        RECORDING,
+        state=state,
+    )
     assert SECRET not in dumped(result)
 
 
@@ -120,12 +132,12 @@ def test_a_password_shown_as_text_stays_masked_in_the_next_full_snapshot() -> No
     # rrweb keeps node ids across the full snapshots of one page (a checkout).
     state = SessionMaskState()
     run([snapshot(el(4, "input", {"type": "password"}))], RECORDING, state=state)
-    run([mutation(attributes=[{"id": 4, "attributes": {"type": "text"}}])], RECORDING,
-        state=state)
-    checkout = snapshot(el(4, "input", {"type": "text", "value": SECRET}),
-                        el(6, "input", {"type": "text", "value": "visible"}))
-    result = run([checkout, typing(4, SECRET), typing(6, "also visible")], RECORDING,
-                 state=state)
+    run([mutation(attributes=[{"id": 4, "attributes": {"type": "text"}}])], RECORDING, state=state)
+    checkout = snapshot(
+        el(4, "input", {"type": "text", "value": SECRET}),
+        el(6, "input", {"type": "text", "value": "visible"}),
+    )
+    result = run([checkout, typing(4, SECRET), typing(6, "also visible")], RECORDING, state=state)
     assert SECRET not in dumped(result)
     assert "visible" in dumped(result) and "also visible" in dumped(result)
 
@@ -133,11 +145,13 @@ def test_a_password_shown_as_text_stays_masked_in_the_next_full_snapshot() -> No
 def test_a_mask_added_later_covers_existing_descendants_from_the_next_checkout() -> None:
     state = SessionMaskState()
     run([snapshot(el(4, "div", {}, text(5, "public")))], RECORDING, state=state)
-    run([mutation(attributes=[{"id": 4, "attributes": {"class": "rr-mask"}}])], RECORDING,
-        state=state)
+    run(
+        [mutation(attributes=[{"id": 4, "attributes": {"class": "rr-mask"}}])],
+        RECORDING,
+        state=state,
+    )
     checkout = snapshot(el(4, "div", {"class": "rr-mask"}, text(5, SECRET)))
-    result = run([checkout, mutation(texts=[{"id": 5, "value": SECRET}])], RECORDING,
-                 state=state)
+    result = run([checkout, mutation(texts=[{"id": 5, "value": SECRET}])], RECORDING, state=state)
     assert SECRET not in dumped(result)
 
 
@@ -152,17 +166,28 @@ def test_a_carried_sensitive_id_only_masks_form_fields() -> None:
 def test_moved_password_field_re_added_as_text_stays_masked() -> None:
     state = SessionMaskState()
     run([snapshot(el(4, "input", {"type": "password"}), el(5, "div"))], RECORDING, state=state)
-    moved = mutation(removes=[{"parentId": 3, "id": 4}],
-                     adds=[{"parentId": 5, "nextId": None,
-                            "node": el(4, "input", {"type": "text"})}])
+    moved = mutation(
+        removes=[{"parentId": 3, "id": 4}],
+        adds=[{"parentId": 5, "nextId": None, "node": el(4, "input", {"type": "text"})}],
+    )
     result = run([moved, typing(4, SECRET)], RECORDING, state=state)
     assert SECRET not in dumped(result)
 
 
 @pytest.mark.parametrize(
     "autocomplete",
-    ["cc-number", "cc-csc", "cc-exp", "cc-exp-month", "cc-exp-year", "cc-name",
-     "one-time-code", "current-password", "new-password", "section-pay billing cc-number"],
+    [
+        "cc-number",
+        "cc-csc",
+        "cc-exp",
+        "cc-exp-month",
+        "cc-exp-year",
+        "cc-name",
+        "one-time-code",
+        "current-password",
+        "new-password",
+        "section-pay billing cc-number",
+    ],
 )
 def test_card_otp_and_password_autocomplete_fields_are_always_masked(autocomplete: str) -> None:
     field = el(4, "input", {"type": "text", "autocomplete": autocomplete, "value": SECRET})
@@ -172,18 +197,28 @@ def test_card_otp_and_password_autocomplete_fields_are_always_masked(autocomplet
 
 @pytest.mark.parametrize(
     "attrs",
-    [{"name": "card_number"}, {"name": "cvv2"}, {"id": "userCVC"}, {"name": "iban"},
-     {"name": "ssn"}, {"id": "credit-card"}, {"name": "user[password]"}, {"name": "csrf_token"}],
+    [
+        {"name": "card_number"},
+        {"name": "cvv2"},
+        {"id": "userCVC"},
+        {"name": "iban"},
+        {"name": "ssn"},
+        {"id": "credit-card"},
+        {"name": "user[password]"},
+        {"name": "csrf_token"},
+    ],
 )
 def test_fields_named_like_sensitive_names_are_always_masked(attrs: dict[str, str]) -> None:
-    result = run([snapshot(el(4, "input", {"type": "text", **attrs})), typing(4, SECRET)],
-                 RECORDING)
+    result = run(
+        [snapshot(el(4, "input", {"type": "text", **attrs})), typing(4, SECRET)], RECORDING
+    )
     assert SECRET not in dumped(result)
 
 
 def test_short_sensitive_names_match_whole_words_only() -> None:
-    result = run([snapshot(el(4, "input", {"name": "shipping_method"})), typing(4, "express")],
-                 RECORDING)
+    result = run(
+        [snapshot(el(4, "input", {"name": "shipping_method"})), typing(4, "express")], RECORDING
+    )
     assert result.events[1]["data"]["text"] == "express"
 
 
@@ -197,22 +232,23 @@ def test_sensitive_names_list_can_be_overridden() -> None:
 
 
 def test_typed_values_are_masked_by_default() -> None:
-    result = run([snapshot(el(4, "input", {"type": "text", "value": "abc def"})),
-                  typing(4, "hello world")])
+    result = run(
+        [snapshot(el(4, "input", {"type": "text", "value": "abc def"})), typing(4, "hello world")]
+    )
     assert result.events[1]["data"]["text"] == "***** *****"
     assert node_by_id(result.events[0], 4)["attributes"]["value"] == "*** ***"
     assert result.counts["input"] == 2
 
 
 def test_typed_values_are_kept_when_site_records_inputs_but_pii_is_masked() -> None:
-    result = run([snapshot(el(4, "input", {"type": "text"})),
-                  typing(4, "hi ann@example.com")], RECORDING)
+    result = run(
+        [snapshot(el(4, "input", {"type": "text"})), typing(4, "hi ann@example.com")], RECORDING
+    )
     assert result.events[1]["data"]["text"] == "hi " + "*" * len("ann@example.com")
 
 
 def test_checkbox_checked_state_is_kept() -> None:
-    result = run([snapshot(el(4, "input", {"type": "checkbox"})),
-                  typing(4, "on", isChecked=True)])
+    result = run([snapshot(el(4, "input", {"type": "checkbox"})), typing(4, "on", isChecked=True)])
     assert result.events[1]["data"]["isChecked"] is True
 
 
@@ -222,8 +258,9 @@ def test_textarea_content_is_masked_by_default() -> None:
 
 
 def test_select_option_texts_and_values_are_masked_when_select_is_masked() -> None:
-    select = el(4, "select", {"name": "size"},
-                el(5, "option", {"value": SECRET}, text(6, SECRET + " size")))
+    select = el(
+        4, "select", {"name": "size"}, el(5, "option", {"value": SECRET}, text(6, SECRET + " size"))
+    )
     result = run([snapshot(select), typing(4, SECRET)])
     assert SECRET not in dumped(result)
     assert node_by_id(result.events[0], 6)["textContent"].endswith(" ****")
@@ -266,21 +303,33 @@ def test_nodes_added_under_masked_element_inherit_the_mask() -> None:
 
 
 def test_text_attributes_inside_masked_subtree_are_masked() -> None:
-    attrs = {"placeholder": SECRET, "title": SECRET, "aria-label": SECRET, "data-user": SECRET,
-             "class": "field"}
+    attrs = {
+        "placeholder": SECRET,
+        "title": SECRET,
+        "aria-label": SECRET,
+        "data-user": SECRET,
+        "class": "field",
+    }
     result = run([snapshot(el(4, "div", {"class": "rr-mask"}, el(5, "input", attrs)))], RECORDING)
     assert SECRET not in dumped(result)
     assert node_by_id(result.events[0], 5)["attributes"]["class"] == "field"
 
 
 def test_rr_block_subtree_becomes_an_empty_placeholder_keeping_its_size() -> None:
-    blocked = el(4, "div", {"class": "rr-block", "rr_width": "300px", "rr_height": "40px",
-                            "title": SECRET}, text(5, SECRET))
+    blocked = el(
+        4,
+        "div",
+        {"class": "rr-block", "rr_width": "300px", "rr_height": "40px", "title": SECRET},
+        text(5, SECRET),
+    )
     result = run([snapshot(blocked)])
     placeholder = node_by_id(result.events[0], 4)
     assert placeholder["childNodes"] == []
-    assert placeholder["attributes"] == {"class": "rr-block", "rr_width": "300px",
-                                         "rr_height": "40px"}
+    assert placeholder["attributes"] == {
+        "class": "rr-block",
+        "rr_width": "300px",
+        "rr_height": "40px",
+    }
     assert result.counts["block"] == 1
 
 
@@ -290,10 +339,12 @@ def test_events_inside_blocked_subtree_are_dropped() -> None:
     run([snapshot(page)], state=state)
     events = [
         typing(5, SECRET),
-        mutation(texts=[{"id": 6, "value": SECRET}],
-                 attributes=[{"id": 5, "attributes": {"value": SECRET}}],
-                 adds=[{"parentId": 4, "nextId": None, "node": text(9, SECRET)}],
-                 removes=[{"parentId": 4, "id": 6}]),
+        mutation(
+            texts=[{"id": 6, "value": SECRET}],
+            attributes=[{"id": 5, "attributes": {"value": SECRET}}],
+            adds=[{"parentId": 4, "nextId": None, "node": text(9, SECRET)}],
+            removes=[{"parentId": 4, "id": 6}],
+        ),
     ]
     result = run(events, state=state)
     assert SECRET not in dumped(result)
@@ -310,8 +361,10 @@ def test_mouse_interaction_on_blocked_element_is_kept() -> None:
 
 
 def test_rr_ignore_input_events_are_dropped_and_value_masked() -> None:
-    result = run([snapshot(el(4, "input", {"class": "rr-ignore", "value": SECRET})),
-                  typing(4, SECRET)], RECORDING)
+    result = run(
+        [snapshot(el(4, "input", {"class": "rr-ignore", "value": SECRET})), typing(4, SECRET)],
+        RECORDING,
+    )
     assert SECRET not in dumped(result)
     assert len(result.events) == 1
     assert result.counts["ignore"] == 2
@@ -343,8 +396,7 @@ def test_ignore_input_selector_drops_input_events() -> None:
 def test_descendant_selector_masks_only_inside_the_ancestor() -> None:
     settings = site(mask_text_selectors=("form.checkout span",))
     inner = el(5, "div", {}, el(6, "span", {}, text(7, SECRET)))
-    page = [el(4, "form", {"class": "checkout"}, inner),
-            el(8, "span", {}, text(9, "public"))]
+    page = [el(4, "form", {"class": "checkout"}, inner), el(8, "span", {}, text(9, "public"))]
     result = run([snapshot(*page)], settings)
     assert SECRET not in dumped(result)
     assert node_by_id(result.events[0], 9)["textContent"] == "public"
@@ -355,16 +407,20 @@ def test_descendant_selector_applies_to_nodes_added_later() -> None:
     settings = site(mask_text_selectors=("form.checkout span",))
     run([snapshot(el(4, "form", {"class": "checkout"}))], settings, state=state)
     added = el(6, "span", {}, text(7, SECRET))
-    result = run([mutation(adds=[{"parentId": 4, "nextId": None, "node": added}])],
-                 settings, state=state)
+    result = run(
+        [mutation(adds=[{"parentId": 4, "nextId": None, "node": added}])], settings, state=state
+    )
     assert SECRET not in dumped(result)
 
 
 def test_mask_class_added_later_masks_following_inputs() -> None:
     state = SessionMaskState()
     run([snapshot(el(4, "input"))], RECORDING, state=state)
-    result = run([mutation(attributes=[{"id": 4, "attributes": {"class": "x rr-mask"}}]),
-                  typing(4, SECRET)], RECORDING, state=state)
+    result = run(
+        [mutation(attributes=[{"id": 4, "attributes": {"class": "x rr-mask"}}]), typing(4, SECRET)],
+        RECORDING,
+        state=state,
+    )
     assert SECRET not in dumped(result)
 
 
@@ -372,8 +428,11 @@ def test_selector_matching_attribute_added_later_masks_following_inputs() -> Non
     state = SessionMaskState()
     settings = site(record_inputs=True, mask_text_selectors=("input.private",))
     run([snapshot(el(4, "input"))], settings, state=state)
-    result = run([mutation(attributes=[{"id": 4, "attributes": {"class": "private"}}]),
-                  typing(4, SECRET)], settings, state=state)
+    result = run(
+        [mutation(attributes=[{"id": 4, "attributes": {"class": "private"}}]), typing(4, SECRET)],
+        settings,
+        state=state,
+    )
     assert SECRET not in dumped(result)
 
 
@@ -397,8 +456,10 @@ def test_iframe_attached_later_under_blocked_iframe_is_dropped() -> None:
     state = SessionMaskState()
     run([snapshot(el(4, "iframe", {"class": "rr-block"}))], state=state)
     doc = {"type": 0, "id": 8, "childNodes": [text(9, SECRET)]}
-    result = run([mutation(adds=[{"parentId": 4, "nextId": None, "node": doc}],
-                           isAttachIframe=True)], state=state)
+    result = run(
+        [mutation(adds=[{"parentId": 4, "nextId": None, "node": doc}], isAttachIframe=True)],
+        state=state,
+    )
     assert SECRET not in dumped(result)
 
 
@@ -419,8 +480,10 @@ def test_css_text_attribute_is_not_scrubbed() -> None:
 
 
 def test_script_text_is_masked_unless_it_is_rrwebs_placeholder() -> None:
-    page = [el(4, "script", {}, text(5, 'window.user={"email":"x"}')),
-            el(6, "script", {}, text(7, "SCRIPT_PLACEHOLDER"))]
+    page = [
+        el(4, "script", {}, text(5, 'window.user={"email":"x"}')),
+        el(6, "script", {}, text(7, "SCRIPT_PLACEHOLDER")),
+    ]
     result = run([snapshot(*page)])
     assert "email" not in node_by_id(result.events[0], 5)["textContent"]
     assert node_by_id(result.events[0], 7)["textContent"] == "SCRIPT_PLACEHOLDER"
@@ -451,8 +514,14 @@ def test_nodes_added_under_unknown_parent_are_masked() -> None:
 
 @pytest.mark.parametrize(
     "pii",
-    ["ann.smith+x@mail.example.com", "4111 1111 1111 1111", "5500-0000-0000-0004",
-     "378282246310005", "DE89 3704 0044 0532 0130 00", "GB82WEST12345698765432"],
+    [
+        "ann.smith+x@mail.example.com",
+        "4111 1111 1111 1111",
+        "5500-0000-0000-0004",
+        "378282246310005",
+        "DE89 3704 0044 0532 0130 00",
+        "GB82WEST12345698765432",
+    ],
 )
 def test_pii_in_visible_text_is_masked_to_the_same_length(pii: str) -> None:
     result = run([snapshot(el(4, "p", {}, text(5, f"contact: {pii}.")))])
@@ -469,8 +538,11 @@ def test_numbers_that_fail_the_checksums_are_kept() -> None:
 
 
 def test_meta_href_query_token_is_scrubbed() -> None:
-    meta = {"type": 4, "timestamp": 1,
-            "data": {"href": "https://a.example/r?step=2&token=abc123#x", "width": 1, "height": 1}}
+    meta = {
+        "type": 4,
+        "timestamp": 1,
+        "data": {"href": "https://a.example/r?step=2&token=abc123#x", "width": 1, "height": 1},
+    }
     result = run([meta])
     assert result.events[0]["data"]["href"] == "https://a.example/r?step=2&token=******#x"
 
@@ -495,21 +567,33 @@ def test_custom_event_payload_pii_is_masked() -> None:
 
 
 def test_console_plugin_payload_pii_is_masked() -> None:
-    log = {"type": 6, "timestamp": 1, "data": {"plugin": "rrweb/console@1", "payload": {
-        "level": "log", "trace": [], "payload": ['"card 4111111111111111"']}}}
+    log = {
+        "type": 6,
+        "timestamp": 1,
+        "data": {
+            "plugin": "rrweb/console@1",
+            "payload": {"level": "log", "trace": [], "payload": ['"card 4111111111111111"']},
+        },
+    }
     result = run([log])
     assert "4111111111111111" not in dumped(result)
 
 
 def test_console_log_incremental_payload_pii_is_masked() -> None:
-    log = {"type": 3, "timestamp": 1,
-           "data": {"source": 11, "level": "warn", "payload": ["mail ann@example.com"]}}
+    log = {
+        "type": 3,
+        "timestamp": 1,
+        "data": {"source": 11, "level": "warn", "payload": ["mail ann@example.com"]},
+    }
     assert "ann@example.com" not in dumped(run([log]))
 
 
 def test_unknown_plugin_payload_strings_are_masked() -> None:
-    network = {"type": 6, "timestamp": 1, "data": {"plugin": "rrweb/network@1",
-                                                   "payload": {"body": SECRET, "status": 200}}}
+    network = {
+        "type": 6,
+        "timestamp": 1,
+        "data": {"plugin": "rrweb/network@1", "payload": {"body": SECRET, "status": 200}},
+    }
     result = run([network])
     assert SECRET not in dumped(result)
     assert result.events[0]["data"]["plugin"] == "rrweb/network@1"
@@ -523,8 +607,11 @@ def test_unknown_event_type_strings_are_masked() -> None:
 
 
 def test_mouse_moves_and_scrolls_pass_through_untouched() -> None:
-    moves = {"type": 3, "timestamp": 1,
-             "data": {"source": 1, "positions": [{"x": 1, "y": 2, "id": 4, "timeOffset": 0}]}}
+    moves = {
+        "type": 3,
+        "timestamp": 1,
+        "data": {"source": 1, "positions": [{"x": 1, "y": 2, "id": 4, "timeOffset": 0}]},
+    }
     scroll = {"type": 3, "timestamp": 2, "data": {"source": 3, "id": 1, "x": 0, "y": 9}}
     result = run([moves, scroll])
     assert result.events[0] is moves and result.events[1] is scroll
@@ -539,8 +626,9 @@ def consent_site(mode: ConsentMode) -> SiteSettings:
 
 
 def test_consent_required_drops_everything_until_consent() -> None:
-    result = run([snapshot(el(4, "p", {}, text(5, SECRET))), typing(4, SECRET)],
-                 consent_site("required"))
+    result = run(
+        [snapshot(el(4, "p", {}, text(5, SECRET))), typing(4, SECRET)], consent_site("required")
+    )
     assert result.events == []
     assert result.dropped == 2
     assert result.counts["consent_drop"] == 2
@@ -555,8 +643,12 @@ def test_consent_required_keeps_batches_sent_with_consent() -> None:
 
 def test_consent_event_switches_consent_at_its_position() -> None:
     state = SessionMaskState()
-    events = [snapshot(el(4, "input")), typing(4, "before"), consent_event(True),
-              typing(4, "after")]
+    events = [
+        snapshot(el(4, "input")),
+        typing(4, "before"),
+        consent_event(True),
+        typing(4, "after"),
+    ]
     result = run(events, consent_site("required"), state=state)
     assert [e["type"] for e in result.events] == [5, 3]
     assert result.events[1]["data"]["text"] == "after"
@@ -572,28 +664,39 @@ def test_masking_stays_correct_after_consent_arrives_late() -> None:
 def test_consent_withdrawal_returns_to_dropping() -> None:
     state = SessionMaskState()
     run([snapshot(el(4, "input"))], consent_site("required"), True, state=state)
-    result = run([typing(4, "a"), consent_event(False), typing(4, "b")],
-                 consent_site("required"), state=state)
+    result = run(
+        [typing(4, "a"), consent_event(False), typing(4, "b")],
+        consent_site("required"),
+        state=state,
+    )
     assert [e["data"].get("text") for e in result.events] == ["a", None]
     assert result.consent_state == "withdrawn"
 
 
 def test_envelope_consent_applies_after_a_batch_with_consent_events() -> None:
     state = SessionMaskState()
-    result = run([typing(4, "early"), consent_event(False)], consent_site("required"), True,
-                 state=state)
+    result = run(
+        [typing(4, "early"), consent_event(False)], consent_site("required"), True, state=state
+    )
     assert len(result.events) == 1  # only the consent event: "early" came before it
     assert state.consent == "granted"
 
 
 def test_mask_until_consent_masks_text_and_inputs_before_consent() -> None:
     state = SessionMaskState()
-    before = run([snapshot(el(4, "p", {"title": "Hi Ann"}, text(5, "Hi Ann"))), typing(4, "x")],
-                 consent_site("mask_until_consent"), state=state)
+    before = run(
+        [snapshot(el(4, "p", {"title": "Hi Ann"}, text(5, "Hi Ann"))), typing(4, "x")],
+        consent_site("mask_until_consent"),
+        state=state,
+    )
     assert "Ann" not in dumped(before)
     assert len(before.events) == 2
-    after = run([mutation(texts=[{"id": 5, "value": "Hi Bob"}])],
-                consent_site("mask_until_consent"), True, state=state)
+    after = run(
+        [mutation(texts=[{"id": 5, "value": "Hi Bob"}])],
+        consent_site("mask_until_consent"),
+        True,
+        state=state,
+    )
     assert after.events[0]["data"]["texts"][0]["value"] == "Hi Bob"
 
 
@@ -608,8 +711,12 @@ def test_consent_mode_none_ignores_consent_signals() -> None:
 
 def test_state_round_trips_through_json() -> None:
     state = SessionMaskState()
-    run([snapshot(el(4, "input", {"type": "password"}), el(5, "div", {"class": "rr-mask"}))],
-        consent_site("mask_until_consent"), True, state=state)
+    run(
+        [snapshot(el(4, "input", {"type": "password"}), el(5, "div", {"class": "rr-mask"}))],
+        consent_site("mask_until_consent"),
+        True,
+        state=state,
+    )
     restored = SessionMaskState.from_dict(orjson.loads(orjson.dumps(state.to_dict())))
     assert restored.to_dict() == state.to_dict()
     assert restored.nodes.runs() == state.nodes.runs()

@@ -12,7 +12,6 @@ from services.dev.rrweb_gen import generate_session
 from services.shared.envelope import BatchEnvelope, EnvelopeError
 from services.sink.queries import (
     QueryParamError,
-    analyst_sql_is_select,
     parse_session_filter,
     session_list_sql,
 )
@@ -130,14 +129,6 @@ def test_bad_list_parameter_is_named_in_the_error(param: str, value: str) -> Non
     with pytest.raises(QueryParamError) as info:
         parse_session_filter({param: value})
     assert info.value.param == param
-
-
-def test_analyst_sql_allows_only_one_select() -> None:
-    assert analyst_sql_is_select("SELECT count() FROM events")
-    assert analyst_sql_is_select("WITH 1 AS x SELECT x")
-    assert not analyst_sql_is_select("INSERT INTO events SELECT * FROM events")
-    assert not analyst_sql_is_select("ALTER TABLE events DELETE WHERE 1")
-    assert not analyst_sql_is_select("SELECT 1 SETTINGS readonly = 0")
 
 
 def test_cluster_variant_has_replicated_local_tables_and_distributed_by_session() -> None:
