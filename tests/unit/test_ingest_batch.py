@@ -122,6 +122,26 @@ def test_implausible_events_are_left_out_and_counted_by_reason() -> None:
 def test_event_problem_names_the_reason() -> None:
     assert event_problem({"type": 2, "timestamp": NOW + 0.5}, NOW, DAY) is None
     assert event_problem({"type": 2, "timestamp": None}, NOW, DAY) == "invalid_timestamp"
+    assert event_problem({"type": 2}, NOW, DAY) == "invalid_timestamp"
+    assert event_problem({"type": 2, "timestamp": True}, NOW, DAY) == "invalid_timestamp"
+    assert event_problem({"type": 7, "timestamp": NOW}, NOW, DAY) == "invalid_type"
+    assert event_problem({"type": 2, "timestamp": NOW - DAY}, NOW, DAY) == "timestamp_out_of_range"
+    assert event_problem([], NOW, DAY) == "not_an_object"
+
+
+def test_parse_batch_counts_each_left_out_event_under_the_reason_event_problem_gives() -> None:
+    events: list[Any] = [
+        {"type": 3, "timestamp": NOW},
+        {"type": 3},
+        {"type": 3, "timestamp": "now"},
+        {"type": -1, "timestamp": NOW},
+        {"type": 3, "timestamp": NOW + 7 * DAY},
+        None,
+    ]
+    parsed = parse(batch(events=events))
+    expected = [event_problem(e, NOW, 7 * DAY) for e in events[1:]]
+    assert sorted(parsed.dropped.elements()) == sorted(r for r in expected if r is not None)
+    assert len(parsed.dropped) == 4 and sum(parsed.dropped.values()) == 5
 
 
 def test_a_message_over_the_kafka_limit_is_refused_with_413() -> None:
