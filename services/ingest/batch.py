@@ -10,6 +10,7 @@ from typing import Any
 import orjson
 
 from services.shared.envelope import BatchEnvelope, RrwebEvent
+from services.shared.limits import MAX_JSON_DEPTH
 from services.shared.site_settings import SiteSettings
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,70}$")
@@ -17,6 +18,9 @@ MAX_PAGE_URL_CHARS = 2048
 MAX_EVENT_TYPE = 6  # rrweb EventType: 0 DomContentLoaded … 6 Plugin
 # Room left in a Kafka message for the record's key, headers and framing.
 KAFKA_RECORD_OVERHEAD_BYTES = 1024
+# For the nesting check: every bracket becomes "(" or ")", quotes stay, all else goes.
+_BRACKETS_AS_PARENS = bytes.maketrans(b"[{]}", b"(())")
+_NOT_STRUCTURE = bytes(c for c in range(256) if c not in b'"[]{}')
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,7 +58,13 @@ def parse_batch(
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
+        if exc.msg.startswith("depth limit"):  # orjson's own limit (1024) is deeper than ours
+            raise _too_deep() from None
         raise Rejection(400, "invalid_json", f"Body is not valid JSON ({exc.msg}).") from None
+    # Before anything is kept: orjson cannot serialise what nests past 255, and the
+    # envelope and the masker's output add levels around the body.
+    if nesting_deeper_than(body, MAX_JSON_DEPTH):
+        raise _too_deep()
     if not isinstance(doc, dict):
         raise Rejection(400, "invalid_json", "Body must be a JSON object with an 'events' list.")
     session_id = _id(doc, "session_id", required=True)
@@ -115,6 +125,38 @@ def parse_batch(
         raw_batch=None if dropped else body,
     )
     return ParsedBatch(envelope, dropped)
+
+
+def nesting_deeper_than(body: bytes, limit: int) -> bool:
+    """Whether the valid JSON text ``body`` nests arrays and objects more than ``limit``
+    deep (the outermost container is depth 1).
+
+    Works on the bytes with a few C-speed passes instead of walking the parsed
+    objects in Python (several times slower than the parse itself): strings are
+    cut out (their brackets are text), every bracket becomes a parenthesis (the
+    JSON is valid, so they pair up), and each round of removing ``()`` takes
+    exactly one level off every branch.
+    """
+    if b"\\" in body:
+        # Only an escaped quote or backslash can hide where a string ends.
+        body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = body.translate(_BRACKETS_AS_PARENS, _NOT_STRUCTURE).replace(b'""', b"")
+    if b'"' in marks:  # strings with brackets in them: keep what lies between strings
+        marks = b"".join(marks.split(b'"')[::2])
+    for _ in range(limit):
+        if not marks:
+            return False
+        marks = marks.replace(b"()", b"")
+    return bool(marks)
+
+
+def _too_deep() -> Rejection:
+    return Rejection(
+        400,
+        "too_deeply_nested",
+        f"The body nests arrays and objects more than {MAX_JSON_DEPTH} levels deep; "
+        "rrweb events do not need that many, so the batch is refused.",
+    )
 
 
 def _id(doc: dict[str, Any], name: str, *, required: bool) -> str:

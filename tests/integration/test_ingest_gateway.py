@@ -7,7 +7,7 @@ import gzip
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -345,6 +345,21 @@ def _big_snapshot_batch() -> bytes:
     return gzip.compress(batch_body(new_session(), events=[snapshot]))
 
 
+def _deep_batch(*, with_left_out_event: bool) -> bytes:
+    # 255 levels: orjson (ingest's re-serialisation, the masker's output) stops at 254.
+    depth = 255 - 3  # the root object, the events array and the event hold the rest
+    data = b"[" * depth + b"]" * depth
+    event = b'{"type":3,"timestamp":%d,"data":%s}' % (now_ms(), data)
+    left_out = b'{"type":"x"},' if with_left_out_event else b""
+    return batch_body(new_session()).replace(b'"events":[', b'"events":[' + left_out + event + b",")
+
+
+BODIES: dict[str, Callable[[], bytes]] = {
+    "big": _big_snapshot_batch,
+    "deep": lambda: _deep_batch(with_left_out_event=False),
+    "deep with a left-out event": lambda: _deep_batch(with_left_out_event=True),
+}
+
 REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
     ("missing key", {"key": None}, 401, "missing_site_key"),
     ("unknown key", {"key": "pk_nope"}, 401, "unknown_site_key"),
@@ -357,6 +372,8 @@ REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
         400,
         "invalid_gzip",
     ),
+    ("too deep", {"body": "deep"}, 400, "too_deeply_nested"),
+    ("too deep, one left out", {"body": "deep with a left-out event"}, 400, "too_deeply_nested"),
     ("no valid event", {"events": [{"type": "x", "timestamp": 1}]}, 400, "no_valid_event"),
     ("bad session id", {"session_id": "no spaces please"}, 400, "invalid_session_id"),
     (
@@ -387,8 +404,8 @@ REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
 async def test_every_rejection_answers_json_with_its_status_and_is_counted(
     gw: Running, case: dict[str, Any], status: int, code: str
 ) -> None:
-    if case.get("body") == "big":
-        body = _big_snapshot_batch()
+    if case.get("body") in BODIES:
+        body = BODIES[case["body"]]()
     elif "body" in case:
         body = case["body"]
     else:
