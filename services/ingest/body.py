@@ -99,6 +99,16 @@ def decode_body(body: bytes, encoding: str, max_decoded_bytes: int) -> bytes:
         ) from None
     if not inflater.eof:
         raise Rejection(400, f"invalid_{encoding}", f"The {encoding} body is truncated.")
+    if inflater.unused_data:
+        # A second gzip member (or anything) after the end: refused rather than
+        # dropped, and rather than read on, so no decoder in front of us (a proxy,
+        # a WAF) can see a different batch than we do.
+        raise Rejection(
+            400,
+            f"invalid_{encoding}",
+            f"The body goes on after the end of its {encoding} data (a second gzip "
+            f"member?); send the batch as one {encoding} stream.",
+        )
     return b"".join(parts)
 
 

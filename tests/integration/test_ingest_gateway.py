@@ -358,6 +358,10 @@ BODIES: dict[str, Callable[[], bytes]] = {
     "big": _big_snapshot_batch,
     "deep": lambda: _deep_batch(with_left_out_event=False),
     "deep with a left-out event": lambda: _deep_batch(with_left_out_event=True),
+    # The second member used to be dropped silently, the first accepted.
+    "two gzip members": lambda: (
+        gzip.compress(batch_body(new_session())) + gzip.compress(batch_body(new_session()))
+    ),
 }
 
 REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
@@ -374,6 +378,12 @@ REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
     ),
     ("too deep", {"body": "deep"}, 400, "too_deeply_nested"),
     ("too deep, one left out", {"body": "deep with a left-out event"}, 400, "too_deeply_nested"),
+    (
+        "two gzip members",
+        {"body": "two gzip members", "headers": {"Content-Encoding": "gzip"}},
+        400,
+        "invalid_gzip",
+    ),
     ("no valid event", {"events": [{"type": "x", "timestamp": 1}]}, 400, "no_valid_event"),
     ("bad session id", {"session_id": "no spaces please"}, 400, "invalid_session_id"),
     (

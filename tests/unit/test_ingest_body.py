@@ -87,3 +87,24 @@ def test_truncated_gzip_is_refused_with_400() -> None:
     with pytest.raises(Rejection) as err:
         decode_body(gzip.compress(JSON * 50)[:-20], "gzip", 100_000)
     assert (err.value.status, err.value.code) == (400, "invalid_gzip")
+
+
+def test_two_concatenated_gzip_members_are_refused_not_cut_to_the_first() -> None:
+    body = gzip.compress(JSON) + gzip.compress(b'{"session_id": "s-2", "events": []}')
+    with pytest.raises(Rejection) as err:
+        decode_body(body, "gzip", 100_000)
+    assert (err.value.status, err.value.code) == (400, "invalid_gzip")
+    assert "one gzip stream" in err.value.detail
+
+
+def test_bytes_after_the_end_of_a_deflate_stream_are_refused() -> None:
+    with pytest.raises(Rejection) as err:
+        decode_body(zlib.compress(JSON) + b"trailing", "deflate", 100_000)
+    assert (err.value.status, err.value.code) == (400, "invalid_deflate")
+
+
+def test_a_second_member_after_a_multi_slice_first_member_is_refused() -> None:
+    data = b"x" * (3 * 256 * 1024 + 17)  # the first member inflates in several slices
+    with pytest.raises(Rejection) as err:
+        decode_body(gzip.compress(data) + gzip.compress(b"{}"), "gzip", 10 * len(data))
+    assert err.value.code == "invalid_gzip"
