@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
 import time
 import uuid
 import zlib
@@ -470,3 +471,76 @@ async def test_health_and_readiness_probes_answer_200(gw: Running) -> None:
     for path in ("/healthz", "/readyz"):
         async with gw.http.get(f"{gw.url}{path}") as response:
             assert response.status == 200, await response.text()
+
+
+# --- nothing the client sent is echoed (issue 12 item 8) ------------------------
+
+CANARY = "pk_Zq9canary"
+HTTP_LOGGER = "replaypipe.ingest"  # the gateway's own logger; .kafka is librdkafka's
+
+
+def logged_text(records: list[logging.LogRecord]) -> str:
+    """Everything the log records would print: messages, extras and tracebacks."""
+    formatter = logging.Formatter()
+    parts = []
+    for record in records:
+        parts.append(record.getMessage())
+        parts.append(str(record.__dict__))
+        if record.exc_info:
+            parts.append(formatter.formatException(record.exc_info))
+    return "\n".join(parts)
+
+
+async def raw_request(gw: Running, request: bytes) -> tuple[int, bytes]:
+    """Send bytes as they are (no HTTP client would send a malformed request line)."""
+    host, port = gw.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        f"POST /v1/recordings?key={CANARY} HTTP/1.1 extra\r\nHost: x\r\n\r\n".encode(),
+        f"P\x01ST /v1/recordings?key={CANARY} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"POST /v1/recordings?key={CANARY}\x00 HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"POST /v1/recordings HTTP/1.1\r\nHost: x\r\nX-Key{CANARY}\r\n\r\n".encode(),
+        f"POST /v1/recordings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"zz{CANARY}\r\n".encode(),
+    ],
+    ids=["request-line", "method", "nul-in-target", "header", "chunk-size"],
+)
+async def test_a_malformed_request_is_answered_400_json_without_echoing_it_in_answer_or_log(
+    gw: Running, request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, body = await raw_request(gw, request_bytes)
+    assert status == 400
+    assert orjson.loads(body)["error"] == "malformed_request"
+    assert CANARY.encode() not in body
+    http_records = [r for r in caplog.records if r.name in ("aiohttp.server", HTTP_LOGGER)]
+    assert http_records, "the refusal is logged"
+    assert CANARY not in logged_text(caplog.records)
+    assert "127.0.0.1" not in logged_text(http_records)  # nor the raw client address
+
+
+async def test_a_bug_answers_500_json_and_logs_its_traceback_without_the_message(
+    gw: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise KeyError(f"client value {CANARY}")
+
+    monkeypatch.setattr("services.ingest.app.parse_batch", broken)
+    status, doc, _ = await gw.post(batch_body(new_session()))
+    assert (status, doc["error"]) == (500, "internal_error")
+    assert CANARY not in orjson.dumps(doc).decode()
+    logged = logged_text(caplog.records)
+    assert "KeyError" in logged and "broken" in logged  # which error, and where
+    assert CANARY not in logged

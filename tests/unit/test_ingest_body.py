@@ -48,6 +48,23 @@ def test_an_unknown_content_encoding_is_refused_with_415() -> None:
     assert (err.value.status, err.value.code) == (415, "unsupported_encoding")
 
 
+CANARY = "pk_live_Zq9secret"
+
+
+def test_a_refused_content_type_is_not_echoed_in_the_error() -> None:
+    with pytest.raises(Rejection) as err:
+        check_content_type(f"text/{CANARY}{'x' * 10_000}; charset=utf-8")
+    assert CANARY not in err.value.detail and "Content-Type" in err.value.detail
+    assert len(err.value.detail) < 200
+
+
+def test_a_refused_encoding_is_not_echoed_in_the_error() -> None:
+    for header, query in ((CANARY, ""), ("", CANARY)):
+        with pytest.raises(Rejection) as err:
+            body_encoding(header, query, JSON)
+        assert CANARY.lower() not in err.value.detail.lower()
+
+
 def test_gzip_body_is_inflated() -> None:
     assert decode_body(gzip.compress(JSON), "gzip", 1000) == JSON
 
