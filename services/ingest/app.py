@@ -27,7 +27,13 @@ from services.ingest import metrics
 from services.ingest.admission import SiteRateLimiter, retry_after_s, session_sampled_in
 from services.ingest.batch import Rejection, check_message_size, parse_batch
 from services.ingest.body import body_encoding, check_content_type, decode_body
-from services.ingest.client import anonymise_ip, client_address, cors_headers, origin_allowed
+from services.ingest.client import (
+    anonymise_ip,
+    client_address,
+    cors_headers,
+    origin_allowed,
+    user_agent,
+)
 from services.ingest.producer import AsyncProducer, PublishError
 from services.ingest.settings import IngestSettings
 from services.shared import topics
@@ -38,7 +44,6 @@ from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites
 
 log = logging.getLogger("replaypipe.ingest")
 
-MAX_USER_AGENT_CHARS = 512
 _JSON = "application/json"
 
 
@@ -126,7 +131,7 @@ class Gateway:
                     metrics.SAMPLED_OUT.inc()
                     metrics.REQUESTS.labels("202").inc()
                     return _json(202, {"status": "sampled_out", "seq": seq}, cors)
-                envelope.user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT_CHARS]
+                envelope.user_agent = user_agent(request.headers.get("User-Agent", ""))
                 envelope.client_ip = anonymise_ip(
                     client_address(
                         request.remote,

@@ -544,3 +544,19 @@ async def test_a_bug_answers_500_json_and_logs_its_traceback_without_the_message
     logged = logged_text(caplog.records)
     assert "KeyError" in logged and "broken" in logged  # which error, and where
     assert CANARY not in logged
+
+
+async def test_a_user_agent_that_is_not_utf8_is_published_cleaned_instead_of_a_500(
+    gw: Running, kafka_broker: LocalKafkaBroker
+) -> None:
+    session = new_session()
+    body = batch_body(session, events=[{"type": 3, "timestamp": now_ms()}, {"type": "x"}])
+    status, answer = await raw_request(
+        gw,
+        b"POST /v1/recordings?key=pk_shop HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nUser-Agent: Moz\xff\xfe\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body),
+    )
+    assert (status, orjson.loads(answer)["status"]) == (202, "accepted")
+    [envelope] = await published(kafka_broker, {f"shop:{session}".encode()}, 1)
+    assert envelope.user_agent == "Moz??"
