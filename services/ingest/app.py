@@ -20,6 +20,7 @@ from typing import Any
 import orjson
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestHandler
 from aiokafka.errors import KafkaError
 
@@ -231,6 +232,9 @@ class Gateway:
             return await request.read()  # bounded by client_max_size (chunked bodies too)
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
+        except (HttpProcessingError, ConnectionError):
+            # Broken chunk framing, or the client went away mid-body: its fault, not a 500.
+            raise _MALFORMED_REQUEST from None
 
     async def _publish(self, key: bytes, value: bytes) -> None:
         producer = self.producer

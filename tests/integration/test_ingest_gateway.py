@@ -17,6 +17,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import murmur2
+from prometheus_client import REGISTRY
 
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.ingest.admission import session_sampled_in
@@ -162,14 +163,9 @@ async def published_records(
     return found
 
 
-async def metric(gw: Running, line_start: str) -> float:
-    """The value of a /metrics sample whose line starts with ``line_start`` (0 if absent)."""
-    async with gw.http.get(f"{gw.url}/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def metric(name: str, **labels: str) -> float:
+    """A sample of the gateway's metrics (it runs in this process), 0 if none yet."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 # --- accepted batches ---------------------------------------------------------
@@ -231,11 +227,11 @@ async def test_a_sampled_out_session_gets_202_sampled_out_for_every_batch(gw: Ru
     session = next(
         s for s in (f"s-{i}" for i in range(100)) if not session_sampled_in("half", s, 0.5)
     )
-    before = await metric(gw, "replaypipe_ingest_sampled_out_batches_total")
+    before = metric("replaypipe_ingest_sampled_out_batches_total")
     for seq in range(3):
         status, body, _ = await gw.post(batch_body(session, seq), key="pk_half")
         assert (status, body) == (202, {"status": "sampled_out", "seq": seq})
-    assert await metric(gw, "replaypipe_ingest_sampled_out_batches_total") == before + 3
+    assert metric("replaypipe_ingest_sampled_out_batches_total") == before + 3
 
 
 async def test_concurrent_clients_all_land_exactly_once(
@@ -424,8 +420,7 @@ async def test_every_rejection_answers_json_with_its_status_and_is_counted(
         if isinstance(fields.get("events"), list) and fields["events"][0]["timestamp"] == -1:
             fields["events"] = [{"type": 3, "timestamp": now_ms()}] * 101
         body = batch_body(fields.pop("session_id", new_session()), **fields)
-    metric_line = f'replaypipe_ingest_rejections_total{{reason="{code}"}}'
-    before = await metric(gw, metric_line)
+    before = metric("replaypipe_ingest_rejections_total", reason=code)
 
     answer, doc, _ = await gw.post(
         body, key=case.get("key", "pk_shop"), headers=case.get("headers")
@@ -433,7 +428,7 @@ async def test_every_rejection_answers_json_with_its_status_and_is_counted(
 
     assert (answer, doc["error"]) == (status, code)
     assert isinstance(doc["detail"], str) and doc["detail"].endswith(".")
-    assert await metric(gw, metric_line) == before + 1
+    assert metric("replaypipe_ingest_rejections_total", reason=code) == before + 1
 
 
 async def test_over_the_rate_limit_answers_429_with_retry_after(gw: Running) -> None:
@@ -560,3 +555,27 @@ async def test_a_user_agent_that_is_not_utf8_is_published_cleaned_instead_of_a_5
     assert (status, orjson.loads(answer)["status"]) == (202, "accepted")
     [envelope] = await published(kafka_broker, {f"shop:{session}".encode()}, 1)
     assert envelope.user_agent == "Moz??"
+
+
+async def test_a_chunked_body_broken_mid_stream_and_abandoned_is_a_client_error_not_a_500(
+    gw: Running,
+) -> None:
+    refused = metric("replaypipe_ingest_rejections_total", reason="malformed_request")
+    failed = metric("replaypipe_ingest_requests_total", status="500")
+    host, port = gw.url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/recordings?key=pk_shop HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is reading the body by now
+    writer.write(b"zz\r\n")  # not a chunk size
+    await writer.drain()
+    writer.close()  # and gone: the handler's read fails
+    for _ in range(200):
+        if metric("replaypipe_ingest_rejections_total", reason="malformed_request") > refused:
+            break
+        await asyncio.sleep(0.05)
+    assert metric("replaypipe_ingest_rejections_total", reason="malformed_request") == refused + 1
+    assert metric("replaypipe_ingest_requests_total", status="500") == failed
