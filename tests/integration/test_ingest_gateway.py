@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import gzip
 import logging
+import re
 import time
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +19,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import murmur2
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from prometheus_client import REGISTRY
+from yarl import URL
 
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.ingest.admission import session_sampled_in
@@ -579,3 +584,219 @@ async def test_a_chunked_body_broken_mid_stream_and_abandoned_is_a_client_error_
         await asyncio.sleep(0.05)
     assert metric("replaypipe_ingest_rejections_total", reason="malformed_request") == refused + 1
     assert metric("replaypipe_ingest_requests_total", status="500") == failed
+
+
+# --- fuzz: nothing a client sends gets a 500 or an undocumented answer -----------
+#
+# Bodies are built with placeholders (strings below) swapped for raw JSON text at
+# send time: the current clock, numbers orjson would not write, nesting it could not.
+
+NOW_MARK, HUGE_MARK, DEEP_MARK = "@now@", "@huge@", "@deep@"
+HUGE_NUMBERS = [b"1e400", b"-1e400", b"1" + b"0" * 400, b"18446744073709551616", b"-0", b"1E-400"]
+DEPTHS = [197, 198, 254, 255, 256, 1023, 1100, 4000]
+FUZZ_BOMB = gzip.compress(b"\0" * (4 * 1024 * 1024), compresslevel=9)  # 4 MiB, limit 1 MiB
+# One clock for the whole run (well within the skew): drawing must not depend on time.
+FUZZ_NOW_MS = now_ms()
+
+
+def documented_codes() -> dict[int, str]:
+    """Each status of ``POST /v1/recordings`` in docs/openapi.yaml, with its description."""
+    spec = (Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text()
+    post = spec.split("    post:", 1)[1].split("    options:", 1)[0]
+    return {
+        int(status): description
+        for status, description in re.findall(r'"(\d{3})":\s*\n\s*description: (.*)', post)
+    }
+
+
+DOCUMENTED = documented_codes()
+
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
+marked_texts = st.one_of(texts, st.builds(lambda a, b: a + CANARY + b, texts, texts))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    marked_texts,
+    st.sampled_from([NOW_MARK, HUGE_MARK, DEEP_MARK]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(marked_texts, inner, max_size=4),
+    max_leaves=12,
+)
+events = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.integers(min_value=-1, max_value=7), "timestamp": st.just(NOW_MARK)},
+        optional={"data": json_values},
+    ),
+    st.fixed_dictionaries(
+        {},
+        optional={"type": json_values, "timestamp": json_values, "data": json_values},
+    ),
+    json_values,
+)
+ids = st.one_of(*[st.from_regex(r"\A[A-Za-z0-9-]{1,70}\Z")] * 3, json_values)
+documents = st.fixed_dictionaries(
+    {"session_id": ids, "events": st.one_of(st.lists(events, min_size=1, max_size=6), json_values)},
+    optional={
+        "window_id": ids,
+        "visitor_id": ids,
+        "seq": st.one_of(st.integers(min_value=0, max_value=2**53), json_values),
+        "consent": st.one_of(st.booleans(), json_values),
+        "page_url": st.one_of(marked_texts, json_values),
+        "extra": json_values,
+    },
+)
+
+
+# Right in every field but the events' contents: these reach Kafka (and the path
+# that serialises the kept events again when one is left out).
+plausible_batches = st.fixed_dictionaries(
+    {
+        "session_id": st.from_regex(r"\A[A-Za-z0-9-]{1,70}\Z"),
+        "events": st.lists(events, min_size=1, max_size=6).map(
+            lambda kept: [{"type": 3, "timestamp": NOW_MARK}, *kept]
+        ),
+    },
+    optional={"seq": st.integers(min_value=0, max_value=2**53 - 1), "page_url": marked_texts},
+)
+
+
+@st.composite
+def json_bodies(draw: st.DrawFn) -> bytes:
+    """JSON text of a batch with every field right, wrong, huge or deep."""
+    body = orjson.dumps(draw(st.one_of(plausible_batches, documents, json_values)))
+    body = body.replace(f'"{NOW_MARK}"'.encode(), str(FUZZ_NOW_MS).encode())
+    # Only some bodies get the extremes, or hardly any would get past them.
+    huge = draw(st.sampled_from(HUGE_NUMBERS)) if draw(st.booleans()) else b"12345"
+    body = body.replace(f'"{HUGE_MARK}"'.encode(), huge)
+    depth = draw(st.sampled_from(DEPTHS)) if draw(st.booleans()) else 2
+    return body.replace(f'"{DEEP_MARK}"'.encode(), b"[" * depth + b"]" * depth)
+
+
+@st.composite
+def damaged(draw: st.DrawFn, body: bytes) -> bytes:
+    """``body`` as it is, cut short, or with some bytes changed."""
+    how = draw(st.sampled_from(["as is", "as is", "as is", "cut", "garble"]))
+    if how == "cut" or not body:
+        return body[: draw(st.integers(min_value=0, max_value=len(body)))]
+    if how == "garble":
+        changed = bytearray(body)
+        for _ in range(draw(st.integers(min_value=1, max_value=4))):
+            changed[draw(st.integers(0, len(body) - 1))] = draw(st.integers(0, 255))
+        return bytes(changed)
+    return body
+
+
+@st.composite
+def encoded(draw: st.DrawFn, body: bytes) -> tuple[bytes, str]:
+    """``body`` compressed one way or another (or a bomb), and the encoding to declare."""
+    how = draw(
+        st.sampled_from(
+            [
+                *("identity", "identity", "identity", "gzip", "gzip"),
+                *("deflate", "raw-deflate", "two-members", "bomb"),
+            ]
+        )
+    )
+    if how == "gzip":
+        return draw(damaged(gzip.compress(body, mtime=0))), "gzip"
+    if how == "deflate":
+        return draw(damaged(zlib.compress(body))), "deflate"
+    if how == "raw-deflate":
+        packer = zlib.compressobj(wbits=-15)
+        return packer.compress(body) + packer.flush(), "deflate"
+    if how == "two-members":
+        return gzip.compress(body, mtime=0) + gzip.compress(body, mtime=0), "gzip"
+    if how == "bomb":
+        return FUZZ_BOMB, "gzip"
+    return body, ""
+
+
+query_parts = st.one_of(
+    st.sampled_from(["key=pk_shop", "key=pk_half", "key=pk_off", "key=pk_slow", "key=pk_quiet"]),
+    st.sampled_from(["key=", "key", "key=pk_shop&key=pk_off", "enc=gzip", "enc=deflate", "enc=br"]),
+    st.sampled_from([f"key={CANARY}", f"enc={CANARY}", f"{CANARY}=1", "%ff%fe=%00", "&&=&", "%"]),
+    st.text(alphabet="abcdefgz%=&;+/?:@!$'()*,", max_size=20),
+)
+header_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+marked_header_values = st.one_of(header_values, st.builds(lambda a: a + CANARY, header_values))
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    """One POST: its query string, its body on the wire and its headers."""
+    kind = draw(st.sampled_from(["json", "json", "json", "bytes", "big"]))
+    if kind == "bytes":
+        body = draw(st.binary(max_size=600))
+    elif kind == "big":
+        body = b" " * (300 * 1024)  # over the wire limit of the test gateway
+    else:
+        body = draw(damaged(draw(json_bodies())))
+    body, encoding = draw(encoded(body))
+    # Mostly what gets past the first checks, so the later ones are reached too.
+    usual = st.sampled_from([True, True, True, False])
+    content_types = ["application/json", "text/plain;charset=UTF-8", "application/octet-stream"]
+    headers = {
+        "Content-Type": draw(st.sampled_from(content_types))
+        if draw(usual)
+        else draw(marked_header_values)
+    }
+    where = draw(st.sampled_from(["header", "header", "query", "sniffed", "wrong"]))
+    if where == "header" and encoding:
+        headers["Content-Encoding"] = encoding
+    elif where == "wrong":
+        headers["Content-Encoding"] = draw(
+            st.one_of(st.sampled_from(["br", "GZIP", " gzip ", "identity", "x"]), header_values)
+        )
+    query = "&".join(
+        (["key=pk_shop"] if draw(usual) else []) + draw(st.lists(query_parts, max_size=2))
+    )
+    if where == "query" and encoding:
+        query += f"&enc={encoding}"
+    for name in ("X-Forwarded-For", "User-Agent"):
+        if draw(st.booleans()):
+            headers[name] = draw(marked_header_values)
+    for name, usual_value in (("Origin", SHOP_ORIGIN), ("X-Replaypipe-Key", "pk_shop")):
+        if not draw(usual):  # the header, right or wrong
+            headers[name] = draw(st.one_of(st.just(usual_value), marked_header_values))
+    return query, body, headers
+
+
+def assert_documented_answer(status: int, answer: bytes, headers: dict[str, str]) -> None:
+    """A 202 of the documented shape, or a documented error code in the error shape."""
+    assert status != 500, answer
+    assert CANARY.lower().encode() not in answer.lower()  # also not lower-cased
+    assert not any(
+        CANARY.lower() in value.lower()
+        for name, value in headers.items()
+        if name != "Access-Control-Allow-Origin"  # the allowed origin, echoed by design
+    )
+    doc = orjson.loads(answer)
+    event(f"{status} {doc.get('error', doc.get('status'))}")  # --hypothesis-show-statistics
+    if status == 202:
+        assert doc["status"] in ("accepted", "sampled_out"), doc
+        return
+    assert set(doc) == {"error", "detail"}, doc
+    assert status in DOCUMENTED, (status, doc)
+    assert re.search(rf"\b{doc['error']}\b", DOCUMENTED[status]), (status, doc)
+    assert isinstance(doc["detail"], str) and doc["detail"].endswith(".")
+    assert len(doc["detail"]) < 300
+
+
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(request=requests())
+async def test_fuzz_no_request_gets_a_500_and_every_refusal_is_documented(
+    gw: Running, request: tuple[str, bytes, dict[str, str]]
+) -> None:
+    query, body, headers = request
+    url = URL(f"{gw.url}/v1/recordings?{query}", encoded=True)
+    async with gw.http.post(url, data=body, headers=headers) as response:
+        answer = await response.read()
+        assert_documented_answer(response.status, answer, dict(response.headers))
