@@ -11,7 +11,6 @@ import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -32,6 +31,7 @@ from services.shared import topics
 from services.shared.envelope import BatchEnvelope
 from services.shared.kafka import KafkaSettings
 from services.shared.site_settings import SiteRegistry, SiteSettings
+from tests.unit.test_ingest_openapi import documented_statuses
 
 pytestmark = pytest.mark.integration
 
@@ -599,17 +599,7 @@ FUZZ_BOMB = gzip.compress(b"\0" * (4 * 1024 * 1024), compresslevel=9)  # 4 MiB, 
 FUZZ_NOW_MS = now_ms()
 
 
-def documented_codes() -> dict[int, str]:
-    """Each status of ``POST /v1/recordings`` in docs/openapi.yaml, with its description."""
-    spec = (Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml").read_text()
-    post = spec.split("    post:", 1)[1].split("    options:", 1)[0]
-    return {
-        int(status): description
-        for status, description in re.findall(r'"(\d{3})":\s*\n\s*description: (.*)', post)
-    }
-
-
-DOCUMENTED = documented_codes()
+DOCUMENTED = documented_statuses()
 
 texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
 marked_texts = st.one_of(texts, st.builds(lambda a, b: a + CANARY + b, texts, texts))
