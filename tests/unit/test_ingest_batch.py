@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from services.ingest.batch import (
+    WRAPPED_PARSE_FROM_BYTES,
     Rejection,
     check_message_size,
     event_problem,
@@ -194,16 +195,32 @@ def depth_of(value: Any) -> int:
     return 0
 
 
-def test_a_batch_nested_exactly_to_the_limit_is_accepted() -> None:
-    body = body_of_depth(MAX_JSON_DEPTH)
+# Small bodies are checked on their bytes, large ones by orjson inside wrapper arrays.
+SIZES = {"small": "", "large": "x" * WRAPPED_PARSE_FROM_BYTES}
+
+
+@pytest.mark.parametrize("padding", SIZES.values(), ids=SIZES.keys())
+def test_a_batch_nested_exactly_to_the_limit_is_accepted(padding: str) -> None:
+    body = body_of_depth(MAX_JSON_DEPTH, page_url=padding)
     assert depth_of(orjson.loads(body)) == MAX_JSON_DEPTH
     assert parse(body).envelope.raw_batch == body
 
 
-def test_a_batch_nested_one_level_past_the_limit_is_refused() -> None:
-    rejection = rejection_of(body_of_depth(MAX_JSON_DEPTH + 1))
+@pytest.mark.parametrize("padding", SIZES.values(), ids=SIZES.keys())
+def test_a_batch_nested_one_level_past_the_limit_is_refused(padding: str) -> None:
+    rejection = rejection_of(body_of_depth(MAX_JSON_DEPTH + 1, page_url=padding))
     assert (rejection.status, rejection.code) == (400, "too_deeply_nested")
     assert str(MAX_JSON_DEPTH) in rejection.detail
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"", b"1],[2", b'{"a":1}]]],[[[{"b":2}', b"[1]],[[2]"],
+    ids=["empty", "two-values", "closes-three", "closes-one"],
+)
+def test_a_large_body_that_is_json_only_inside_the_wrapper_arrays_is_refused(body: bytes) -> None:
+    padded = b" " * WRAPPED_PARSE_FROM_BYTES + body
+    assert rejection_of(padded).code == "invalid_json"
 
 
 def test_a_deep_batch_with_a_left_out_event_is_refused_before_it_is_serialised_again() -> None:
@@ -242,7 +259,7 @@ JSON_VALUES = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=1000, deadline=None)
 @given(value=JSON_VALUES, limit=st.integers(min_value=0, max_value=12))
 def test_nesting_deeper_than_agrees_with_a_walk_of_the_parsed_value(value: Any, limit: int) -> None:
     assert nesting_deeper_than(orjson.dumps(value), limit) == (depth_of(value) > limit)
