@@ -5,13 +5,16 @@ Both servers run as their own processes on 127.0.0.1, the load generator as a
 third; rounds alternate between them and the medians are compared. Run:
 
     .venv/bin/python -m bench.bench_ingest [--rounds 5] [--seconds 10] [--concurrency 32]
-        [--encoding plain|gzip|both]
+        [--encoding plain|gzip|both] [--baseline-ref GIT_REF]
 
 ``--encoding gzip`` posts the bodies gzip-compressed as ``text/plain`` with
 ``?enc=gzip``, as the project's browser recorder sends every batch; the bare
 handler then inflates before parsing. ``both`` (the default) runs both
-encodings in the same alternating rounds. Prints one Markdown table per
-encoding for docs/benchmarks.md (section ``ingest``).
+encodings in the same alternating rounds. ``--baseline-ref`` also runs the
+gateway of an earlier commit (exported with ``git archive``) in the same rounds,
+so a change is measured against its own before on the same machine at the same
+time (on a shared machine, runs minutes apart are not comparable). Prints one
+Markdown table per encoding for docs/benchmarks.md (section ``ingest``).
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -104,6 +108,22 @@ def wait_port(port: int, timeout_s: float = 60.0) -> None:
     raise RuntimeError(f"nothing listens on port {port} after {timeout_s:.0f}s")
 
 
+def export_tree(ref: str, into: Path) -> Path:
+    """The project's files at git ``ref``, written under ``into`` (for a baseline gateway)."""
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", ref, "services"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    tar_path = into / "baseline.tar"
+    tar_path.write_bytes(archive)
+    tree = into / "baseline"
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
 def load_round(
     url: str, bodies_file: Path, seconds: float, concurrency: int, encoding: str
 ) -> dict[str, float]:
@@ -165,6 +185,11 @@ def main() -> None:
     parser.add_argument("--snapshot-bytes", type=int, default=300_000)
     parser.add_argument("--only", choices=["bare", "gateway"], help="run one server only")
     parser.add_argument(
+        "--baseline-ref",
+        metavar="GIT_REF",
+        help="also run the gateway as of this commit in the same rounds (before/after)",
+    )
+    parser.add_argument(
         "--encoding",
         choices=["plain", "gzip", "both"],
         default="both",
@@ -221,7 +246,7 @@ def main() -> None:
             }
         )
     )
-    gateway_port, bare_port = free_port(), free_port()
+    gateway_port, bare_port, baseline_port = free_port(), free_port(), free_port()
     env = {
         **os.environ,
         "INGEST_HOST": "127.0.0.1",
@@ -232,35 +257,46 @@ def main() -> None:
         "INGEST_EVENT_LOOP": args.event_loop,
         **dict(item.split("=", 1) for item in args.gateway_env),
     }
-    servers = [
-        subprocess.Popen(
+    servers = {
+        "gateway": subprocess.Popen(
             [sys.executable, "-m", "services.cli", "ingest"], cwd=PROJECT_ROOT, env=env
         ),
-        subprocess.Popen(
+        "bare": subprocess.Popen(
             [sys.executable, "-m", "bench.ingest_bare", str(bare_port), args.event_loop],
             cwd=PROJECT_ROOT,
         ),
-    ]
+    }
     urls = {
         "gateway": f"http://127.0.0.1:{gateway_port}/v1/recordings?key={SITE_KEY}",
         "bare": f"http://127.0.0.1:{bare_port}/v1/recordings",
     }
+    ports = {"gateway": gateway_port, "bare": bare_port}
+    if args.baseline_ref:
+        # `-m services.cli` from the exported tree: its own `services` comes first on sys.path.
+        servers["baseline"] = subprocess.Popen(
+            [sys.executable, "-m", "services.cli", "ingest"],
+            cwd=export_tree(args.baseline_ref, work),
+            env={**env, "INGEST_PORT": str(baseline_port)},
+        )
+        urls["baseline"] = f"http://127.0.0.1:{baseline_port}/v1/recordings?key={SITE_KEY}"
+        ports["baseline"] = baseline_port
+    names = [name for name in ("bare", "gateway", "baseline") if name in servers]
     encodings = ["plain", "gzip"] if args.encoding == "both" else [args.encoding]
     results: dict[tuple[str, str], list[dict[str, float]]] = {
-        (encoding, name): [] for encoding in encodings for name in ("bare", "gateway")
+        (encoding, name): [] for encoding in encodings for name in names
     }
     try:
-        wait_port(gateway_port)
-        wait_port(bare_port)
+        for port in ports.values():
+            wait_port(port)
         for url in urls.values():  # warm-up: connections, producer metadata, caches
             for encoding in encodings:
                 load_round(url, bodies_file, 3.0, args.concurrency, encoding)
         for round_no in range(args.rounds):
-            order = ["bare", "gateway"] if round_no % 2 == 0 else ["gateway", "bare"]
+            order = names if round_no % 2 == 0 else names[::-1]
             order = [name for name in order if args.only in (None, name)]
             runs = [(encoding, name) for encoding in encodings for name in order]
             for encoding, name in runs if round_no % 2 == 0 else runs[::-1]:
-                pid = servers[0 if name == "gateway" else 1].pid
+                pid = servers[name].pid
                 cpu_before = cpu_seconds(pid)
                 broker_before = cpu_seconds(broker_pid)
                 busy_before = machine_busy_cpu_s()
@@ -281,9 +317,9 @@ def main() -> None:
                 line = orjson.dumps(result).decode()
                 print(f"round {round_no} {encoding} {name}: {line}", flush=True)
     finally:
-        for server in servers:
+        for server in servers.values():
             server.send_signal(signal.SIGTERM)  # the gateway flushes and closes
-        for server in servers:
+        for server in servers.values():
             server.wait(30)
         broker.stop()
 
@@ -298,10 +334,11 @@ def main() -> None:
         f"connections; {len(bodies)} bodies, {events_per_body:.0f} events each on average, "
         f"1 in {args.snapshot_every} with a full snapshot; JSON body size median "
         f"{sizes[len(sizes) // 2] // 1024} KiB, max {sizes[-1] // 1024} KiB; event loop "
-        f"{args.event_loop} in both servers; broker nice {args.broker_nice}."
+        f"{args.event_loop} in both servers; broker nice {args.broker_nice}"
+        + (f"; baseline gateway at {args.baseline_ref}." if args.baseline_ref else ".")
     )
     for encoding in encodings:
-        print_table(encoding, {name: results[encoding, name] for name in ("bare", "gateway")})
+        print_table(encoding, {name: results[encoding, name] for name in names})
 
 
 def print_table(encoding: str, results: dict[str, list[dict[str, float]]]) -> None:
@@ -330,7 +367,7 @@ def print_table(encoding: str, results: dict[str, list[dict[str, float]]]) -> No
         "request | broker CPU | load generator CPU | machine CPU (of 200 %) |"
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for name in ("bare", "gateway"):
+    for name in results:
         rps, eps = median(name, "requests_per_s"), median(name, "events_per_s")
         p50, p99 = median(name, "p50_ms"), median(name, "p99_ms")
         cpus = " | ".join(
@@ -341,6 +378,16 @@ def print_table(encoding: str, results: dict[str, list[dict[str, float]]]) -> No
         cpus = f"{server_cpu:.0f} % | {median(name, 'server_cpu_us_per_request'):.0f} µs | {cpus}"
         print(f"| {name} | {rps:,.0f} | {eps:,.0f} | {p50:.1f} | {p99:.1f} | {cpus} |")
     print(f"| **ratio gateway/bare** | **{ratio_rps:.2f}** | **{ratio_eps:.2f}** |" + " |" * 7)
+    if "baseline" in results:
+        base_rps = median("baseline", "requests_per_s") / median("bare", "requests_per_s")
+        base_eps = median("baseline", "events_per_s") / median("bare", "events_per_s")
+        print(f"| ratio baseline/bare | {base_rps:.2f} | {base_eps:.2f} |" + " |" * 7)
+        per_round = ", ".join(
+            f"{g['requests_per_s'] / b['requests_per_s']:.2f}"
+            for b, g in zip(results["baseline"], results["gateway"], strict=True)
+        )
+        print()
+        print(f"Gateway/baseline requests/s per round: {per_round}")
 
 
 if __name__ == "__main__":

@@ -15,16 +15,25 @@ import logging
 import signal
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import orjson
 import uvloop
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestHandler
 
 from services.ingest import metrics
 from services.ingest.admission import SiteRateLimiter, retry_after_s, session_sampled_in
 from services.ingest.batch import Rejection, check_message_size, parse_batch
 from services.ingest.body import body_encoding, check_content_type, decode_body
-from services.ingest.client import anonymise_ip, client_address, cors_headers, origin_allowed
+from services.ingest.client import (
+    anonymise_ip,
+    client_address,
+    cors_headers,
+    origin_allowed,
+    user_agent,
+)
 from services.ingest.producer import AsyncProducer, PublishError
 from services.ingest.settings import IngestSettings
 from services.shared import topics
@@ -37,7 +46,6 @@ from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites
 
 log = logging.getLogger("replaypipe.ingest")
 
-MAX_USER_AGENT_CHARS = 512
 _JSON = "application/json"
 
 
@@ -128,7 +136,7 @@ class Gateway:
                     metrics.SAMPLED_OUT.inc()
                     metrics.REQUESTS.labels("202").inc()
                     return _json(202, {"status": "sampled_out", "seq": seq}, cors)
-                envelope.user_agent = request.headers.get("User-Agent", "")[:MAX_USER_AGENT_CHARS]
+                envelope.user_agent = user_agent(request.headers.get("User-Agent", ""))
                 envelope.client_ip = anonymise_ip(
                     client_address(
                         request.remote,
@@ -228,6 +236,9 @@ class Gateway:
             return await request.read()  # bounded by client_max_size (chunked bodies too)
         except web.HTTPRequestEntityTooLarge:
             raise too_large from None
+        except (HttpProcessingError, ConnectionError):
+            # Broken chunk framing, or the client went away mid-body: its fault, not a 500.
+            raise _MALFORMED_REQUEST from None
 
     async def _publish(self, key: bytes, value: bytes) -> None:
         producer = self.producer
@@ -316,6 +327,92 @@ class Gateway:
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
 
+_MALFORMED_REQUEST = Rejection(
+    400,
+    "malformed_request",
+    "The request is not valid HTTP/1.1 (request line, a header, or the chunked body); "
+    "check the client that sent it.",
+)
+_INTERNAL_ERROR = Rejection(
+    500,
+    "internal_error",
+    "The gateway failed on this batch (a bug, logged without the request); retry it later.",
+)
+
+
+class _MessageWithheld(Exception):
+    """Stands in for an exception's message in the log: it may quote the request."""
+
+
+class PrivateRequestHandler(RequestHandler):
+    """aiohttp's connection handler, without repeating what the client sent.
+
+    For a request it cannot parse (bad request line, header or chunk framing)
+    aiohttp answers its parser's message, which quotes the offending bytes —
+    such as a query string with its site key — and logs that message, with the
+    raw client address, at error level. Here the answer is the usual JSON error
+    and the log names the exception's class only.
+    """
+
+    def handle_error(
+        self,
+        request: web.BaseRequest,
+        status: int = 500,
+        exc: BaseException | None = None,
+        message: str | None = None,
+    ) -> web.StreamResponse:
+        """The answer when the request could not be parsed (400) or a handler failed."""
+        if status < 500:
+            metrics.REJECTIONS.labels(_MALFORMED_REQUEST.code).inc()
+            log.info(
+                "refused a request that is not valid HTTP",
+                extra={"reason": type(exc).__name__ if exc else str(status)},
+            )
+            rejection = _MALFORMED_REQUEST
+        else:
+            self.log_exception("request failed", exc_info=exc)
+            rejection = _INTERNAL_ERROR
+        metrics.REQUESTS.labels(str(rejection.status)).inc()
+        if request.writer.output_size > 0:
+            # As aiohttp does: part of a response went out, the connection is broken.
+            raise ConnectionError("a response was already being sent")
+        response = error_response(rejection)
+        response.force_close()
+        return response
+
+    def log_exception(self, *args: Any, **kw: Any) -> None:
+        """Log an error with its traceback (code lines only) and the exception's class."""
+        exc = kw.get("exc_info")
+        if not isinstance(exc, BaseException):
+            log.error(str(args[0]) if args else "request handler error")
+            return
+        withheld = _MessageWithheld(f"the {type(exc).__name__}'s message is not logged")
+        log.error(
+            str(args[0]) if args else "request handler error",
+            exc_info=(type(exc), withheld, exc.__traceback__),
+        )
+
+
+class _PrivateServer(web.Server):
+    """aiohttp's server, making :class:`PrivateRequestHandler` connections."""
+
+    def __call__(self) -> RequestHandler:
+        return PrivateRequestHandler(self, loop=self._loop, **self._kwargs)
+
+
+class GatewayRunner(web.AppRunner):
+    """An :class:`aiohttp.web.AppRunner` whose connections never echo the client."""
+
+    async def _make_server(self) -> web.Server:
+        server = await super()._make_server()  # runs the app's startup
+        return _PrivateServer(
+            server.request_handler,
+            request_factory=server.request_factory,
+            handler_cancellation=server.handler_cancellation,
+            loop=asyncio.get_running_loop(),
+            **server._kwargs,
+        )
+
 
 def _origin_refused() -> Rejection:
     return Rejection(
@@ -360,7 +457,7 @@ async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web
     """Start serving on ``settings.host:port``; ``await runner.cleanup()`` stops gracefully."""
     app = build_app(settings, registry)
     # auto_decompress=False: bodies are inflated by decode_body, under a size limit.
-    runner = web.AppRunner(
+    runner = GatewayRunner(
         app,
         access_log=None,
         handle_signals=False,

@@ -37,11 +37,11 @@ def check_content_type(content_type: str) -> None:
     """Refuse media types other than JSON, beacon text and octet-stream (415)."""
     media_type = content_type.split(";", 1)[0].strip().lower()
     if media_type not in ACCEPTED_CONTENT_TYPES:
-        shown = media_type or "none"
+        # The header's value is not repeated back: the client knows what it sent.
         raise Rejection(
             415,
             "unsupported_media_type",
-            f"Content-Type {shown} is not accepted; send application/json, text/plain "
+            "The Content-Type is missing or not accepted; send application/json, text/plain "
             "(sendBeacon) or application/octet-stream (compressed).",
         )
 
@@ -55,7 +55,7 @@ def body_encoding(content_encoding: str, enc_param: str, body: bytes) -> str:
         raise Rejection(
             415,
             "unsupported_encoding",
-            f"Content encoding {declared[:32]!r} is not accepted; use gzip, deflate or none.",
+            "The Content-Encoding (or ?enc=) is not accepted; use gzip, deflate or none.",
         )
     return declared
 
@@ -99,6 +99,16 @@ def decode_body(body: bytes, encoding: str, max_decoded_bytes: int) -> bytes:
         ) from None
     if not inflater.eof:
         raise Rejection(400, f"invalid_{encoding}", f"The {encoding} body is truncated.")
+    if inflater.unused_data:
+        # A second gzip member (or anything) after the end: refused rather than
+        # dropped, and rather than read on, so no decoder in front of us (a proxy,
+        # a WAF) can see a different batch than we do.
+        raise Rejection(
+            400,
+            f"invalid_{encoding}",
+            f"The body goes on after the end of its {encoding} data (a second gzip "
+            f"member?); send the batch as one {encoding} stream.",
+        )
     return b"".join(parts)
 
 

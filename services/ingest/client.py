@@ -10,6 +10,7 @@ from services.shared.site_settings import IpMode
 
 CORS_ALLOWED_HEADERS = "Content-Type, Content-Encoding, X-Replaypipe-Key"
 CORS_ALLOWED_METHODS = "POST, OPTIONS"
+MAX_USER_AGENT_CHARS = 512
 
 
 def normalise_origin(origin: str) -> str:
@@ -53,6 +54,18 @@ def cors_headers(origin: str, max_age_s: int | None = None) -> dict[str, str]:
         headers["Access-Control-Allow-Headers"] = CORS_ALLOWED_HEADERS
         headers["Access-Control-Max-Age"] = str(max_age_s)
     return headers
+
+
+def user_agent(header: str) -> str:
+    """The ``User-Agent`` to publish: its first 512 characters, valid UTF-8.
+
+    aiohttp hands header bytes that are not UTF-8 over as lone surrogates, which
+    orjson refuses to serialise (the envelope would fail, a 500): they become "?".
+    """
+    cut = header[:MAX_USER_AGENT_CHARS]
+    if cut.isascii():
+        return cut
+    return cut.encode("utf-8", "replace").decode("utf-8")
 
 
 def client_address(peer: str | None, forwarded_for: str, trusted_hops: int) -> str | None:

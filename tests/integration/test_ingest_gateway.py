@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import logging
+import re
 import time
 import uuid
 import zlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,6 +18,10 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.partitioner import murmur2
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
+from prometheus_client import REGISTRY
+from yarl import URL
 
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.ingest.admission import session_sampled_in
@@ -25,6 +31,7 @@ from services.shared import topics
 from services.shared.envelope import BatchEnvelope
 from services.shared.kafka import KafkaSettings
 from services.shared.site_settings import SiteRegistry, SiteSettings
+from tests.unit.test_ingest_openapi import documented_statuses
 
 pytestmark = pytest.mark.integration
 
@@ -161,14 +168,9 @@ async def published_records(
     return found
 
 
-async def metric(gw: Running, line_start: str) -> float:
-    """The value of a /metrics sample whose line starts with ``line_start`` (0 if absent)."""
-    async with gw.http.get(f"{gw.url}/metrics") as response:
-        text = await response.text()
-    for line in text.splitlines():
-        if line.startswith(line_start):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
+def metric(name: str, **labels: str) -> float:
+    """A sample of the gateway's metrics (it runs in this process), 0 if none yet."""
+    return REGISTRY.get_sample_value(name, labels) or 0.0
 
 
 # --- accepted batches ---------------------------------------------------------
@@ -230,11 +232,11 @@ async def test_a_sampled_out_session_gets_202_sampled_out_for_every_batch(gw: Ru
     session = next(
         s for s in (f"s-{i}" for i in range(100)) if not session_sampled_in("half", s, 0.5)
     )
-    before = await metric(gw, "replaypipe_ingest_sampled_out_batches_total")
+    before = metric("replaypipe_ingest_sampled_out_batches_total")
     for seq in range(3):
         status, body, _ = await gw.post(batch_body(session, seq), key="pk_half")
         assert (status, body) == (202, {"status": "sampled_out", "seq": seq})
-    assert await metric(gw, "replaypipe_ingest_sampled_out_batches_total") == before + 3
+    assert metric("replaypipe_ingest_sampled_out_batches_total") == before + 3
 
 
 async def test_concurrent_clients_all_land_exactly_once(
@@ -345,6 +347,25 @@ def _big_snapshot_batch() -> bytes:
     return gzip.compress(batch_body(new_session(), events=[snapshot]))
 
 
+def _deep_batch(*, with_left_out_event: bool) -> bytes:
+    # 255 levels: orjson (ingest's re-serialisation, the masker's output) stops at 254.
+    depth = 255 - 3  # the root object, the events array and the event hold the rest
+    data = b"[" * depth + b"]" * depth
+    event = b'{"type":3,"timestamp":%d,"data":%s}' % (now_ms(), data)
+    left_out = b'{"type":"x"},' if with_left_out_event else b""
+    return batch_body(new_session()).replace(b'"events":[', b'"events":[' + left_out + event + b",")
+
+
+BODIES: dict[str, Callable[[], bytes]] = {
+    "big": _big_snapshot_batch,
+    "deep": lambda: _deep_batch(with_left_out_event=False),
+    "deep with a left-out event": lambda: _deep_batch(with_left_out_event=True),
+    # The second member used to be dropped silently, the first accepted.
+    "two gzip members": lambda: (
+        gzip.compress(batch_body(new_session())) + gzip.compress(batch_body(new_session()))
+    ),
+}
+
 REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
     ("missing key", {"key": None}, 401, "missing_site_key"),
     ("unknown key", {"key": "pk_nope"}, 401, "unknown_site_key"),
@@ -354,6 +375,14 @@ REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
     (
         "bad gzip",
         {"body": b"\x1f\x8b\x08\x00not-gzip-at-all", "headers": {"Content-Encoding": "gzip"}},
+        400,
+        "invalid_gzip",
+    ),
+    ("too deep", {"body": "deep"}, 400, "too_deeply_nested"),
+    ("too deep, one left out", {"body": "deep with a left-out event"}, 400, "too_deeply_nested"),
+    (
+        "two gzip members",
+        {"body": "two gzip members", "headers": {"Content-Encoding": "gzip"}},
         400,
         "invalid_gzip",
     ),
@@ -387,8 +416,8 @@ REJECTIONS: list[tuple[str, dict[str, Any], int, str]] = [
 async def test_every_rejection_answers_json_with_its_status_and_is_counted(
     gw: Running, case: dict[str, Any], status: int, code: str
 ) -> None:
-    if case.get("body") == "big":
-        body = _big_snapshot_batch()
+    if case.get("body") in BODIES:
+        body = BODIES[case["body"]]()
     elif "body" in case:
         body = case["body"]
     else:
@@ -396,8 +425,7 @@ async def test_every_rejection_answers_json_with_its_status_and_is_counted(
         if isinstance(fields.get("events"), list) and fields["events"][0]["timestamp"] == -1:
             fields["events"] = [{"type": 3, "timestamp": now_ms()}] * 101
         body = batch_body(fields.pop("session_id", new_session()), **fields)
-    metric_line = f'replaypipe_ingest_rejections_total{{reason="{code}"}}'
-    before = await metric(gw, metric_line)
+    before = metric("replaypipe_ingest_rejections_total", reason=code)
 
     answer, doc, _ = await gw.post(
         body, key=case.get("key", "pk_shop"), headers=case.get("headers")
@@ -405,7 +433,7 @@ async def test_every_rejection_answers_json_with_its_status_and_is_counted(
 
     assert (answer, doc["error"]) == (status, code)
     assert isinstance(doc["detail"], str) and doc["detail"].endswith(".")
-    assert await metric(gw, metric_line) == before + 1
+    assert metric("replaypipe_ingest_rejections_total", reason=code) == before + 1
 
 
 async def test_over_the_rate_limit_answers_429_with_retry_after(gw: Running) -> None:
@@ -443,3 +471,326 @@ async def test_health_and_readiness_probes_answer_200(gw: Running) -> None:
     for path in ("/healthz", "/readyz"):
         async with gw.http.get(f"{gw.url}{path}") as response:
             assert response.status == 200, await response.text()
+
+
+# --- nothing the client sent is echoed (issue 12 item 8) ------------------------
+
+CANARY = "pk_Zq9canary"
+HTTP_LOGGER = "replaypipe.ingest"  # the gateway's own logger; .kafka is librdkafka's
+
+
+def logged_text(records: list[logging.LogRecord]) -> str:
+    """Everything the log records would print: messages, extras and tracebacks."""
+    formatter = logging.Formatter()
+    parts = []
+    for record in records:
+        parts.append(record.getMessage())
+        parts.append(str(record.__dict__))
+        if record.exc_info:
+            parts.append(formatter.formatException(record.exc_info))
+    return "\n".join(parts)
+
+
+async def raw_request(gw: Running, request: bytes) -> tuple[int, bytes]:
+    """Send bytes as they are (no HTTP client would send a malformed request line)."""
+    host, port = gw.url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+    head, _, body = answer.partition(b"\r\n\r\n")
+    return int(head.split(b" ", 2)[1]), body
+
+
+@pytest.mark.parametrize(
+    "request_bytes",
+    [
+        f"POST /v1/recordings?key={CANARY} HTTP/1.1 extra\r\nHost: x\r\n\r\n".encode(),
+        f"P\x01ST /v1/recordings?key={CANARY} HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"POST /v1/recordings?key={CANARY}\x00 HTTP/1.1\r\nHost: x\r\n\r\n".encode(),
+        f"POST /v1/recordings HTTP/1.1\r\nHost: x\r\nX-Key{CANARY}\r\n\r\n".encode(),
+        f"POST /v1/recordings HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+        f"zz{CANARY}\r\n".encode(),
+    ],
+    ids=["request-line", "method", "nul-in-target", "header", "chunk-size"],
+)
+async def test_a_malformed_request_is_answered_400_json_without_echoing_it_in_answer_or_log(
+    gw: Running, request_bytes: bytes, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    status, body = await raw_request(gw, request_bytes)
+    assert status == 400
+    assert orjson.loads(body)["error"] == "malformed_request"
+    assert CANARY.encode() not in body
+    http_records = [r for r in caplog.records if r.name in ("aiohttp.server", HTTP_LOGGER)]
+    assert http_records, "the refusal is logged"
+    assert CANARY not in logged_text(caplog.records)
+    assert "127.0.0.1" not in logged_text(http_records)  # nor the raw client address
+
+
+async def test_a_bug_answers_500_json_and_logs_its_traceback_without_the_message(
+    gw: Running, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*_: object, **__: object) -> None:
+        raise KeyError(f"client value {CANARY}")
+
+    monkeypatch.setattr("services.ingest.app.parse_batch", broken)
+    status, doc, _ = await gw.post(batch_body(new_session()))
+    assert (status, doc["error"]) == (500, "internal_error")
+    assert CANARY not in orjson.dumps(doc).decode()
+    logged = logged_text(caplog.records)
+    assert "KeyError" in logged and "broken" in logged  # which error, and where
+    assert CANARY not in logged
+
+
+async def test_a_user_agent_that_is_not_utf8_is_published_cleaned_instead_of_a_500(
+    gw: Running, kafka_broker: LocalKafkaBroker
+) -> None:
+    session = new_session()
+    body = batch_body(session, events=[{"type": 3, "timestamp": now_ms()}, {"type": "x"}])
+    status, answer = await raw_request(
+        gw,
+        b"POST /v1/recordings?key=pk_shop HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nUser-Agent: Moz\xff\xfe\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body),
+    )
+    assert (status, orjson.loads(answer)["status"]) == (202, "accepted")
+    [envelope] = await published(kafka_broker, {f"shop:{session}".encode()}, 1)
+    assert envelope.user_agent == "Moz??"
+
+
+async def test_a_chunked_body_broken_mid_stream_and_abandoned_is_a_client_error_not_a_500(
+    gw: Running,
+) -> None:
+    refused = metric("replaypipe_ingest_rejections_total", reason="malformed_request")
+    failed = metric("replaypipe_ingest_requests_total", status="500")
+    host, port = gw.url.removeprefix("http://").split(":")
+    _, writer = await asyncio.open_connection(host, int(port))
+    writer.write(
+        b"POST /v1/recordings?key=pk_shop HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    await writer.drain()
+    await asyncio.sleep(0.2)  # the handler is reading the body by now
+    writer.write(b"zz\r\n")  # not a chunk size
+    await writer.drain()
+    writer.close()  # and gone: the handler's read fails
+    for _ in range(200):
+        if metric("replaypipe_ingest_rejections_total", reason="malformed_request") > refused:
+            break
+        await asyncio.sleep(0.05)
+    assert metric("replaypipe_ingest_rejections_total", reason="malformed_request") == refused + 1
+    assert metric("replaypipe_ingest_requests_total", status="500") == failed
+
+
+# --- fuzz: nothing a client sends gets a 500 or an undocumented answer -----------
+#
+# Bodies are built with placeholders (strings below) swapped for raw JSON text at
+# send time: the current clock, numbers orjson would not write, nesting it could not.
+
+NOW_MARK, HUGE_MARK, DEEP_MARK = "@now@", "@huge@", "@deep@"
+HUGE_NUMBERS = [b"1e400", b"-1e400", b"1" + b"0" * 400, b"18446744073709551616", b"-0", b"1E-400"]
+DEPTHS = [197, 198, 254, 255, 256, 1023, 1100, 4000]
+FUZZ_BOMB = gzip.compress(b"\0" * (4 * 1024 * 1024), compresslevel=9)  # 4 MiB, limit 1 MiB
+# One clock for the whole run (well within the skew): drawing must not depend on time.
+FUZZ_NOW_MS = now_ms()
+
+
+DOCUMENTED = documented_statuses()
+
+texts = st.text(alphabet=st.characters(codec="utf-8", exclude_categories=["Cs"]), max_size=30)
+marked_texts = st.one_of(texts, st.builds(lambda a, b: a + CANARY + b, texts, texts))
+scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    marked_texts,
+    st.sampled_from([NOW_MARK, HUGE_MARK, DEEP_MARK]),
+)
+json_values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(marked_texts, inner, max_size=4),
+    max_leaves=12,
+)
+events = st.one_of(
+    st.fixed_dictionaries(
+        {"type": st.integers(min_value=-1, max_value=7), "timestamp": st.just(NOW_MARK)},
+        optional={"data": json_values},
+    ),
+    st.fixed_dictionaries(
+        {},
+        optional={"type": json_values, "timestamp": json_values, "data": json_values},
+    ),
+    json_values,
+)
+ids = st.one_of(*[st.from_regex(r"\A[A-Za-z0-9-]{1,70}\Z")] * 3, json_values)
+documents = st.fixed_dictionaries(
+    {"session_id": ids, "events": st.one_of(st.lists(events, min_size=1, max_size=6), json_values)},
+    optional={
+        "window_id": ids,
+        "visitor_id": ids,
+        "seq": st.one_of(st.integers(min_value=0, max_value=2**53), json_values),
+        "consent": st.one_of(st.booleans(), json_values),
+        "page_url": st.one_of(marked_texts, json_values),
+        "extra": json_values,
+    },
+)
+
+
+# Right in every field but the events' contents: these reach Kafka (and the path
+# that serialises the kept events again when one is left out).
+plausible_batches = st.fixed_dictionaries(
+    {
+        "session_id": st.from_regex(r"\A[A-Za-z0-9-]{1,70}\Z"),
+        "events": st.lists(events, min_size=1, max_size=6).map(
+            lambda kept: [{"type": 3, "timestamp": NOW_MARK}, *kept]
+        ),
+    },
+    optional={"seq": st.integers(min_value=0, max_value=2**53 - 1), "page_url": marked_texts},
+)
+
+
+@st.composite
+def json_bodies(draw: st.DrawFn) -> bytes:
+    """JSON text of a batch with every field right, wrong, huge or deep."""
+    body = orjson.dumps(draw(st.one_of(plausible_batches, documents, json_values)))
+    body = body.replace(f'"{NOW_MARK}"'.encode(), str(FUZZ_NOW_MS).encode())
+    # Only some bodies get the extremes, or hardly any would get past them.
+    huge = draw(st.sampled_from(HUGE_NUMBERS)) if draw(st.booleans()) else b"12345"
+    body = body.replace(f'"{HUGE_MARK}"'.encode(), huge)
+    depth = draw(st.sampled_from(DEPTHS)) if draw(st.booleans()) else 2
+    body = body.replace(f'"{DEEP_MARK}"'.encode(), b"[" * depth + b"]" * depth)
+    if body.endswith(b"}") and draw(st.sampled_from([False, False, False, True])):
+        # Over WRAPPED_PARSE_FROM_BYTES: the depth is checked by the wrapped parse.
+        body = body[:-1] + b',"padding":"' + b"p" * 70_000 + b'"}'
+    return body
+
+
+@st.composite
+def damaged(draw: st.DrawFn, body: bytes) -> bytes:
+    """``body`` as it is, cut short, or with some bytes changed."""
+    how = draw(st.sampled_from(["as is", "as is", "as is", "cut", "garble"]))
+    if how == "cut" or not body:
+        return body[: draw(st.integers(min_value=0, max_value=len(body)))]
+    if how == "garble":
+        changed = bytearray(body)
+        for _ in range(draw(st.integers(min_value=1, max_value=4))):
+            changed[draw(st.integers(0, len(body) - 1))] = draw(st.integers(0, 255))
+        return bytes(changed)
+    return body
+
+
+@st.composite
+def encoded(draw: st.DrawFn, body: bytes) -> tuple[bytes, str]:
+    """``body`` compressed one way or another (or a bomb), and the encoding to declare."""
+    how = draw(
+        st.sampled_from(
+            [
+                *("identity", "identity", "identity", "gzip", "gzip"),
+                *("deflate", "raw-deflate", "two-members", "bomb"),
+            ]
+        )
+    )
+    if how == "gzip":
+        return draw(damaged(gzip.compress(body, mtime=0))), "gzip"
+    if how == "deflate":
+        return draw(damaged(zlib.compress(body))), "deflate"
+    if how == "raw-deflate":
+        packer = zlib.compressobj(wbits=-15)
+        return packer.compress(body) + packer.flush(), "deflate"
+    if how == "two-members":
+        return gzip.compress(body, mtime=0) + gzip.compress(body, mtime=0), "gzip"
+    if how == "bomb":
+        return FUZZ_BOMB, "gzip"
+    return body, ""
+
+
+query_parts = st.one_of(
+    st.sampled_from(["key=pk_shop", "key=pk_half", "key=pk_off", "key=pk_slow", "key=pk_quiet"]),
+    st.sampled_from(["key=", "key", "key=pk_shop&key=pk_off", "enc=gzip", "enc=deflate", "enc=br"]),
+    st.sampled_from([f"key={CANARY}", f"enc={CANARY}", f"{CANARY}=1", "%ff%fe=%00", "&&=&", "%"]),
+    st.text(alphabet="abcdefgz%=&;+/?:@!$'()*,", max_size=20),
+)
+header_values = st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=40)
+marked_header_values = st.one_of(header_values, st.builds(lambda a: a + CANARY, header_values))
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[str, bytes, dict[str, str]]:
+    """One POST: its query string, its body on the wire and its headers."""
+    kind = draw(st.sampled_from(["json", "json", "json", "bytes", "big"]))
+    if kind == "bytes":
+        body = draw(st.binary(max_size=600))
+    elif kind == "big":
+        body = b" " * (300 * 1024)  # over the wire limit of the test gateway
+    else:
+        body = draw(damaged(draw(json_bodies())))
+    body, encoding = draw(encoded(body))
+    # Mostly what gets past the first checks, so the later ones are reached too.
+    usual = st.sampled_from([True, True, True, False])
+    content_types = ["application/json", "text/plain;charset=UTF-8", "application/octet-stream"]
+    headers = {
+        "Content-Type": draw(st.sampled_from(content_types))
+        if draw(usual)
+        else draw(marked_header_values)
+    }
+    where = draw(st.sampled_from(["header", "header", "query", "sniffed", "wrong"]))
+    if where == "header" and encoding:
+        headers["Content-Encoding"] = encoding
+    elif where == "wrong":
+        headers["Content-Encoding"] = draw(
+            st.one_of(st.sampled_from(["br", "GZIP", " gzip ", "identity", "x"]), header_values)
+        )
+    query = "&".join(
+        (["key=pk_shop"] if draw(usual) else []) + draw(st.lists(query_parts, max_size=2))
+    )
+    if where == "query" and encoding:
+        query += f"&enc={encoding}"
+    for name in ("X-Forwarded-For", "User-Agent"):
+        if draw(st.booleans()):
+            headers[name] = draw(marked_header_values)
+    for name, usual_value in (("Origin", SHOP_ORIGIN), ("X-Replaypipe-Key", "pk_shop")):
+        if not draw(usual):  # the header, right or wrong
+            headers[name] = draw(st.one_of(st.just(usual_value), marked_header_values))
+    return query, body, headers
+
+
+def assert_documented_answer(status: int, answer: bytes, headers: dict[str, str]) -> None:
+    """A 202 of the documented shape, or a documented error code in the error shape."""
+    assert status != 500, answer
+    assert CANARY.lower().encode() not in answer.lower()  # also not lower-cased
+    assert not any(
+        CANARY.lower() in value.lower()
+        for name, value in headers.items()
+        if name != "Access-Control-Allow-Origin"  # the allowed origin, echoed by design
+    )
+    doc = orjson.loads(answer)
+    event(f"{status} {doc.get('error', doc.get('status'))}")  # --hypothesis-show-statistics
+    if status == 202:
+        assert doc["status"] in ("accepted", "sampled_out"), doc
+        return
+    assert set(doc) == {"error", "detail"}, doc
+    assert status in DOCUMENTED, (status, doc)
+    assert re.search(rf"\b{doc['error']}\b", DOCUMENTED[status]), (status, doc)
+    assert isinstance(doc["detail"], str) and doc["detail"].endswith(".")
+    assert len(doc["detail"]) < 300
+
+
+@settings(
+    max_examples=250,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(request=requests())
+async def test_fuzz_no_request_gets_a_500_and_every_refusal_is_documented(
+    gw: Running, request: tuple[str, bytes, dict[str, str]]
+) -> None:
+    query, body, headers = request
+    url = URL(f"{gw.url}/v1/recordings?{query}", encoded=True)
+    async with gw.http.post(url, data=body, headers=headers) as response:
+        answer = await response.read()
+        assert_documented_answer(response.status, answer, dict(response.headers))

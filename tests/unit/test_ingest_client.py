@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from services.ingest.client import anonymise_ip, client_address, cors_headers, origin_allowed
+from services.ingest.client import (
+    anonymise_ip,
+    client_address,
+    cors_headers,
+    origin_allowed,
+    user_agent,
+)
 
 ALLOWED = ("https://shop.example", "https://*.cdn.example", "http://localhost:8000/")
 
@@ -69,3 +76,16 @@ def test_drop_mode_and_unparseable_addresses_publish_nothing() -> None:
     assert anonymise_ip("203.0.113.77", "drop") is None
     assert anonymise_ip("not-an-ip", "anonymize") is None
     assert anonymise_ip(None, "anonymize") is None
+
+
+def test_a_user_agent_is_cut_to_512_characters() -> None:
+    assert user_agent("Mozilla/5.0 " + "x" * 1000) == ("Mozilla/5.0 " + "x" * 1000)[:512]
+    assert user_agent("Firefox") == "Firefox"
+
+
+def test_a_user_agent_with_bytes_that_are_not_utf8_can_be_published() -> None:
+    # How aiohttp hands over the header bytes b"Moz\xff\xfe ill\xc3\xa9": surrogates.
+    header = b"Moz\xff\xfe ill\xc3\xa9".decode("utf-8", "surrogateescape")
+    cleaned = user_agent(header)
+    assert cleaned == "Moz?? ill\u00e9"
+    assert orjson.loads(orjson.dumps({"user_agent": cleaned})) == {"user_agent": cleaned}
