@@ -134,7 +134,7 @@ def require_admin(request: web.Request) -> Account:
 def forbidden(request: web.Request, detail: str) -> web.HTTPForbidden:
     """A 403 with the console's error page."""
     body = aiohttp_jinja2.render_string(
-        "error.html", request, {"title": "Not allowed", "detail": detail}
+        "error.html", request, {**page_context(request), "title": "Not allowed", "detail": detail}
     )
     return web.HTTPForbidden(text=body, content_type="text/html")
 
@@ -142,10 +142,17 @@ def forbidden(request: web.Request, detail: str) -> web.HTTPForbidden:
 def render(
     request: web.Request, template: str, context: dict[str, Any], status: int = 200
 ) -> web.Response:
-    """Render a page; every page gets the user, a CSRF token and the field name."""
+    """Render a page with :func:`page_context` and ``context``."""
+    return aiohttp_jinja2.render_template(
+        template, request, {**page_context(request), **context}, status=status
+    )
+
+
+def page_context(request: web.Request) -> dict[str, Any]:
+    """What every page gets: the user, their sites, a CSRF token and its field name."""
     console = console_of(request)
     user = current_user(request)
-    base = {
+    return {
         "user": user,
         "csrf_field": CSRF_FIELD,
         "csrf_token": console.csrf.token(csrf_binding(request)),
@@ -153,4 +160,3 @@ def render(
             sorted(console.store.state.sites_of(user.email).items()) if user is not None else []
         ),
     }
-    return aiohttp_jinja2.render_template(template, request, {**base, **context}, status=status)

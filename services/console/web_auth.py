@@ -23,8 +23,8 @@ CSRF_FIELD = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-USER_KEY = "replaypipe.console.user"
-SESSION_KEY = "replaypipe.console.session"
+USER_KEY = web.RequestKey("user", Account)
+SESSION_KEY = web.RequestKey("login_session", LoginSession)
 
 
 def new_secret() -> str:
@@ -70,14 +70,12 @@ def csrf_binding(request: web.Request) -> str:
 
 def current_user(request: web.Request) -> Account | None:
     """The logged-in account of this request, or None."""
-    user = request.get(USER_KEY)
-    return user if isinstance(user, Account) else None
+    return request.get(USER_KEY)
 
 
 def current_session(request: web.Request) -> LoginSession | None:
     """The login session of this request, or None."""
-    session = request.get(SESSION_KEY)
-    return session if isinstance(session, LoginSession) else None
+    return request.get(SESSION_KEY)
 
 
 def set_cookie(
