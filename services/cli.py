@@ -1,6 +1,7 @@
 """``replaypipe`` — one entry point for every service and tool.
 
-replaypipe ingest | masker | sink      run one service (configured by env)
+replaypipe ingest | masker | sink | console
+                                       run one service (configured by env)
 replaypipe run                         local stack: Kafka broker + the three services
 replaypipe kafka                       only the local Kafka broker (var/kafka)
 replaypipe topics                      create the pipeline's topics
@@ -14,6 +15,10 @@ replaypipe erase --site S (--session ID | --visitor ID)
                                        sink's DELETE API)
 replaypipe mask --site-settings FILE   mask an NDJSON recording offline (stdin → stdout)
 replaypipe demo                        send generated sessions to a running stack
+replaypipe users create [--admin] EMAIL
+                                       a console account with a one-time password
+replaypipe sites get|set|history SITE [FIELD=VALUE ...]
+                                       a site's privacy settings (docs/console.md)
 """
 
 from __future__ import annotations
@@ -43,6 +48,14 @@ def main(argv: list[str] | None = None) -> int:
         from services.sink.app import main as sink_main
 
         sink_main()
+    elif command == "console":
+        from services.console.app import main as console_main
+
+        console_main()
+    elif command in ("users", "sites"):
+        from services.console import cli_commands
+
+        return cli_commands.users(rest) if command == "users" else cli_commands.sites(rest)
     elif command == "run":
         from services.dev.stack import run_forever
 

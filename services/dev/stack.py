@@ -126,7 +126,7 @@ class LocalStack:
 
     def stop(self) -> None:
         """Services first (they flush and commit), then the broker."""
-        for name in reversed(SERVICES):
+        for name in ("console", *reversed(SERVICES)):
             self.stop_service(name)
         if self.broker is not None:
             self.broker.stop()
@@ -159,11 +159,15 @@ def run_broker_forever(var_dir: Path) -> int:
 
 def run_forever(var_dir: Path) -> int:
     """Start the stack, print where it listens, wait for Ctrl-C, stop everything."""
+    from services.console.dev_stack import console_env, start_console
+
     stack = LocalStack(var_dir=var_dir)
+    stack.extra_env.update(console_env(var_dir, stack.sink_port, stack.ingest_port))
     stop = StopRequest()
     try:
         print("replaypipe: starting Kafka broker and services ...", flush=True)
         stack.start()
+        console_lines = start_console(stack)
         print(
             f"""
 replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
@@ -174,6 +178,7 @@ replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
   metrics   http://127.0.0.1:{stack.ingest_port}/metrics  :{stack.masker_port}/metrics  \
 :{stack.sink_port}/metrics
   kafka     127.0.0.1:{stack.kafka_port}
+{console_lines}
 Press Ctrl-C to stop.""",
             flush=True,
         )
