@@ -26,7 +26,6 @@ class AuditAction(StrEnum):
     TOTP_ENABLED = "totp_enabled"
     REPLAY_OPENED = "replay_opened"
     SESSIONS_LISTED = "sessions_listed"
-    EXPORT = "export"
     SQL_RUN = "sql_run"
     SETTINGS_CHANGED = "settings_changed"
     TOKEN_CREATED = "token_created"

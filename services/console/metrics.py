@@ -1,4 +1,4 @@
-"""Prometheus metrics of the console (names listed in deploy/metrics.txt)."""
+"""Prometheus metrics of the console (none carries an email, a site secret or a token)."""
 
 from __future__ import annotations
 

@@ -482,14 +482,25 @@ async def erase(request: web.Request) -> web.Response:
 async def audit_page(request: web.Request) -> web.Response:
     """``GET /sites/{site}/audit``: the site's audit log, newest first (from the sink)."""
     _, site = require(request, Action.VIEW_AUDIT)
+    return await _audit(request, _sink_path(site.site_id, "audit"), site.site_id)
+
+
+async def admin_audit_page(request: web.Request) -> web.Response:
+    """``GET /admin/audit``: the events of no site (logins, logouts, account changes)."""
+    require_admin(request)
+    return await _audit(request, "/v1/audit", "")
+
+
+async def _audit(request: web.Request, sink_path: str, site_id: str) -> web.Response:
     console = console_of(request)
     params = {k: v for k, v in request.query.items() if k in ("limit", "action", "actor") and v}
-    status, body = await sink_call(console, "GET", _sink_path(site.site_id, "audit"), params)
+    status, body = await sink_call(console, "GET", sink_path, params)
     events = orjson.loads(body).get("events", []) if status == 200 else []
     problem = (
         "" if status == 200 else f"The audit log is not available now (sink answered {status})."
     )
-    return render(request, "audit.html", {"site": site, "events": events, "problem": problem})
+    context = {"site_id": site_id, "events": events, "problem": problem}
+    return render(request, "audit.html", context, status=200 if status == 200 else 502)
 
 
 # --- instance admin: sites --------------------------------------------------------
@@ -561,5 +572,6 @@ def add_site_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/sites/{site}/sessions/{session}/events", replay_events)
     app.router.add_post("/sites/{site}/erase", erase)
     app.router.add_get("/sites/{site}/audit", audit_page)
+    app.router.add_get("/admin/audit", admin_audit_page)
     app.router.add_get("/admin/sites", admin_sites_page)
     app.router.add_post("/admin/sites", create_site)

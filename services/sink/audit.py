@@ -39,7 +39,7 @@ COLUMNS = (
     "detail",
 )
 # Actions whose target is a session id (the rest name a token, a member, ...).
-SESSION_ACTIONS = frozenset({"replay_opened", "session_erased", "export"})
+SESSION_ACTIONS = frozenset({"replay_opened", "session_erased"})
 _CAPS = {"actor": 320, "action": 64, "target": 200, "outcome": 32, "address": 64, "detail": 2000}
 MAX_READ_ROWS = 1000
 
@@ -140,7 +140,11 @@ async def read_audit_log(
 
 
 async def audit_log_endpoint(request: web.Request) -> web.Response:
-    """``GET /v1/sites/{site}/audit`` (admin token): ``{"events": [...]}``, newest first."""
+    """``GET /v1/sites/{site}/audit`` (admin token): ``{"events": [...]}``, newest first.
+
+    ``GET /v1/audit`` answers the same for the events of no site (logins, logouts,
+    password and two-factor changes).
+    """
     from services.sink.read_api import STORE_KEY, authorize_admin, error, json_response
 
     denied = authorize_admin(request)
@@ -152,7 +156,7 @@ async def audit_log_endpoint(request: web.Request) -> web.Response:
         return error(400, "invalid_limit", f"limit must be an integer from 1 to {MAX_READ_ROWS}.")
     events = await read_audit_log(
         request.app[STORE_KEY],
-        request.match_info["site"],
+        request.match_info.get("site", ""),
         action=request.query.get("action", ""),
         actor=request.query.get("actor", ""),
         limit=limit,
@@ -161,5 +165,6 @@ async def audit_log_endpoint(request: web.Request) -> web.Response:
 
 
 def add_audit_routes(app: web.Application) -> None:
-    """Mount ``GET /v1/sites/{site}/audit``."""
+    """Mount ``GET /v1/sites/{site}/audit`` and ``GET /v1/audit``."""
     app.router.add_get("/v1/sites/{site}/audit", audit_log_endpoint)
+    app.router.add_get("/v1/audit", audit_log_endpoint)
