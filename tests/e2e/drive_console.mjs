@@ -105,6 +105,23 @@ const steps = {
     result.after_logout = new URL(page.url()).pathname;
     result.after_logout_status = after ? after.status() : 0;
   },
+
+  async "create-token"(page, result) {
+    await login(page, config.password);
+    await page.goto(`${config.console}/sites/${config.site}/tokens`);
+    await page.fill('input[name="name"]', config.token_name);
+    await Promise.all([page.waitForNavigation(), page.click('button:text-is("Create token")')]);
+    result.token = await page.textContent("#new-token");
+  },
+
+  async erase(page, result) {
+    await login(page, config.password);
+    await page.goto(`${config.console}/sites/${config.site}/sessions`);
+    await page.fill('#erase-form input[name="id"]', config.session);
+    await page.fill('#erase-form input[name="confirm"]', config.session);
+    await Promise.all([page.waitForNavigation(), page.click("#erase-form button")]);
+    result.message = await page.textContent("main");
+  },
 };
 
 const result = await withPage(steps[step]);

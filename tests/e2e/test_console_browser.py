@@ -4,8 +4,9 @@ A first login with the one-time password, choosing a password; form-input
 recording switched on in the settings page, a visit typed into the test page
 and stored as typed; switched off, the next visit stored masked (the masker
 followed the page); the first session opened from the session list and found
-in the audit log; after logout the console refuses the session list. The
-screenshots of the settings page and the audit log go to docs/.
+in the audit log; after logout the console refuses the session list; a token
+made in the console opens the read API; an erasure leaves its audit trail.
+Screenshots of the settings page and the audit log go to test-output/e2e/.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ pytestmark = pytest.mark.integration
 HERE = Path(__file__).resolve().parent
 WEB_DIR = PROJECT_ROOT / "web"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-DOCS = PROJECT_ROOT / "docs"
+# docs/console-*.png are copies of these (refresh by hand after a UI change).
+OUTPUT_DIR = PROJECT_ROOT / "test-output" / "e2e"
 SITE_ID = "console-shop"
 SITE_KEY = "pk_console_shop"
 ADMIN_TOKEN = "admin-test-token"  # what make_stack gives the sink
@@ -172,11 +174,14 @@ def wait_for_masker_update(env: ConsoleEnv, seen: int, timeout: float = 10) -> N
 @pytest.fixture(scope="module")
 def sessions(env: ConsoleEnv) -> dict[str, str]:
     """Log in for the first time, then record one visit with inputs on and one with them off."""
+    OUTPUT_DIR.mkdir(parents=True, exist_ok=True)
     first = drive("first-login", env, one_time_password=env.one_time_password)
     assert first["after_login"] == "/account/password" and first["after_change"] == "/"
 
     seen = env.masker_updates()
-    drive("set-inputs", env, record_inputs=True, screenshot=str(DOCS / "console-settings.png"))
+    drive(
+        "set-inputs", env, record_inputs=True, screenshot=str(OUTPUT_DIR / "console-settings.png")
+    )
     wait_for_masker_update(env, seen)
     on = drive("record", env, typed=TYPED_ON)["session_id"]
 
@@ -210,7 +215,7 @@ def test_replay_opened_from_the_console_is_in_the_audit_log_and_logout_refuses(
         "replay-and-audit",
         env,
         session=sessions["on"],
-        screenshot=str(DOCS / "console-audit.png"),
+        screenshot=str(OUTPUT_DIR / "console-audit.png"),
     )
     assert result["replayed_events"] > 0
     opened = [r for r in result["audit_rows"] if "replay_opened" in r and sessions["on"] in r]
@@ -223,3 +228,34 @@ def test_logins_are_in_the_instance_audit_log(env: ConsoleEnv, sessions: dict[st
     assert status == 200
     logins = [e for e in orjson.loads(body)["events"] if e["action"] == "login_succeeded"]
     assert logins and all(e["actor"] == OWNER for e in logins)
+
+
+def test_a_token_created_in_the_console_opens_the_read_api(
+    env: ConsoleEnv, sessions: dict[str, str]
+) -> None:
+    token = drive("create-token", env, token_name="dashboards")["token"]
+    url = f"http://127.0.0.1:{env.stack.sink_port}/v1/sites/{SITE_ID}/sessions"
+    deadline = time.monotonic() + 15
+    status = 0
+    while time.monotonic() < deadline:  # the sink follows sites.config
+        status, _ = get(url, token)
+        if status == 200:
+            break
+        time.sleep(0.2)
+    assert status == 200
+
+
+def test_erasure_from_the_console_removes_the_session_but_not_its_audit_trail(
+    env: ConsoleEnv, sessions: dict[str, str]
+) -> None:
+    result = drive("erase", env, session=sessions["off"])
+    assert "1 session(s)" in result["message"]
+    events_url = f"http://127.0.0.1:{env.stack.sink_port}/v1/sites/{SITE_ID}/sessions/{sessions['off']}/events"
+    assert get(events_url, ADMIN_TOKEN)[0] == 404
+    audit_url = f"http://127.0.0.1:{env.stack.sink_port}/v1/sites/{SITE_ID}/audit"
+    deadline = time.monotonic() + 15
+    actions: set[str] = set()
+    while "session_erased" not in actions and time.monotonic() < deadline:
+        time.sleep(0.3)
+        actions = {e["action"] for e in orjson.loads(get(audit_url, ADMIN_TOKEN)[1])["events"]}
+    assert {"session_erased", "replay_opened", "settings_changed"} <= actions
