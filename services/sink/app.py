@@ -13,6 +13,7 @@ from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, load_sites_file
 from services.sink.audit import AuditWriter, add_audit_routes
 from services.sink.read_api import make_read_app
+from services.sink.scoped_sql import add_scoped_sql_routes
 from services.sink.settings import SinkSettings
 from services.sink.store import ClickHouseStore, open_client, run_migrations
 from services.sink.viewer import add_viewer_routes
@@ -35,6 +36,7 @@ async def serve(settings: SinkSettings) -> None:
     app = make_read_app(store, registry, settings)
     add_viewer_routes(app)
     add_audit_routes(app)
+    add_scoped_sql_routes(app)
 
     async def ready() -> str | None:
         return None if writer.consumer is not None else "consumer not started"
