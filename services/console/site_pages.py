@@ -503,6 +503,47 @@ async def _audit(request: web.Request, sink_path: str, site_id: str) -> web.Resp
     return render(request, "audit.html", context, status=200 if status == 200 else 502)
 
 
+# --- analysts' SQL ----------------------------------------------------------------
+
+
+async def sql_page(request: web.Request) -> web.Response:
+    """``GET /sites/{site}/sql``: the read-only SQL form (rows of this site only)."""
+    _, site = require(request, Action.RUN_SQL)
+    return render(request, "sql.html", {"site": site, "sql": "", "result": None, "problem": ""})
+
+
+async def run_sql(request: web.Request) -> web.Response:
+    """``POST /sites/{site}/sql``: run one SELECT through the sink's scoped SQL (audited)."""
+    _, site = require(request, Action.RUN_SQL)
+    console = console_of(request)
+    sql = str((await request.post()).get("sql", ""))
+    await console.audit(request, AuditAction.SQL_RUN, site_id=site.site_id, detail=sql)
+    status, body = await sink_json(console, "/v1/scoped-sql", {"sql": sql, "sites": [site.site_id]})
+    doc = orjson.loads(body) if body else {}
+    result = doc if status == 200 else None
+    problem = "" if status == 200 else str(doc.get("detail", f"The sink answered {status}."))
+    context = {"site": site, "sql": sql, "result": result, "problem": problem}
+    return render(request, "sql.html", context, status=200 if status == 200 else 400)
+
+
+async def sink_json(console: Console, path: str, doc: dict[str, Any]) -> tuple[int, bytes]:
+    """POST a JSON document to the sink with the console's service credential."""
+    assert console.http is not None
+    try:
+        async with console.http.post(
+            console.settings.sink_url + path,
+            data=orjson.dumps(doc),
+            headers={
+                "Authorization": f"Bearer {console.settings.sink_admin_token}",
+                "Content-Type": "application/json",
+            },
+            timeout=aiohttp.ClientTimeout(total=60),
+        ) as response:
+            return response.status, await response.read()
+    except aiohttp.ClientError:
+        return 502, b""
+
+
 # --- instance admin: sites --------------------------------------------------------
 
 
@@ -572,6 +613,8 @@ def add_site_routes(app: web.Application) -> None:
     app.router.add_get("/api/v1/sites/{site}/sessions/{session}/events", replay_events)
     app.router.add_post("/sites/{site}/erase", erase)
     app.router.add_get("/sites/{site}/audit", audit_page)
+    app.router.add_get("/sites/{site}/sql", sql_page)
+    app.router.add_post("/sites/{site}/sql", run_sql)
     app.router.add_get("/admin/audit", admin_audit_page)
     app.router.add_get("/admin/sites", admin_sites_page)
     app.router.add_post("/admin/sites", create_site)

@@ -46,6 +46,8 @@ ENDPOINTS: list[tuple[str, str, Action | str]] = [
     ("GET", "/sites/{site}/replay/{session}", Action.REPLAY),
     ("POST", "/sites/{site}/erase", Action.ERASE),
     ("GET", "/sites/{site}/audit", Action.VIEW_AUDIT),
+    ("GET", "/sites/{site}/sql", Action.RUN_SQL),
+    ("POST", "/sites/{site}/sql", Action.RUN_SQL),
     ("GET", "/admin/audit", "admin"),
     ("GET", "/admin/sites", "admin"),
     ("POST", "/admin/sites", "admin"),
