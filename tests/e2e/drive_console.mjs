@@ -114,6 +114,14 @@ const steps = {
     result.token = await page.textContent("#new-token");
   },
 
+  async "run-sql"(page, result) {
+    await login(page, config.password);
+    await page.goto(`${config.console}/sites/${config.site}/sql`);
+    await page.fill("#sql", config.sql);
+    await Promise.all([page.waitForNavigation(), page.click("#run-sql")]);
+    result.rows = await page.locator("#sql-result tbody tr").allInnerTexts();
+  },
+
   async erase(page, result) {
     await login(page, config.password);
     await page.goto(`${config.console}/sites/${config.site}/sessions`);

@@ -259,3 +259,10 @@ def test_erasure_from_the_console_removes_the_session_but_not_its_audit_trail(
         time.sleep(0.3)
         actions = {e["action"] for e in orjson.loads(get(audit_url, ADMIN_TOKEN)[1])["events"]}
     assert {"session_erased", "replay_opened", "settings_changed"} <= actions
+
+
+def test_sql_from_the_console_sees_only_this_site(
+    env: ConsoleEnv, sessions: dict[str, str]
+) -> None:
+    rows = drive("run-sql", env, sql="SELECT DISTINCT site_id FROM events")["rows"]
+    assert [r.strip() for r in rows] == [SITE_ID]
