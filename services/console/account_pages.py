@@ -17,7 +17,7 @@ from services.console.context import (
     render,
     require_login,
 )
-from services.console.passwords import hash_password, verify_password
+from services.console.passwords import hash_password, needs_rehash, verify_password
 from services.console.state import (
     SESSION,
     Account,
@@ -97,6 +97,10 @@ async def login(request: web.Request) -> web.Response:
         return _login_form(request, LOGIN_FAILED, status=401, email=email)
     console.throttle.record_success(email)
     metrics.LOGINS.labels("succeeded").inc()
+    if needs_rehash(account.password_hash):
+        # Stronger hashing parameters since this hash was made: upgrade it now.
+        account = replace(account, password_hash=hash_password(password))
+        await console.store.put(account)
     response = web.HTTPSeeOther("/")
     await start_session(request, response, account)
     await console.audit(request, AuditAction.LOGIN_SUCCEEDED, actor=email)

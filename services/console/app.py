@@ -62,6 +62,8 @@ PAGE_HEADERS = {
 }
 # The idle clock is written back to console.state at most this often per session.
 TOUCH_INTERVAL_S = 60.0
+# Ended sessions are tombstoned (and throttle counters pruned) this often.
+SWEEP_INTERVAL_S = 300.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -178,7 +180,37 @@ async def start_console(console: Console) -> list[asyncio.Task[None]]:
         ),
     ]
     await console.store.caught_up.wait()
+    tasks.append(asyncio.create_task(sweep_forever(console)))
     return tasks
+
+
+async def sweep_ended_sessions(console: Console) -> int:
+    """Tombstone the records of sessions that timed out or were signed out; prune throttling.
+
+    Every replica may do it; a second tombstone for the same key is harmless.
+    """
+    settings = console.settings
+    ended = console.store.state.ended_sessions(
+        console.now_ms(),
+        idle_ms=int(settings.session_idle_s * 1000),
+        absolute_ms=int(settings.session_absolute_s * 1000),
+    )
+    for key in ended:
+        await console.store.delete(key)
+    console.throttle.prune(console.clock())
+    return len(ended)
+
+
+async def sweep_forever(console: Console) -> None:
+    """:func:`sweep_ended_sessions` every SWEEP_INTERVAL_S (a failure is logged, not fatal)."""
+    while True:
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+        try:
+            swept = await sweep_ended_sessions(console)
+        except Exception:
+            log.exception("session sweep failed")
+        else:
+            log.info("ended sessions swept", extra={"count": swept})
 
 
 async def stop_console(console: Console, tasks: list[asyncio.Task[None]]) -> None:

@@ -221,6 +221,15 @@ class ConsoleState:
             return None
         return session
 
+    def ended_sessions(self, now_ms: int, *, idle_ms: int, absolute_ms: int) -> list[str]:
+        """Keys of session records that can no longer be used (to tombstone them)."""
+        return [
+            f"{SESSION}:{id_sha256}"
+            for id_sha256 in self.sessions
+            if self.live_session(id_sha256, now_ms, idle_ms=idle_ms, absolute_ms=absolute_ms)
+            is None
+        ]
+
 
 def touched(session: LoginSession, now_ms: int) -> LoginSession:
     """The session with its idle clock restarted."""

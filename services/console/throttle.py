@@ -45,6 +45,11 @@ class FailureWindow:
         """Forget ``key``'s failures (after a successful login)."""
         self._failures.pop(key, None)
 
+    def prune(self, now: float) -> None:
+        """Forget keys whose failures all left the window (bounds memory under spraying)."""
+        for key in list(self._failures):
+            self._recent(key, now)
+
     def __len__(self) -> int:
         return len(self._failures)
 
@@ -79,3 +84,8 @@ class LoginThrottle:
     def record_success(self, account: str) -> None:
         """A good login clears the account's failures (the address keeps its count)."""
         self.by_account.clear(account)
+
+    def prune(self, now: float) -> None:
+        """Forget every key with no failure left in the window."""
+        self.by_account.prune(now)
+        self.by_address.prune(now)

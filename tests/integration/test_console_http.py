@@ -20,12 +20,18 @@ from aiohttp import ClientResponse, ClientSession, CookieJar
 from aiohttp.test_utils import TestServer
 from aiokafka import AIOKafkaConsumer
 
-from services.console.app import make_console, make_console_app, start_console, stop_console
+from services.console.app import (
+    make_console,
+    make_console_app,
+    start_console,
+    stop_console,
+    sweep_ended_sessions,
+)
 from services.console.context import Console
 from services.console.passwords import hash_password
 from services.console.roles import Role
 from services.console.settings import ConsoleSettings
-from services.console.state import Account, Membership
+from services.console.state import Account, Membership, sha256_hex
 from services.dev.kafka_broker import LocalKafkaBroker
 from services.shared import topics
 from services.shared.kafka import KafkaSettings
@@ -217,6 +223,16 @@ async def test_idle_session_expires(browser: ClientSession, site: Site) -> None:
     await asyncio.sleep(IDLE_S + 0.5)
     expired = await browser.get("/", allow_redirects=False)
     assert expired.status == 303 and expired.headers["Location"] == "/login"
+
+
+async def test_the_sweep_removes_the_record_of_an_expired_session(
+    console: Console, browser: ClientSession, site: Site
+) -> None:
+    await login(browser, site.viewer)
+    (cookie,) = [c.value for c in browser.cookie_jar if c.key == "rp_session"]
+    await asyncio.sleep(IDLE_S + 0.5)
+    await sweep_ended_sessions(console)
+    assert sha256_hex(cookie) not in console.store.state.sessions
 
 
 async def test_activity_keeps_a_session_alive_past_the_idle_timeout(

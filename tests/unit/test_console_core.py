@@ -171,3 +171,22 @@ def test_state_never_holds_a_session_id_or_token_in_clear() -> None:
     for entity in (session, token):
         stored = record_key(entity).encode() + record_value(entity)
         assert b"cookie-secret" not in stored and b"rt_secret" not in stored
+
+
+def test_ended_sessions_lists_timed_out_and_signed_out_ones_only() -> None:
+    state = _state_with(
+        _account(epoch=1),
+        LoginSession("live", "o@x", created_ms=0, last_seen_ms=0, epoch=1),
+        LoginSession("old-epoch", "o@x", created_ms=0, last_seen_ms=0, epoch=0),
+        LoginSession("idle", "o@x", created_ms=0, last_seen_ms=-IDLE_MS - 1, epoch=1),
+    )
+    ended = state.ended_sessions(0, idle_ms=IDLE_MS, absolute_ms=ABSOLUTE_MS)
+    assert sorted(ended) == ["session:idle", "session:old-epoch"]
+
+
+def test_throttle_prune_forgets_keys_outside_the_window() -> None:
+    throttle = LoginThrottle.create(account_failures=3, address_failures=3, window_s=60)
+    for n in range(100):
+        throttle.record_failure(f"user{n}@x", f"10.0.{n}.1", now=0.0)
+    throttle.prune(now=61.0)
+    assert len(throttle.by_account) == 0 and len(throttle.by_address) == 0
