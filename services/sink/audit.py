@@ -20,6 +20,7 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
+from services.sink.read_api import STORE_KEY, authorize_admin, error, json_response
 from services.sink.store import ClickHouseStore
 
 log = logging.getLogger("replaypipe.sink.audit")
@@ -145,7 +146,6 @@ async def audit_log_endpoint(request: web.Request) -> web.Response:
     ``GET /v1/audit`` answers the same for the events of no site (logins, logouts,
     password and two-factor changes).
     """
-    from services.sink.read_api import STORE_KEY, authorize_admin, error, json_response
 
     denied = authorize_admin(request)
     if denied is not None:

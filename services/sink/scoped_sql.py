@@ -34,6 +34,7 @@ from services.sink.queries import (
     analyst_sql_is_select,
     analyst_wrapped_sql,
 )
+from services.sink.read_api import STORE_KEY, _first_line, authorize_admin, error, json_response
 
 ALLOWED_TABLES = frozenset({"events", "sessions", "session_summaries"})
 ROW_FILTERED_TABLES = ("events", "sessions")  # session_summaries reads sessions
@@ -131,7 +132,6 @@ def site_filters(sites: Sequence[str]) -> dict[str, str]:
 
 async def scoped_sql(request: web.Request) -> web.Response:
     """``POST /v1/scoped-sql`` (admin): one read-only SELECT over the given sites' rows only."""
-    from services.sink.read_api import STORE_KEY, authorize_admin, error, json_response
 
     denied = authorize_admin(request)
     if denied is not None:
@@ -183,11 +183,6 @@ async def scoped_sql(request: web.Request) -> web.Response:
             "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
         }
     )
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0][:500] if text else type(exc).__name__
 
 
 def add_scoped_sql_routes(app: web.Application) -> None:
