@@ -447,3 +447,86 @@ async def test_token_is_shown_once_stored_hashed_and_accepted_until_revoked(
     )
     current = console.registry.get(site.site_id)
     assert current is not None and not current.accepts_read_token(read_token)
+
+
+# --- two-factor enrolment, members, sites, erasure confirmation ---------------------
+
+
+async def test_totp_enrolment_needs_a_valid_code_and_then_login_needs_one(
+    console: Console, server: TestServer, browser: ClientSession, site: Site
+) -> None:
+    import pyotp
+
+    await login(browser, site.analyst)
+    page = await (await browser.get("/account/totp")).text()
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)  # type: ignore[union-attr]
+    token = CSRF_RE.search(page).group(1)  # type: ignore[union-attr]
+    wrong = await browser.post(
+        "/account/totp", data={"secret": secret, "code": "000000", "csrf_token": token}
+    )
+    assert wrong.status == 400
+    right = await browser.post(
+        "/account/totp",
+        data={"secret": secret, "code": pyotp.TOTP(secret).now(), "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert right.status == 303
+    other = await client_for(server)
+    try:
+        assert (await login(other, site.analyst)).status == 401
+        assert (await login(other, site.analyst, code=pyotp.TOTP(secret).now())).status == 303
+    finally:
+        await other.close()
+
+
+async def test_owner_adds_a_member_whose_one_time_password_is_shown_once(
+    console: Console, server: TestServer, browser: ClientSession, site: Site
+) -> None:
+    await login(browser, site.owner)
+    token = await csrf_of(browser, f"/sites/{site.site_id}/members")
+    email = f"new-viewer@{site.site_id}.test"
+    added = await browser.post(
+        f"/sites/{site.site_id}/members",
+        data={"email": email, "role": "viewer", "csrf_token": token},
+    )
+    one_time = re.search(r'id="one-time-password">([^<]+)<', await added.text())
+    assert one_time
+    assert console.store.state.role(email, site.site_id) == "viewer"
+    listing = await (await browser.get(f"/sites/{site.site_id}/members")).text()
+    assert email in listing and one_time.group(1) not in listing
+    newcomer = await client_for(server)
+    try:
+        await login(newcomer, email, one_time.group(1))
+        first = await newcomer.get("/", allow_redirects=False)
+        assert first.headers["Location"] == "/account/password"
+    finally:
+        await newcomer.close()
+
+
+async def test_admin_creates_a_site_with_a_site_key_and_its_first_owner(
+    console: Console, browser: ClientSession
+) -> None:
+    admin = f"admin-{uuid.uuid4().hex[:6]}@example.test"
+    await add_account(console, admin, is_admin=True)
+    await login(browser, admin)
+    token = await csrf_of(browser, "/admin/sites")
+    site_id = f"new-{uuid.uuid4().hex[:6]}"
+    owner = f"owner@{site_id}.test"
+    created = await browser.post(
+        "/admin/sites", data={"site_id": site_id, "owner": owner, "csrf_token": token}
+    )
+    assert "one-time-password" in await created.text()
+    site = console.registry.get(site_id)
+    assert site is not None and site.public_keys[0].startswith("pk_")
+    assert console.store.state.role(owner, site_id) == "owner"
+
+
+async def test_erasure_needs_the_id_typed_twice(browser: ClientSession, site: Site) -> None:
+    await login(browser, site.owner)
+    token = await csrf_of(browser, "/")
+    response = await browser.post(
+        f"/sites/{site.site_id}/erase",
+        data={"kind": "session", "id": "s-1", "confirm": "s-2", "csrf_token": token},
+    )
+    assert response.status == 400
+    assert "Type the session or visitor id again" in await response.text()
