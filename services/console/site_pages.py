@@ -51,7 +51,19 @@ from services.shared.site_settings import PII_DETECTORS, SiteSettings
 from services.sink.viewer import PAGE_HEADERS as VIEWER_PAGE_HEADERS
 
 REPLAY_TOKEN_MAX_AGE_S = 15 * 60
-SESSION_FILTERS = ("limit", "offset", "from", "to", "url", "min_duration_s", "consent", "visitor")
+# The read API's session filters (services/sink/queries.py, parse_session_filter).
+SESSION_FILTERS = (
+    "from",
+    "to",
+    "min_duration",
+    "url",
+    "visitor",
+    "rage",
+    "errors",
+    "sort",
+    "limit",
+    "offset",
+)
 
 
 async def index(request: web.Request) -> web.Response:
