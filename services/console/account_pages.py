@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from dataclasses import replace
 
@@ -35,6 +36,7 @@ from services.console.web_auth import (
 )
 
 LOGIN_FAILED = "The email, password or code is not right."
+UNKNOWN_ACCOUNT = "(unknown account)"
 TOTP_ISSUER = "replaypipe"
 
 
@@ -74,10 +76,14 @@ async def login(request: web.Request) -> web.Response:
     code = str(form.get("code", "")).strip()
     address = client_address(request)
     now = console.clock()
+    account = console.store.state.account(email)
+    # What was typed as an email is only recorded when it names an account: people
+    # sometimes type their password into the email field.
+    actor = email if account is not None else UNKNOWN_ACCOUNT
     wait_s = console.throttle.retry_after(email, address, now)
     if wait_s > 0:
         metrics.LOGINS.labels("throttled").inc()
-        await console.audit(request, AuditAction.LOGIN_FAILED, actor=email, outcome="throttled")
+        await console.audit(request, AuditAction.LOGIN_FAILED, actor=actor, outcome="throttled")
         minutes = max(1, math.ceil(wait_s / 60))
         return _login_form(
             request,
@@ -86,20 +92,22 @@ async def login(request: web.Request) -> web.Response:
             status=429,
             email=email,
         )
-    account = console.store.state.account(email)
-    ok = verify_password(account.password_hash if account else None, password)
+    # argon2 takes tens of milliseconds; off the event loop (it releases the GIL).
+    ok = await asyncio.to_thread(
+        verify_password, account.password_hash if account else None, password
+    )
     if ok and account is not None and account.totp_secret:
         ok = pyotp.TOTP(account.totp_secret).verify(code, valid_window=1)
     if not ok or account is None:
         console.throttle.record_failure(email, address, now)
         metrics.LOGINS.labels("failed").inc()
-        await console.audit(request, AuditAction.LOGIN_FAILED, actor=email, outcome="refused")
+        await console.audit(request, AuditAction.LOGIN_FAILED, actor=actor, outcome="refused")
         return _login_form(request, LOGIN_FAILED, status=401, email=email)
     console.throttle.record_success(email)
     metrics.LOGINS.labels("succeeded").inc()
     if needs_rehash(account.password_hash):
         # Stronger hashing parameters since this hash was made: upgrade it now.
-        account = replace(account, password_hash=hash_password(password))
+        account = replace(account, password_hash=await asyncio.to_thread(hash_password, password))
         await console.store.put(account)
     response = web.HTTPSeeOther("/")
     await start_session(request, response, account)
@@ -164,7 +172,7 @@ async def change_password(request: web.Request) -> web.Response:
     current = str(form.get("current_password", ""))
     new = str(form.get("new_password", ""))
     problems: list[str] = []
-    if not verify_password(user.password_hash, current):
+    if not await asyncio.to_thread(verify_password, user.password_hash, current):
         problems.append("The current password is not right.")
     if new != str(form.get("confirm_password", "")):
         problems.append("The new password and its confirmation differ.")
@@ -178,7 +186,7 @@ async def change_password(request: web.Request) -> web.Response:
         )
     updated = replace(
         user,
-        password_hash=hash_password(new),
+        password_hash=await asyncio.to_thread(hash_password, new),
         must_change_password=False,
         session_epoch=user.session_epoch + 1,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -38,7 +38,6 @@ class Console:
     replay_tokens: URLSafeTimedSerializer
     clock: Callable[[], float] = time.time
     http: aiohttp.ClientSession | None = None
-    audit_failures: int = field(default=0)
 
     def now_ms(self) -> int:
         """The console's clock in milliseconds (tests may move it)."""

@@ -7,6 +7,7 @@ checks the account's role on the site named in the URL.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -254,7 +255,7 @@ async def create_account(console: Console, email: str, *, is_admin: bool = False
     await console.store.put(
         Account(
             email=email,
-            password_hash=hash_password(one_time),
+            password_hash=await asyncio.to_thread(hash_password, one_time),
             is_admin=is_admin,
             must_change_password=True,
             created_ms=console.now_ms(),

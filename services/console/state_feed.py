@@ -119,15 +119,15 @@ class StateStore:
             consumer.assign([partition])
             await consumer.seek_to_beginning(partition)
             end = (await consumer.end_offsets([partition]))[partition]
-            if end == 0:
-                self.caught_up.set()
             while stop is None or not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=200)
                 for records in batches.values():
                     for record in records:
                         self._apply_record(record.key, record.value, record.offset)
-                        if record.offset + 1 >= end:
-                            self.caught_up.set()
+                # The position, not the last record's offset: compaction may have
+                # removed the records just before the end.
+                if not self.caught_up.is_set() and await consumer.position(partition) >= end:
+                    self.caught_up.set()
         finally:
             await consumer.stop()
 

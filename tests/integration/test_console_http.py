@@ -13,6 +13,7 @@ import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from typing import Any
 
 import orjson
 import pytest
@@ -32,6 +33,7 @@ from services.console.passwords import hash_password
 from services.console.roles import Role
 from services.console.settings import ConsoleSettings
 from services.console.state import Account, Membership, sha256_hex
+from services.console.state_feed import AUDIT_TOPIC
 from services.dev.kafka_broker import LocalKafkaBroker
 from services.shared import topics
 from services.shared.kafka import KafkaSettings
@@ -168,6 +170,17 @@ async def test_wrong_password_gets_one_message_for_every_cause(
     assert wrong.status == unknown.status == 401
     for response in (wrong, unknown):
         assert "The email, password or code is not right." in await response.text()
+
+
+async def test_a_failed_login_for_no_account_does_not_record_what_was_typed(
+    broker_settings: KafkaSettings, browser: ClientSession
+) -> None:
+    typed = f"Hunter2-typed-into-email-{uuid.uuid4().hex[:6]}"
+    await login(browser, typed)
+    events = await read_topic(broker_settings, AUDIT_TOPIC)
+    failed = [e for e in events if e["action"] == "login_failed"]
+    assert failed and failed[-1]["actor"] == "(unknown account)"
+    assert not any(typed.lower() in orjson.dumps(e).decode() for e in events)
 
 
 async def test_login_is_throttled_per_account_with_a_clear_message(
@@ -399,6 +412,26 @@ async def test_settings_with_a_bad_selector_are_not_saved_and_the_problem_is_sho
     assert "Nothing was saved" in body and "div[[broken" in body
     current = console.registry.get(site.site_id)
     assert current is not None and not current.record_inputs
+
+
+async def read_topic(kafka: KafkaSettings, topic: str) -> list[dict[str, Any]]:
+    """Every JSON value on ``topic`` up to now."""
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=kafka.bootstrap_servers,
+        group_id=None,
+        auto_offset_reset="earliest",
+    )
+    await consumer.start()
+    found: list[dict[str, Any]] = []
+    try:
+        while True:
+            batches = await consumer.getmany(timeout_ms=1500)
+            if not batches:
+                return found
+            found += [orjson.loads(r.value) for rs in batches.values() for r in rs if r.value]
+    finally:
+        await consumer.stop()
 
 
 async def read_site_config(kafka: KafkaSettings, site_id: str) -> dict[str, object]:
