@@ -48,6 +48,7 @@ from services.console.state import (
     normalize_email,
     sha256_hex,
 )
+from services.console.web_auth import current_session
 from services.shared.site_settings import PII_DETECTORS, SiteSettings
 from services.sink.viewer import PAGE_HEADERS as VIEWER_PAGE_HEADERS
 
@@ -393,11 +394,14 @@ async def replay_page(request: web.Request) -> web.Response:
     console with a bearer token for this one session (15 minutes, in the URL
     fragment, which no server sees).
     """
-    user, site = require(request, Action.REPLAY)
+    _, site = require(request, Action.REPLAY)
     console = console_of(request)
     session_id = request.match_info["session"]
     await console.audit(request, AuditAction.REPLAY_OPENED, site_id=site.site_id, target=session_id)
-    token = console.replay_tokens.dumps([user.email, site.site_id, session_id])
+    login_session = current_session(request)
+    assert login_session is not None  # require() passed
+    # Bound to this login session too: logging out ends the replay link as well.
+    token = console.replay_tokens.dumps([login_session.id_sha256, site.site_id, session_id])
     raise web.HTTPSeeOther(f"/sites/{quote(site.site_id)}/replay/{quote(session_id)}#token={token}")
 
 
@@ -413,20 +417,28 @@ async def replay_shell(request: web.Request) -> web.Response:
 
 async def replay_events(request: web.Request) -> web.StreamResponse:
     """``GET /api/v1/sites/{site}/sessions/{session}/events``: one session's events for the
-    replay page (bearer replay token; the account must still have the role)."""
+    replay page (bearer replay token; its login session must still be live and its
+    account still have the role)."""
     console = console_of(request)
     header = request.headers.get("Authorization", "")
     token = header.removeprefix("Bearer ").strip()
     site_id, session_id = request.match_info["site"], request.match_info["session"]
     try:
-        email, token_site, token_session = console.replay_tokens.loads(
+        login_id, token_site, token_session = console.replay_tokens.loads(
             token, max_age=REPLAY_TOKEN_MAX_AGE_S
         )
     except (BadSignature, ValueError, TypeError):
         return web.json_response(
             {"error": "forbidden", "detail": "Open the replay again from the console."}, status=403
         )
-    account = console.store.state.account(str(email))
+    settings = console.settings
+    login_session = console.store.state.live_session(
+        str(login_id),
+        console.now_ms(),
+        idle_ms=int(settings.session_idle_s * 1000),
+        absolute_ms=int(settings.session_absolute_s * 1000),
+    )
+    account = None if login_session is None else console.store.state.accounts[login_session.email]
     if (
         account is None
         or (token_site, token_session) != (site_id, session_id)

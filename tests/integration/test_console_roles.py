@@ -212,3 +212,18 @@ async def test_replay_events_refuse_a_token_of_another_session(server: TestServe
         assert mine.status == 502  # past every check; no sink runs in this test
     finally:
         await browser.close()
+
+
+async def test_replay_token_stops_working_at_logout(server: TestServer) -> None:
+    browser, csrf = await logged_in(server, "viewer@roles.test")
+    try:
+        opened = await browser.get(f"/sites/{SITE}/sessions/s-1", allow_redirects=False)
+        token = opened.headers["Location"].split("#token=", 1)[1]
+        await browser.post("/logout", data={"csrf_token": csrf}, allow_redirects=False)
+        after = await browser.get(
+            f"/api/v1/sites/{SITE}/sessions/s-1/events",
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert after.status == 403
+    finally:
+        await browser.close()
