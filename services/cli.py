@@ -1,8 +1,9 @@
 """``replaypipe`` — one entry point for every service and tool.
 
-replaypipe ingest | masker | sink      run one service (configured by env)
-replaypipe run [VAR_DIR]               local stack: Kafka broker + the three services,
-                                       restarted when they crash (development only)
+replaypipe ingest | masker | sink | console
+                                       run one service (configured by env)
+replaypipe run [VAR_DIR]               local stack: Kafka broker + the services (and the
+                                       console), restarted when they crash (development only)
 replaypipe kafka                       only the local Kafka broker (var/kafka; development only)
 replaypipe topics                      create the pipeline's topics
 replaypipe migrate [--cluster NAME] [--print]
@@ -20,6 +21,10 @@ replaypipe demo                        send generated sessions to a running stac
 replaypipe keys new-kek DIR | rewrap | list
                                        key-encryption keys and the data keys of
                                        recordings.raw (docs/security.md)
+replaypipe users create [--admin] EMAIL
+                                       a console account with a one-time password
+replaypipe sites get|set|history SITE [FIELD=VALUE ...]
+                                       a site's privacy settings (docs/console.md)
 """
 
 from __future__ import annotations
@@ -33,11 +38,17 @@ from typing import Any
 
 def settings_classes() -> dict[str, type[Any]]:
     """Each service's settings class (their fields declare every environment variable)."""
+    from services.console.settings import ConsoleSettings
     from services.ingest.settings import IngestSettings
     from services.masker.settings import MaskerSettings
     from services.sink.settings import SinkSettings
 
-    return {"ingest": IngestSettings, "masker": MaskerSettings, "sink": SinkSettings}
+    return {
+        "ingest": IngestSettings,
+        "masker": MaskerSettings,
+        "sink": SinkSettings,
+        "console": ConsoleSettings,
+    }
 
 
 # The development tools (services/dev) are left out of the production image.
@@ -72,6 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         from services.sink.app import main as sink_main
 
         sink_main()
+    elif command == "console":
+        from services.console.app import main as console_main
+
+        console_main()
+    elif command in ("users", "sites"):
+        from services.console import cli_commands
+
+        return cli_commands.users(rest) if command == "users" else cli_commands.sites(rest)
     elif command == "run":
         from services.dev.stack import run_forever
 

@@ -344,14 +344,18 @@ def run_broker_forever(var_dir: Path) -> int:
 
 def run_forever(var_dir: Path) -> int:
     """Start the stack, print where it listens, restart what crashes, stop all on Ctrl-C."""
+    from services.console.dev_stack import console_env, start_console
+
     stack = LocalStack.from_env(var_dir)
     stack.stop_with_parent = True
+    stack.extra_env.update(console_env(var_dir, stack.sink_port, stack.ingest_port))
     stop = StopRequest()
     stack.stop_requested = lambda: stop.requested
     try:
         print("replaypipe: starting Kafka broker and services ...", flush=True)
         try:
             stack.start()
+            console_lines = start_console(stack)
         except StartCancelled:
             return 0
         print(
@@ -364,6 +368,7 @@ replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
   metrics   http://127.0.0.1:{stack.ingest_port}/metrics  :{stack.masker_port}/metrics  \
 :{stack.sink_port}/metrics
   kafka     127.0.0.1:{stack.kafka_port}
+{console_lines}
 Press Ctrl-C to stop.""",
             flush=True,
         )

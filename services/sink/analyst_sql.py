@@ -171,6 +171,9 @@ class AnalystLimits:
     max_memory_bytes: int = 1_000_000_000
     # One core of the machine's: the writer and the read API keep the others.
     max_threads: int = 1
+    # ``additional_table_filters`` (table -> condition), e.g. the console's
+    # analysts see only their sites' rows; readonly stops a query changing it.
+    row_filters: dict[str, str] | None = None
 
     def settings(self) -> dict[str, Any]:
         """Engine settings of the query; ``readonly`` last: it forbids changing the others."""
@@ -190,6 +193,7 @@ class AnalystLimits:
             "priority": ANALYST_PRIORITY,
             "allow_introspection_functions": 0,
             "allow_ddl": 0,
+            **({"additional_table_filters": self.row_filters} if self.row_filters else {}),
             "readonly": 1,
         }
 

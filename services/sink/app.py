@@ -11,7 +11,9 @@ from services.shared.logging import setup_logging
 from services.shared.ops_http import add_ops_routes, start_site
 from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, load_sites_file
+from services.sink.audit import AuditWriter, add_audit_routes
 from services.sink.read_api import make_read_app
+from services.sink.scoped_sql import add_scoped_sql_routes
 from services.sink.settings import SinkSettings
 from services.sink.store import ClickHouseStore, run_migrations
 from services.sink.viewer import add_viewer_routes
@@ -38,6 +40,8 @@ async def serve(settings: SinkSettings) -> None:
 
     app = make_read_app(store, registry, settings)
     add_viewer_routes(app)
+    add_audit_routes(app)
+    add_scoped_sql_routes(app)
 
     async def ready() -> str | None:
         return None if writer.consumer is not None else "consumer not started"
@@ -52,11 +56,15 @@ async def serve(settings: SinkSettings) -> None:
         loop.add_signal_handler(sig, stop.set)
     writer_task = asyncio.create_task(writer.run())
     sites_task = asyncio.create_task(follow_site_config(registry, settings.kafka.bootstrap_servers))
+    audit = AuditWriter(store, settings.kafka.bootstrap_servers, f"{settings.group_id}-audit")
+    audit_task = asyncio.create_task(audit.run(stop))
     stop_task = asyncio.create_task(stop.wait())
     await asyncio.wait({writer_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
     log.info("sink shutting down")
     await writer.stop()
     await writer_task  # flushes and commits; re-raises a writer crash
+    stop.set()
+    await audit_task
     sites_task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await sites_task

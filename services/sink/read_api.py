@@ -209,27 +209,33 @@ async def analyst_sql(request: web.Request) -> web.Response:
                 'as the body or as {"sql": ...}.',
             ),
         )
+    return _count("sql", await run_analyst_sql(request, sql, analyst_limits(request)))
+
+
+async def run_analyst_sql(request: web.Request, sql: str, limits: AnalystLimits) -> web.Response:
+    """Check and run one analyst query; its rows, or the refusal as a client error.
+
+    Shared by ``POST /v1/sql`` and the console's site-scoped ``POST /v1/scoped-sql``
+    (which adds row filters to ``limits``): one allowlist, one set of limits.
+    """
     started = time.perf_counter()
     try:
-        result = await request.app[STORE_KEY].analyst_sql(sql, analyst_limits(request))
+        result = await request.app[STORE_KEY].analyst_sql(sql, limits)
     except AnalystSqlRefused as exc:
-        return _count("sql", error(400, exc.code, exc.detail))
+        return error(400, exc.code, exc.detail)
     except LaneBusy:
         response = error(
             429, "sql_busy", "Another analyst query is running; retry when it has finished."
         )
         response.headers["Retry-After"] = "1"
-        return _count("sql", response)
+        return response
     except EngineError as exc:
         limit = SQL_LIMIT_ERRORS.get(exc.name or "")
         hint = f" The limit is {limit} on the sink." if limit else ""
-        return _count(
-            "sql",
-            error(
-                400,
-                "query_failed",
-                f"ClickHouse refused the query: {exc.name or 'error'} (code {exc.code}).{hint}",
-            ),
+        return error(
+            400,
+            "query_failed",
+            f"ClickHouse refused the query: {exc.name or 'error'} (code {exc.code}).{hint}",
         )
     doc = {
         "columns": result.columns,
@@ -238,7 +244,7 @@ async def analyst_sql(request: web.Request) -> web.Response:
         "truncated": result.truncated,
         "elapsed_ms": round((time.perf_counter() - started) * 1000, 1),
     }
-    return _count("sql", json_response(doc))
+    return json_response(doc)
 
 
 def analyst_limits(request: web.Request) -> AnalystLimits:
