@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 	pytest demo bench clean
 
 help:
-	@echo "make run    set up what is missing, start Kafka + ingest + masker + sink (Ctrl-C stops;"
+	@echo "make run    set up what is missing, start Kafka + ingest + masker + sink + console (Ctrl-C stops;"
 	@echo "            a crashed service is restarted)"
 	@echo "make test   set up what is missing, run ruff, mypy and the whole pytest suite"
 	@echo "make check  ruff, mypy and the unit tests only: no broker, no browser, under a minute"

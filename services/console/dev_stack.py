@@ -44,9 +44,14 @@ def _secret_file(var_dir: Path, name: str) -> Path:
 
 
 def console_env(
-    var_dir: Path, sink_port: int, ingest_port: int, console_port: int = CONSOLE_PORT
+    var_dir: Path, sink_port: int, ingest_port: int, console_port: int | None = None
 ) -> dict[str, str]:
-    """Environment for every service of the stack: the shared secrets and the console's URLs."""
+    """Environment for every service of the stack: the shared secrets and the console's URLs.
+
+    The console listens on ``console_port``, else on ``CONSOLE_PORT`` (default 8083).
+    """
+    if console_port is None:
+        console_port = ConsoleSettings.from_env().port
     env = {
         "CONSOLE_PORT": str(console_port),
         "CONSOLE_SINK_URL": f"http://127.0.0.1:{sink_port}",

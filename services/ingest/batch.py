@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from services.shared.envelope import BatchEnvelope, RrwebEvent
-from services.shared.limits import MAX_JSON_DEPTH
+from services.shared.limits import MAX_JSON_DEPTH, MAX_SEQ
 from services.shared.site_settings import SiteSettings
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9-]{1,70}$")
@@ -73,8 +73,10 @@ def parse_batch(
     window_id = _id(doc, "window_id", required=False) or "0"
     visitor_id = _id(doc, "visitor_id", required=False)
     seq = doc.get("seq", 0)
-    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or seq >= 2**53:
-        raise Rejection(400, "invalid_seq", "'seq' must be a non-negative integer batch number.")
+    if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0 or seq > MAX_SEQ:
+        raise Rejection(
+            400, "invalid_seq", f"'seq' must be an integer batch number from 0 to {MAX_SEQ}."
+        )
     consent = doc.get("consent")
     if consent is not None and not isinstance(consent, bool):
         raise Rejection(400, "invalid_consent", "'consent' must be true, false or absent.")

@@ -13,6 +13,8 @@ from typing import Any
 
 import orjson
 
+from services.shared.limits import MAX_SEQ
+
 ENVELOPE_VERSION = 1
 
 RrwebEvent = dict[str, Any]
@@ -95,7 +97,7 @@ class BatchEnvelope:
                 session_id=_str(doc, "session_id"),
                 window_id=_str(doc, "window_id"),
                 visitor_id=_str(doc, "visitor_id"),
-                seq=_int(doc, "seq"),
+                seq=_int(doc, "seq", maximum=MAX_SEQ),
                 received_at_ms=_int(doc, "received_at"),
                 events=events,
                 user_agent=str(doc.get("user_agent") or ""),
@@ -115,10 +117,12 @@ def _str(doc: dict[str, Any], name: str) -> str:
     return value
 
 
-def _int(doc: dict[str, Any], name: str) -> int:
+def _int(doc: dict[str, Any], name: str, *, maximum: int = 2**63 - 1) -> int:
     value = doc[name]
     if not isinstance(value, int) or isinstance(value, bool):
         raise EnvelopeError(f"field {name!r} is not an integer")
+    if not 0 <= value <= maximum:
+        raise EnvelopeError(f"field {name!r} is outside 0..{maximum}")
     return value
 
 

@@ -8,3 +8,8 @@ from __future__ import annotations
 # leaves headroom. A full snapshot nests ~2 levels per DOM level, so this admits
 # DOMs ~98 elements deep (Lighthouse flags pages deeper than 32).
 MAX_JSON_DEPTH = 200
+
+# A window's batch counter: the sink stores it as UInt32, so a larger one would
+# make its insert fail. Ingest refuses it (400 invalid_seq) and an envelope that
+# carries one anyway is not an envelope (the masker and the sink send it to the DLQ).
+MAX_SEQ = 2**32 - 1

@@ -68,13 +68,19 @@ def test_run_restarts_a_killed_masker_and_broker_keeps_the_others_up_and_stops_o
     tmp_path: Path,
 ) -> None:
     kafka_port = free_port()
-    ports = {"ingest": free_port(), "masker": free_port(), "sink": free_port()}
+    ports = {
+        "ingest": free_port(),
+        "masker": free_port(),
+        "sink": free_port(),
+        "console": free_port(),
+    }
     env = {
         **os.environ,
         "KAFKA_BOOTSTRAP_SERVERS": f"127.0.0.1:{kafka_port}",
         "INGEST_PORT": str(ports["ingest"]),
         "MASKER_PORT": str(ports["masker"]),
         "SINK_PORT": str(ports["sink"]),
+        "CONSOLE_PORT": str(ports["console"]),
     }
     env.pop("CLICKHOUSE_URL", None)
     out = (tmp_path / "run.out").open("wb")
@@ -91,14 +97,16 @@ def test_run_restarts_a_killed_masker_and_broker_keeps_the_others_up_and_stops_o
             output.read_text()[-3000:]
         )
         before = _children(run.pid)
-        assert set(before) == {"ingest", "masker", "sink"}
+        assert set(before) == {"ingest", "masker", "sink", "console"}
 
         os.kill(before["masker"], signal.SIGKILL)
         down: list[str] = []
 
         def masker_back() -> bool:
             down.extend(
-                name for name in ("ingest", "sink") if _status(ports[name], "/healthz") != 200
+                name
+                for name in ("ingest", "sink", "console")
+                if _status(ports[name], "/healthz") != 200
             )
             return _status(ports["masker"], "/readyz") == 200
 
@@ -106,7 +114,9 @@ def test_run_restarts_a_killed_masker_and_broker_keeps_the_others_up_and_stops_o
         assert _wait_until(masker_back, 120), output.read_text()[-3000:]
         after = _children(run.pid)
         assert after["masker"] != before["masker"]
-        assert (after["ingest"], after["sink"]) == (before["ingest"], before["sink"])
+        assert [after[name] for name in ("ingest", "sink", "console")] == [
+            before[name] for name in ("ingest", "sink", "console")
+        ]
         assert down == []
         assert b"masker exited with -9" in output.read_bytes()
         logs = tmp_path / "var" / "logs"

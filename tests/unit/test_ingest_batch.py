@@ -88,9 +88,13 @@ def test_bad_visitor_and_window_ids_are_refused() -> None:
     assert rejection_of(batch(window_id="w" * 80)).code == "invalid_window_id"
 
 
-@pytest.mark.parametrize("seq", [-1, 1.5, "3", True, 2**60])
+@pytest.mark.parametrize("seq", [-1, 1.5, "3", True, 2**60, 2**32])
 def test_bad_seq_is_refused(seq: object) -> None:
     assert rejection_of(batch(seq=seq)).code == "invalid_seq"
+
+
+def test_the_largest_seq_the_sink_stores_is_accepted() -> None:
+    assert parse(batch(seq=2**32 - 1)).envelope.seq == 2**32 - 1
 
 
 def test_bad_consent_and_page_url_are_refused() -> None:

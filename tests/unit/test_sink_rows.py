@@ -92,6 +92,16 @@ def test_events_that_are_not_a_list_are_refused() -> None:
         read_header(orjson.dumps(doc))
 
 
+@pytest.mark.parametrize("seq", [2**32, -1])
+def test_a_seq_the_events_table_cannot_store_is_refused_not_retried_as_an_outage(seq: int) -> None:
+    # A seq over UInt32 made the insert fail in the driver (no ClickHouse code),
+    # which the writer retried forever: it is a bad envelope, for the DLQ.
+    doc = orjson.loads(envelope([]).to_json())
+    doc["seq"] = seq
+    with pytest.raises(EnvelopeError, match="'seq' is outside"):
+        read_header(orjson.dumps(doc))
+
+
 def test_event_that_is_not_an_object_is_found_by_the_full_check() -> None:
     raw = envelope([{"type": 4, "timestamp": 1}, 7]).to_json()
     read_header(raw)  # the header is fine: ClickHouse refuses the body, the writer re-checks
