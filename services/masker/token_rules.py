@@ -1,0 +1,104 @@
+"""Known credential formats, each naming the scanner rule it comes from.
+
+The table is small on purpose: formats with a fixed, distinctive prefix, so a
+hit in page text is a credential, not a word. Every pattern matches a bounded
+number of characters (``MAX_TOKEN_CHARS``) and starts only at its literal
+``hint``, which a C-level ``in`` test checks before the regex runs.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+from dataclasses import dataclass
+from typing import Final
+
+MAX_TOKEN_CHARS: Final = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class TokenRule:
+    """One credential format: ``pattern``'s group ``secret`` (or the whole match) is masked."""
+
+    name: str
+    source: str  # the scanner rule this follows (gitleaks id, detect-secrets plugin, Relay rule)
+    hint: str  # a literal every match contains; lower-cased when ``fold`` is set
+    pattern: re.Pattern[str]
+    fold: bool = False
+
+
+def _rule(name: str, source: str, hint: str, pattern: str, *, fold: bool = False) -> TokenRule:
+    return TokenRule(name, source, hint, re.compile(pattern), fold)
+
+
+TOKEN_RULES: Final[tuple[TokenRule, ...]] = (
+    _rule(
+        "jwt", "gitleaks:jwt", "eyJ",
+        r"\beyJ[A-Za-z0-9_-]{8,2048}\.eyJ[A-Za-z0-9_-]{2,4096}\.[A-Za-z0-9_-]{0,1024}",
+    ),
+    _rule("aws_access_key", "gitleaks:aws-access-token", "A",
+          r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
+    _rule("github_token", "gitleaks:github-pat,github-oauth,github-app-token", "gh",
+          r"\bgh[pousr]_[A-Za-z0-9]{36,255}"),
+    _rule("github_fine_grained_token", "gitleaks:github-fine-grained-pat", "github_pat_",
+          r"\bgithub_pat_[A-Za-z0-9_]{82}"),
+    _rule("slack_token", "gitleaks:slack-bot-token,slack-user-token", "xox",
+          r"\bxox[baprse]-[A-Za-z0-9-]{10,250}"),
+    _rule("stripe_key", "gitleaks:stripe-access-token", "_live_",
+          r"\b(?:sk|rk)_live_[A-Za-z0-9]{10,250}"),
+    _rule("stripe_key", "gitleaks:stripe-access-token", "_test_",
+          r"\b(?:sk|rk)_test_[A-Za-z0-9]{10,250}"),
+    _rule("google_api_key", "gitleaks:gcp-api-key", "AIza", r"\bAIza[0-9A-Za-z_-]{35}"),
+    _rule(
+        "private_key", "gitleaks:private-key", "PRIVATE KEY",
+        r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY[ A-Z]{0,10}-----[A-Za-z0-9+/=\s:,-]{0,8000}",
+    ),
+    _rule(
+        "bearer", "relay:@bearer", "bearer",
+        r"(?i:\bbearer)\s{1,4}(?P<secret>[A-Za-z0-9._~+/-]{8,4096}={0,2})", fold=True,
+    ),
+    _rule(
+        "basic_auth", "detect-secrets:BasicAuthDetector", "basic",
+        r"(?i:\bbasic)\s{1,4}(?P<secret>[A-Za-z0-9+/]{8,2048}={0,2})(?![A-Za-z0-9+/=])", fold=True,
+    ),
+    _rule(
+        "url_credentials", "detect-secrets:BasicAuthDetector", "://",
+        r"\b[A-Za-z][A-Za-z0-9+.-]{0,19}://[^\s/?#@:\"'<>]{1,256}:(?P<secret>[^\s/?#@\"'<>]{1,256})@",
+    ),
+)
+
+
+def _basic_credentials(candidate: str) -> bool:
+    """A ``Basic`` value is a credential only if it decodes to printable ``user:password``."""
+    try:
+        decoded = base64.b64decode(candidate + "=" * (-len(candidate) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return False
+    text = decoded.decode("utf-8", "replace")
+    return ":" in text and text.isprintable()
+
+
+def token_spans(value: str) -> list[tuple[str, tuple[int, int]]]:
+    """(rule name, span to mask) of every known credential format in ``value``."""
+    found: list[tuple[str, tuple[int, int]]] = []
+    folded: str | None = None
+    for rule in TOKEN_RULES:
+        if rule.fold:
+            if folded is None:
+                folded = value.lower()
+            if rule.hint not in folded:
+                continue
+        elif rule.hint not in value:
+            continue
+        for match in rule.pattern.finditer(value):
+            if "secret" in rule.pattern.groupindex:
+                secret = match.group("secret")
+                if rule.name == "basic_auth" and not _basic_credentials(secret):
+                    continue
+                if rule.name == "bearer" and secret.isalpha():
+                    continue  # "Bearer authentication": a word, not a token
+                found.append((rule.name, match.span("secret")))
+            else:
+                found.append((rule.name, match.span()))
+    return found
