@@ -330,6 +330,8 @@ def _scrub_json_members(value: str, names: frozenset[str], counts: Counter[str])
             end = _string_end(value, start)
         elif (number := _JSON_NUMBER.match(value, pos)) is not None:
             end = number.end()
+        elif value.startswith(("{", "["), pos):
+            end = _container_end(value, pos)  # everything inside, brackets included
         elif _JSON_LITERAL.match(value, pos) is not None:
             continue
         if end > start:
@@ -341,6 +343,25 @@ def _scrub_json_members(value: str, names: frozenset[str], counts: Counter[str])
         return value
     pieces.append(value[last:])
     return "".join(pieces)
+
+
+def _container_end(value: str, start: int) -> int:
+    """End of the JSON object/array opening at ``start`` (or of ``value``), one pass."""
+    depth = 0
+    pos = start
+    n = len(value)
+    while pos < n:
+        ch = value[pos]
+        if ch == '"':
+            pos = _string_end(value, pos + 1)
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return pos + 1
+        pos += 1
+    return n
 
 
 def _string_end(value: str, start: int) -> int:
