@@ -145,7 +145,8 @@ class _SessionBuilder:
 
     def secret_key(self) -> str:
         """A key that names a secret, in one of the forms sites use."""
-        return self.draw(st.sampled_from(SECRET_KEYS))
+        key: str = self.draw(st.sampled_from(SECRET_KEYS))
+        return key
 
     def random_token(self, length: int = 32) -> str:
         """A generated token (reset/magic-link path segment): mixed case and digits."""
