@@ -256,7 +256,7 @@ def _param_is_sensitive(raw_key: str, names: frozenset[str]) -> bool:
 def looks_random(value: str) -> bool:
     """Conservative: a 20+ character run that reads like a generated token, not a word.
 
-    Upper, lower and digits mixed with frequent class changes (base62/base64
+    Upper, lower and scattered digits with frequent class changes (base62/base64
     tokens), or 32+ hex characters with digits and letters (hex tokens, hashes).
     Slugs ("spring-sale-2024"), words and CamelCase titles stay.
     """
@@ -265,6 +265,7 @@ def looks_random(value: str) -> bool:
         return False
     lower = upper = digit = 0
     switches = 0
+    digit_runs = 0  # a title ends in "2024"; a token scatters its digits
     previous = -1
     for ch in value:
         kind = 0 if ch.islower() else 1 if ch.isupper() else 2 if ch.isdigit() else 3
@@ -274,12 +275,14 @@ def looks_random(value: str) -> bool:
             upper += 1
         elif kind == 2:
             digit += 1
+            if previous != 2:
+                digit_runs += 1
         if previous >= 0 and kind != previous:
             switches += 1
         previous = kind
     if n >= 32 and digit and (lower or upper) and all(c in _HEX for c in value):
         return _entropy(value) >= 3.0 and switches >= 0.3 * (n - 1)
-    if not (lower and upper and digit):
+    if not (lower and upper and digit_runs >= 2):
         return False
     return switches >= 0.4 * (n - 1) and _entropy(value) >= 3.5
 
@@ -329,7 +332,13 @@ def _scrub_json_members(value: str, names: frozenset[str], counts: Counter[str])
             start = pos + 1
             end = _string_end(value, start)
         elif (number := _JSON_NUMBER.match(value, pos)) is not None:
-            end = number.end()
+            # A number becomes a string of the same length, so the JSON still parses.
+            width = number.end() - pos
+            pieces.append(value[last:pos])
+            pieces.append('"' + MASK_CHAR * (width - 2) + '"' if width >= 2 else "0")
+            counts["secret_json"] += 1
+            last = pos = number.end()
+            continue
         elif value.startswith(("{", "["), pos):
             end = _container_end(value, pos)  # everything inside, brackets included
         elif _JSON_LITERAL.match(value, pos) is not None:

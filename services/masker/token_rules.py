@@ -52,7 +52,10 @@ TOKEN_RULES: Final[tuple[TokenRule, ...]] = (
     _rule("google_api_key", "gitleaks:gcp-api-key", "AIza", r"\bAIza[0-9A-Za-z_-]{35}"),
     _rule(
         "private_key", "gitleaks:private-key", "PRIVATE KEY",
-        r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY[ A-Z]{0,10}-----[A-Za-z0-9+/=\s:,-]{0,8000}",
+        # the body up to its END line (or 8000 characters of a truncated key)
+        r"-----BEGIN[ A-Z0-9]{0,40}PRIVATE KEY[ A-Z]{0,10}-----"
+        r"(?:[A-Za-z0-9+/=\s:,]|-(?!----END)){0,8000}"
+        r"(?:-----END[ A-Z0-9]{0,40}PRIVATE KEY[ A-Z]{0,10}-----)?",
     ),
     _rule(
         "bearer", "relay:@bearer", "bearer",
