@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
 from services.masker.sensitivity import SECRET_LONG_NAMES, SECRET_SHORT_NAMES, name_is_sensitive
-from services.masker.token_rules import TOKEN_RULES, token_spans
+from services.masker.token_rules import TOKEN_HINTS, TOKEN_RULES, token_spans
 
 MASK_CHAR = "*"
 # Every PII detector's pattern matches a bounded number of characters (at most
@@ -29,10 +29,8 @@ _NON_SPACE = re.compile(r"\S")
 
 # Only strings containing one of these can hold a detectable secret; one C-level
 # search lets the common case (plain words, class names) skip every detector.
-# Token formats (token_rules) without digits are covered by their literal prefixes.
-_MAYBE_SENSITIVE = re.compile(
-    r"[@\d=\"]|%40|eyJ|[Bb]earer|BEARER|[Bb]asic|BASIC|PRIVATE KEY|xox|gh[pousr]_|AIza|://"
-)
+# Token formats without digits are found by their literal prefixes (TOKEN_HINTS).
+_MAYBE_SENSITIVE = re.compile(r'[@\d="]|%40')
 
 # Bounded like a deliverable address (RFC 5321: local part <= 64, labels <= 63),
 # so every start costs a bounded number of steps whatever follows it.
@@ -41,17 +39,18 @@ _EMAIL = re.compile(
     r"\.[A-Za-z]{2,63}(?![\w-])"
 )
 # A card number candidate: 13-19 digits in one piece, or groups joined by single
-# spaces or dashes whose first group has 4 digits (4-4-4-4, 4-6-5, 4-4-4-4-3...).
+# spaces or dashes whose first group has 4 digits (4-4-4-4, 4-6-5, 4-4-4-4-3...),
+# or UnionPay's 6-13.
 # Bounded (at most 6 groups of at most 6 digits), and a group start is the only place one can begin,
 # so text like "1 1 1 1" costs one C-level scan and no Python work.
 # Separators are any single space (including no-break, figure and thin spaces
-# some sites and locales use) or a dash; the first group has 4-6 digits
-# (UnionPay and Maestro print 6-13).
+# some sites and locales use) or a dash.
 _CARD_SEPARATORS = " \u00a0\u2007\u2009\u202f\u2002\u2003\u2005\u2006-"
 _CARD_CANDIDATE = re.compile(
-    r"(?<!\d)(?:\d{13,19}|\d{4,6}(?:[" + _CARD_SEPARATORS + r"]\d{1,13}){1,5})(?!\d)"
+    r"(?<!\d)(?:\d{13,19}|\d{6}[" + _CARD_SEPARATORS + r"]\d{13}"
+    r"|\d{4}(?:[" + _CARD_SEPARATORS + r"]\d{1,6}){1,5})(?!\d)"
 )
-_CARD_SPLIT = re.compile("[" + _CARD_SEPARATORS + "]")
+_NON_ASCII_SPACE = re.compile("[^ -~]")
 # Where an IBAN can start: a country code and check digits after a non-word
 # character. Only the start is matched, so a candidate never swallows the words
 # after it and hides the next IBAN; _iban_span reads the country's length from it.
@@ -156,7 +155,7 @@ class Scrubber:
         ``url``: ``value`` is a whole URL (an ``href``, a Meta href, the page
         URL), so its path segments are checked for random tokens too.
         """
-        if not _MAYBE_SENSITIVE.search(value):
+        if not _MAYBE_SENSITIVE.search(value) and not any(h in value for h in TOKEN_HINTS):
             return value
         if "=" in value:
             value = self.scrub_query(value, counts)
@@ -441,7 +440,9 @@ def _card_end(candidate: str) -> int:
     ends: list[int] = []  # ends (in candidate) of the prefixes with 13-19 digits
     count = 0
     end = -1
-    for group in _CARD_SPLIT.split(candidate):
+    if not candidate.isascii():
+        candidate = _NON_ASCII_SPACE.sub(" ", candidate)  # same length: spans stay right
+    for group in candidate.replace("-", " ").split(" "):
         count += len(group)
         end += len(group) + 1
         if count > 19:
@@ -449,7 +450,7 @@ def _card_end(candidate: str) -> int:
         if count >= 13:
             ends.append(end)
     for end in reversed(ends):  # longest first
-        if luhn_valid(_CARD_SPLIT.sub("", candidate[:end])):
+        if luhn_valid(candidate[:end].replace(" ", "").replace("-", "")):
             return end
     return 0
 
@@ -463,14 +464,18 @@ def _iban_span(value: str, start: int) -> tuple[int, int] | None:
     expected = IBAN_LENGTHS.get(value[start : start + 2].upper())
     if expected is None:
         return None
-    prefix = _IBAN_PREFIXES[expected]
-    matched = prefix.match(value, start)
-    if matched is None:
-        return None
-    end = matched.end()
+    end = start + expected
+    compact = value[start:end]
+    if " " in compact:
+        # the expected-th character that is not a space (single spaces only)
+        matched = _IBAN_PREFIXES[expected].match(value, start)
+        if matched is None:
+            return None
+        end = matched.end()
+        compact = matched.group().replace(" ", "")
     if end < len(value) and value[end].isalnum():
         return None  # longer than the country's IBAN: some other code
-    if not iban_valid(matched.group().replace(" ", "")):
+    if not iban_valid(compact):
         return None
     return start, end
 

@@ -23,13 +23,16 @@ class TokenRule:
 
     name: str
     source: str  # the scanner rule this follows (gitleaks id, detect-secrets plugin, Relay rule)
-    hint: str  # a literal every match contains; lower-cased when ``fold`` is set
+    hints: tuple[str, ...]  # literals one of which every match contains
     pattern: re.Pattern[str]
-    fold: bool = False
 
 
 def _rule(name: str, source: str, hint: str, pattern: str, *, fold: bool = False) -> TokenRule:
-    return TokenRule(name, source, hint, re.compile(pattern), fold)
+    """``hint``: a literal, or ``|``-separated literals; ``fold``: in any of 3 casings."""
+    hints = hint.split("|")
+    if fold:
+        hints = [v for h in hints for v in (h, h.upper(), h.capitalize())]
+    return TokenRule(name, source, tuple(dict.fromkeys(hints)), re.compile(pattern))
 
 
 TOKEN_RULES: Final[tuple[TokenRule, ...]] = (
@@ -37,9 +40,10 @@ TOKEN_RULES: Final[tuple[TokenRule, ...]] = (
         "jwt", "gitleaks:jwt", "eyJ",
         r"\beyJ[A-Za-z0-9_-]{8,2048}\.eyJ[A-Za-z0-9_-]{2,4096}\.[A-Za-z0-9_-]{0,1024}",
     ),
-    _rule("aws_access_key", "gitleaks:aws-access-token", "A",
+    _rule("aws_access_key", "gitleaks:aws-access-token", "AKIA|ASIA|ABIA|ACCA|A3T",
           r"\b(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}\b"),
-    _rule("github_token", "gitleaks:github-pat,github-oauth,github-app-token", "gh",
+    _rule("github_token", "gitleaks:github-pat,github-oauth,github-app-token",
+          "ghp_|gho_|ghu_|ghs_|ghr_",
           r"\bgh[pousr]_[A-Za-z0-9]{36,255}"),
     _rule("github_fine_grained_token", "gitleaks:github-fine-grained-pat", "github_pat_",
           r"\bgithub_pat_[A-Za-z0-9_]{82}"),
@@ -85,14 +89,8 @@ def _basic_credentials(candidate: str) -> bool:
 def token_spans(value: str) -> list[tuple[str, tuple[int, int]]]:
     """(rule name, span to mask) of every known credential format in ``value``."""
     found: list[tuple[str, tuple[int, int]]] = []
-    folded: str | None = None
     for rule in TOKEN_RULES:
-        if rule.fold:
-            if folded is None:
-                folded = value.lower()
-            if rule.hint not in folded:
-                continue
-        elif rule.hint not in value:
+        if not any(hint in value for hint in rule.hints):
             continue
         for match in rule.pattern.finditer(value):
             if "secret" in rule.pattern.groupindex:
@@ -105,3 +103,9 @@ def token_spans(value: str) -> list[tuple[str, tuple[int, int]]]:
             else:
                 found.append((rule.name, match.span()))
     return found
+
+
+# Literals at least one of which every token match contains (a cheap gate).
+TOKEN_HINTS: Final[tuple[str, ...]] = tuple(
+    dict.fromkeys(hint for rule in TOKEN_RULES for hint in rule.hints)
+)
