@@ -634,7 +634,7 @@ class _BatchMasker:
 
     def _scrub_leaf(self, item: Any) -> Any:
         if isinstance(item, str):
-            return self.scrubber.scrub(item, self.counts)
+            return self.scrubber.scrub(item, self.counts, payload=True)
         if isinstance(item, int) and not isinstance(item, bool) and card_number(item):
             self.counts["pii_card"] += 1
             return _masked_leaf(item)

@@ -67,6 +67,12 @@ _ENCODED_PARAM = re.compile(
     r"(%(?:25)?(?:3[Ff]|26|23))([A-Za-z0-9_.~\-]{1,128})(%(?:25)?3[Dd])"
     r"((?:[A-Za-z0-9_.~+!*()\-]|%(?!(?:25)?2[36])[0-9A-Fa-f]{2}){0,4096})"
 )
+# "Name: value" after a line start, space or separator (header lines in logs);
+# Bearer/Basic values are left to their token rules (the scheme word is kept).
+_HEADER_LINE = re.compile(
+    r"(^|[\s,;{(\[])([A-Za-z][A-Za-z0-9_.-]{0,63}):[ \t]{0,4}"
+    r"(?![Bb]earer\s|[Bb]asic\s)([^\s,;\"'<>]{1,4096})"
+)
 # A JSON member name and its colon: "key": (the value is read after it).
 # Also escaped (\"key\":), as in JSON carried inside a JSON string.
 _JSON_KEY = re.compile(r'\\?"([^"\\\n]{1,128})\\?"\s{0,8}:\s{0,8}')
@@ -78,7 +84,8 @@ _PATH_SEGMENT = re.compile(r"(?<=/)[A-Za-z0-9_-]{20,256}(?=[/?#;]|$|[^A-Za-z0-9_
 _KEY_TOKENS = re.compile(r"[^a-z0-9]+")
 PII_PATTERNS: tuple[re.Pattern[str], ...] = (
     _EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE, _JSON_KEY, _JSON_NUMBER, _PATH_SEGMENT,
-    _ENCODED_PARAM, _KEY_VALUE, _URL_IN_TEXT, *(rule.pattern for rule in TOKEN_RULES),
+    _ENCODED_PARAM, _KEY_VALUE, _URL_IN_TEXT, _HEADER_LINE,
+    *(rule.pattern for rule in TOKEN_RULES),
 )
 
 # IBAN length per country (ISO 13616 registry); the length check plus mod-97
@@ -149,11 +156,16 @@ class Scrubber:
             query_params=frozenset(p.strip().lower() for p in query_params if p.strip()),
         )
 
-    def scrub(self, value: str, counts: Counter[str], *, url: bool = False) -> str:
+    def scrub(
+        self, value: str, counts: Counter[str], *, url: bool = False, payload: bool = False
+    ) -> str:
         """Mask PII spans, known token formats and secret-named values, keeping the length.
 
         ``url``: ``value`` is a whole URL (an ``href``, a Meta href, the page
         URL), so its path segments are checked for random tokens too.
+        ``payload``: ``value`` is a string leaf of a custom event or log, where
+        ``X-Api-Key: value`` is a header line (in page text "Password: must
+        have 8 characters" is a sentence, so only ``key=value`` counts there).
         """
         if not _MAYBE_SENSITIVE.search(value) and not any(h in value for h in TOKEN_HINTS):
             return value
@@ -163,6 +175,8 @@ class Scrubber:
                 value = _scrub_encoded_params(value, self.query_params, counts)
         if '"' in value and ":" in value:
             value = _scrub_json_members(value, self.query_params, counts)
+        if payload and ":" in value:
+            value = _scrub_header_lines(value, self.query_params, counts)
         if url:
             value = _scrub_path_segments(value, counts)
         elif "//" in value:
@@ -308,6 +322,19 @@ def _scrub_encoded_params(value: str, names: frozenset[str], counts: Counter[str
         return match.group(0)[: match.start(4) - match.start()] + MASK_CHAR * len(raw_value)
 
     return _ENCODED_PARAM.sub(replace, value)
+
+
+def _scrub_header_lines(value: str, names: frozenset[str], counts: Counter[str]) -> str:
+    """Mask the values of ``Secret-Name: value`` pairs (headers in a log line)."""
+
+    def replace(match: re.Match[str]) -> str:
+        raw_value = match.group(3)
+        if set(raw_value) == _MASKED or not _param_is_sensitive(match.group(2), names):
+            return match.group(0)
+        counts["secret_header"] += 1
+        return match.group(0)[: match.start(3) - match.start()] + MASK_CHAR * len(raw_value)
+
+    return _HEADER_LINE.sub(replace, value)
 
 
 def _scrub_json_members(value: str, names: frozenset[str], counts: Counter[str]) -> str:

@@ -170,6 +170,27 @@ def test_key_value_secrets_and_http_credentials_in_log_lines_are_masked() -> Non
     ]
 
 
+def test_secret_header_lines_in_log_strings_are_masked() -> None:
+    log = {"source": 11, "level": "log", "trace": [], "payload": [
+        "req X-Api-Key: k3y-123 Accept: text/html",
+        "Cookie: sessionid=abc123; theme=dark",
+        "Authorization: Bearer abcDEF123456.xyz",
+    ]}
+    masked = run([{"type": 3, "timestamp": 1, "data": log}]).events[0]["data"]["payload"]
+    assert masked == [
+        "req X-Api-Key: ******* Accept: text/html",
+        "Cookie: ****************; theme=dark",
+        "Authorization: Bearer ****************",
+    ]
+
+
+def test_a_label_and_colon_in_page_text_is_a_sentence_not_a_header() -> None:
+    line = "Password: must have 8 characters. Session: 10:30-12:00"
+    assert node_by_id(run([snapshot(el(4, "p", {}, text(5, line)))]).events[0], 5)[
+        "textContent"
+    ] == line
+
+
 # --- secrets by name in attributes -----------------------------------------------------
 
 
