@@ -24,6 +24,7 @@ from services.masker.detectors import card_number, mask_text
 from services.masker.node_index import SessionNodeIndex
 from services.masker.policy import MaskPolicy
 from services.masker.rrweb import (
+    ASSET_URL_ATTRIBUTES,
     CONSENT_EVENT_TAG,
     CONSOLE_PLUGIN,
     EVENT_CUSTOM,
@@ -579,7 +580,9 @@ class _BatchMasker:
                 attrs[name] = mask_text(item)
                 counts["sensitive_field"] += 1
             elif name in URL_ATTRIBUTES:
-                attrs[name] = scrubber.scrub_url(item, counts)
+                attrs[name] = scrubber.scrub_url(
+                    item, counts, asset=name in ASSET_URL_ATTRIBUTES
+                )
             elif name in TEXT_ATTRIBUTES or name.startswith(("data-", "aria-")):
                 if not text_reason_known:
                     text_reason = self._text_masked_reason(value)

@@ -157,7 +157,13 @@ class Scrubber:
         )
 
     def scrub(
-        self, value: str, counts: Counter[str], *, url: bool = False, payload: bool = False
+        self,
+        value: str,
+        counts: Counter[str],
+        *,
+        url: bool = False,
+        payload: bool = False,
+        keep_paths: bool = False,
     ) -> str:
         """Mask PII spans, known token formats and secret-named values, keeping the length.
 
@@ -166,6 +172,7 @@ class Scrubber:
         ``payload``: ``value`` is a string leaf of a custom event or log, where
         ``X-Api-Key: value`` is a header line (in page text "Password: must
         have 8 characters" is a sentence, so only ``key=value`` counts there).
+        ``keep_paths``: no path segment is masked as a random token (asset URLs).
         """
         if not _MAYBE_SENSITIVE.search(value) and not any(h in value for h in TOKEN_HINTS):
             return value
@@ -177,7 +184,9 @@ class Scrubber:
             value = _scrub_json_members(value, self.query_params, counts)
         if payload and ":" in value:
             value = _scrub_header_lines(value, self.query_params, counts)
-        if url:
+        if keep_paths:
+            pass
+        elif url:
             value = _scrub_path_segments(value, counts)
         elif "//" in value:
             value = _URL_IN_TEXT.sub(lambda m: _scrub_path_segments(m.group(), counts), value)
@@ -201,11 +210,15 @@ class Scrubber:
         pieces.append(value[last:])
         return "".join(pieces)
 
-    def scrub_url(self, value: str, counts: Counter[str]) -> str:
-        """Scrub a URL; ``data:`` URIs are left alone (base64 would give false PII hits)."""
+    def scrub_url(self, value: str, counts: Counter[str], *, asset: bool = False) -> str:
+        """Scrub a URL; ``data:`` URIs are left alone (base64 would give false PII hits).
+
+        ``asset``: the URL loads an image or media the replay shows, so its path
+        segments are kept (content hashes look random); parameters are scrubbed.
+        """
         if value[:5].lower() == "data:":
             return value
-        return self.scrub(value, counts, url=True)
+        return self.scrub(value, counts, url=True, keep_paths=asset)
 
     def scrub_query(self, value: str, counts: Counter[str]) -> str:
         """Mask ``key=value`` values whose key names a secret (or a configured

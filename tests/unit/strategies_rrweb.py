@@ -411,7 +411,7 @@ class _SessionBuilder:
         return node
 
     def kind_secret_link(self, context: str, depth: int) -> dict[str, Any]:
-        tag, name = self.draw(st.sampled_from((("a", "href"), ("img", "src"), ("form", "action"))))
+        tag, name = self.draw(st.sampled_from((("a", "href"), ("form", "action"))))
         node, _ = self.element(tag, {name: self.secret_url()}, context, depth, kids=False)
         if context == "plain":
             text_id = self.new_id()

@@ -111,6 +111,13 @@ def test_slugs_titles_asset_names_and_ordinary_parameters_are_kept(url: str) -> 
     assert scrub(url, url=True) == url
 
 
+def test_image_urls_keep_their_content_hash_paths_but_lose_secret_parameters() -> None:
+    src = "https://img.example/Xk9fQ2mZ7pL4vR8sT1wY3bN6/w_300?sig=abc123"
+    node = el(4, "img", {"src": src})
+    attrs = node_by_id(run([snapshot(node)]).events[0], 4)["attributes"]
+    assert attrs["src"] == "https://img.example/Xk9fQ2mZ7pL4vR8sT1wY3bN6/w_300?sig=******"
+
+
 def test_random_looking_means_mixed_classes_not_long_words() -> None:
     assert looks_random("Xk9fQ2mZ7pL4vR8sT1wY3bN6")
     assert looks_random("3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c")
