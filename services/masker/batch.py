@@ -20,10 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.masker.detectors import mask_text
+from services.masker.detectors import card_number, mask_text
 from services.masker.node_index import SessionNodeIndex
 from services.masker.policy import MaskPolicy
 from services.masker.rrweb import (
+    ASSET_URL_ATTRIBUTES,
     CONSENT_EVENT_TAG,
     CONSOLE_PLUGIN,
     EVENT_CUSTOM,
@@ -65,6 +66,7 @@ from services.masker.sensitivity import (
     FLAG_BITS,
     NOT_INHERITED,
     UNKNOWN_NODE,
+    key_is_secret,
 )
 from services.masker.state import (
     CONSENT_GRANTED,
@@ -565,8 +567,22 @@ class _BatchMasker:
                     attrs[name] = scrubber.scrub(item, counts)
             elif name in UNTOUCHED_ATTRIBUTES or name.startswith("rr_"):
                 continue
+            elif name == "srcdoc":
+                # HTML of an iframe whose document rrweb records (and masks) anyway
+                attrs[name] = mask_text(item)
+                counts["srcdoc"] += 1
+            elif key_is_secret(name):
+                # data-api-key, data-csrf, x-auth-token: the name says what it holds
+                attrs[name] = mask_text(item)
+                counts["secret_attribute"] += 1
+            elif name == "content" and value & F_MASK_INPUT:
+                # <meta name="csrf-token" content=...>: the name makes it sensitive
+                attrs[name] = mask_text(item)
+                counts["sensitive_field"] += 1
             elif name in URL_ATTRIBUTES:
-                attrs[name] = scrubber.scrub_url(item, counts)
+                attrs[name] = scrubber.scrub_url(
+                    item, counts, asset=name in ASSET_URL_ATTRIBUTES
+                )
             elif name in TEXT_ATTRIBUTES or name.startswith(("data-", "aria-")):
                 if not text_reason_known:
                     text_reason = self._text_masked_reason(value)
@@ -585,8 +601,11 @@ class _BatchMasker:
     # --- free-form payloads ----------------------------------------------------------
 
     def _scrub_leaves(self, container: Any) -> None:
-        """PII-scan every string leaf (custom events, console logs)."""
-        scrubber = self.scrubber
+        """PII- and secret-scan every leaf (custom events, console logs).
+
+        A value under a key that names a secret (any depth) is masked whatever
+        it is, numbers included; a number that is a card number is masked too.
+        """
         counts = self.counts
         stack = [container]
         ticks = 0  # nodes since the clock was last read
@@ -598,19 +617,35 @@ class _BatchMasker:
             current = stack.pop()
             if isinstance(current, dict):
                 for key, item in current.items():
-                    if isinstance(item, str):
-                        current[key] = scrubber.scrub(item, counts)
-                    elif isinstance(item, dict | list):
-                        stack.append(item)
+                    if isinstance(item, dict | list):
+                        if isinstance(key, str) and key_is_secret(key):
+                            counts["secret_key"] += 1
+                            self._mask_leaves(item, numbers=True)
+                        else:
+                            stack.append(item)
+                    elif isinstance(key, str) and key_is_secret(key) and _is_value(item):
+                        counts["secret_key"] += 1
+                        current[key] = _masked_leaf(item)
+                    else:
+                        current[key] = self._scrub_leaf(item)
             elif isinstance(current, list):
                 for pos, item in enumerate(current):
-                    if isinstance(item, str):
-                        current[pos] = scrubber.scrub(item, counts)
-                    elif isinstance(item, dict | list):
+                    if isinstance(item, dict | list):
                         stack.append(item)
+                    else:
+                        current[pos] = self._scrub_leaf(item)
 
-    def _mask_leaves(self, container: Any) -> None:
-        """Mask every string leaf except structural keys (unknown event shapes)."""
+    def _scrub_leaf(self, item: Any) -> Any:
+        if isinstance(item, str):
+            return self.scrubber.scrub(item, self.counts, payload=True)
+        if isinstance(item, int) and not isinstance(item, bool) and card_number(item):
+            self.counts["pii_card"] += 1
+            return _masked_leaf(item)
+        return item
+
+    def _mask_leaves(self, container: Any, *, numbers: bool = False) -> None:
+        """Mask every string leaf except structural keys (unknown event shapes);
+        ``numbers``: numbers too (everything under a secret-named key)."""
         stack = [container]
         ticks = 0  # nodes since the clock was last read
         while stack:
@@ -626,12 +661,26 @@ class _BatchMasker:
                             current[key] = mask_text(item)
                     elif isinstance(item, dict | list):
                         stack.append(item)
+                    elif numbers and _is_value(item):
+                        current[key] = _masked_leaf(item)
             elif isinstance(current, list):
                 for pos, item in enumerate(current):
                     if isinstance(item, str):
                         current[pos] = mask_text(item)
                     elif isinstance(item, dict | list):
                         stack.append(item)
+                    elif numbers and _is_value(item):
+                        current[pos] = _masked_leaf(item)
+
+
+def _is_value(item: Any) -> bool:
+    """A string or number leaf (booleans and null say nothing secret)."""
+    return isinstance(item, str | int | float) and not isinstance(item, bool)
+
+
+def _masked_leaf(item: Any) -> str:
+    """A masked string as long as the leaf's text (a number becomes ``*`` digits)."""
+    return mask_text(item if isinstance(item, str) else str(item))
 
 
 def _feeds_node_index(event: RrwebEvent) -> bool:

@@ -2,27 +2,35 @@
 
 Every function here keeps the length of the string it is given (so masked text
 lays out like the original) and counts what it replaced in a ``Counter`` whose
-keys are rule names (``pii_email``, ``pii_card``, ``pii_iban``, ``url_param``).
+keys are rule names (``pii_email``, ``pii_card``, ``pii_iban``, ``url_param``,
+``secret_value``, ``secret_json``, ``url_path_secret``, ``token_<format>``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
+from services.masker.sensitivity import SECRET_LONG_NAMES, SECRET_SHORT_NAMES, name_is_sensitive
+from services.masker.token_rules import TOKEN_HINTS, TOKEN_RULES, token_spans
+
 MASK_CHAR = "*"
 # Every PII detector's pattern matches a bounded number of characters (at most
 # this many), so a detector's cost per start position is bounded and its cost on
 # any text is linear (tests check the patterns; bench/bench_detectors.py the time).
-MAX_CANDIDATE_CHARS = 1024
+# Secret values (a query value, a PEM key) run longer than PII: their patterns
+# start only after a separator or a literal prefix and consume what they match.
+MAX_CANDIDATE_CHARS = 16384
 _NON_SPACE = re.compile(r"\S")
 
 # Only strings containing one of these can hold a detectable secret; one C-level
 # search lets the common case (plain words, class names) skip every detector.
-_MAYBE_SENSITIVE = re.compile(r"[@\d=]|%40")
+# Token formats without digits are found by their literal prefixes (TOKEN_HINTS).
+_MAYBE_SENSITIVE = re.compile(r'[@\d="]|%40')
 
 # Bounded like a deliverable address (RFC 5321: local part <= 64, labels <= 63),
 # so every start costs a bounded number of steps whatever follows it.
@@ -31,17 +39,54 @@ _EMAIL = re.compile(
     r"\.[A-Za-z]{2,63}(?![\w-])"
 )
 # A card number candidate: 13-19 digits in one piece, or groups joined by single
-# spaces or dashes whose first group has 4 digits (4-4-4-4, 4-6-5, 4-4-4-4-3...).
+# spaces or dashes whose first group has 4 digits (4-4-4-4, 4-6-5, 4-4-4-4-3...),
+# or UnionPay's 6-13.
 # Bounded (at most 6 groups of at most 6 digits), and a group start is the only place one can begin,
 # so text like "1 1 1 1" costs one C-level scan and no Python work.
-_CARD_CANDIDATE = re.compile(r"(?<!\d)(?:\d{13,19}|\d{4}(?:[ -]\d{1,6}){1,5})(?!\d)")
-# Country code, check digits, then 11-32 letters or digits, single spaces allowed.
-_IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?: ?[A-Za-z0-9]){11,32}\b")
-# Linear though unbounded: a key or value run stops at the characters that start
-# the next parameter, so no character is read by two attempts.
-_QUERY_PARAM = re.compile(r"([?&#;])([^=&#\s?;]+)=([^&#\s;\"'<>)]*)")
+# Separators are any single space (including no-break, figure and thin spaces
+# some sites and locales use) or a dash.
+_CARD_SEPARATORS = " \u00a0\u2007\u2009\u202f\u2002\u2003\u2005\u2006-"
+_CARD_CANDIDATE = re.compile(
+    r"(?<!\d)(?:\d{13,19}|\d{6}[" + _CARD_SEPARATORS + r"]\d{13}"
+    r"|\d{4}(?:[" + _CARD_SEPARATORS + r"]\d{1,6}){1,5})(?!\d)"
+)
+_NON_ASCII_SPACE = re.compile("[^ -~]")
+# Where an IBAN can start: a country code and check digits after a non-word
+# character. Only the start is matched, so a candidate never swallows the words
+# after it and hides the next IBAN; _iban_span reads the country's length from it.
+_IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?= ?[A-Za-z0-9])")
+# key=value at the start, after a space or a URL/list separator. The separator
+# starts the match, so parameters are matched one after the other; the key is
+# bounded and the value stops at the next separator: linear.
+_KEY_VALUE = re.compile(
+    r"(^|[\s?&#;,({\[])([^=&#\s?;,\"'<>(){}\[]{1,128})=([^&#\s;\"'<>),]{0,4096})"
+)
+# The same inside a percent-encoded URL (a redirect/return/next parameter), once
+# or twice encoded: separators %3F %26 %23, "=" as %3D.
+_ENCODED_PARAM = re.compile(
+    r"(%(?:25)?(?:3[Ff]|26|23))([A-Za-z0-9_.~\-]{1,128})(%(?:25)?3[Dd])"
+    r"((?:[A-Za-z0-9_.~+!*()\-]|%(?!(?:25)?2[36])[0-9A-Fa-f]{2}){0,4096})"
+)
+# "Name: value" after a line start, space or separator (header lines in logs);
+# Bearer/Basic values are left to their token rules (the scheme word is kept).
+_HEADER_LINE = re.compile(
+    r"(^|[\s,;{(\[])([A-Za-z][A-Za-z0-9_.-]{0,63}):[ \t]{0,4}"
+    r"(?![Bb]earer\s|[Bb]asic\s)([^\s,;\"'<>]{1,4096})"
+)
+# A JSON member name and its colon: "key": (the value is read after it).
+# Also escaped (\"key\":), as in JSON carried inside a JSON string.
+_JSON_KEY = re.compile(r'\\?"([^"\\\n]{1,128})\\?"\s{0,8}:\s{0,8}')
+_JSON_NUMBER = re.compile(r"-?\d{1,64}(?:\.\d{1,64})?(?:[eE][+-]?\d{1,4})?")
+_JSON_LITERAL = re.compile(r"true|false|null")
+# A URL in text, and a path segment in it that may be a random token.
+_URL_IN_TEXT = re.compile(r"(?:https?:)?//[^\s\"'<>]{1,2048}")
+_PATH_SEGMENT = re.compile(r"(?<=/)[A-Za-z0-9_-]{20,256}(?=[/?#;]|$|[^A-Za-z0-9_.~%-])")
 _KEY_TOKENS = re.compile(r"[^a-z0-9]+")
-PII_PATTERNS: tuple[re.Pattern[str], ...] = (_EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE)
+PII_PATTERNS: tuple[re.Pattern[str], ...] = (
+    _EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE, _JSON_KEY, _JSON_NUMBER, _PATH_SEGMENT,
+    _ENCODED_PARAM, _KEY_VALUE, _URL_IN_TEXT, _HEADER_LINE,
+    *(rule.pattern for rule in TOKEN_RULES),
+)
 
 # IBAN length per country (ISO 13616 registry); the length check plus mod-97
 # keeps random codes from being masked. Letters count in either case: people
@@ -111,15 +156,47 @@ class Scrubber:
             query_params=frozenset(p.strip().lower() for p in query_params if p.strip()),
         )
 
-    def scrub(self, value: str, counts: Counter[str]) -> str:
-        """Mask PII spans and sensitive query-parameter values, keeping the length."""
-        if not _MAYBE_SENSITIVE.search(value):
+    def scrub(
+        self,
+        value: str,
+        counts: Counter[str],
+        *,
+        url: bool = False,
+        payload: bool = False,
+        keep_paths: bool = False,
+    ) -> str:
+        """Mask PII spans, known token formats and secret-named values, keeping the length.
+
+        ``url``: ``value`` is a whole URL (an ``href``, a Meta href, the page
+        URL), so its path segments are checked for random tokens too.
+        ``payload``: ``value`` is a string leaf of a custom event or log, where
+        ``X-Api-Key: value`` is a header line (in page text "Password: must
+        have 8 characters" is a sentence, so only ``key=value`` counts there).
+        ``keep_paths``: no path segment is masked as a random token (asset URLs).
+        """
+        if not _MAYBE_SENSITIVE.search(value) and not any(h in value for h in TOKEN_HINTS):
             return value
-        if self.query_params and "=" in value:
+        if "=" in value:
             value = self.scrub_query(value, counts)
+            if "%" in value:
+                value = _scrub_encoded_params(value, self.query_params, counts)
+        if '"' in value and ":" in value:
+            value = _scrub_json_members(value, self.query_params, counts)
+        if payload and ":" in value:
+            value = _scrub_header_lines(value, self.query_params, counts)
+        if keep_paths:
+            pass
+        elif url:
+            value = _scrub_path_segments(value, counts)
+        elif "//" in value:
+            value = _URL_IN_TEXT.sub(lambda m: _scrub_path_segments(m.group(), counts), value)
         spans = self.find_pii(value, counts)
+        for name, span in token_spans(value):
+            counts[f"token_{name}"] += 1
+            spans.append(span)
         if not spans:
             return value
+        spans.sort()
         pieces: list[str] = []
         last = 0
         for start, end in spans:
@@ -133,24 +210,34 @@ class Scrubber:
         pieces.append(value[last:])
         return "".join(pieces)
 
-    def scrub_url(self, value: str, counts: Counter[str]) -> str:
-        """Scrub a URL; ``data:`` URIs are left alone (base64 would give false PII hits)."""
+    def scrub_url(self, value: str, counts: Counter[str], *, asset: bool = False) -> str:
+        """Scrub a URL; ``data:`` URIs are left alone (base64 would give false PII hits).
+
+        ``asset``: the URL loads an image or media the replay shows, so its path
+        segments are kept (content hashes look random); parameters are scrubbed.
+        """
         if value[:5].lower() == "data:":
             return value
-        return self.scrub(value, counts)
+        return self.scrub(value, counts, url=True, keep_paths=asset)
 
     def scrub_query(self, value: str, counts: Counter[str]) -> str:
-        """Replace the values of configured query/fragment parameters with ``*``."""
+        """Mask ``key=value`` values whose key names a secret (or a configured
+        parameter), and random-looking URL parameter values."""
         names = self.query_params
 
         def replace(match: re.Match[str]) -> str:
             raw_value = match.group(3)
-            if not raw_value or not _param_is_sensitive(match.group(2), names):
+            if not raw_value or set(raw_value) == _MASKED:
                 return match.group(0)
-            counts["url_param"] += 1
+            if _param_is_sensitive(match.group(2), names):
+                counts["url_param"] += 1
+            elif match.group(1) in "?&#" and match.group(1) and looks_random(raw_value):
+                counts["url_random_value"] += 1
+            else:
+                return match.group(0)
             return f"{match.group(1)}{match.group(2)}={MASK_CHAR * len(raw_value)}"
 
-        return _QUERY_PARAM.sub(replace, value)
+        return _KEY_VALUE.sub(replace, value)
 
     def find_pii(self, value: str, counts: Counter[str]) -> list[tuple[int, int]]:
         """Sorted (start, end) spans of every enabled detector's matches in ``value``."""
@@ -166,7 +253,7 @@ class Scrubber:
                 spans.extend(found)
         if self.iban:
             for match in _IBAN_CANDIDATE.finditer(value):
-                span = _iban_span(match.group(), match.start())
+                span = _iban_span(value, match.start())
                 if span is not None:
                     spans.append(span)
                     counts["pii_iban"] += 1
@@ -175,12 +262,195 @@ class Scrubber:
         return spans
 
 
+_MASKED = {MASK_CHAR}
+
+
 def _param_is_sensitive(raw_key: str, names: frozenset[str]) -> bool:
-    key = unquote_plus(raw_key).lower()
+    """A key naming a secret word (any casing or compound) or a configured parameter."""
+    key = unquote_plus(raw_key)
+    if name_is_sensitive(key, SECRET_LONG_NAMES, SECRET_SHORT_NAMES):
+        return True
+    if not names:
+        return False
+    key = key.lower()
     if key in names:
         return True
     # user[email], reset_token, x-api-key: any word of the key that is a listed name
     return any(token in names for token in _KEY_TOKENS.split(key) if token)
+
+
+def looks_random(value: str) -> bool:
+    """Conservative: a 20+ character run that reads like a generated token, not a word.
+
+    Upper, lower and scattered digits with frequent class changes (base62/base64
+    tokens), or 32+ hex characters with digits and letters (hex tokens, hashes).
+    Slugs ("spring-sale-2024"), words and CamelCase titles stay.
+    """
+    n = len(value)
+    if n < 20 or n > 1024 or not _TOKEN_ALPHABET.fullmatch(value):
+        return False
+    lower = upper = digit = 0
+    switches = 0
+    digit_runs = 0  # a title ends in "2024"; a token scatters its digits
+    previous = -1
+    for ch in value:
+        kind = 0 if ch.islower() else 1 if ch.isupper() else 2 if ch.isdigit() else 3
+        if kind == 0:
+            lower += 1
+        elif kind == 1:
+            upper += 1
+        elif kind == 2:
+            digit += 1
+            if previous != 2:
+                digit_runs += 1
+        if previous >= 0 and kind != previous:
+            switches += 1
+        previous = kind
+    if n >= 32 and digit and (lower or upper) and all(c in _HEX for c in value):
+        return _entropy(value) >= 3.0 and switches >= 0.3 * (n - 1)
+    if not (lower and upper and digit_runs >= 2):
+        return False
+    return switches >= 0.4 * (n - 1) and _entropy(value) >= 3.5
+
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+# base64/base64url/hex: what generated tokens are written in (not encoded URLs).
+_TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_+/=-]+")
+
+
+def _entropy(value: str) -> float:
+    """Shannon entropy in bits per character."""
+    n = len(value)
+    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+
+
+def _scrub_encoded_params(value: str, names: frozenset[str], counts: Counter[str]) -> str:
+    """Mask secret parameters of a URL percent-encoded inside another URL's parameter."""
+
+    def replace(match: re.Match[str]) -> str:
+        raw_value = match.group(4)
+        if not raw_value or not _param_is_sensitive(match.group(2), names):
+            return match.group(0)
+        counts["url_param"] += 1
+        return match.group(0)[: match.start(4) - match.start()] + MASK_CHAR * len(raw_value)
+
+    return _ENCODED_PARAM.sub(replace, value)
+
+
+def _scrub_header_lines(value: str, names: frozenset[str], counts: Counter[str]) -> str:
+    """Mask the values of ``Secret-Name: value`` pairs (headers in a log line)."""
+
+    def replace(match: re.Match[str]) -> str:
+        raw_value = match.group(3)
+        if set(raw_value) == _MASKED or not _param_is_sensitive(match.group(2), names):
+            return match.group(0)
+        counts["secret_header"] += 1
+        return match.group(0)[: match.start(3) - match.start()] + MASK_CHAR * len(raw_value)
+
+    return _HEADER_LINE.sub(replace, value)
+
+
+def _scrub_json_members(value: str, names: frozenset[str], counts: Counter[str]) -> str:
+    """Mask the value of every JSON member whose name says it is a secret, whatever
+    its type (JSON carried in a string, a data-* attribute, a log line)."""
+    pieces: list[str] = []
+    last = 0
+    pos = 0
+    search = _JSON_KEY.search
+    while (match := search(value, pos)) is not None:
+        pos = match.end()
+        if not _param_is_sensitive(match.group(1), names):
+            continue
+        start = end = pos
+        if value.startswith('\\"', pos):
+            start = pos + 2
+            end = value.find('\\"', start)
+            if end < 0:
+                end = len(value)
+        elif value.startswith('"', pos):
+            start = pos + 1
+            end = _string_end(value, start)
+        elif (number := _JSON_NUMBER.match(value, pos)) is not None:
+            # A number becomes a string of the same length, so the JSON still parses.
+            width = number.end() - pos
+            pieces.append(value[last:pos])
+            pieces.append('"' + MASK_CHAR * (width - 2) + '"' if width >= 2 else "0")
+            counts["secret_json"] += 1
+            last = pos = number.end()
+            continue
+        elif value.startswith(("{", "["), pos):
+            end = _container_end(value, pos)  # everything inside, brackets included
+        elif _JSON_LITERAL.match(value, pos) is not None:
+            continue
+        if end > start:
+            pieces.append(value[last:start])
+            pieces.append(MASK_CHAR * (end - start))
+            counts["secret_json"] += 1
+            last = pos = end
+    if not pieces:
+        return value
+    pieces.append(value[last:])
+    return "".join(pieces)
+
+
+def _container_end(value: str, start: int) -> int:
+    """End of the JSON object/array opening at ``start`` (or of ``value``), one pass."""
+    depth = 0
+    pos = start
+    n = len(value)
+    while pos < n:
+        ch = value[pos]
+        if ch == '"':
+            pos = _string_end(value, pos + 1)
+        elif ch in "{[":
+            depth += 1
+        elif ch in "}]":
+            depth -= 1
+            if depth == 0:
+                return pos + 1
+        pos += 1
+    return n
+
+
+def _string_end(value: str, start: int) -> int:
+    """Index of the closing quote of a JSON string starting at ``start`` (or the end)."""
+    pos = start
+    while True:
+        quote = value.find('"', pos)
+        if quote < 0:
+            return len(value)
+        backslashes = 0
+        while quote - backslashes - 1 >= start and value[quote - backslashes - 1] == "\\":
+            backslashes += 1
+        if backslashes % 2 == 0:
+            return quote
+        pos = quote + 1
+
+
+def _scrub_path_segments(url: str, counts: Counter[str]) -> str:
+    """Mask path segments that look like random tokens (reset and magic links)."""
+    if "/" not in url:
+        return url
+    path_end = len(url)
+    for sep in "?#":
+        cut = url.find(sep)
+        if 0 <= cut < path_end:
+            path_end = cut
+
+    def replace(match: re.Match[str]) -> str:
+        segment = match.group()
+        if not looks_random(segment):
+            return segment
+        counts["url_path_secret"] += 1
+        return MASK_CHAR * len(segment)
+
+    return _PATH_SEGMENT.sub(replace, url[:path_end]) + url[path_end:]
+
+
+def card_number(number: int) -> bool:
+    """True if a JSON integer has a card number's length and checksum."""
+    digits = str(number)
+    return 13 <= len(digits) <= 19 and digits.isdigit() and luhn_valid(digits)
 
 
 def _card_spans(value: str) -> list[tuple[int, int]]:
@@ -199,7 +469,7 @@ def _card_spans(value: str) -> list[tuple[int, int]]:
             found.append((start, start + end))
             pos = start + end
         else:
-            pos = start + 5  # past the first group (4 digits and a separator)
+            pos = start + 5  # past the first group (4+ digits and a separator)
     return found
 
 
@@ -210,6 +480,8 @@ def _card_end(candidate: str) -> int:
     ends: list[int] = []  # ends (in candidate) of the prefixes with 13-19 digits
     count = 0
     end = -1
+    if not candidate.isascii():
+        candidate = _NON_ASCII_SPACE.sub(" ", candidate)  # same length: spans stay right
     for group in candidate.replace("-", " ").split(" "):
         count += len(group)
         end += len(group) + 1
@@ -223,23 +495,29 @@ def _card_end(candidate: str) -> int:
     return 0
 
 
-def _iban_span(candidate: str, offset: int) -> tuple[int, int] | None:
-    """The span of the IBAN at the start of ``candidate`` (its country's length), if valid."""
-    expected = IBAN_LENGTHS.get(candidate[:2].upper())
+def _iban_span(value: str, start: int) -> tuple[int, int] | None:
+    """The span of the IBAN starting at ``start`` (its country's length), if valid.
+
+    Reads exactly the country's number of letters and digits (single spaces
+    between), so the words after an IBAN never take part in the check.
+    """
+    expected = IBAN_LENGTHS.get(value[start : start + 2].upper())
     if expected is None:
         return None
-    if " " not in candidate:
-        end = expected
-    else:
+    end = start + expected
+    compact = value[start:end]
+    if " " in compact:
         # the expected-th character that is not a space (single spaces only)
-        prefix = _IBAN_PREFIXES.get(expected)
-        matched = prefix.match(candidate) if prefix is not None else None
+        matched = _IBAN_PREFIXES[expected].match(value, start)
         if matched is None:
             return None
         end = matched.end()
-    if end > len(candidate) or not iban_valid(candidate[:end].replace(" ", "")):
+        compact = matched.group().replace(" ", "")
+    if end < len(value) and value[end].isalnum():
+        return None  # longer than the country's IBAN: some other code
+    if not iban_valid(compact):
         return None
-    return offset, offset + end
+    return start, end
 
 
 # A prefix of exactly n alphanumerics with single spaces between, per IBAN length.

@@ -29,13 +29,13 @@ from services.masker.sensitivity import (
     F_STYLE_ELEMENT,
     FLAG_BITS,
     MAX_CONTEXT_BITS,
-    NON_ALNUM,
     NOT_INHERITED,
     SENSITIVE_AUTOCOMPLETE,
     SENSITIVE_AUTOCOMPLETE_PREFIX,
     class_marks,
     name_is_sensitive,
     recording_ignore_marks,
+    split_names,
 )
 from services.shared.site_settings import SiteSettings
 
@@ -198,12 +198,12 @@ def _policy_for(
         ["\x1e".join(block_selectors), "\x1e".join(mask_text_selectors),
          "\x1e".join(ignore_input_selectors)]
     )
-    normalised = [NON_ALNUM.sub("", n.lower()) for n in sensitive_names]
+    long_names, short_names = split_names(sensitive_names)
     return MaskPolicy(
         record_inputs=record_inputs,
         consent_mode=consent_mode,
-        long_sensitive_names=tuple(n for n in normalised if len(n) >= 4),
-        short_sensitive_names=frozenset(n for n in normalised if 0 < len(n) < 4),
+        long_sensitive_names=long_names,
+        short_sensitive_names=short_names,
         selector_rules=tuple(rules),
         scrubber=Scrubber.build(pii_detectors, scrub_query_params),
         selector_key=hashlib.sha1(key_source.encode()).hexdigest()[:12],

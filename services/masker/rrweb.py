@@ -48,6 +48,12 @@ URL_ATTRIBUTES: Final = frozenset(
         "background", "ping", "longdesc", "manifest", "xlink:href", "imagesrcset",
     }
 )
+# URL attributes that load what the replay shows (images, media, embeds): their
+# path segments are not masked as random tokens (content hashes and CDN ids
+# look random; a broken image is a broken replay). Parameters still are.
+ASSET_URL_ATTRIBUTES: Final = frozenset(
+    {"src", "srcset", "poster", "data", "background", "imagesrcset", "manifest"}
+)
 # Never scrubbed: CSS (a regex over CSS breaks replays) and the masker's own marks.
 UNTOUCHED_ATTRIBUTES: Final = frozenset({"style", "_cssText", "data-recording-ignore"})
 # What a blocked element keeps, as rrweb does for rr-block: its box, nothing inside.

@@ -10,14 +10,53 @@ prefixes its ancestors matched (see :mod:`services.masker.policy`).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from functools import lru_cache
 from typing import Final
 
-# Fields whose name or id contains one of these are always masked. Names of 4+
-# characters match as substrings of the name with separators removed
-# ("credit-card-number" contains "card"); shorter ones must be a whole word
-# ("cvv2", "user_ssn") so that "pin" does not match "shipping".
+# The one list of secret words: field names and ids, URL parameter keys,
+# payload keys and attribute names are all checked against it. Anchored on
+# Sentry Relay's default sensitive keys (password, secret, passwd, api_key,
+# apikey, auth, credentials, mysql_pwd, privatekey, private_key, token,
+# session) plus the card, bank and one-time-code field names forms use. Names of
+# 4+ characters match as substrings of the name with separators removed
+# ("credit-card-number" contains "card", "X-Api-Key" contains "apikey");
+# shorter ones and those in WHOLE_WORD_NAMES must be a whole word ("cvv2",
+# "user_ssn", "authToken") so that "pin" does not match "shipping" nor "auth"
+# "author".
+SECRET_WORDS: Final[tuple[str, ...]] = (
+    "password",
+    "passwd",
+    "passphrase",
+    "passcode",
+    "pwd",
+    "secret",
+    "token",
+    "apikey",
+    "api_key",
+    "accesskey",
+    "access_key",
+    "privatekey",
+    "private_key",
+    "auth",
+    "authorization",
+    "authenticity",
+    "credential",
+    "bearer",
+    "session",
+    "sessid",
+    "sid",
+    "cookie",
+    "signature",
+    "sig",
+    "csrf",
+    "xsrf",
+    "jwt",
+    "otp",
+    "pin",
+)
 DEFAULT_SENSITIVE_NAMES: Final[tuple[str, ...]] = (
+    *SECRET_WORDS,
     "card",
     "ccnum",
     "cvv",
@@ -26,18 +65,13 @@ DEFAULT_SENSITIVE_NAMES: Final[tuple[str, ...]] = (
     "cvn",
     "iban",
     "ssn",
-    "password",
-    "passwd",
-    "pwd",
-    "secret",
-    "token",
-    "otp",
-    "pin",
     "securitycode",
     "accountnumber",
     "routing",
     "taxid",
 )
+# 4+ letter words that are prefixes of common harmless words ("author").
+WHOLE_WORD_NAMES: Final = frozenset({"auth"})
 SENSITIVE_AUTOCOMPLETE: Final = frozenset({"one-time-code", "current-password", "new-password"})
 # autocomplete tokens starting with "cc-" (cc-number, cc-csc, cc-exp*, cc-name, ...)
 SENSITIVE_AUTOCOMPLETE_PREFIX = "cc-"
@@ -95,6 +129,24 @@ def _name_is_sensitive(
 
 
 _cached_name_is_sensitive = lru_cache(maxsize=4096)(_name_is_sensitive)
+
+
+def split_names(names: Iterable[str]) -> tuple[tuple[str, ...], frozenset[str]]:
+    """(substring names, whole-word names) of a name list, lower-cased without separators."""
+    normalised = [NON_ALNUM.sub("", n.lower()) for n in names]
+    long_names = tuple(
+        dict.fromkeys(n for n in normalised if len(n) >= 4 and n not in WHOLE_WORD_NAMES)
+    )
+    short_names = frozenset(n for n in normalised if 0 < len(n) < 4 or n in WHOLE_WORD_NAMES)
+    return long_names, short_names
+
+
+SECRET_LONG_NAMES, SECRET_SHORT_NAMES = split_names(SECRET_WORDS)
+
+
+def key_is_secret(key: str) -> bool:
+    """True if a URL parameter, payload key or attribute name names a secret word."""
+    return name_is_sensitive(key, SECRET_LONG_NAMES, SECRET_SHORT_NAMES)
 
 
 def class_marks(cls: str) -> int:

@@ -18,13 +18,22 @@ import string
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
+from urllib.parse import quote
 
+import orjson
 from hypothesis import strategies as st
 
+from services.masker.detectors import looks_random
 from services.shared.envelope import RrwebEvent
 from services.shared.site_settings import CONSENT_MODES, ConsentMode, SiteSettings
 
 SECRET_PREFIX = "S3cr3t"
+# Keys naming a secret in the casings and compounds sites use.
+SECRET_KEYS = (
+    "password", "userPassword", "X-Api-Key", "api_key", "apiKey", "access-token",
+    "clientSecret", "sessionid", "PHPSESSID", "authToken", "private_key", "csrfToken",
+    "refreshtoken", "x-auth", "Signature",
+)
 PUBLIC_WORDS = ("hello", "shop", "order", "total", "blue", "menu", "news", "cart", "help")
 MASK_SELECTORS = (".private-x", "[data-private]", "section.vault span")
 BLOCK_SELECTORS = ("#ad-slot", ".no-record")
@@ -133,6 +142,70 @@ class _SessionBuilder:
 
     def email(self) -> str:
         return f"{self.secret()}@example.com"
+
+    def secret_key(self) -> str:
+        """A key that names a secret, in one of the forms sites use."""
+        key: str = self.draw(st.sampled_from(SECRET_KEYS))
+        return key
+
+    def random_token(self, length: int = 32) -> str:
+        """A generated token (reset/magic-link path segment): mixed case and digits."""
+        alphabet = string.ascii_letters + string.digits
+        while True:
+            value = "".join(self.rng.choices(alphabet, k=length))
+            if looks_random(value):
+                self.secrets.append(value)
+                return value
+
+    def known_token(self) -> str:
+        """A credential in a format secret scanners know (secret part recorded)."""
+        kind = self.draw(st.sampled_from(("jwt", "aws", "github", "bearer", "url_auth")))
+        letters = string.ascii_letters + string.digits
+        if kind == "jwt":
+            body = "".join(self.rng.choices(letters, k=24))
+            value = f"eyJhbGciOiJIUzI1NiJ9.eyJ{body}.{self.secret()}"
+            self.secrets.append(body)
+            return value
+        if kind == "aws":
+            value = "AKIA" + "".join(self.rng.choices(string.ascii_uppercase + string.digits, k=16))
+            self.secrets.append(value)
+            return value
+        if kind == "github":
+            value = "ghp_" + "".join(self.rng.choices(letters, k=36))
+            self.secrets.append(value)
+            return value
+        if kind == "bearer":
+            return f"Authorization: Bearer {self.secret()}"
+        return f"https://admin:{self.secret()}@db.example/x"
+
+    def secret_url(self) -> str:
+        """A URL carrying a secret where careless sites put one."""
+        kind = self.draw(st.sampled_from(("key", "fragment", "redirect", "path", "signed")))
+        if kind == "key":
+            return f"https://shop.example/a?page=2&{self.secret_key()}={self.secret()}"
+        if kind == "fragment":
+            return f"https://shop.example/cb#state=ok&access_token={self.secret()}&x=1"
+        if kind == "redirect":
+            inner = f"https://shop.example/done?{self.secret_key()}={self.secret()}&x=1"
+            return "https://login.example/?next=" + quote(inner, safe="")
+        if kind == "path":
+            return f"https://shop.example/reset/{self.random_token()}?lang=en"
+        return f"https://cdn.example/f.pdf?X-Amz-Date=1&X-Amz-Signature={self.secret()}"
+
+    def secret_payload(self) -> dict[str, Any]:
+        """Structured data with secrets under secret-named keys, at any depth."""
+        number = self.rng.randint(10**11, 10**12)
+        self.secrets.append(str(number))
+        nested_json = orjson.dumps({"ok": True, self.secret_key(): self.secret()}).decode()
+        return {
+            "page": "checkout",
+            "config": {"deep": [{self.secret_key(): self.secret()}], self.secret_key(): number},
+            "state": nested_json,
+            "line": f"login ok {self.secret_key()}={self.secret()} done",
+            "url": self.secret_url(),
+            "auth": {"user": self.secret(), "method": self.secret()},
+            "header": self.known_token(),
+        }
 
     def pii(self) -> str:
         kind = self.draw(st.sampled_from(("email", "card", "iban")))
@@ -337,6 +410,36 @@ class _SessionBuilder:
         node["childNodes"] = [{"type": 3, "id": text_id, "textContent": self.pii()}]
         return node
 
+    def kind_secret_link(self, context: str, depth: int) -> dict[str, Any]:
+        tag, name = self.draw(st.sampled_from((("a", "href"), ("form", "action"))))
+        node, _ = self.element(tag, {name: self.secret_url()}, context, depth, kids=False)
+        if context == "plain":
+            text_id = self.new_id()
+            node["childNodes"] = [
+                {"type": 3, "id": text_id, "textContent": f"see {self.secret_url()} now"}
+            ]
+        return node
+
+    def kind_secret_attribute(self, context: str, depth: int) -> dict[str, Any]:
+        kind = self.draw(st.sampled_from(("named", "meta", "json", "srcdoc", "token")))
+        if kind == "meta":
+            name = self.draw(st.sampled_from(("csrf-token", "_csrf", "xsrf-token")))
+            node, _ = self.element(
+                "meta", {"name": name, "content": self.secret()}, context, depth, kids=False
+            )
+            return node
+        if kind == "named":
+            attrs = {f"data-{self.secret_key().lower()}": self.secret()}
+        elif kind == "json":
+            attrs = {"data-config": orjson.dumps({self.secret_key(): self.secret()}).decode()}
+        elif kind == "srcdoc":
+            attrs = {"srcdoc": f"<p>{self.secret()}</p>"}
+        else:
+            attrs = {"title": f"key {self.known_token()}"}
+        tag = "iframe" if kind == "srcdoc" else "div"
+        node, _ = self.element(tag, attrs, context, depth, kids=False)
+        return node
+
     def kind_link(self, context: str, depth: int) -> dict[str, Any]:
         param = self.draw(st.sampled_from(("token", "access_token", "email", "reset_token")))
         url = f"https://shop.example/a?page=2&{param}={self.secret()}#top"
@@ -508,6 +611,29 @@ class _SessionBuilder:
             return self.incremental(
                 {"source": 11, "level": "warn", "trace": [], "payload": [self.pii()]}
             )
+        if name == "custom_secrets":
+            return {
+                "type": 5,
+                "timestamp": self.tick(),
+                "data": {"tag": "app.state", "payload": self.secret_payload()},
+            }
+        if name == "console_secrets":
+            payload = {
+                "level": "log",
+                "trace": ["app.js:1:2"],
+                "payload": [orjson.dumps(self.secret_payload()).decode(), self.known_token()],
+            }
+            return {
+                "type": 6,
+                "timestamp": self.tick(),
+                "data": {"plugin": "rrweb/console@1", "payload": payload},
+            }
+        if name == "meta_secret":
+            return {
+                "type": 4,
+                "timestamp": self.tick(),
+                "data": {"href": self.secret_url(), "width": 800, "height": 600},
+            }
         if name == "network":
             payload = {"requests": [{"url": "https://api.example/x", "body": self.secret()}]}
             return {
@@ -550,6 +676,8 @@ SUBTREE_KINDS = (
     "editable",
     "pii_text",
     "link",
+    "secret_link",
+    "secret_attribute",
     "style",
     "shadow",
     "iframe",
@@ -577,6 +705,9 @@ ACTIONS = (
     "console",
     "log",
     "network",
+    "custom_secrets",
+    "console_secrets",
+    "meta_secret",
     "meta",
     "mouse",
     "consent",

@@ -160,3 +160,11 @@ def test_output_keeps_node_ids_tree_shape_and_event_order(scenario: Scenario) ->
         elif before["type"] == 3 and data["source"] == 5:
             assert after["data"]["id"] == data["id"]
             assert len(after["data"]["text"]) == len(data["text"])
+
+
+@PROPERTY_SETTINGS
+@given(scenarios(consent_modes=("none",)))
+def test_masking_masked_output_changes_nothing(scenario: Scenario) -> None:
+    once = _mask(scenario).events
+    twice = mask_batch(_copy(once), SessionMaskState(), scenario.site, scenario.consent).events
+    assert twice == once
