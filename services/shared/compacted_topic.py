@@ -15,7 +15,7 @@ import contextlib
 import logging
 from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 # apply(key, value, offset): one record; ``value`` is None for a tombstone.
@@ -23,6 +23,9 @@ from aiokafka.errors import KafkaError
 ApplyRecord = Callable[[bytes, bytes | None, int], None]
 
 _log = logging.getLogger("replaypipe.compacted_topic")
+# How soon a topic created (or grown) after the follower started is seen; one
+# small metadata request per follower this often (aiokafka's default is 5 min).
+METADATA_REFRESH_MS = 5_000
 
 
 class CompactedTopicFollower:
@@ -53,6 +56,7 @@ class CompactedTopicFollower:
         self._positions: dict[int, int] = {}  # partition -> next offset to apply
         self._progress = asyncio.Event()
         self._caught_up = False
+        self._polled = False  # whether the current connection has polled once
 
     async def run(
         self,
@@ -64,18 +68,22 @@ class CompactedTopicFollower:
     ) -> None:
         """Apply every record until cancelled or ``stop`` is set.
 
-        ``on_caught_up`` is called once, when the end offsets seen at the first
-        connection are reached; ``after_poll`` after every poll, records or not
-        (housekeeping that must run while the topic is quiet).
+        ``on_caught_up`` is called once, when the end offsets seen on connecting
+        are reached (records published meanwhile are not waited for);
+        ``after_poll`` after every poll, records or not (housekeeping that must
+        run while the topic is quiet).
         """
         delay_s = self.first_retry_s
         attempt = 0
         while stop is None or not stop.is_set():
             attempt += 1
+            self._polled = False
             try:
                 await self._read(apply, stop, on_caught_up, after_poll)
                 return
             except KafkaError as exc:
+                if self._polled:  # it was up: a new outage starts from the first delay
+                    delay_s, attempt = self.first_retry_s, 1
                 self._log.warning(
                     "%s not readable; retrying",
                     self.topic,
@@ -95,57 +103,55 @@ class CompactedTopicFollower:
         on_caught_up: Callable[[], None] | None,
         after_poll: Callable[[], None] | None,
     ) -> None:
+        # Subscribed, not assigned: without a group every partition is ours, and a
+        # topic created after the start (or given more partitions) is picked up.
+        # No committed offsets, so "earliest" is the beginning of every partition.
         consumer = AIOKafkaConsumer(
             bootstrap_servers=self.bootstrap_servers,
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            metadata_max_age_ms=METADATA_REFRESH_MS,
         )
         # Read again from the beginning: nothing counts as read until polled.
         self._positions = {}
         try:
             await consumer.start()
-            partitions = [
-                TopicPartition(self.topic, p)
-                for p in sorted(consumer.partitions_for_topic(self.topic) or {0})
-            ]
-            consumer.assign(partitions)
-            await consumer.seek_to_beginning(*partitions)
-            # Asked only when someone waits for it: a topic that does not exist
-            # yet has no end to ask for, and its follower still waits for records.
-            ends = None
-            if on_caught_up is not None and not self._caught_up:
-                ends = {
-                    tp.partition: o for tp, o in (await consumer.end_offsets(partitions)).items()
-                }
+            consumer.subscribe([self.topic])
             self._consumer = consumer
+            ends: dict[int, int] | None = None
             while stop is None or not stop.is_set():
-                batches = await consumer.getmany(*partitions, timeout_ms=self.poll_ms)
+                batches = await consumer.getmany(timeout_ms=self.poll_ms)
                 for records in batches.values():
                     for record in records:
                         if record.key is not None:
                             apply(record.key, record.value, record.offset)
                 # Positions, not the last record's offset: compaction may have
                 # removed the records just before the end.
-                for tp in partitions:
+                assigned = consumer.assignment()
+                for tp in assigned:
                     self._positions[tp.partition] = await consumer.position(tp)
+                self._polled = True
                 if after_poll is not None:
                     after_poll()
                 self._notify()
-                if ends is not None and on_caught_up is not None and self.has_read_to(ends):
+                if on_caught_up is None or self._caught_up or not assigned:
+                    continue
+                if ends is None:
+                    ends = await self.end_offsets()
+                if ends is not None and self.has_read_to(ends):
                     self._caught_up = True
-                    ends = None
                     on_caught_up()
         finally:
             self._consumer = None
             await consumer.stop()
 
     async def end_offsets(self) -> dict[int, int] | None:
-        """The topic's end offsets now, by partition; None while not connected to Kafka."""
+        """The topic's end offsets now, by partition; None until connected and assigned."""
         consumer = self._consumer
-        if consumer is None:
+        partitions = [] if consumer is None else list(consumer.assignment())
+        if consumer is None or not partitions:
             return None
-        partitions = list(consumer.assignment())
         try:
             ends = await consumer.end_offsets(partitions)
         except KafkaError:
