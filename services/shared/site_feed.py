@@ -37,7 +37,40 @@ async def follow_site_config(
     started before its broker, or cut off from it, catches up instead of keeping
     stale settings. The registry keeps the settings it has meanwhile.
     """
+    await follow_compacted_topic(
+        topics.SITES_CONFIG,
+        bootstrap_servers,
+        _site_config_applier(registry, on_update),
+        stop=stop,
+        logger=log,
+        poll_ms=500,
+        first_retry_s=first_retry_s,
+        max_retry_s=max_retry_s,
+    )
 
+
+async def load_site_config(
+    registry: SiteRegistry, bootstrap_servers: str, *, timeout_s: float = 60.0
+) -> None:
+    """Apply ``sites.config`` to ``registry`` up to the topic's current end, once (the CLI).
+
+    Raises ``TimeoutError`` when Kafka does not answer within ``timeout_s``.
+    """
+    caught_up = asyncio.Event()
+    async with asyncio.timeout(timeout_s):
+        await follow_compacted_topic(
+            topics.SITES_CONFIG,
+            bootstrap_servers,
+            _site_config_applier(registry, None),
+            stop=caught_up,
+            on_caught_up=caught_up.set,
+            logger=log,
+        )
+
+
+def _site_config_applier(
+    registry: SiteRegistry, on_update: Callable[[str, SiteSettings | None], None] | None
+) -> Callable[[bytes, bytes | None, int], None]:
     def apply(key: bytes, value: bytes | None, offset: int) -> None:
         site_id = key.decode()
         try:
@@ -49,16 +82,7 @@ async def follow_site_config(
         if on_update is not None:
             on_update(site_id, settings)
 
-    await follow_compacted_topic(
-        topics.SITES_CONFIG,
-        bootstrap_servers,
-        apply,
-        stop=stop,
-        logger=log,
-        poll_ms=500,
-        first_retry_s=first_retry_s,
-        max_retry_s=max_retry_s,
-    )
+    return apply
 
 
 async def publish_site_settings(bootstrap_servers: str, settings: SiteSettings | str) -> None:
