@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -43,7 +42,7 @@ from services.console.web_auth import (
     csrf_binding,
 )
 from services.shared.logging import setup_logging
-from services.shared.ops_http import add_ops_routes, start_site
+from services.shared.ops_http import add_ops_routes, start_site, stop_on_signals
 from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, load_sites_file
 from services.sink.viewer import bundle as viewer_bundle
@@ -236,11 +235,8 @@ async def serve(settings: ConsoleSettings) -> None:
     add_ops_routes(app, ready)
     tasks = await start_console(console)
     runner = await start_site(app, settings.host, settings.port)
-    log.info("console listening", extra={"count": settings.port})
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    log.info("console listening", extra={"port": settings.port})
+    stop = stop_on_signals()
     await stop.wait()
     log.info("console shutting down")
     await runner.cleanup()

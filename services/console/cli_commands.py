@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from services.console.passwords import hash_password
 from services.console.roles import ROLES, parse_role
@@ -30,8 +29,8 @@ from services.console.settings import ConsoleSettings
 from services.console.site_form import settings_change, settings_diff, settings_from_form
 from services.console.state import Account, Membership, normalize_email
 from services.console.state_feed import StateStore, load_state
-from services.shared import topics
 from services.shared.kafka import KafkaSettings
+from services.shared.site_feed import load_site_config
 from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites_file
 
 USAGE = __doc__ or ""
@@ -191,25 +190,7 @@ def _form_from_assignments(site: SiteSettings, assignments: list[str]) -> dict[s
 async def current_sites(kafka: KafkaSettings) -> SiteRegistry:
     """SITES_FILE, then every ``sites.config`` record up to the topic's current end."""
     registry = SiteRegistry(load_sites_file(ConsoleSettings.from_env().sites_file))
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=kafka.bootstrap_servers, group_id=None, enable_auto_commit=False
-    )
-    await consumer.start()
-    try:
-        partitions = [
-            TopicPartition(topics.SITES_CONFIG, p)
-            for p in sorted(consumer.partitions_for_topic(topics.SITES_CONFIG) or {0})
-        ]
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        while [tp for tp in partitions if await consumer.position(tp) < ends[tp]]:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                for record in records:
-                    if record.key is not None:
-                        registry.apply_update(record.key.decode(), record.value)
-    finally:
-        await consumer.stop()
+    await load_site_config(registry, kafka.bootstrap_servers)
     return registry
 
 

@@ -13,10 +13,11 @@ import logging
 from typing import Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 
 from services.console.state import ConsoleState, Entity, StateRecordError, record_key, record_value
 from services.shared import topics
+from services.shared.compacted_topic import follow_compacted_topic
 from services.shared.kafka import KafkaSettings
 from services.shared.site_settings import SiteSettings
 
@@ -106,34 +107,21 @@ class StateStore:
         self.state.apply(key, value, meta.offset)
 
     async def follow(self, stop: asyncio.Event | None = None) -> None:
-        """Apply every record of the topic until cancelled; sets ``caught_up`` at the end of it."""
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.kafka.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        partition = TopicPartition(STATE_TOPIC, 0)
-        await consumer.start()
-        try:
-            consumer.assign([partition])
-            await consumer.seek_to_beginning(partition)
-            end = (await consumer.end_offsets([partition]))[partition]
-            while stop is None or not stop.is_set():
-                batches = await consumer.getmany(timeout_ms=200)
-                for records in batches.values():
-                    for record in records:
-                        self._apply_record(record.key, record.value, record.offset)
-                # The position, not the last record's offset: compaction may have
-                # removed the records just before the end.
-                if not self.caught_up.is_set() and await consumer.position(partition) >= end:
-                    self.caught_up.set()
-        finally:
-            await consumer.stop()
+        """Apply every record of the topic until cancelled; sets ``caught_up`` at the end of it.
 
-    def _apply_record(self, key: bytes | None, value: bytes | None, offset: int) -> None:
-        if key is None:
-            return
+        Kafka going away is waited for (with backoff) and the topic read again.
+        """
+        await follow_compacted_topic(
+            STATE_TOPIC,
+            self.kafka.bootstrap_servers,
+            self._apply_record,
+            stop=stop,
+            on_caught_up=self.caught_up.set,
+            logger=log,
+            poll_ms=200,
+        )
+
+    def _apply_record(self, key: bytes, value: bytes | None, offset: int) -> None:
         try:
             self.state.apply(key.decode(), value, offset)
         except StateRecordError as exc:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import signal
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -40,7 +39,7 @@ from services.shared import topics
 from services.shared.errors import error_response as shared_error_response
 from services.shared.keyring import RawSealer
 from services.shared.logging import setup_logging
-from services.shared.ops_http import add_ops_routes
+from services.shared.ops_http import add_ops_routes, stop_on_signals
 from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites_file
 
@@ -472,10 +471,7 @@ async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web
 async def serve(settings: IngestSettings) -> None:
     """Run until SIGTERM/SIGINT, then stop accepting, flush and close."""
     registry = SiteRegistry(load_sites_file(settings.sites_file))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)  # before starting: a stop while starting waits
+    stop = stop_on_signals()  # before starting: a stop while starting waits
     runner = await start_gateway(settings, registry)
     log.info("ingest listening", extra={"port": settings.port})
     await stop.wait()

@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
+from services.shared.compacted_topic import CompactedTopicFollower
 from services.shared.env import SettingError, from_env, setting
 from services.shared.raw_crypto import (
     KEK_MISSING,
@@ -294,46 +295,23 @@ class KeyFeed:
         self._keks_read = time.monotonic()
         # False where the owner forgets expired keys itself (ingest tombstones them).
         self.forget_expired = forget_expired
-        self._consumer: AIOKafkaConsumer | None = None
-        self._position = -1  # next offset of keys.raw to apply (-1: not started)
-        self._progress = asyncio.Event()
+        # Retries stay short (2 s at most): a masker without its keys holds its partitions.
+        self._follower = CompactedTopicFollower(
+            KEYS_TOPIC, bootstrap_servers, logger=log, first_retry_s=1.0, max_retry_s=2.0
+        )
 
     async def run(self) -> None:
         """Apply records as they come; reconnect when Kafka goes away."""
-        while True:
-            try:
-                await self._follow()
-            except KafkaError as exc:
-                log.warning("keys.raw not readable; retrying", extra={"reason": str(exc)})
-                await asyncio.sleep(2.0)
+        await self._follower.run(self._apply, after_poll=self._after_poll)
 
-    async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-        )
-        tp = TopicPartition(KEYS_TOPIC, 0)
-        await consumer.start()
-        try:
-            consumer.assign([tp])
-            await consumer.seek_to_beginning(tp)
-            self._consumer = consumer
-            while True:
-                batches = await consumer.getmany(tp, timeout_ms=250)
-                now = now_ms()
-                for record in batches.get(tp, []):
-                    if record.key is not None:
-                        self.keyring.apply(record.key, record.value, now)
-                if self.forget_expired:
-                    self.keyring.expire(now)
-                self._reload_keks(now)
-                self._position = await consumer.position(tp)
-                self._notify()
-        finally:
-            self._consumer = None
-            await consumer.stop()
+    def _apply(self, key: bytes, value: bytes | None, offset: int) -> None:
+        self.keyring.apply(key, value, now_ms())
+
+    def _after_poll(self) -> None:
+        now = now_ms()
+        if self.forget_expired:
+            self.keyring.expire(now)
+        self._reload_keks(now)
 
     def _reload_keks(self, now: int) -> None:
         if self.kek_dir is None or time.monotonic() - self._keks_read < KEK_RELOAD_S:
@@ -348,10 +326,6 @@ class KeyFeed:
             self.keyring.replace_keks(keks, now)
             log.info("key-encryption keys reloaded; %s wraps new data keys", keks.current_id)
 
-    def _notify(self) -> None:
-        event, self._progress = self._progress, asyncio.Event()
-        event.set()
-
     async def wait_for(self, key_id: bytes, timeout_s: float) -> None:
         """Return once ``key_id`` is known or the topic is read up to its end as of now.
 
@@ -362,21 +336,18 @@ class KeyFeed:
         value unreadable.
         """
         deadline: float | None = None
-        end: int | None = None
+        ends: dict[int, int] | None = None
         while not self.keyring.knows(key_id):
-            consumer = self._consumer
-            if end is None and consumer is not None:
-                with contextlib.suppress(KafkaError):
-                    tp = TopicPartition(KEYS_TOPIC, 0)
-                    end = (await consumer.end_offsets([tp]))[tp]
+            if ends is None:
+                ends = await self._follower.end_offsets()
+                if ends is not None:
                     deadline = time.monotonic() + timeout_s
-            if end is not None and self._position >= end:
+            if ends is not None and self._follower.has_read_to(ends):
                 return
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), remaining if remaining else 1.0)
+            await self._follower.wait_for_progress(remaining if remaining else 1.0)
 
 
 def _kafka_producer(bootstrap_servers: str) -> AIOKafkaProducer:

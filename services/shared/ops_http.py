@@ -1,7 +1,9 @@
-"""``/metrics``, ``/healthz`` and ``/readyz`` for every service (aiohttp)."""
+"""``/metrics``, ``/healthz`` and ``/readyz`` for every service (aiohttp), and its stop signal."""
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
@@ -38,3 +40,12 @@ async def start_site(app: web.Application, host: str, port: int) -> web.AppRunne
     await runner.setup()
     await web.TCPSite(runner, host, port, reuse_address=True).start()
     return runner
+
+
+def stop_on_signals() -> asyncio.Event:
+    """An event set on SIGTERM or SIGINT: a service runs until it is set, then shuts down."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    return stop

@@ -1,21 +1,21 @@
 """Live site settings: follow the compacted ``sites.config`` topic into a registry.
 
 Every process reads the whole topic from the beginning (no consumer group), so
-each replica of each service ends with the same settings, and keeps following it.
+each replica of each service ends with the same settings, and keeps following it
+(:mod:`services.shared.compacted_topic` does the reading).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaProducer
 
 from services.shared import topics
+from services.shared.compacted_topic import follow_compacted_topic
 from services.shared.site_settings import SiteRegistry, SiteSettings, SiteSettingsError
 
 log = logging.getLogger("replaypipe.sites")
@@ -37,64 +37,52 @@ async def follow_site_config(
     started before its broker, or cut off from it, catches up instead of keeping
     stale settings. The registry keeps the settings it has meanwhile.
     """
-    delay_s = first_retry_s
-    attempt = 0
-    while stop is None or not stop.is_set():
-        attempt += 1
-        try:
-            await _apply_site_config(registry, bootstrap_servers, on_update, stop)
-            return
-        except KafkaError as exc:
-            log.warning(
-                "sites.config not readable; retrying",
-                extra={
-                    "reason": type(exc).__name__,
-                    "attempt": attempt,
-                    "delay_s": delay_s,
-                },
-            )
-        if stop is None:
-            await asyncio.sleep(delay_s)
-        else:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), delay_s)
-        delay_s = min(delay_s * 2, max_retry_s)
-
-
-async def _apply_site_config(
-    registry: SiteRegistry,
-    bootstrap_servers: str,
-    on_update: Callable[[str, SiteSettings | None], None] | None,
-    stop: asyncio.Event | None,
-) -> None:
-    consumer = AIOKafkaConsumer(
+    await follow_compacted_topic(
         topics.SITES_CONFIG,
-        bootstrap_servers=bootstrap_servers,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
+        bootstrap_servers,
+        _site_config_applier(registry, on_update),
+        stop=stop,
+        logger=log,
+        poll_ms=500,
+        first_retry_s=first_retry_s,
+        max_retry_s=max_retry_s,
     )
-    try:
-        await consumer.start()
-        while stop is None or not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=500)
-            for records in batches.values():
-                for record in records:
-                    if record.key is None:
-                        continue
-                    site_id = record.key.decode()
-                    try:
-                        settings = registry.apply_update(site_id, record.value)
-                    except (SiteSettingsError, orjson.JSONDecodeError) as exc:
-                        log.error(
-                            "ignored bad site settings", extra={"site": site_id, "reason": str(exc)}
-                        )
-                        continue
-                    log.info("site settings updated", extra={"site": site_id})
-                    if on_update is not None:
-                        on_update(site_id, settings)
-    finally:
-        await consumer.stop()
+
+
+async def load_site_config(
+    registry: SiteRegistry, bootstrap_servers: str, *, timeout_s: float = 60.0
+) -> None:
+    """Apply ``sites.config`` to ``registry`` up to the topic's current end, once (the CLI).
+
+    Raises ``TimeoutError`` when Kafka does not answer within ``timeout_s``.
+    """
+    caught_up = asyncio.Event()
+    async with asyncio.timeout(timeout_s):
+        await follow_compacted_topic(
+            topics.SITES_CONFIG,
+            bootstrap_servers,
+            _site_config_applier(registry, None),
+            stop=caught_up,
+            on_caught_up=caught_up.set,
+            logger=log,
+        )
+
+
+def _site_config_applier(
+    registry: SiteRegistry, on_update: Callable[[str, SiteSettings | None], None] | None
+) -> Callable[[bytes, bytes | None, int], None]:
+    def apply(key: bytes, value: bytes | None, offset: int) -> None:
+        site_id = key.decode()
+        try:
+            settings = registry.apply_update(site_id, value)
+        except (SiteSettingsError, orjson.JSONDecodeError) as exc:
+            log.error("ignored bad site settings", extra={"site": site_id, "reason": str(exc)})
+            return
+        log.info("site settings updated", extra={"site": site_id})
+        if on_update is not None:
+            on_update(site_id, settings)
+
+    return apply
 
 
 async def publish_site_settings(bootstrap_servers: str, settings: SiteSettings | str) -> None:

@@ -5,10 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 
 from services.shared.logging import setup_logging
-from services.shared.ops_http import add_ops_routes, start_site
+from services.shared.ops_http import add_ops_routes, start_site, stop_on_signals
 from services.shared.site_feed import follow_site_config
 from services.shared.site_settings import SiteRegistry, load_sites_file
 from services.sink.audit import AuditWriter, add_audit_routes
@@ -50,10 +49,7 @@ async def serve(settings: SinkSettings) -> None:
     runner = await start_site(app, settings.host, settings.port)
     log.info("sink listening", extra={"port": settings.port})
 
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     writer_task = asyncio.create_task(writer.run())
     sites_task = asyncio.create_task(follow_site_config(registry, settings.kafka.bootstrap_servers))
     audit = AuditWriter(store, settings.kafka.bootstrap_servers, f"{settings.group_id}-audit")
