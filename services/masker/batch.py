@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -600,6 +600,21 @@ class _BatchMasker:
 
     # --- free-form payloads ----------------------------------------------------------
 
+    def _containers(self, root: Any) -> Iterator[tuple[Any, list[Any]]]:
+        """Each container of a payload, depth first, with the stack of those still to walk.
+
+        The caller pushes the children it wants walked onto the stack; the batch's
+        time budget is checked every ``BUDGET_CHECK_EVERY`` containers.
+        """
+        stack = [root]
+        ticks = 0  # containers since the clock was last read
+        while stack:
+            ticks += 1
+            if ticks == BUDGET_CHECK_EVERY:
+                ticks = 0
+                self._check_budget()
+            yield stack.pop(), stack
+
     def _scrub_leaves(self, container: Any) -> None:
         """PII- and secret-scan every leaf (custom events, console logs).
 
@@ -607,14 +622,7 @@ class _BatchMasker:
         it is, numbers included; a number that is a card number is masked too.
         """
         counts = self.counts
-        stack = [container]
-        ticks = 0  # nodes since the clock was last read
-        while stack:
-            ticks += 1
-            if ticks == BUDGET_CHECK_EVERY:
-                ticks = 0
-                self._check_budget()
-            current = stack.pop()
+        for current, stack in self._containers(container):
             if isinstance(current, dict):
                 for key, item in current.items():
                     if isinstance(item, dict | list):
@@ -646,14 +654,7 @@ class _BatchMasker:
     def _mask_leaves(self, container: Any, *, numbers: bool = False) -> None:
         """Mask every string leaf except structural keys (unknown event shapes);
         ``numbers``: numbers too (everything under a secret-named key)."""
-        stack = [container]
-        ticks = 0  # nodes since the clock was last read
-        while stack:
-            ticks += 1
-            if ticks == BUDGET_CHECK_EVERY:
-                ticks = 0
-                self._check_budget()
-            current = stack.pop()
+        for current, stack in self._containers(container):
             if isinstance(current, dict):
                 for key, item in current.items():
                     if isinstance(item, str):
