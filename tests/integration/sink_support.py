@@ -164,8 +164,3 @@ async def committed_and_end(writer: EventWriter) -> tuple[dict[int, int], dict[i
     ends = await consumer.end_offsets(tps)
     committed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
     return committed, {tp.partition: ends[tp] for tp in tps}
-
-
-def sample(name: str) -> float:
-    """A metric's current value, read through the registry (0 before its first use)."""
-    return REGISTRY.get_sample_value(name) or 0.0

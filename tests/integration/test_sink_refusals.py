@@ -19,7 +19,6 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
-from prometheus_client import REGISTRY
 
 from services.dev.kafka_broker import LocalKafkaBroker
 from services.shared.envelope import BatchEnvelope
@@ -29,9 +28,9 @@ from tests.integration.sink_support import (
     count_final,
     envelopes,
     expected_events,
+    metric,
     new_topic,
     publish_envelopes,
-    sample,
     scalar,
     writer_for,
 )
@@ -102,9 +101,9 @@ async def test_a_message_over_the_memory_limit_goes_to_the_dlq_as_a_pointer_and_
     half = len(good) // 2
     await publish_envelopes(kafka_broker, topic, [*good[:half], heavy, *good[half:]])
     total = expected_events(good)
-    over_limit_before = sample_with("replaypipe_sink_dlq_total", reason="over_limit")
-    refusals_before = sample_with("replaypipe_sink_insert_refusals_total", reason="over_limit")
-    retries_before = sample("replaypipe_sink_insert_retries_total")
+    over_limit_before = metric("replaypipe_sink_dlq_total", reason="over_limit")
+    refusals_before = metric("replaypipe_sink_insert_refusals_total", reason="over_limit")
+    retries_before = metric("replaypipe_sink_insert_retries_total")
     writer = writer_for(kafka_broker, store, topic, batch_max_rows=2000, batch_max_seconds=0.5)
     async with per_query_memory_limit(store, MEMORY_LIMIT):
         await writer.start()
@@ -135,16 +134,12 @@ async def test_a_message_over_the_memory_limit_goes_to_the_dlq_as_a_pointer_and_
     }
     assert headers["reason"] == b"over_limit" and headers["source"] == f"{topic}/0/{half}".encode()
     assert b"MEMORY_LIMIT_EXCEEDED" in headers["detail"]
-    assert sample_with("replaypipe_sink_dlq_total", reason="over_limit") == over_limit_before + 1
-    refusals = sample_with("replaypipe_sink_insert_refusals_total", reason="over_limit")
+    assert metric("replaypipe_sink_dlq_total", reason="over_limit") == over_limit_before + 1
+    refusals = metric("replaypipe_sink_insert_refusals_total", reason="over_limit")
     assert refusals > refusals_before
-    assert sample("replaypipe_sink_insert_retries_total") == retries_before  # never an outage
+    assert metric("replaypipe_sink_insert_retries_total") == retries_before  # never an outage
     assert await count_final(store, site) == total
     heavy_rows = await scalar(
         store, "SELECT count() FROM events WHERE session_id = {s:String}", s=heavy.session_id
     )
     assert heavy_rows == 0
-
-
-def sample_with(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
