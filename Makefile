@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 
 .PHONY: help setup setup-python setup-deploy-tools setup-browser run test check lint typecheck \
-	pytest demo bench clean
+	pytest demo bench clean bench-pipeline
 
 help:
 	@echo "make run    set up what is missing, start Kafka + ingest + masker + sink + console (Ctrl-C stops;"
@@ -12,6 +12,8 @@ help:
 	@echo "make test   set up what is missing, run ruff, mypy and the whole pytest suite"
 	@echo "make check  ruff, mypy and the unit tests only: no broker, no browser, under a minute"
 	@echo "make demo   send generated sessions to a running 'make run' and list them"
+	@echo "make bench-pipeline  the whole pipeline's sustained rate next to Kafka's own tools"
+	@echo "            (a few minutes; BENCH_PIPELINE_ARGS=--quick for ~2)"
 
 # Each part of the setup is idempotent and skips what is already there; a target
 # asks only for the parts it uses (lint and check need no browser, no Kafka run).
@@ -48,6 +50,11 @@ check: setup-python
 
 demo: setup
 	@$(PY) -m services.cli demo
+
+# Issue 16: ingest -> masker -> sink on one machine against ProducerPerformance /
+# ConsumerPerformance on the same broker (docs/benchmarks.md, section pipeline).
+bench-pipeline: setup-python
+	$(PY) -m bench.bench_pipeline $(BENCH_PIPELINE_ARGS)
 
 clean:
 	rm -rf var test-output
