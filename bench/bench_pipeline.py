@@ -580,15 +580,19 @@ def print_report(
             f"| {label} | {rps:,.0f} | {mbs:,.1f} | {ceil[key]:,.0f} | {tool:.1f} | {broker:.1f} |"
         )
     figures: dict[str, Any] = {"ceiling_events_per_s": ceil}
-    if best is None:
-        print()
-        print("No step was sustained: lower --start-rate.")
-        return figures
     print()
-    print(
-        f"Highest sustained rate: **{best.events_per_s:,.0f} events/s** (freshness p95 "
-        f"{best.freshness(0.95):.2f} s). Per stage at that step:"
-    )
+    if best is None:
+        # Still report the costs, at the freshest step, so a loaded run is not wasted.
+        best = min(steps, key=lambda s: s.freshness(0.95))
+        print(
+            f"**No step was sustained** (lower --start-rate). Per stage at the freshest step, "
+            f"{best.events_per_s:,.0f} events/s (freshness p95 {best.freshness(0.95):.2f} s):"
+        )
+    else:
+        print(
+            f"Highest sustained rate: **{best.events_per_s:,.0f} events/s** (freshness p95 "
+            f"{best.freshness(0.95):.2f} s). Per stage at that step:"
+        )
     print()
     lines = fit_lines(steps)
     print(
@@ -653,6 +657,7 @@ def print_report(
     print()
     print(f"{storage.events:,} events accepted by ingest, {stored:,} rows in `events`.")
     figures.update(
+        sustained=bool(sustained),
         sustained_events_per_s=best.events_per_s,
         freshness_p50_s=best.freshness(0.5),
         freshness_p95_s=best.freshness(0.95),
@@ -667,13 +672,16 @@ def main() -> None:
     """Start the stack, step the rate up, measure the ceiling, print the tables."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="~2 minutes: short steps, 1 ceiling")
-    parser.add_argument("--start-rate", type=float, default=600.0, help="events/s of step 1")
+    parser.add_argument("--start-rate", type=float, default=400.0, help="events/s of step 1")
     parser.add_argument("--step-factor", type=float, default=1.4)
     parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--step-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--retries", type=int, default=1, help="more tries of a rate that was not sustained"
+    )
     parser.add_argument("--warmup-seconds", type=float, default=15.0)
     parser.add_argument("--freshness-s", type=float, default=2.0, help="p95 limit of a step")
-    parser.add_argument("--marker-interval", type=float, default=0.25)
+    parser.add_argument("--marker-interval", type=float, default=0.5)
     parser.add_argument("--poll-interval", type=float, default=0.2)
     parser.add_argument("--drain-timeout", type=float, default=60.0)
     parser.add_argument("--sessions", type=int, default=300, help="template sessions")
@@ -722,7 +730,8 @@ def main() -> None:
             flush=True,
         )
         rate = args.start_rate
-        for _ in range(args.max_steps):
+        retries = args.retries
+        for _ in range(args.max_steps + args.retries):
             step = asyncio.run(pipeline.step(rate, args.step_seconds))
             steps.append(step)
             print(
@@ -734,6 +743,13 @@ def main() -> None:
                 flush=True,
             )
             if not step.sustained:
+                # On a shared machine one bad half-minute is often someone else's test
+                # run: the same rate gets ``--retries`` more tries before the end.
+                if retries == 0:
+                    break
+                retries -= 1
+                continue
+            if len(steps) - (args.retries - retries) >= args.max_steps:
                 break
             rate = next_rate(rate, args.step_factor)
         stack.stop_services()
