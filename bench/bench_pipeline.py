@@ -31,6 +31,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import math
 import os
 import platform
 import random
@@ -225,6 +226,7 @@ class StepResult:
     wall_s: float  # load plus drain: the window the CPU was counted in
     sustained: bool = False
     reason: str = ""
+    cost_only: bool = False  # run past the freshness search, for the CPU line only
 
     def freshness(self, fraction: float) -> float:
         """A percentile of the step's marker freshness, seconds."""
@@ -482,11 +484,14 @@ def measure_ceilings(
 
 
 def fit_lines(steps: list[StepResult]) -> dict[str, CpuLine]:
-    """Each stage's cores against the rate over all steps (none with fewer than two)."""
-    rates = [s.wall_events_per_s for s in steps]
-    if len(set(rates)) < 2:
+    """Each stage's cores against the rate over the steps that drained (none with fewer
+    than two rates): a step whose markers never showed left work uncounted."""
+    drained = [s for s in steps if not s.markers_missing]
+    rates = [s.wall_events_per_s for s in drained]
+    # Rates a few percent apart give a slope of noise: ask for at least 1.5x.
+    if not rates or max(rates) < 1.5 * min(rates):
         return {}
-    return {stage: fit_cpu_line(rates, [s.cores(stage) for s in steps]) for stage in STAGES}
+    return {stage: fit_cpu_line(rates, [s.cores(stage) for s in drained]) for stage in STAGES}
 
 
 def median_of(runs: list[CeilingRun], attr: str) -> float:
@@ -521,12 +526,14 @@ def print_report(
         rss = " / ".join(mib(s.peak_rss[stage]) for stage in STAGES)
         cpus = " | ".join(f"{s.cpu_per_m(stage):.1f}" for stage in STAGES)
         verdict = "yes" if s.sustained else f"no: {s.reason}"
+        if s.cost_only:
+            verdict = f"(cost step) {verdict}"
         print(
             f"| {s.offered_events_per_s:,.0f} | {s.events_per_s:,.0f} | "
             f"{s.freshness(0.5):.2f} s | {s.freshness(0.95):.2f} s | {cpus} | {rss} | "
             f"{s.machine_cpu_pct:.0f} % | {verdict} |"
         )
-    sustained = [s for s in steps if s.sustained]
+    sustained = [s for s in steps if s.sustained and not s.cost_only]
     best = max(sustained, key=lambda s: s.events_per_s) if sustained else None
     events_per_raw = storage.events / storage.raw_records
     events_per_masked = storage.events / storage.masked_records
@@ -604,7 +611,8 @@ def print_report(
     stages: dict[str, Any] = {}
     for stage in STAGES:
         at_step = best.cpu_per_m(stage)
-        line = lines.get(stage, CpuLine(0.0, at_step))
+        # Without a line (rates too close), the step's own average stands in.
+        line = lines.get(stage, CpuLine(math.nan, at_step))
         per_m = line.cpu_s_per_m_events
         row: dict[str, Any] = {
             "cpu_s_per_m_events_at_step": at_step,
@@ -676,6 +684,12 @@ def main() -> None:
     parser.add_argument("--step-factor", type=float, default=1.4)
     parser.add_argument("--max-steps", type=int, default=8)
     parser.add_argument("--step-seconds", type=float, default=30.0)
+    parser.add_argument(
+        "--cost-factors",
+        type=lambda text: [float(f) for f in text.split(",") if f],
+        default=[2.0, 4.0],
+        help="after the search, steps at these multiples of the top rate for the CPU line",
+    )
     parser.add_argument(
         "--retries", type=int, default=1, help="more tries of a rate that was not sustained"
     )
@@ -752,6 +766,21 @@ def main() -> None:
             if len(steps) - (args.retries - retries) >= args.max_steps:
                 break
             rate = next_rate(rate, args.step_factor)
+        # The CPU line needs rates apart even when freshness failed early (a loaded
+        # machine): these steps count for the cost columns, not for the sustained rate.
+        top = max(s.offered_events_per_s for s in steps)
+        for factor in args.cost_factors:
+            pipeline.args.drain_timeout = max(args.drain_timeout, 120.0)
+            step = asyncio.run(pipeline.step(top * factor, args.step_seconds))
+            step.cost_only = True
+            steps.append(step)
+            print(
+                f"cost step {top * factor:,.0f} events/s offered: carried "
+                f"{step.events_per_s:,.0f}, drain {step.drain_s:.1f} s, missing markers "
+                f"{step.markers_missing}, CPU-s/M "
+                + ", ".join(f"{stage} {step.cpu_per_m(stage):.1f}" for stage in STAGES),
+                flush=True,
+            )
         stack.stop_services()
         assert stack.broker is not None
         bootstrap = stack.broker.bootstrap_servers
