@@ -380,8 +380,8 @@ class Storage:
 
 def measure_storage(
     work: Path, bootstrap: str, partitions: int, events: int, sample: int
-) -> tuple[Storage, list[bytes], list[bytes]]:
-    """Kafka and ClickHouse bytes (services stopped) and sampled raw/masked values."""
+) -> Storage:
+    """Kafka and ClickHouse bytes (services stopped) and the mean raw/masked value sizes."""
     raw_ends = asyncio.run(end_offsets(bootstrap, topics.RAW, partitions))
     masked_ends = asyncio.run(end_offsets(bootstrap, topics.MASKED, partitions))
     raw = asyncio.run(sample_values(bootstrap, topics.RAW, partitions, sample))
@@ -398,7 +398,7 @@ def measure_storage(
         raw_in_clear=all(v.startswith(b"{") for v in raw),
         clickhouse=clickhouse_parts(clickhouse_url(work)),
     )
-    return storage, raw, masked
+    return storage
 
 
 def random_text_values(size: int, count: int) -> list[bytes]:
@@ -424,17 +424,10 @@ class Ceiling:
     masked_shape: RecordShape
 
 
-def measure_ceilings(
-    bootstrap: str,
-    broker_pid: int,
-    work: Path,
-    storage: Storage,
-    raw: list[bytes],
-    masked: list[bytes],
-    args: argparse.Namespace,
-) -> Ceiling:
-    """ProducerPerformance + ConsumerPerformance with raw-like and masked-like records."""
-    raw_size = round(storage.raw_value_mean)
+def ceiling_shapes(work: Path, raw: list[bytes], masked: list[bytes]) -> Ceiling:
+    """The record shapes the tools reproduce, from sampled raw and masked values."""
+    raw_size = round(statistics.mean(len(v) for v in raw))
+    in_clear = all(v.startswith(b"{") for v in raw)
     raw_shape = RecordShape(
         compression="lz4",  # INGEST_COMPRESSION's default
         record_bytes=raw_size,
@@ -443,44 +436,52 @@ def measure_ceilings(
         # every record from java.util.Random, and on 2 busy cores that alone limits it).
         # Values in clear compress: then the tool sends the sampled values themselves.
         payload_file=payload_file(
-            work / "raw-payloads.txt",
-            raw if storage.raw_in_clear else random_text_values(raw_size, 256),
+            work / "raw-payloads.txt", raw if in_clear else random_text_values(raw_size, 256)
         ),
     )
     masked_shape = RecordShape(
         compression="zstd",  # MASKER_COMPRESSION's default
-        record_bytes=round(storage.masked_value_mean),
+        record_bytes=round(statistics.mean(len(v) for v in masked)),
         payload_file=payload_file(work / "masked-payloads.txt", masked),
     )
+    return Ceiling([], [], raw_shape, masked_shape)
+
+
+def ceiling_round(
+    ceiling: Ceiling, bootstrap: str, broker_pid: int, args: argparse.Namespace, when: str
+) -> None:
+    """One ProducerPerformance + ConsumerPerformance run of each shape, added to ``ceiling``."""
     # As ingest's librdkafka producer and the masker's faust producer are set up.
     raw_props = {"acks": "all", "enable.idempotence": "true", "linger.ms": "1"}
     raw_props["batch.size"] = str(1 << 20)
     masked_props = {"acks": "all", "linger.ms": "5"}
-    ceiling = Ceiling([], [], raw_shape, masked_shape)
-    for round_no in range(args.ceiling_rounds):
-        for name, shape, props, runs in (
-            ("raw", raw_shape, raw_props, ceiling.raw),
-            ("masked", masked_shape, masked_props, ceiling.masked),
-        ):
-            records = max(2000, int(args.ceiling_mb * 1e6 / shape.record_bytes))
-            run = measure_ceiling(
-                bootstrap,
-                broker_pid,
-                name=name,
-                shape=shape,
-                records=records,
-                partitions=args.partitions,
-                producer_props=props,
-            )
-            runs.append(run)
-            print(
-                f"ceiling round {round_no + 1} {name}: produce "
-                f"{run.producer.records_per_s:,.0f} records/s ({run.producer.mb_per_s:.1f} MB/s), "
-                f"consume {run.consumer.records_per_s:,.0f} records/s "
-                f"({run.consumer.mb_per_s:.1f} MB/s)",
-                flush=True,
-            )
-    return ceiling
+    for name, shape, props, runs in (
+        ("raw", ceiling.raw_shape, raw_props, ceiling.raw),
+        ("masked", ceiling.masked_shape, masked_props, ceiling.masked),
+    ):
+        records = max(2000, int(args.ceiling_mb * 1e6 / shape.record_bytes))
+        run = measure_ceiling(
+            bootstrap,
+            broker_pid,
+            name=name,
+            shape=shape,
+            records=records,
+            partitions=args.partitions,
+            producer_props=props,
+        )
+        runs.append(run)
+        print(
+            f"ceiling {when}, {name}: produce "
+            f"{run.producer.records_per_s:,.0f} records/s ({run.producer.mb_per_s:.1f} MB/s), "
+            f"consume {run.consumer.records_per_s:,.0f} records/s "
+            f"({run.consumer.mb_per_s:.1f} MB/s); load average {load_average()}",
+            flush=True,
+        )
+
+
+def load_average() -> str:
+    """The machine's 1, 5 and 15 minute load averages."""
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def fit_lines(steps: list[StepResult]) -> dict[str, CpuLine]:
@@ -557,7 +558,10 @@ def print_report(
         f"Records: raw {storage.raw_value_mean / 1024:.1f} KiB mean value "
         f"({'in clear' if storage.raw_in_clear else 'AES-GCM sealed'}), "
         f"{events_per_raw:.1f} events per record; masked {storage.masked_value_mean / 1024:.1f}"
-        f" KiB, {events_per_masked:.1f} events per record."
+        f" KiB, {events_per_masked:.1f} events per record. Ceiling records (from the warm-up):"
+        f" raw-like {ceiling.raw_shape.record_bytes / 1024:.1f} KiB"
+        f" {'sampled values' if storage.raw_in_clear else 'random base64'},"
+        f" masked-like {ceiling.masked_shape.record_bytes / 1024:.1f} KiB mean, sampled values."
     )
     print()
     print(
@@ -716,7 +720,7 @@ def main() -> None:
         args.ceiling_mb, args.ceiling_rounds = 120.0, 1
         args.cost_factors = [3.0]  # one step, far enough apart after its drain for a line
 
-    load_before = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load_before = load_average()
     work = Path(tempfile.mkdtemp(prefix="bench-pipeline-"))
     bodies = build_bodies(args.sessions, args.snapshot_bytes)
     bodies_file = work / "bodies.ndjson"
@@ -746,6 +750,17 @@ def main() -> None:
             f"{warm.freshness(0.5):.2f} s p95 {warm.freshness(0.95):.2f} s",
             flush=True,
         )
+        assert stack.broker is not None
+        bootstrap = stack.broker.bootstrap_servers
+        # The first ceiling round before the steps (services idle), the others after
+        # them (services stopped): the neighbours' load moves within a run, and the
+        # fractions should not rest on one moment. Shapes from the warm-up's records.
+        ceiling = ceiling_shapes(
+            work,
+            asyncio.run(sample_values(bootstrap, topics.RAW, args.partitions, 400)),
+            asyncio.run(sample_values(bootstrap, topics.MASKED, args.partitions, 400)),
+        )
+        ceiling_round(ceiling, bootstrap, pids["kafka"], args, "before the steps")
         rate = args.start_rate
         retries = args.retries
         for _ in range(args.max_steps + args.retries):
@@ -786,15 +801,12 @@ def main() -> None:
                 flush=True,
             )
         stack.stop_services()
-        assert stack.broker is not None
-        bootstrap = stack.broker.bootstrap_servers
-        storage, raw, masked = measure_storage(
-            work, bootstrap, args.partitions, pipeline.total_events, sample=800
-        )
-        ceiling = measure_ceilings(bootstrap, pids["kafka"], work, storage, raw, masked, args)
+        storage = measure_storage(work, bootstrap, args.partitions, pipeline.total_events, 800)
+        for _ in range(args.ceiling_rounds - 1):
+            ceiling_round(ceiling, bootstrap, pids["kafka"], args, "after the steps")
     finally:
         stack.stop()
-    load_after = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    load_after = load_average()
     machine = (
         f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}; "
         f"load average {load_before} before, {load_after} after (shared with other work); "
@@ -802,7 +814,8 @@ def main() -> None:
         f"{args.step_seconds:.0f} s, marker every {args.marker_interval} s, freshness limit "
         f"p95 ≤ {args.freshness_s} s; {args.partitions} partitions; bodies "
         f"{events_per_body:.0f} events, full snapshots ~{args.snapshot_bytes // 1000} KB; "
-        f"ceiling {args.ceiling_rounds} round(s) of {args.ceiling_mb:.0f} MB per shape."
+        f"ceiling: {args.ceiling_mb:.0f} MB per shape and run, 1 round before the steps and "
+        f"{args.ceiling_rounds - 1} after, medians."
     )
     figures = print_report(steps, storage, ceiling, args, machine)
     if args.json:
