@@ -226,7 +226,7 @@ class StepResult:
     wall_s: float  # load plus drain: the window the CPU was counted in
     sustained: bool = False
     reason: str = ""
-    cost_only: bool = False  # run past the freshness search, for the CPU line only
+    cost_only: bool = False  # a step past the search, run for the CPU line
 
     def freshness(self, fraction: float) -> float:
         """A percentile of the step's marker freshness, seconds."""
@@ -694,7 +694,7 @@ def main() -> None:
     parser.add_argument("--start-rate", type=float, default=1000.0, help="events/s of step 1")
     parser.add_argument("--step-factor", type=float, default=1.5)
     parser.add_argument("--max-steps", type=int, default=8)
-    parser.add_argument("--step-seconds", type=float, default=30.0)
+    parser.add_argument("--step-seconds", type=float, default=20.0)
     parser.add_argument(
         "--cost-factors",
         type=lambda text: [float(f) for f in text.split(",") if f],
@@ -713,7 +713,7 @@ def main() -> None:
     parser.add_argument("--snapshot-bytes", type=int, default=30_000)
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--raw-encryption", choices=["on", "off"], default="on")
-    parser.add_argument("--ceiling-mb", type=float, default=300.0, help="MB per ceiling run")
+    parser.add_argument("--ceiling-mb", type=float, default=200.0, help="MB per ceiling run")
     parser.add_argument("--ceiling-rounds", type=int, default=2)
     parser.add_argument("--log-level", default="WARNING", help="LOG_LEVEL of the services")
     parser.add_argument("--json", type=Path, help="also write the figures here")
