@@ -9,6 +9,7 @@ import pytest
 
 from bench.pipeline_figures import (
     CpuLine,
+    StepVerdict,
     ToolOutputError,
     cores_needed,
     cores_per_100k,
@@ -115,67 +116,51 @@ def test_percentile_is_nearest_rank() -> None:
     assert math.isnan(percentile([], 0.5))
 
 
-def test_step_within_the_freshness_limit_with_everything_accepted_is_sustained() -> None:
-    verdict = step_verdict(
-        offered_events=10_000,
-        accepted_events=10_000,
-        refused_requests=0,
-        freshness_p95_s=1.9,
-        freshness_limit_s=2.0,
-        markers_missing=0,
+def verdict_of(**changes: float) -> StepVerdict:
+    """The verdict of a healthy step (all accepted, p95 1.9 s of 2 s) with ``changes``."""
+    step: dict[str, float] = {
+        "offered_events": 10_000,
+        "accepted_events": 10_000,
+        "refused_requests": 0,
+        "freshness_p95_s": 1.9,
+        "freshness_limit_s": 2.0,
+        "markers_missing": 0,
+    }
+    step.update(changes)
+    return step_verdict(
+        offered_events=int(step["offered_events"]),
+        accepted_events=int(step["accepted_events"]),
+        refused_requests=int(step["refused_requests"]),
+        freshness_p95_s=step["freshness_p95_s"],
+        freshness_limit_s=step["freshness_limit_s"],
+        markers_missing=int(step["markers_missing"]),
     )
-    assert verdict.sustained
-    assert verdict.reason == ""
+
+
+def test_step_within_the_freshness_limit_with_everything_accepted_is_sustained() -> None:
+    assert verdict_of() == StepVerdict(True, "")
 
 
 def test_step_over_the_freshness_limit_is_not_sustained() -> None:
-    verdict = step_verdict(
-        offered_events=10_000,
-        accepted_events=10_000,
-        refused_requests=0,
-        freshness_p95_s=2.4,
-        freshness_limit_s=2.0,
-        markers_missing=0,
-    )
+    verdict = verdict_of(freshness_p95_s=2.4)
     assert not verdict.sustained
     assert "2.40 s > 2.0 s" in verdict.reason
 
 
 def test_step_with_refused_requests_is_not_sustained() -> None:
-    verdict = step_verdict(
-        offered_events=10_000,
-        accepted_events=9_950,
-        refused_requests=1,
-        freshness_p95_s=0.5,
-        freshness_limit_s=2.0,
-        markers_missing=0,
-    )
+    verdict = verdict_of(refused_requests=1, accepted_events=9_950, freshness_p95_s=0.5)
     assert not verdict.sustained
     assert "1 requests not accepted" in verdict.reason
 
 
 def test_step_whose_load_fell_behind_is_not_sustained() -> None:
-    verdict = step_verdict(
-        offered_events=10_000,
-        accepted_events=9_000,
-        refused_requests=0,
-        freshness_p95_s=0.5,
-        freshness_limit_s=2.0,
-        markers_missing=0,
-    )
+    verdict = verdict_of(accepted_events=9_000, freshness_p95_s=0.5)
     assert not verdict.sustained
     assert "90%" in verdict.reason
 
 
 def test_step_with_a_marker_never_listed_is_not_sustained() -> None:
-    verdict = step_verdict(
-        offered_events=10_000,
-        accepted_events=10_000,
-        refused_requests=0,
-        freshness_p95_s=math.inf,
-        freshness_limit_s=2.0,
-        markers_missing=2,
-    )
+    verdict = verdict_of(markers_missing=2, freshness_p95_s=math.inf)
     assert not verdict.sustained
     assert "2 marker sessions" in verdict.reason
 
