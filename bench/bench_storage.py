@@ -29,10 +29,11 @@ Then the replay fetch of a ~2,000-event session through the real read API (HTTP,
 p50/p95) on a store of ≥ ``--store-events`` events: the three corpora and the
 target session loaded through the insert path, multiplied by ``INSERT … SELECT``
 from ``events`` cross ``numbers()`` (copies of the real rows under new session ids,
-times shifted), measured before 0005 and after it (migration + ``OPTIMIZE``).
+times shifted), copied, and measured before 0005 (the copy) and after it (the migration
+run on the store, then ``OPTIMIZE``), alternating rounds in the same run.
 
     .venv/bin/python -m bench.bench_storage [--copies 200] [--heavy 60] [--generated 2000]
-        [--store-events 10000000] [--requests 50] [--skip-store]
+        [--store-events 10000000] [--requests 30] [--rounds 4] [--skip-store]
 """
 
 from __future__ import annotations
@@ -590,9 +591,15 @@ def settle(client: Any, limit_s: float = 120) -> None:
 
 
 def large_store(
-    client: Any, corpora: dict[str, list[bytes]], at_least: int, requests: int
+    client: Any, corpora: dict[str, list[bytes]], at_least: int, requests: int, rounds: int
 ) -> dict[str, Any]:
-    """Replay p50/p95 on a store of ``at_least`` events, before and after 0005."""
+    """Replay p50/p95 on a store of ``at_least`` events, before and after 0005.
+
+    The store is built before 0005 and copied (``events_before``, same rows, the old
+    codecs); then 0005 runs on ``events`` and both are merged (``OPTIMIZE … FINAL``).
+    Rounds alternate which of the two is ``events`` (``EXCHANGE TABLES``), so both are
+    read through the same read API under the same load.
+    """
     reset(client, BEFORE)
     session_id, target = target_session(random.Random(11))
     for raws in corpora.values():
@@ -602,25 +609,37 @@ def large_store(
     rows = multiply(client, at_least)
     built_s = time.perf_counter() - started
     print(f"  large store: {rows:,} events in {built_s:.0f}s", flush=True)
-    out: dict[str, Any] = {"rows": rows, "built_s": built_s}
-    events = client.query(
+    out: dict[str, Any] = {"rows": rows, "built_s": built_s, "before": [], "after": []}
+    out["target_events"] = client.query(
         "SELECT count() FROM events WHERE session_id = {s:String}", parameters={"s": session_id}
     ).result_rows[0][0]
-    out["target_events"] = events
-    for label, prepare in (("before", lambda: None), ("after", lambda: run_migrations(client))):
+    client.command("CREATE TABLE events_before AS events")
+    client.command("INSERT INTO events_before SELECT * FROM events")
+    for label, table in (("before", "events_before"), ("after", "events")):
         step_started = time.perf_counter()
-        prepare()
-        client.command("OPTIMIZE TABLE events FINAL")
+        if label == "after":
+            run_migrations(client)  # 0005 on the full store
+        client.command(f"OPTIMIZE TABLE {table} FINAL")
         out[f"{label}_optimize_s"] = time.perf_counter() - step_started
-        settle(client)
-        bytes_ = client.query(
+        stored = client.query(
             "SELECT sum(data_compressed_bytes) FROM system.parts WHERE active "
-            "AND database = currentDatabase() AND table = 'events'"
+            "AND database = currentDatabase() AND table = {t:String}",
+            parameters={"t": table},
         ).result_rows[0][0]
-        out[f"{label}_bytes_per_event"] = bytes_ / rows
-        out[f"{label}_load"] = load()
-        out[label] = asyncio.run(replay_times(ClickHouseStore(client), session_id, requests))
-        print(f"  large store {label}: measured", flush=True)
+        out[f"{label}_bytes_per_event"] = stored / rows
+    out["load_before"] = load()
+    for round_ in range(rounds):
+        order = ("after", "before") if round_ % 2 == 0 else ("before", "after")
+        for label in order:
+            if label == "before":
+                client.command("EXCHANGE TABLES events AND events_before")
+            settle(client)
+            times = asyncio.run(replay_times(ClickHouseStore(client), session_id, requests))
+            out[label].extend(times)
+            if label == "before":
+                client.command("EXCHANGE TABLES events AND events_before")
+        print(f"  large store: round {round_ + 1} measured", flush=True)
+    out["load_after"] = load()
     return out
 
 
@@ -680,11 +699,13 @@ def report(results: dict[str, dict[str, Any]], store: dict[str, Any] | None) -> 
             f"\nlarge store: {store['rows']:,} events (built in {store['built_s']:.0f}s), "
             f"target session {store['target_events']:,} events"
         )
+        print(
+            f"  load average before the reads {store['load_before']}, after {store['load_after']}"
+        )
         for label in ("before", "after"):
             print(
                 f"  {label}: {store[f'{label}_bytes_per_event']:.2f} bytes/event on disk, "
-                f"OPTIMIZE {store[f'{label}_optimize_s']:.0f}s, load {store[f'{label}_load']}; "
-                f"replay {fmt_ms(store[label])}"
+                f"OPTIMIZE {store[f'{label}_optimize_s']:.0f}s; replay {fmt_ms(store[label])}"
             )
         ratio = percentile(store["after"], 95) / percentile(store["before"], 95)
         print(f"  replay p95 after / before: {ratio:.2f}")
@@ -699,7 +720,8 @@ def main() -> None:
     parser.add_argument("--heavy", type=int, default=60, help="heavy product-listing sessions")
     parser.add_argument("--generated", type=int, default=2000, help="rrweb_gen sessions")
     parser.add_argument("--store-events", type=int, default=10_000_000)
-    parser.add_argument("--requests", type=int, default=50)
+    parser.add_argument("--requests", type=int, default=30, help="replays per round and table")
+    parser.add_argument("--rounds", type=int, default=4, help="rounds of replays, alternating")
     parser.add_argument("--skip-store", action="store_true", help="only the corpora")
     parser.add_argument("--store", default=str(PROJECT_ROOT / "var" / "bench" / "storage"))
     args = parser.parse_args()
@@ -717,7 +739,7 @@ def main() -> None:
         store = (
             None
             if args.skip_store
-            else large_store(client, corpora, args.store_events, args.requests)
+            else large_store(client, corpora, args.store_events, args.requests, args.rounds)
         )
     finally:
         client.close()
