@@ -240,6 +240,12 @@ def _card(nodes: _Nodes, product: dict[str, str]) -> dict[str, Any]:
     )
 
 
+def _mutation(t: int, **changes: list[dict[str, Any]]) -> RrwebEvent:
+    """An rrweb Mutation event (IncrementalSnapshot, source 0) with only ``changes``."""
+    data: dict[str, Any] = {"source": 0, "texts": [], "attributes": [], "removes": [], "adds": []}
+    return {"type": 3, "timestamp": t, "data": {**data, **changes}}
+
+
 def heavy_session(rng: random.Random, shop: Shop, start_ms: int) -> list[bytes]:
     """One visit of a product listing: the envelopes as the masker writes them."""
     nodes = _Nodes()
@@ -308,17 +314,7 @@ def heavy_session(rng: random.Random, shop: Shop, start_ms: int) -> list[bytes]:
             target = rng.choice(card_ids)
             hovered = "card product-tile hover" if step % 2 else "card product-tile"
             events.append(
-                {
-                    "type": 3,
-                    "timestamp": t,
-                    "data": {
-                        "source": 0,
-                        "texts": [],
-                        "removes": [],
-                        "adds": [],
-                        "attributes": [{"id": target, "attributes": {"class": hovered}}],
-                    },
-                }
+                _mutation(t, attributes=[{"id": target, "attributes": {"class": hovered}}])
             )
         elif kind < 0.93:
             # Infinite scroll: the next 12 products.
@@ -327,19 +323,7 @@ def heavy_session(rng: random.Random, shop: Shop, start_ms: int) -> list[bytes]:
                 card = _card(nodes, product)
                 card_ids.append(card["id"])
                 adds.append({"parentId": grid["id"], "nextId": None, "node": card})
-            events.append(
-                {
-                    "type": 3,
-                    "timestamp": t,
-                    "data": {
-                        "source": 0,
-                        "texts": [],
-                        "attributes": [],
-                        "removes": [],
-                        "adds": adds,
-                    },
-                }
-            )
+            events.append(_mutation(t, adds=adds))
         elif kind < 0.97:
             events.append(
                 {
@@ -354,19 +338,8 @@ def heavy_session(rng: random.Random, shop: Shop, start_ms: int) -> list[bytes]:
                 }
             )
         else:
-            events.append(
-                {
-                    "type": 3,
-                    "timestamp": t,
-                    "data": {
-                        "source": 0,
-                        "attributes": [],
-                        "removes": [],
-                        "adds": [],
-                        "texts": [{"id": basket["childNodes"][0]["id"], "value": str(step % 9)}],
-                    },
-                }
-            )
+            basket_text = basket["childNodes"][0]["id"]
+            events.append(_mutation(t, texts=[{"id": basket_text, "value": str(step % 9)}]))
     session, window, visitor = _id(rng, 24), _id(rng, 8), _id(rng, 16)
     return [
         BatchEnvelope(
