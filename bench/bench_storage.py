@@ -7,8 +7,8 @@ views → ``events``, 4,000 messages per insert as ``bench_sink`` builds its sto
 
 - ``chromium``: the masked batches of the real Chromium recording the e2e test
   makes (``tests/e2e/test_browser_replay.py`` writes them to
-  ``test-output/e2e/recordings.masked.ndjson``; a copy is kept in
-  ``bench/fixtures/chromium_masked.ndjson.gz``), replayed as ``--copies``
+  ``test-output/e2e/recordings.masked.ndjson``; the bench reads the copy kept in
+  ``bench/fixtures/chromium_masked.ndjson.gz``, or ``--recording FILE``), replayed as ``--copies``
   visitors (new ids, times shifted): one recording is a few hundred events, a
   site's store holds the same pages visited many times;
 - ``heavy``: product-listing pages of a shop (~300 KB full snapshot: a site
@@ -65,7 +65,6 @@ from services.sink.settings import SinkSettings
 from services.sink.store import ClickHouseStore, open_client, run_migrations
 
 FIXTURE = PROJECT_ROOT / "bench" / "fixtures" / "chromium_masked.ndjson.gz"
-E2E_OUTPUT = PROJECT_ROOT / "test-output" / "e2e" / "recordings.masked.ndjson"
 BEFORE = 4  # the last migration before the storage change
 MESSAGES_PER_INSERT = 4000
 TARGET_SITE = "bench"
@@ -123,11 +122,11 @@ ORDER_BYS = {
 # --- corpora -----------------------------------------------------------------------
 
 
-def chromium_recording() -> list[bytes]:
-    """The masked batches of the e2e test's Chromium session (fixture, or a fresh run)."""
-    if E2E_OUTPUT.exists():
-        return [line for line in E2E_OUTPUT.read_bytes().splitlines() if line.strip()]
-    return [line for line in gzip.decompress(FIXTURE.read_bytes()).splitlines() if line.strip()]
+def chromium_recording(path: Path | None) -> list[bytes]:
+    """The masked batches of a Chromium session: the fixture, or ``path`` (NDJSON, e.g. a
+    fresh ``test-output/e2e/recordings.masked.ndjson``)."""
+    raw = path.read_bytes() if path is not None else gzip.decompress(FIXTURE.read_bytes())
+    return [line for line in raw.splitlines() if line.strip()]
 
 
 def as_visitors(recording: list[bytes], copies: int, rng: random.Random) -> list[bytes]:
@@ -690,6 +689,9 @@ def main() -> None:
     parser.add_argument(
         "--copies", type=int, default=200, help="visitors of the Chromium recording"
     )
+    parser.add_argument(
+        "--recording", type=Path, default=None, help="masked NDJSON instead of the fixture"
+    )
     parser.add_argument("--heavy", type=int, default=60, help="heavy product-listing sessions")
     parser.add_argument("--generated", type=int, default=2000, help="rrweb_gen sessions")
     parser.add_argument("--store-events", type=int, default=10_000_000)
@@ -700,7 +702,7 @@ def main() -> None:
     args = parser.parse_args()
     rng = random.Random(16)
     builders: dict[str, Callable[[], list[bytes]]] = {
-        "chromium": lambda: as_visitors(chromium_recording(), args.copies, rng),
+        "chromium": lambda: as_visitors(chromium_recording(args.recording), args.copies, rng),
         "heavy": lambda: heavy_corpus(args.heavy, rng),
         "generated": lambda: generated_corpus(args.generated, rng),
     }
