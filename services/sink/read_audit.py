@@ -109,7 +109,7 @@ class ReadAudit:
         except Exception as exc:  # any store failure: keep the rows, retry at the next flush
             self._rows = rows + self._rows
             log.warning(
-                "audit insert failed", extra={"count": len(rows), "error": type(exc).__name__}
+                "audit insert failed", extra={"count": len(rows), "error_type": type(exc).__name__}
             )
 
     async def run(self, every_s: float = FLUSH_SECONDS) -> None:
