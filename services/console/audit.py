@@ -25,6 +25,7 @@ class AuditAction(StrEnum):
     PASSWORD_CHANGED = "password_changed"
     TOTP_ENABLED = "totp_enabled"
     REPLAY_OPENED = "replay_opened"
+    EXPORT = "export"
     SESSIONS_LISTED = "sessions_listed"
     SQL_RUN = "sql_run"
     SETTINGS_CHANGED = "settings_changed"

@@ -19,6 +19,7 @@ class Action(StrEnum):
     VIEW_SITE = "view_site"  # the site's overview page and recorder snippet
     LIST_SESSIONS = "list_sessions"
     REPLAY = "replay"
+    EXPORT = "export"  # one session's masked events as a file
     RUN_SQL = "run_sql"
     EDIT_SETTINGS = "edit_settings"
     MANAGE_MEMBERS = "manage_members"
@@ -28,7 +29,7 @@ class Action(StrEnum):
 
 
 ROLE_ACTIONS: dict[Role, frozenset[Action]] = {
-    "viewer": frozenset({Action.VIEW_SITE, Action.LIST_SESSIONS, Action.REPLAY}),
+    "viewer": frozenset({Action.VIEW_SITE, Action.LIST_SESSIONS, Action.REPLAY, Action.EXPORT}),
     # Analysts query aggregates; they do not watch individual visitors.
     "analyst": frozenset({Action.VIEW_SITE, Action.RUN_SQL}),
     "owner": frozenset(Action),

@@ -382,6 +382,7 @@ async def sessions_page(request: web.Request) -> web.Response:
             "filters": params,
             "problem": problem,
             "can_erase": role_allows(role_on(console, user, site.site_id), Action.ERASE),
+            "can_export": role_allows(role_on(console, user, site.site_id), Action.EXPORT),
         },
         status=200 if not problem else 502 if status >= 500 else 400,
     )
@@ -403,6 +404,37 @@ async def replay_page(request: web.Request) -> web.Response:
     # Bound to this login session too: logging out ends the replay link as well.
     token = console.replay_tokens.dumps([login_session.id_sha256, site.site_id, session_id])
     raise web.HTTPSeeOther(f"/sites/{quote(site.site_id)}/replay/{quote(session_id)}#token={token}")
+
+
+async def export_session(request: web.Request) -> web.Response:
+    """``GET /sites/{site}/sessions/{session}/export``: the session's masked events as an
+    NDJSON download (what the replay plays); audited as ``export`` before the sink is
+    asked, so no export goes unrecorded."""
+    _, site = require(request, Action.EXPORT)
+    console = console_of(request)
+    session_id = request.match_info["session"]
+    await console.audit(request, AuditAction.EXPORT, site_id=site.site_id, target=session_id)
+    status, body = await sink_call(
+        console, "GET", _sink_path(site.site_id, "sessions", session_id, "export")
+    )
+    if status != 200:
+        detail = (
+            "No stored events for this session."
+            if status == 404
+            else f"The sink answered {status}; try the export again later."
+        )
+        return render(
+            request,
+            "error.html",
+            {"title": "Export not available", "detail": detail},
+            status=404 if status == 404 else 502,
+        )
+    return web.Response(
+        body=body,
+        content_type="application/x-ndjson",
+        # A fixed name: the session id is the client's text, not put into a header.
+        headers={"Content-Disposition": 'attachment; filename="session-events.ndjson"'},
+    )
 
 
 async def replay_shell(request: web.Request) -> web.Response:
@@ -634,6 +666,7 @@ def add_site_routes(app: web.Application) -> None:
     app.router.add_post("/sites/{site}/tokens/{token}/revoke", revoke_token)
     app.router.add_get("/sites/{site}/sessions", sessions_page)
     app.router.add_get("/sites/{site}/sessions/{session}", replay_page)
+    app.router.add_get("/sites/{site}/sessions/{session}/export", export_session)
     app.router.add_get("/sites/{site}/replay/{session}", replay_shell)
     app.router.add_get("/api/v1/sites/{site}/sessions/{session}/events", replay_events)
     app.router.add_post("/sites/{site}/erase", erase)

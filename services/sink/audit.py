@@ -21,26 +21,15 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
 from services.sink.read_api import STORE_KEY, authorize_admin, error, json_response
+from services.sink.read_audit import AUDIT_TABLE as AUDIT_TABLE
+from services.sink.read_audit import COLUMNS as COLUMNS
 from services.sink.store import ClickHouseStore
 
 log = logging.getLogger("replaypipe.sink.audit")
 
 AUDIT_TOPIC = "console.audit"  # services/console/state_feed.py creates it
-AUDIT_TABLE = "audit_log"
-COLUMNS = (
-    "event_id",
-    "at",
-    "site_id",
-    "session_id",
-    "actor",
-    "action",
-    "target",
-    "outcome",
-    "address",
-    "detail",
-)
 # Actions whose target is a session id (the rest name a token, a member, ...).
-SESSION_ACTIONS = frozenset({"replay_opened", "session_erased"})
+SESSION_ACTIONS = frozenset({"replay_opened", "session_viewed", "export", "session_erased"})
 _CAPS = {"actor": 320, "action": 64, "target": 200, "outcome": 32, "address": 64, "detail": 2000}
 MAX_READ_ROWS = 1000
 

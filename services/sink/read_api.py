@@ -7,8 +7,11 @@ only its own site. Analyst SQL and erasure take the admin token
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import time
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import orjson
@@ -26,10 +29,12 @@ from services.sink.queries import (
     session_list_sql,
     session_summary_sql,
 )
+from services.sink.read_audit import ReadAudit, read_row, read_token_id
 from services.sink.settings import SinkSettings
 from services.sink.store import ClickHouseStore, EngineError, LaneBusy
 
 STORE_KEY = web.AppKey("store", ClickHouseStore)
+READ_AUDIT_KEY = web.AppKey("read_audit", ReadAudit)
 REGISTRY_KEY = web.AppKey("registry", SiteRegistry)
 SETTINGS_KEY = web.AppKey("settings", SinkSettings)
 
@@ -109,6 +114,31 @@ def authorize_admin(request: web.Request) -> web.Response | None:
     return None
 
 
+def audit_read(
+    request: web.Request, endpoint: str, action: str, *, session_id: str = "", outcome: str = "ok"
+) -> web.Response | None:
+    """Record a read made with a site read token (read_audit.py); None when recorded or
+    not to be (the admin token: the console audits its own requests), else the 503 to
+    answer instead of serving the read unaudited."""
+    token = _bearer(request)
+    if _is_admin(request, token):
+        return None
+    row = read_row(
+        site_id=request.match_info["site"],
+        actor=read_token_id(token),
+        action=action,
+        session_id=session_id,
+        outcome=outcome,
+        address=request.remote or "",
+        endpoint=endpoint,
+    )
+    if request.app[READ_AUDIT_KEY].record(row):
+        return None
+    return error(
+        503, "audit_unavailable", "The audit log cannot record reads right now; retry shortly."
+    )
+
+
 def _count(endpoint: str, response: ResponseT) -> ResponseT:
     metrics.READ_REQUESTS.labels(endpoint, str(response.status)).inc()
     return response
@@ -116,29 +146,51 @@ def _count(endpoint: str, response: ResponseT) -> ResponseT:
 
 async def session_events(request: web.Request) -> web.StreamResponse:
     """``GET /v1/sites/{site}/sessions/{session}/events``: NDJSON, in replay order."""
+    return await _stream_events(request, "events", "replay_opened", attachment=False)
+
+
+async def export_session(request: web.Request) -> web.StreamResponse:
+    """``GET /v1/sites/{site}/sessions/{session}/export``: the session's masked events as
+    an NDJSON download (the replay's bytes), audited as ``export``."""
+    return await _stream_events(request, "export", "export", attachment=True)
+
+
+async def _stream_events(
+    request: web.Request, endpoint: str, action: str, *, attachment: bool
+) -> web.StreamResponse:
     site_id = request.match_info["site"]
+    session_id = request.match_info["session"]
     denied = authorize_site(request, site_id)
     if denied is not None:
-        return _count("events", denied)
+        return _count(endpoint, denied)
     try:
         body = await request.app[STORE_KEY].raw_query(
-            REPLAY_SQL, parameters={"site": site_id, "session": request.match_info["session"]}
+            REPLAY_SQL, parameters={"site": site_id, "session": session_id}
         )
     except EngineError as exc:
-        return _count("events", engine_error_response(exc))
+        return _count(endpoint, engine_error_response(exc))
+    refused = audit_read(
+        request, endpoint, action, session_id=session_id, outcome="ok" if body else "not_found"
+    )
+    if refused is not None:
+        return _count(endpoint, refused)
     if not body:
         return _count(
-            "events", error(404, "session_not_found", "No stored events for this session.")
+            endpoint, error(404, "session_not_found", "No stored events for this session.")
         )
     # The stored JSON never holds a raw newline (orjson escapes them), so the
     # engine's TSVRaw output is already NDJSON: one rrweb event per line.
-    response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+    headers = {"Content-Type": "application/x-ndjson"}
+    if attachment:
+        # The file name is fixed: the session id is the client's text, not echoed.
+        headers["Content-Disposition"] = 'attachment; filename="session-events.ndjson"'
+    response = web.StreamResponse(headers=headers)
     await response.prepare(request)
     view = memoryview(body)
     for start in range(0, len(body), STREAM_CHUNK_BYTES):
         await response.write(view[start : start + STREAM_CHUNK_BYTES])
     await response.write_eof()
-    return _count("events", response)
+    return _count(endpoint, response)
 
 
 async def list_sessions(request: web.Request) -> web.Response:
@@ -156,6 +208,9 @@ async def list_sessions(request: web.Request) -> web.Response:
         rows = (await request.app[STORE_KEY].query(sql, parameters=params)).result_rows
     except EngineError as exc:
         return _count("sessions", engine_error_response(exc))
+    refused = audit_read(request, "sessions", "sessions_listed")
+    if refused is not None:
+        return _count("sessions", refused)
     more = len(rows) > session_filter.limit
     doc = {
         "sessions": [session_json(row) for row in rows[: session_filter.limit]],
@@ -175,6 +230,13 @@ async def get_session(request: web.Request) -> web.Response:
         rows = (await request.app[STORE_KEY].query(sql, parameters=params)).result_rows
     except EngineError as exc:
         return _count("session", engine_error_response(exc))
+    session_id = request.match_info["session"]
+    outcome = "ok" if rows else "not_found"
+    refused = audit_read(
+        request, "session", "session_viewed", session_id=session_id, outcome=outcome
+    )
+    if refused is not None:
+        return _count("session", refused)
     if not rows:
         return _count("session", error(404, "session_not_found", "No stored session with this id."))
     return _count("session", json_response(session_json(rows[0])))
@@ -296,6 +358,7 @@ def add_read_routes(app: web.Application) -> None:
     app.router.add_get("/v1/sites/{site}/sessions", list_sessions)
     app.router.add_get("/v1/sites/{site}/sessions/{session}", get_session)
     app.router.add_get("/v1/sites/{site}/sessions/{session}/events", session_events)
+    app.router.add_get("/v1/sites/{site}/sessions/{session}/export", export_session)
     app.router.add_delete("/v1/sites/{site}/sessions/{session}", erase_session)
     app.router.add_delete("/v1/sites/{site}/visitors/{visitor}", erase_visitor)
     app.router.add_post("/v1/sql", analyst_sql)
@@ -309,5 +372,18 @@ def make_read_app(
     app[STORE_KEY] = store
     app[REGISTRY_KEY] = registry
     app[SETTINGS_KEY] = settings
+    app[READ_AUDIT_KEY] = ReadAudit(store)
+    app.cleanup_ctx.append(_flush_read_audit)
     add_read_routes(app)
     return app
+
+
+async def _flush_read_audit(app: web.Application) -> AsyncIterator[None]:
+    """While the app serves, insert the recorded reads every second; on shutdown, the rest."""
+    audit = app[READ_AUDIT_KEY]
+    task = asyncio.create_task(audit.run())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    await audit.flush()

@@ -55,17 +55,20 @@ def open_client(url: str, settings: dict[str, Any] | None = None) -> Any:
     return clickhouse_connect.get_client(dsn=resolve_clickhouse_url(url), settings=settings)
 
 
-def run_migrations(client: Any, cluster: str | None = None) -> list[int]:
+def run_migrations(
+    client: Any, cluster: str | None = None, *, upto: int | None = None
+) -> list[int]:
     """Apply the migrations not yet recorded; idempotent. Returns versions applied.
 
     With ``cluster`` the cluster variant (Replicated* + Distributed, see
-    :mod:`services.sink.schema`) is applied ``ON CLUSTER``.
+    :mod:`services.sink.schema`) is applied ``ON CLUSTER``. With ``upto`` only the
+    versions up to it (tests and benchmarks start from an older schema).
     """
     client.command(migration_table_ddl(cluster))
     done = {row[0] for row in client.query(f"SELECT version FROM {MIGRATIONS_TABLE}").result_rows}
     applied = []
     for version, name, statements in planned_statements(cluster):
-        if version in done:
+        if version in done or (upto is not None and version > upto):
             continue
         for statement in statements:
             client.command(statement)

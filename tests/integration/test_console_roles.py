@@ -43,6 +43,7 @@ ENDPOINTS: list[tuple[str, str, Action | str]] = [
     ("POST", "/sites/{site}/tokens/{token}/revoke", Action.MANAGE_TOKENS),
     ("GET", "/sites/{site}/sessions", Action.LIST_SESSIONS),
     ("GET", "/sites/{site}/sessions/{session}", Action.REPLAY),
+    ("GET", "/sites/{site}/sessions/{session}/export", Action.EXPORT),
     ("GET", "/sites/{site}/replay/{session}", Action.REPLAY),
     ("POST", "/sites/{site}/erase", Action.ERASE),
     ("GET", "/sites/{site}/audit", Action.VIEW_AUDIT),

@@ -87,8 +87,13 @@ def test_owner_may_do_everything(action: Action) -> None:
     assert role_allows("owner", action)
 
 
-def test_viewer_lists_and_replays_but_changes_nothing() -> None:
-    assert ROLE_ACTIONS["viewer"] == {Action.VIEW_SITE, Action.LIST_SESSIONS, Action.REPLAY}
+def test_viewer_lists_replays_and_exports_but_changes_nothing() -> None:
+    assert ROLE_ACTIONS["viewer"] == {
+        Action.VIEW_SITE,
+        Action.LIST_SESSIONS,
+        Action.REPLAY,
+        Action.EXPORT,
+    }
 
 
 def test_analyst_runs_sql_but_does_not_watch_replays() -> None:

@@ -171,3 +171,13 @@ def test_cluster_variant_changes_a_materialized_views_query_on_every_shard() -> 
         "ALTER TABLE session_batches_mv ON CLUSTER 'replaypipe' MODIFY QUERY"
     )
     assert "FROM parsed_batches_local" in statement and "session_batches_mv_local" not in statement
+
+
+def test_cluster_variant_changes_the_event_codecs_on_every_shards_local_table() -> None:
+    plan = {name: statements for _, name, statements in planned_statements("replaypipe")}
+    statements = plan["event_codecs"]
+    assert len(statements) == 11
+    for statement in statements:
+        assert statement.startswith(
+            "ALTER TABLE events_local ON CLUSTER 'replaypipe' MODIFY COLUMN "
+        )
