@@ -17,7 +17,7 @@ import pytest
 
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.dev.stack import LocalStack
-from services.shared.kafka import KafkaSettings, ensure_topics
+from services.shared.kafka import ensure_topics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +31,7 @@ def start_broker_on(data_dir: Path, port: int, partitions: int = 4) -> LocalKafk
     """Start a real broker on ``port`` (clients may already be waiting for it) with the topics."""
     broker = LocalKafkaBroker(data_dir, port, free_port(), partitions=partitions)
     broker.start()
-    asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers)))
+    asyncio.run(ensure_topics(broker.kafka_settings))
     return broker
 
 

@@ -113,7 +113,7 @@ class LocalStack:
             stop_with_parent=self.stop_with_parent,
         )
         self.broker.start()
-        asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers)))
+        asyncio.run(ensure_topics(self.broker.kafka_settings))
 
     def log_file(self, name: str) -> Path:
         """``var/logs/<name>.log``: the service's output."""

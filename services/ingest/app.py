@@ -37,6 +37,7 @@ from services.ingest.producer import AsyncProducer, PublishError
 from services.ingest.settings import IngestSettings
 from services.shared import topics
 from services.shared.errors import error_response as shared_error_response
+from services.shared.kafka_security import librdkafka_config
 from services.shared.keyring import RawSealer
 from services.shared.logging import setup_logging
 from services.shared.ops_http import add_ops_routes, stop_on_signals
@@ -87,7 +88,7 @@ class Gateway:
         self.registry = registry
         self.limiter = SiteRateLimiter()
         self.producer: AsyncProducer | None = None
-        self.raw_sealer = RawSealer(settings.raw_encryption, settings.kafka.bootstrap_servers)
+        self.raw_sealer = RawSealer(settings.raw_encryption, settings.kafka)
         self.inflight = 0
         # Read when /metrics is scraped rather than set twice on every batch.
         metrics.INFLIGHT.set_function(lambda: self.inflight)
@@ -280,10 +281,11 @@ class Gateway:
         return None
 
     def producer_config(self) -> dict[str, object]:
-        """librdkafka settings: durable (acks=all, idempotent), compressed, bounded."""
+        """librdkafka settings: the brokers and their TLS/SASL, durable (acks=all,
+        idempotent), compressed, bounded."""
         s = self.settings
         return {
-            "bootstrap.servers": s.kafka.bootstrap_servers,
+            **librdkafka_config(s.kafka),
             "client.id": "replaypipe-ingest",
             "acks": "all",
             "enable.idempotence": True,
@@ -321,7 +323,7 @@ class Gateway:
 
     async def follow_sites(self) -> None:
         """Apply live site changes from ``sites.config`` (it reconnects when Kafka goes away)."""
-        await follow_site_config(self.registry, self.settings.kafka.bootstrap_servers)
+        await follow_site_config(self.registry, self.settings.kafka)
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)

@@ -321,7 +321,7 @@ def test_kek_rotation_keeps_waiting_raw_data_readable(
         time.sleep(1.1)  # KEK file names carry the second
         new_kek = new_kek_file(kek_dir)
         settings = RawEncryptionSettings(mode="required", kek_dir=str(kek_dir))
-        summary = asyncio.run(rewrap_keys(settings, bootstrap))
+        summary = asyncio.run(rewrap_keys(settings, broker.kafka_settings))
         assert summary.rewrapped >= 1  # other tests' keys (their own KEKs) are listed, untouched
         old_kek.unlink()
         stack.stop_service("ingest")
