@@ -122,7 +122,7 @@ def test_a_missing_password_file_is_an_error_naming_the_variable(tmp_path: Path)
         sasl_username="u",
         sasl_password_file=str(tmp_path / "nope"),
     )
-    with pytest.raises(SettingError, match="KAFKA_SASL_PASSWORD_FILE: cannot read .*nope"):
+    with pytest.raises(SettingError, match=r"KAFKA_SASL_PASSWORD_FILE: cannot read .*nope"):
         aiokafka_client_kwargs(kafka)
 
 
@@ -132,7 +132,7 @@ def test_an_empty_password_file_is_refused(tmp_path: Path) -> None:
     kafka = KafkaSettings(
         security_protocol="SASL_PLAINTEXT", sasl_username="u", sasl_password_file=str(empty)
     )
-    with pytest.raises(SettingError, match="KAFKA_SASL_PASSWORD_FILE: .* is empty"):
+    with pytest.raises(SettingError, match=r"KAFKA_SASL_PASSWORD_FILE: .* is empty"):
         librdkafka_config(kafka)
 
 
