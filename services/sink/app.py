@@ -25,9 +25,9 @@ async def serve(settings: SinkSettings) -> None:
     """Run until SIGTERM/SIGINT; then flush the pending batch, commit, close."""
     store = await asyncio.to_thread(
         ClickHouseStore.open,
-        settings.clickhouse_url,
+        settings.clickhouse(),
         read_connections=settings.read_connections,
-        analyst_url=settings.sql_clickhouse_url,
+        analyst=settings.analyst_clickhouse(),
         analyst_connections=settings.sql_connections,
     )
     applied = await asyncio.to_thread(run_migrations, store.client)
