@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -35,6 +35,7 @@ from services.ingest.client import (
 )
 from services.ingest.producer import AsyncProducer, PublishError
 from services.ingest.settings import IngestSettings
+from services.ingest.tls import ReloadingCertificate
 from services.shared import topics
 from services.shared.errors import error_response as shared_error_response
 from services.shared.kafka_security import librdkafka_config
@@ -455,8 +456,13 @@ def build_app(settings: IngestSettings, registry: SiteRegistry) -> web.Applicati
 
 
 async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web.AppRunner:
-    """Start serving on ``settings.host:port``; ``await runner.cleanup()`` stops gracefully."""
+    """Start serving on ``settings.host:port`` (HTTPS when ``INGEST_TLS_*`` are set);
+    ``await runner.cleanup()`` stops gracefully."""
     app = build_app(settings, registry)
+    certificate = None
+    if settings.tls_cert_file:
+        certificate = ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file)
+        app.cleanup_ctx.append(_watching(certificate, settings.tls_reload_s))
     # auto_decompress=False: bodies are inflated by decode_body, under a size limit.
     runner = GatewayRunner(
         app,
@@ -466,8 +472,28 @@ async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web
         shutdown_timeout=settings.publish_timeout_s + 5,
     )
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+    ssl_context = certificate.context if certificate is not None else None
+    site = web.TCPSite(
+        runner, settings.host, settings.port, reuse_address=True, ssl_context=ssl_context
+    )
+    await site.start()
     return runner
+
+
+def _watching(
+    certificate: ReloadingCertificate, interval_s: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that reloads ``certificate`` while the app runs."""
+
+    async def watch(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(certificate.watch(interval_s))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return watch
 
 
 async def serve(settings: IngestSettings) -> None:
@@ -475,7 +501,10 @@ async def serve(settings: IngestSettings) -> None:
     registry = SiteRegistry(load_sites_file(settings.sites_file))
     stop = stop_on_signals()  # before starting: a stop while starting waits
     runner = await start_gateway(settings, registry)
-    log.info("ingest listening", extra={"port": settings.port})
+    log.info(
+        "ingest listening",
+        extra={"port": settings.port, "tls": bool(settings.tls_cert_file)},
+    )
     await stop.wait()
     log.info("ingest shutting down")
     await runner.cleanup()
