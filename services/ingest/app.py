@@ -463,6 +463,7 @@ async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web
     if settings.tls_cert_file:
         certificate = ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file)
         app.cleanup_ctx.append(_watching(certificate, settings.tls_reload_s))
+        log.info("ingest serves HTTPS; its certificate is reloaded when the files change")
     # auto_decompress=False: bodies are inflated by decode_body, under a size limit.
     runner = GatewayRunner(
         app,
@@ -501,10 +502,7 @@ async def serve(settings: IngestSettings) -> None:
     registry = SiteRegistry(load_sites_file(settings.sites_file))
     stop = stop_on_signals()  # before starting: a stop while starting waits
     runner = await start_gateway(settings, registry)
-    log.info(
-        "ingest listening",
-        extra={"port": settings.port, "tls": bool(settings.tls_cert_file)},
-    )
+    log.info("ingest listening", extra={"port": settings.port})
     await stop.wait()
     log.info("ingest shutting down")
     await runner.cleanup()
