@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaBroke
 @dataclass
 class Running:
     stack: LocalStack
+    # How ingest's certificate is checked when it serves HTTPS itself (INGEST_TLS_*).
+    ingest_tls: ssl.SSLContext | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -58,8 +61,9 @@ class Running:
         """Post one generated session; returns its id, the secrets typed and the event count."""
         session = generate_session(random.Random(seed), start_ms=int(time.time() * 1000))
         for seq, batch in enumerate(session.batches):
+            scheme = self.stack.scheme("ingest")
             status, body = post_json(
-                f"http://127.0.0.1:{self.stack.ingest_port}/v1/recordings?key=pk_demo_local",
+                f"{scheme}://127.0.0.1:{self.stack.ingest_port}/v1/recordings?key=pk_demo_local",
                 {
                     "session_id": session.session_id,
                     "window_id": session.window_id,
@@ -67,6 +71,7 @@ class Running:
                     "seq": seq,
                     "events": batch,
                 },
+                context=self.ingest_tls,
             )
             assert status == 202, body
         return session.session_id, session.secrets, len(session.events)

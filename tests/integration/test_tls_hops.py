@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import os
 import secrets
+import ssl
 import subprocess
 import sys
 import time
@@ -87,12 +88,20 @@ def secure_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SecureKaf
     broker.stop()
 
 
-def test_a_session_goes_through_every_hop_over_sasl_ssl_and_lands_in_clickhouse(
+def test_a_session_goes_through_every_hop_over_tls_and_lands_in_clickhouse(
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:
-    stack = run_stack(secure_kafka.broker, tmp_path, "tls", **secure_kafka.sasl_env(PIPELINE_USER))
+    # Browser -> ingest over ingest's own HTTPS; every Kafka hop over SASL_SSL.
+    ingest_cert = secure_kafka.ca.issue("replaypipe-ingest")
+    env = {
+        **secure_kafka.sasl_env(PIPELINE_USER),
+        "INGEST_TLS_CERT_FILE": str(ingest_cert.cert_file),
+        "INGEST_TLS_KEY_FILE": str(ingest_cert.key_file),
+    }
+    stack = run_stack(secure_kafka.broker, tmp_path, "tls", **env)
     try:
-        running = Running(stack)
+        browser = ssl.create_default_context(cafile=str(secure_kafka.ca.cert_file))
+        running = Running(stack, ingest_tls=browser)
         session_id, secrets_typed, count = running.post_session(seed=1401)
         body = running.stored_events(session_id, count)
         assert all(secret.encode() not in body for secret in secrets_typed)
@@ -129,16 +138,7 @@ def test_the_cli_with_a_wrong_password_fails_naming_the_authentication_failure(
 ) -> None:
     wrong = tmp_path / "wrong.password"
     wrong.write_text("not-the-password-0815\n")
-    env = {**os.environ, **secure_kafka.sasl_env("replaypipe-cli", password_file=wrong)}
-    result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "topics"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    result = replaypipe_topics(secure_kafka.sasl_env("replaypipe-cli", password_file=wrong))
     assert result.returncode != 0
     assert "SaslAuthenticationFailed" in result.stderr
     assert "invalid credentials" in result.stderr
@@ -148,19 +148,8 @@ def test_the_cli_with_a_wrong_password_fails_naming_the_authentication_failure(
 def test_a_missing_password_file_stops_a_service_at_startup_naming_the_variable(
     secure_kafka: SecureKafka, tmp_path: Path
 ) -> None:
-    env = {
-        **os.environ,
-        **secure_kafka.sasl_env("replaypipe-cli", password_file=tmp_path / "absent"),
-    }
-    result = subprocess.run(
-        [sys.executable, "-m", "services.cli", "topics"],
-        env=env,
-        cwd=PROJECT_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    absent = tmp_path / "absent"
+    result = replaypipe_topics(secure_kafka.sasl_env("replaypipe-cli", password_file=absent))
     assert result.returncode == 2
     assert "KAFKA_SASL_PASSWORD_FILE: cannot read" in result.stderr
     assert "Traceback" not in result.stderr
@@ -211,6 +200,19 @@ def test_the_mtls_listener_refuses_a_client_without_a_certificate(
 
     with pytest.raises(KafkaConnectionError):
         asyncio.run(connect())
+
+
+def replaypipe_topics(kafka_env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``replaypipe topics`` run with ``kafka_env`` (the CLI is a Kafka client too)."""
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", "topics"],
+        env={**os.environ, **kafka_env},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 def _text(path: Path) -> str:
