@@ -190,3 +190,16 @@ def test_the_password_is_never_part_of_the_settings(
 ) -> None:
     kafka = sasl_ssl(ca, password_file)
     assert PASSWORD not in repr(kafka)
+
+
+def test_the_masker_faust_app_connects_with_the_kafka_settings(
+    ca: CertificateAuthority, password_file: Path
+) -> None:
+    from services.masker.app import faust_app
+    from services.masker.settings import MaskerSettings
+
+    app = faust_app(MaskerSettings(kafka=sasl_ssl(ca, password_file)))
+    credentials = app.conf.broker_credentials
+    assert isinstance(credentials, faust.SASLCredentials)
+    assert credentials.username == "replaypipe-sink"
+    assert [str(url) for url in app.conf.broker] == ["kafka://kafka-0:9093", "kafka://kafka-1:9093"]
