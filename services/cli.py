@@ -56,8 +56,21 @@ DEV_ONLY = ("run", "kafka", "demo")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Dispatch to a subcommand; returns the exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Dispatch to a subcommand; returns the exit status.
+
+    A setting that cannot be used (a bad value, a missing password file) ends the
+    command with its one-line reason, naming the variable, instead of a traceback.
+    """
+    from services.shared.env import SettingError
+
+    try:
+        return _dispatch(list(sys.argv[1:] if argv is None else argv))
+    except SettingError as exc:
+        print(f"replaypipe: {exc}", file=sys.stderr)
+        return 2
+
+
+def _dispatch(args: list[str]) -> int:
     if not args or args[0] in ("-h", "--help", "help"):
         print(__doc__)
         return 0

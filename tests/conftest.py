@@ -15,23 +15,30 @@ from pathlib import Path
 
 import pytest
 
-from services.dev.kafka_broker import LocalKafkaBroker, free_port
+from services.dev.kafka_broker import LocalKafkaBroker, SecureListeners, free_port
 from services.dev.stack import LocalStack
-from services.shared.kafka import KafkaSettings, ensure_topics
+from services.shared.kafka import ensure_topics
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_broker(data_dir: Path, partitions: int = 4) -> LocalKafkaBroker:
-    """Start a real broker on free ports and create the pipeline topics."""
-    return start_broker_on(data_dir, free_port(), partitions=partitions)
+def start_broker(
+    data_dir: Path, partitions: int = 4, *, secure: SecureListeners | None = None
+) -> LocalKafkaBroker:
+    """Start a real broker on free ports and create the pipeline topics.
+
+    ``secure`` adds TLS and SASL listeners besides the plaintext one.
+    """
+    return start_broker_on(data_dir, free_port(), partitions=partitions, secure=secure)
 
 
-def start_broker_on(data_dir: Path, port: int, partitions: int = 4) -> LocalKafkaBroker:
+def start_broker_on(
+    data_dir: Path, port: int, partitions: int = 4, *, secure: SecureListeners | None = None
+) -> LocalKafkaBroker:
     """Start a real broker on ``port`` (clients may already be waiting for it) with the topics."""
-    broker = LocalKafkaBroker(data_dir, port, free_port(), partitions=partitions)
+    broker = LocalKafkaBroker(data_dir, port, free_port(), partitions=partitions, secure=secure)
     broker.start()
-    asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=broker.bootstrap_servers)))
+    asyncio.run(ensure_topics(broker.kafka_settings))
     return broker
 
 

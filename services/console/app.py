@@ -174,9 +174,7 @@ async def start_console(console: Console) -> list[asyncio.Task[None]]:
     console.http = aiohttp.ClientSession()
     tasks = [
         asyncio.create_task(console.store.follow()),
-        asyncio.create_task(
-            follow_site_config(console.registry, console.settings.kafka.bootstrap_servers)
-        ),
+        asyncio.create_task(follow_site_config(console.registry, console.settings.kafka)),
     ]
     await console.store.caught_up.wait()
     tasks.append(asyncio.create_task(sweep_forever(console)))

@@ -190,7 +190,7 @@ def _form_from_assignments(site: SiteSettings, assignments: list[str]) -> dict[s
 async def current_sites(kafka: KafkaSettings) -> SiteRegistry:
     """SITES_FILE, then every ``sites.config`` record up to the topic's current end."""
     registry = SiteRegistry(load_sites_file(ConsoleSettings.from_env().sites_file))
-    await load_site_config(registry, kafka.bootstrap_servers)
+    await load_site_config(registry, kafka)
     return registry
 
 

@@ -19,6 +19,7 @@ from services.console.state import ConsoleState, Entity, StateRecordError, recor
 from services.shared import topics
 from services.shared.compacted_topic import follow_compacted_topic
 from services.shared.kafka import KafkaSettings
+from services.shared.kafka_security import aiokafka_client_kwargs
 from services.shared.site_settings import SiteSettings
 
 log = logging.getLogger("replaypipe.console.state")
@@ -35,7 +36,7 @@ async def ensure_console_topics(kafka: KafkaSettings) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**aiokafka_client_kwargs(kafka))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -70,7 +71,7 @@ class StateStore:
         """Create the topics and start the producer."""
         await ensure_console_topics(self.kafka)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=self.kafka.bootstrap_servers, acks="all", enable_idempotence=True
+            **aiokafka_client_kwargs(self.kafka), acks="all", enable_idempotence=True
         )
         await self._producer.start()
 
@@ -113,7 +114,7 @@ class StateStore:
         """
         await follow_compacted_topic(
             STATE_TOPIC,
-            self.kafka.bootstrap_servers,
+            self.kafka,
             self._apply_record,
             stop=stop,
             on_caught_up=self.caught_up.set,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -14,8 +15,17 @@ import orjson
 from services.dev.rrweb_gen import generate_session
 
 
-def post_json(url: str, doc: object, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    """POST a JSON document; returns (status, body) also for error statuses."""
+def post_json(
+    url: str,
+    doc: object,
+    headers: dict[str, str] | None = None,
+    *,
+    context: ssl.SSLContext | None = None,
+) -> tuple[int, bytes]:
+    """POST a JSON document; returns (status, body) also for error statuses.
+
+    ``context``: how an ``https`` URL's certificate is checked (default: the system store).
+    """
     request = urllib.request.Request(
         url,
         data=orjson.dumps(doc),
@@ -23,7 +33,7 @@ def post_json(url: str, doc: object, headers: dict[str, str] | None = None) -> t
         headers={"Content-Type": "application/json", **(headers or {})},
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=context) as response:
             return response.status, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()

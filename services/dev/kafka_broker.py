@@ -19,7 +19,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.shared.kafka import MAX_MESSAGE_BYTES
+from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 KAFKA_LIBS = PROJECT_ROOT / ".cache" / "kafka" / "libs"
@@ -49,9 +49,51 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class SecureListeners:
+    """Listeners a broker gets besides its plaintext one, for tests of TLS and SASL.
+
+    ``sasl_ssl_port``: TLS, clients authenticate with SCRAM-SHA-512 as one of
+    ``scram_users`` (name -> password; created when the storage is formatted).
+    ``ssl_port``: mTLS, a client certificate signed by a CA of ``truststore_file``
+    is required. The broker's key and certificate chain are in ``keystore_file``
+    (PEM, unencrypted PKCS#8 key), which Kafka reads as it is: no JKS conversion.
+    """
+
+    sasl_ssl_port: int
+    ssl_port: int
+    keystore_file: Path
+    truststore_file: Path
+    scram_users: dict[str, str]
+
+    def properties(self) -> list[str]:
+        """The broker properties of these listeners (listener names ``SASL_SSL``, ``SSL``)."""
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return [
+            "sasl.enabled.mechanisms=SCRAM-SHA-512",
+            f"listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config={scram}",
+            "ssl.keystore.type=PEM",
+            f"ssl.keystore.location={self.keystore_file}",
+            "ssl.truststore.type=PEM",
+            f"ssl.truststore.location={self.truststore_file}",
+            "listener.name.ssl.ssl.client.auth=required",
+        ]
+
+    def format_args(self) -> list[str]:
+        """``kafka-storage format`` arguments that create the SCRAM users."""
+        args: list[str] = []
+        for name, password in self.scram_users.items():
+            args += ["--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]"]
+        return args
+
+
 @dataclass
 class LocalKafkaBroker:
-    """One broker+controller process with its data under ``data_dir``."""
+    """One broker+controller process with its data under ``data_dir``.
+
+    It always listens in plaintext on ``port`` (also the readiness probe's);
+    ``secure`` adds TLS and SASL listeners (tests of the secured hops).
+    """
 
     data_dir: Path
     port: int = 9092
@@ -60,25 +102,47 @@ class LocalKafkaBroker:
     partitions: int = 4
     # Stop when the process that started the broker dies (see exit_with_parent).
     stop_with_parent: bool = False
+    secure: SecureListeners | None = None
     process: subprocess.Popen[bytes] | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        """``host:port`` for clients."""
+        """``host:port`` of the plaintext listener, for clients."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def kafka_settings(self) -> KafkaSettings:
+        """Client settings for the plaintext listener."""
+        return KafkaSettings(bootstrap_servers=self.bootstrap_servers)
+
+    def _listeners(self) -> tuple[str, str, str]:
+        """``listeners``, ``advertised.listeners`` and ``listener.security.protocol.map``."""
+        advertised = [f"PLAINTEXT://127.0.0.1:{self.port}"]
+        protocols = ["PLAINTEXT:PLAINTEXT", "CONTROLLER:PLAINTEXT"]
+        if self.secure is not None:
+            advertised += [
+                f"SASL_SSL://127.0.0.1:{self.secure.sasl_ssl_port}",
+                f"SSL://127.0.0.1:{self.secure.ssl_port}",
+            ]
+            protocols += ["SASL_SSL:SASL_SSL", "SSL:SSL"]
+        listeners = [*advertised, f"CONTROLLER://127.0.0.1:{self.controller_port}"]
+        return ",".join(listeners), ",".join(advertised), ",".join(protocols)
 
     def _properties(self) -> str:
         log_dir = self.data_dir / "logs"
+        listeners, advertised, protocols = self._listeners()
         return "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{self.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{self.port}",
+                f"listeners={listeners}",
+                f"advertised.listeners={advertised}",
                 "controller.listener.names=CONTROLLER",
-                "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+                f"listener.security.protocol.map={protocols}",
+                # The broker talks to itself in plaintext on loopback; clients choose.
                 "inter.broker.listener.name=PLAINTEXT",
+                *(self.secure.properties() if self.secure is not None else []),
                 f"log.dirs={log_dir}",
                 # Single node: internal topics (offsets, transactions) with one replica.
                 "offsets.topic.replication.factor=1",
@@ -126,8 +190,11 @@ class LocalKafkaBroker:
         if (self.data_dir / "logs" / "meta.properties").exists():
             return
         cid = new_cluster_id()
+        scram = self.secure.format_args() if self.secure is not None else []
         result = subprocess.run(
-            self._java_cmd("kafka.tools.StorageTool", "format", "-t", cid, "-c", str(config)),
+            self._java_cmd(
+                "kafka.tools.StorageTool", "format", "-t", cid, "-c", str(config), *scram
+            ),
             capture_output=True,
             check=False,
         )

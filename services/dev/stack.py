@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import time
@@ -32,6 +33,12 @@ from services.shared.kafka import KafkaSettings, ensure_topics
 from services.shared.keyring import with_local_raw_encryption
 
 SERVICES = ("sink", "masker", "ingest")
+
+# The readiness probe of a child this process started, on loopback: it sends no
+# data, and the certificate may be the developer's own self-signed one.
+_LOOPBACK_PROBE = ssl.create_default_context()
+_LOOPBACK_PROBE.check_hostname = False
+_LOOPBACK_PROBE.verify_mode = ssl.CERT_NONE
 
 
 class StartCancelled(RuntimeError):
@@ -113,7 +120,7 @@ class LocalStack:
             stop_with_parent=self.stop_with_parent,
         )
         self.broker.start()
-        asyncio.run(ensure_topics(KafkaSettings(bootstrap_servers=self.broker.bootstrap_servers)))
+        asyncio.run(ensure_topics(self.broker.kafka_settings))
 
     def log_file(self, name: str) -> Path:
         """``var/logs/<name>.log``: the service's output."""
@@ -139,6 +146,13 @@ class LocalStack:
         self.processes[name] = proc
         return proc
 
+    def scheme(self, name: str) -> str:
+        """``https`` for ingest when it serves TLS itself (``INGEST_TLS_CERT_FILE``), else http."""
+        tls = self.extra_env.get("INGEST_TLS_CERT_FILE", os.environ.get("INGEST_TLS_CERT_FILE"))
+        if name == "ingest" and tls:
+            return "https"
+        return "http"
+
     def wait_ready(self, name: str, port: int, timeout: float = 90.0) -> None:
         """Wait for a service's ``/readyz``."""
         deadline = time.monotonic() + timeout
@@ -151,7 +165,11 @@ class LocalStack:
                     f"{name} exited with {proc.returncode}; see {self.var_dir}/logs/{name}.log"
                 )
             try:
-                with urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                with urlopen(
+                    f"{self.scheme(name)}://127.0.0.1:{port}/readyz",
+                    timeout=2,
+                    context=_LOOPBACK_PROBE if self.scheme(name) == "https" else None,
+                ) as response:
                     if response.status == 200:
                         return
             except OSError:
@@ -361,7 +379,7 @@ def run_forever(var_dir: Path) -> int:
         print(
             f"""
 replaypipe is running (logs in {var_dir}/logs, data in {var_dir}):
-  ingest    POST http://127.0.0.1:{stack.ingest_port}/v1/recordings?key=pk_demo_local
+  ingest    POST {stack.scheme("ingest")}://127.0.0.1:{stack.ingest_port}/v1/recordings?key=pk_demo_local
   read API  GET  http://127.0.0.1:{stack.sink_port}/v1/sites/demo/sessions
             (header: Authorization: Bearer rt_demo_local)
   viewer    http://127.0.0.1:{stack.sink_port}/viewer/demo#token=rt_demo_local

@@ -13,7 +13,7 @@ import asyncio
 import gc
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -35,8 +35,10 @@ from services.ingest.client import (
 )
 from services.ingest.producer import AsyncProducer, PublishError
 from services.ingest.settings import IngestSettings
+from services.ingest.tls import ReloadingCertificate
 from services.shared import topics
 from services.shared.errors import error_response as shared_error_response
+from services.shared.kafka_security import librdkafka_config
 from services.shared.keyring import RawSealer
 from services.shared.logging import setup_logging
 from services.shared.ops_http import add_ops_routes, stop_on_signals
@@ -87,7 +89,7 @@ class Gateway:
         self.registry = registry
         self.limiter = SiteRateLimiter()
         self.producer: AsyncProducer | None = None
-        self.raw_sealer = RawSealer(settings.raw_encryption, settings.kafka.bootstrap_servers)
+        self.raw_sealer = RawSealer(settings.raw_encryption, settings.kafka)
         self.inflight = 0
         # Read when /metrics is scraped rather than set twice on every batch.
         metrics.INFLIGHT.set_function(lambda: self.inflight)
@@ -280,10 +282,11 @@ class Gateway:
         return None
 
     def producer_config(self) -> dict[str, object]:
-        """librdkafka settings: durable (acks=all, idempotent), compressed, bounded."""
+        """librdkafka settings: the brokers and their TLS/SASL, durable (acks=all,
+        idempotent), compressed, bounded."""
         s = self.settings
         return {
-            "bootstrap.servers": s.kafka.bootstrap_servers,
+            **librdkafka_config(s.kafka),
             "client.id": "replaypipe-ingest",
             "acks": "all",
             "enable.idempotence": True,
@@ -321,7 +324,7 @@ class Gateway:
 
     async def follow_sites(self) -> None:
         """Apply live site changes from ``sites.config`` (it reconnects when Kafka goes away)."""
-        await follow_site_config(self.registry, self.settings.kafka.bootstrap_servers)
+        await follow_site_config(self.registry, self.settings.kafka)
 
 
 GATEWAY_KEY = web.AppKey("gateway", Gateway)
@@ -453,8 +456,14 @@ def build_app(settings: IngestSettings, registry: SiteRegistry) -> web.Applicati
 
 
 async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web.AppRunner:
-    """Start serving on ``settings.host:port``; ``await runner.cleanup()`` stops gracefully."""
+    """Start serving on ``settings.host:port`` (HTTPS when ``INGEST_TLS_*`` are set);
+    ``await runner.cleanup()`` stops gracefully."""
     app = build_app(settings, registry)
+    certificate = None
+    if settings.tls_cert_file:
+        certificate = ReloadingCertificate(settings.tls_cert_file, settings.tls_key_file)
+        app.cleanup_ctx.append(_watching(certificate, settings.tls_reload_s))
+        log.info("ingest serves HTTPS; its certificate is reloaded when the files change")
     # auto_decompress=False: bodies are inflated by decode_body, under a size limit.
     runner = GatewayRunner(
         app,
@@ -464,8 +473,28 @@ async def start_gateway(settings: IngestSettings, registry: SiteRegistry) -> web
         shutdown_timeout=settings.publish_timeout_s + 5,
     )
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.port, reuse_address=True).start()
+    ssl_context = certificate.context if certificate is not None else None
+    site = web.TCPSite(
+        runner, settings.host, settings.port, reuse_address=True, ssl_context=ssl_context
+    )
+    await site.start()
     return runner
+
+
+def _watching(
+    certificate: ReloadingCertificate, interval_s: float
+) -> Callable[[web.Application], AsyncIterator[None]]:
+    """A cleanup context that reloads ``certificate`` while the app runs."""
+
+    async def watch(_: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(certificate.watch(interval_s))
+        try:
+            yield
+        finally:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    return watch
 
 
 async def serve(settings: IngestSettings) -> None:

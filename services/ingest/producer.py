@@ -173,6 +173,14 @@ class AsyncProducer:
             if self._loop is not None:
                 self._loop.call_soon(self._renew)
             return
+        if err.code() == KafkaError._AUTHENTICATION:
+            # Not an outage: retrying will not help until the credentials are fixed.
+            log.error(
+                "kafka refused the credentials (KAFKA_SASL_USERNAME, KAFKA_SASL_PASSWORD_FILE"
+                " or the client certificate); retrying",
+                extra={"reason": err.name()},
+            )
+            return
         # All brokers down, a broker restarting...: librdkafka keeps retrying;
         # records still wait for their own deadline.
         log.warning("kafka client error", extra={"reason": err.name()})

@@ -99,6 +99,24 @@ class IngestSettings:
         "uvloop",
         "event loop: `uvloop` or `asyncio` (the standard library's, for debugging)",
     )
+    # HTTPS served by ingest itself, for deployments without an ingress in front.
+    tls_cert_file: str = setting(
+        "INGEST_TLS_CERT_FILE",
+        "",
+        "PEM certificate (chain) to serve HTTPS with; reloaded when the file changes",
+        shown_default="empty (plain HTTP)",
+    )
+    tls_key_file: str = setting(
+        "INGEST_TLS_KEY_FILE",
+        "",
+        "PEM private key of `INGEST_TLS_CERT_FILE`; reloaded when the file changes",
+        shown_default="empty",
+    )
+    tls_reload_s: float = setting(
+        "INGEST_TLS_RELOAD_S",
+        10.0,
+        "how often the certificate and key files are checked for a change",
+    )
     log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     # Sealing of recordings.raw values (RAW_* variables, docs/security.md).
@@ -116,5 +134,9 @@ class IngestSettings:
             raise SettingError("INGEST_EVENT_LOOP must be uvloop or asyncio")
         if self.producer_buffer_bytes < self.kafka.max_message_bytes:
             raise SettingError("INGEST_PRODUCER_BUFFER_BYTES must hold one largest message")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise SettingError("INGEST_TLS_CERT_FILE and INGEST_TLS_KEY_FILE go together")
+        if self.tls_reload_s <= 0:
+            raise SettingError("INGEST_TLS_RELOAD_S must be positive")
         if self.max_inflight_batches < 1:
             raise SettingError("INGEST_MAX_INFLIGHT_BATCHES must be at least 1")

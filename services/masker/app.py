@@ -47,6 +47,7 @@ from services.masker.message import (
 from services.masker.policy import MaskPolicy
 from services.masker.settings import MaskerSettings
 from services.shared import topics
+from services.shared.kafka_security import faust_broker_settings
 from services.shared.keyring import RawOpener
 from services.shared.logging import logging_config as shared_logging_config
 from services.shared.ops_http import add_ops_routes, start_site
@@ -71,18 +72,14 @@ def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
         )
 
 
-def _broker_urls(bootstrap_servers: str) -> str:
-    return ";".join(f"kafka://{server.strip()}" for server in bootstrap_servers.split(","))
-
-
 def faust_app(settings: MaskerSettings, app_id: str | None = None) -> faust.App:
-    """A faust App with the masker's broker, producer and commit settings.
+    """A faust App with the masker's broker (and its TLS/SASL), producer and commit settings.
 
     Shared with the benchmark's pass-through agent so both run the same config.
     """
     return faust.App(
         app_id or settings.app_id,
-        broker=_broker_urls(settings.kafka.bootstrap_servers),
+        **faust_broker_settings(settings.kafka),
         store="memory://",
         datadir=settings.state_dir,
         web_enabled=False,
@@ -163,7 +160,7 @@ class MaskerWorker:
         self.agent_running = False
         self.batch_started: float | None = None  # monotonic time the current batch began
         self.progress = PartitionProgress(settings.stuck_after_s)
-        self.raw_opener = RawOpener(settings.raw_encryption, settings.kafka.bootstrap_servers)
+        self.raw_opener = RawOpener(settings.raw_encryption, settings.kafka)
         metrics.BATCH_RUNNING_SECONDS.set_function(self.batch_running_s)
 
     def batch_running_s(self) -> float:
@@ -360,7 +357,7 @@ class MaskerWorker:
         """Apply site settings published to ``sites.config`` without a restart."""
         await follow_site_config(
             self.registry,
-            self.settings.kafka.bootstrap_servers,
+            self.settings.kafka,
             on_update=warn_about_site_selectors,
         )
 

@@ -14,9 +14,15 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
+
+from services.shared.kafka_security import aiokafka_client_kwargs
+
+if TYPE_CHECKING:
+    from services.shared.kafka import KafkaSettings
 
 # apply(key, value, offset): one record; ``value`` is None for a tombstone.
 # Records without a key are skipped: a compacted topic's key is its identity.
@@ -39,7 +45,7 @@ class CompactedTopicFollower:
     def __init__(
         self,
         topic: str,
-        bootstrap_servers: str,
+        kafka: KafkaSettings,
         *,
         logger: logging.Logger = _log,
         poll_ms: int = 250,
@@ -47,7 +53,7 @@ class CompactedTopicFollower:
         max_retry_s: float = 30.0,
     ) -> None:
         self.topic = topic
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self.poll_ms = poll_ms
         self.first_retry_s = first_retry_s
         self.max_retry_s = max_retry_s
@@ -107,7 +113,7 @@ class CompactedTopicFollower:
         # topic created after the start (or given more partitions) is picked up.
         # No committed offsets, so "earliest" is the beginning of every partition.
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap_servers,
+            **aiokafka_client_kwargs(self.kafka),
             group_id=None,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -174,7 +180,7 @@ class CompactedTopicFollower:
 
 async def follow_compacted_topic(
     topic: str,
-    bootstrap_servers: str,
+    kafka: KafkaSettings,
     apply: ApplyRecord,
     *,
     stop: asyncio.Event | None = None,
@@ -191,7 +197,7 @@ async def follow_compacted_topic(
     """
     follower = CompactedTopicFollower(
         topic,
-        bootstrap_servers,
+        kafka,
         logger=logger,
         poll_ms=poll_ms,
         first_retry_s=first_retry_s,

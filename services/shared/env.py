@@ -15,6 +15,7 @@ import os
 import typing
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Final, TypeVar
 
 T = TypeVar("T")
@@ -196,3 +197,24 @@ def sites_file_setting() -> str:
         "config/sites.json",
         "per-site settings file (also updated live via `sites.config`)",
     )
+
+
+def read_secret_file(variable: str, path: str) -> str:
+    """The secret stored in the file ``path`` named by the variable ``variable``.
+
+    Secrets come from files (a mounted Kubernetes Secret), never from a variable
+    or a default. One trailing line break is dropped (``echo`` adds one). A
+    missing, unreadable or empty file raises :class:`SettingError` naming the
+    variable and the path, never the content.
+    """
+    if not path:
+        raise SettingError(f"{variable} is not set: name the file that holds the secret")
+    try:
+        secret = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else type(exc).__name__
+        raise SettingError(f"{variable}: cannot read {path} ({reason})") from None
+    secret = secret.removesuffix("\n").removesuffix("\r")
+    if not secret:
+        raise SettingError(f"{variable}: {path} is empty")
+    return secret

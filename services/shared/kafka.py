@@ -6,7 +6,12 @@ import contextlib
 from dataclasses import dataclass
 
 from services.shared import topics
-from services.shared.env import from_env, setting
+from services.shared.env import SettingError, from_env, setting
+from services.shared.kafka_security import (
+    SASL_MECHANISMS,
+    SECURITY_PROTOCOLS,
+    aiokafka_client_kwargs,
+)
 from services.shared.keyring import KEYS_TOPIC, KEYS_TOPIC_CONFIGS
 
 # rrweb full snapshots are often larger than Kafka's 1 MiB default.
@@ -15,7 +20,12 @@ MAX_MESSAGE_BYTES = 10 * 1024 * 1024
 
 @dataclass(frozen=True)
 class KafkaSettings:
-    """Where the brokers are and how topics are laid out (``KAFKA_*`` variables)."""
+    """Where the brokers are, how clients authenticate, how topics are laid out (``KAFKA_*``).
+
+    Every Kafka client of the project is built from these settings through
+    :mod:`services.shared.kafka_security` (aiokafka, librdkafka and faust alike),
+    so TLS and SASL apply to every hop at once.
+    """
 
     bootstrap_servers: str = setting(
         "KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092", "Kafka brokers, comma-separated"
@@ -31,6 +41,82 @@ class KafkaSettings:
     max_message_bytes: int = setting(
         "KAFKA_MAX_MESSAGE_BYTES", MAX_MESSAGE_BYTES, "largest message (full snapshots are big)"
     )
+    security_protocol: str = setting(
+        "KAFKA_SECURITY_PROTOCOL",
+        "PLAINTEXT",
+        "`PLAINTEXT`, `SSL` (TLS; mTLS with `KAFKA_SSL_CERT_FILE`), `SASL_PLAINTEXT` or"
+        " `SASL_SSL` (docs/security.md)",
+    )
+    sasl_mechanism: str = setting(
+        "KAFKA_SASL_MECHANISM",
+        "SCRAM-SHA-512",
+        "SASL mechanism: `SCRAM-SHA-512`, `SCRAM-SHA-256` or `PLAIN`",
+    )
+    sasl_username: str = setting(
+        "KAFKA_SASL_USERNAME", "", "SASL user (required with `SASL_*`)", shown_default="empty"
+    )
+    sasl_password_file: str = setting(
+        "KAFKA_SASL_PASSWORD_FILE",
+        "",
+        "file holding the SASL password (required with `SASL_*`; never a variable)",
+        shown_default="empty",
+    )
+    ssl_ca_file: str = setting(
+        "KAFKA_SSL_CA_FILE",
+        "",
+        "PEM CA bundle the brokers' certificates are checked against",
+        shown_default="empty (system trust store)",
+    )
+    ssl_cert_file: str = setting(
+        "KAFKA_SSL_CERT_FILE",
+        "",
+        "PEM client certificate (chain) for mTLS; with `KAFKA_SSL_KEY_FILE`",
+        shown_default="empty (no client certificate)",
+    )
+    ssl_key_file: str = setting(
+        "KAFKA_SSL_KEY_FILE",
+        "",
+        "PEM private key of `KAFKA_SSL_CERT_FILE`",
+        shown_default="empty",
+    )
+
+    def __post_init__(self) -> None:
+        protocol = self.security_protocol
+        if protocol not in SECURITY_PROTOCOLS:
+            raise SettingError(
+                f"KAFKA_SECURITY_PROTOCOL must be one of {', '.join(SECURITY_PROTOCOLS)},"
+                f" got {protocol!r}"
+            )
+        if self.uses_sasl:
+            if self.sasl_mechanism not in SASL_MECHANISMS:
+                raise SettingError(
+                    f"KAFKA_SASL_MECHANISM must be one of {', '.join(SASL_MECHANISMS)},"
+                    f" got {self.sasl_mechanism!r}"
+                )
+            if not self.sasl_username or not self.sasl_password_file:
+                raise SettingError(
+                    f"KAFKA_SECURITY_PROTOCOL={protocol} needs KAFKA_SASL_USERNAME and"
+                    " KAFKA_SASL_PASSWORD_FILE"
+                )
+        if bool(self.ssl_cert_file) != bool(self.ssl_key_file):
+            raise SettingError("KAFKA_SSL_CERT_FILE and KAFKA_SSL_KEY_FILE go together")
+        tls_files = self.ssl_ca_file or self.ssl_cert_file
+        if tls_files and not self.uses_tls:
+            # Refuse rather than connect in clear while the operator thinks TLS is on.
+            raise SettingError(
+                f"KAFKA_SSL_* files are set but KAFKA_SECURITY_PROTOCOL={protocol} does not"
+                " use TLS: set it to SSL or SASL_SSL"
+            )
+
+    @property
+    def uses_tls(self) -> bool:
+        """Whether connections to the brokers are TLS (``SSL`` / ``SASL_SSL``)."""
+        return self.security_protocol in ("SSL", "SASL_SSL")
+
+    @property
+    def uses_sasl(self) -> bool:
+        """Whether clients authenticate with SASL (``SASL_PLAINTEXT`` / ``SASL_SSL``)."""
+        return self.security_protocol.startswith("SASL_")
 
     @classmethod
     def from_env(cls) -> KafkaSettings:
@@ -64,7 +150,7 @@ async def ensure_topics(settings: KafkaSettings) -> list[str]:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
     from aiokafka.errors import TopicAlreadyExistsError
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    admin = AIOKafkaAdminClient(**aiokafka_client_kwargs(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())

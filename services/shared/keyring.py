@@ -31,6 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -39,6 +40,7 @@ from prometheus_client import Counter, Gauge
 
 from services.shared.compacted_topic import CompactedTopicFollower
 from services.shared.env import SettingError, from_env, setting
+from services.shared.kafka_security import aiokafka_client_kwargs
 from services.shared.raw_crypto import (
     KEK_MISSING,
     KEY_DESTROYED,
@@ -54,6 +56,9 @@ from services.shared.raw_crypto import (
     seal,
     sealed_key_id,
 )
+
+if TYPE_CHECKING:
+    from services.shared.kafka import KafkaSettings
 
 log = logging.getLogger("replaypipe.keys")
 
@@ -284,20 +289,19 @@ class KeyFeed:
     def __init__(
         self,
         keyring: Keyring,
-        bootstrap_servers: str,
+        kafka: KafkaSettings,
         *,
         forget_expired: bool = True,
         kek_dir: str | None = None,
     ) -> None:
         self.keyring = keyring
-        self.bootstrap_servers = bootstrap_servers
         self.kek_dir = kek_dir  # re-read every KEK_RELOAD_S when given
         self._keks_read = time.monotonic()
         # False where the owner forgets expired keys itself (ingest tombstones them).
         self.forget_expired = forget_expired
         # Retries stay short (2 s at most): a masker without its keys holds its partitions.
         self._follower = CompactedTopicFollower(
-            KEYS_TOPIC, bootstrap_servers, logger=log, first_retry_s=1.0, max_retry_s=2.0
+            KEYS_TOPIC, kafka, logger=log, first_retry_s=1.0, max_retry_s=2.0
         )
 
     async def run(self) -> None:
@@ -350,11 +354,9 @@ class KeyFeed:
             await self._follower.wait_for_progress(remaining if remaining else 1.0)
 
 
-def _kafka_producer(bootstrap_servers: str) -> AIOKafkaProducer:
+def _kafka_producer(kafka: KafkaSettings) -> AIOKafkaProducer:
     # acks=all: a key is used only once every in-sync replica has it.
-    return AIOKafkaProducer(
-        bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True
-    )
+    return AIOKafkaProducer(**aiokafka_client_kwargs(kafka), acks="all", enable_idempotence=True)
 
 
 async def publish_wrapped_key(producer: AIOKafkaProducer, record: WrappedKey) -> None:
@@ -399,9 +401,9 @@ class RawSealer:
     and tombstones keys past their age (every ingest does; tombstones are idempotent).
     """
 
-    def __init__(self, settings: RawEncryptionSettings, bootstrap_servers: str) -> None:
+    def __init__(self, settings: RawEncryptionSettings, kafka: KafkaSettings) -> None:
         self.settings = settings
-        self.bootstrap_servers = bootstrap_servers
+        self.kafka = kafka
         self._compress = settings.compression == "lz4"
         self._current: DataKey | None = None
         self._ready = asyncio.Event()
@@ -412,9 +414,7 @@ class RawSealer:
             keyring = Keyring(
                 KekSet.load_dir(settings.kek_dir), settings.destroy_after_s, unwrap=False
             )
-            self._feed = KeyFeed(
-                keyring, bootstrap_servers, forget_expired=False, kek_dir=settings.kek_dir
-            )
+            self._feed = KeyFeed(keyring, kafka, forget_expired=False, kek_dir=settings.kek_dir)
             _ingest_key_age().set_function(self._key_age_s)
         else:
             log.warning("recordings.raw is written in clear (RAW_ENCRYPTION=off)")
@@ -438,7 +438,7 @@ class RawSealer:
         """Start the key tasks; wait briefly for the first key (Kafka may be slow)."""
         if self._feed is None:
             return
-        self._producer = _kafka_producer(self.bootstrap_servers)
+        self._producer = _kafka_producer(self.kafka)
         self._tasks = [
             asyncio.create_task(self._feed.run()),
             asyncio.create_task(self._housekeeping()),
@@ -500,12 +500,12 @@ class RawOpener:
     (an ``EnvelopeError``: the DLQ gets a pointer) and counts the reason.
     """
 
-    def __init__(self, settings: RawEncryptionSettings, bootstrap_servers: str) -> None:
+    def __init__(self, settings: RawEncryptionSettings, kafka: KafkaSettings) -> None:
         self.settings = settings
         self._feed: KeyFeed | None = None
         if settings.enabled:
             keyring = Keyring(KekSet.load_dir(settings.kek_dir), settings.destroy_after_s)
-            self._feed = KeyFeed(keyring, bootstrap_servers, kek_dir=settings.kek_dir)
+            self._feed = KeyFeed(keyring, kafka, kek_dir=settings.kek_dir)
             _masker_unreadable()  # on /metrics from the start, not from the first failure
 
     async def run(self) -> None:
@@ -566,11 +566,11 @@ def with_local_raw_encryption(env: dict[str, str], var_dir: Path) -> dict[str, s
 
 
 async def load_keyring(
-    settings: RawEncryptionSettings, bootstrap_servers: str, *, unwrap: bool = False
+    settings: RawEncryptionSettings, kafka: KafkaSettings, *, unwrap: bool = False
 ) -> Keyring:
     """Read ``keys.raw`` to its end once into a keyring (of wrapped records only by default)."""
     keyring = Keyring(KekSet.load_dir(settings.kek_dir), settings.destroy_after_s, unwrap=unwrap)
-    feed = KeyFeed(keyring, bootstrap_servers, forget_expired=False)
+    feed = KeyFeed(keyring, kafka, forget_expired=False)
     task = asyncio.create_task(feed.run())
     try:
         async with asyncio.timeout(60.0):  # Kafka unreachable: say so rather than hang
@@ -581,7 +581,7 @@ async def load_keyring(
     return keyring
 
 
-def read_raw_in_clear(bootstrap_servers: str, kek_dir: str | Path) -> list[bytes]:
+def read_raw_in_clear(kafka: KafkaSettings, kek_dir: str | Path) -> list[bytes]:
     """Every ``recordings.raw`` value, opened with the live data keys (tests, forensics).
 
     Holding the KEK and a Kafka client is exactly what this takes: the threat
@@ -592,10 +592,10 @@ def read_raw_in_clear(bootstrap_servers: str, kek_dir: str | Path) -> list[bytes
 
     async def read() -> list[bytes]:
         settings = RawEncryptionSettings(mode="on", kek_dir=str(kek_dir))
-        keyring = await load_keyring(settings, bootstrap_servers, unwrap=True)
+        keyring = await load_keyring(settings, kafka, unwrap=True)
         consumer = AIOKafkaConsumer(
             topics.RAW,
-            bootstrap_servers=bootstrap_servers,
+            **aiokafka_client_kwargs(kafka),
             group_id=None,
             auto_offset_reset="earliest",
             enable_auto_commit=False,
@@ -629,16 +629,16 @@ class RewrapSummary:
     unreadable: list[str]
 
 
-async def rewrap_keys(settings: RawEncryptionSettings, bootstrap_servers: str) -> RewrapSummary:
+async def rewrap_keys(settings: RawEncryptionSettings, kafka: KafkaSettings) -> RewrapSummary:
     """Re-publish every live data key wrapped with the current KEK (KEK rotation).
 
     Run it after adding a new KEK to every ingest and masker, and before removing
     the old KEK. Keys that no held KEK unwraps are listed, not touched: removing
     a KEK then would make their raw data unreadable.
     """
-    keyring = await load_keyring(settings, bootstrap_servers)
+    keyring = await load_keyring(settings, kafka)
     keks = keyring.keks
-    producer = _kafka_producer(bootstrap_servers)
+    producer = _kafka_producer(kafka)
     await producer.start()
     done = current = 0
     unreadable: list[str] = []
@@ -684,9 +684,9 @@ def keys_command(argv: list[str]) -> int:
             print(f"wrote key-encryption key {path.name} to {path.parent}")
             return 0
         settings = RawEncryptionSettings.from_env()
-        servers = KafkaSettings.from_env().bootstrap_servers
+        kafka = KafkaSettings.from_env()
         if argv[0] == "rewrap":
-            summary = asyncio.run(rewrap_keys(settings, servers))
+            summary = asyncio.run(rewrap_keys(settings, kafka))
             print(
                 f"rewrapped {summary.rewrapped} data keys; {summary.current} were wrapped "
                 "with the newest KEK already"
@@ -701,7 +701,7 @@ def keys_command(argv: list[str]) -> int:
                 return 1
             return 0
         if argv[0] == "list":
-            keyring = asyncio.run(load_keyring(settings, servers))
+            keyring = asyncio.run(load_keyring(settings, kafka))
             now = now_ms()
             for key_id, record in sorted(keyring.wrapped.items(), key=lambda i: i[1].created_at_ms):
                 age_h = (now - record.created_at_ms) / 3_600_000

@@ -10,20 +10,25 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import orjson
 from aiokafka import AIOKafkaProducer
 
 from services.shared import topics
 from services.shared.compacted_topic import follow_compacted_topic
+from services.shared.kafka_security import aiokafka_client_kwargs
 from services.shared.site_settings import SiteRegistry, SiteSettings, SiteSettingsError
+
+if TYPE_CHECKING:
+    from services.shared.kafka import KafkaSettings
 
 log = logging.getLogger("replaypipe.sites")
 
 
 async def follow_site_config(
     registry: SiteRegistry,
-    bootstrap_servers: str,
+    kafka: KafkaSettings,
     *,
     on_update: Callable[[str, SiteSettings | None], None] | None = None,
     stop: asyncio.Event | None = None,
@@ -39,7 +44,7 @@ async def follow_site_config(
     """
     await follow_compacted_topic(
         topics.SITES_CONFIG,
-        bootstrap_servers,
+        kafka,
         _site_config_applier(registry, on_update),
         stop=stop,
         logger=log,
@@ -50,7 +55,7 @@ async def follow_site_config(
 
 
 async def load_site_config(
-    registry: SiteRegistry, bootstrap_servers: str, *, timeout_s: float = 60.0
+    registry: SiteRegistry, kafka: KafkaSettings, *, timeout_s: float = 60.0
 ) -> None:
     """Apply ``sites.config`` to ``registry`` up to the topic's current end, once (the CLI).
 
@@ -60,7 +65,7 @@ async def load_site_config(
     async with asyncio.timeout(timeout_s):
         await follow_compacted_topic(
             topics.SITES_CONFIG,
-            bootstrap_servers,
+            kafka,
             _site_config_applier(registry, None),
             stop=caught_up,
             on_caught_up=caught_up.set,
@@ -85,9 +90,9 @@ def _site_config_applier(
     return apply
 
 
-async def publish_site_settings(bootstrap_servers: str, settings: SiteSettings | str) -> None:
+async def publish_site_settings(kafka: KafkaSettings, settings: SiteSettings | str) -> None:
     """Publish one site's settings (or a tombstone, given only the site id) to ``sites.config``."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all")
+    producer = AIOKafkaProducer(**aiokafka_client_kwargs(kafka), acks="all")
     await producer.start()
     try:
         if isinstance(settings, str):

@@ -25,9 +25,9 @@ async def serve(settings: SinkSettings) -> None:
     """Run until SIGTERM/SIGINT; then flush the pending batch, commit, close."""
     store = await asyncio.to_thread(
         ClickHouseStore.open,
-        settings.clickhouse_url,
+        settings.clickhouse(),
         read_connections=settings.read_connections,
-        analyst_url=settings.sql_clickhouse_url,
+        analyst=settings.analyst_clickhouse(),
         analyst_connections=settings.sql_connections,
     )
     applied = await asyncio.to_thread(run_migrations, store.client)
@@ -51,8 +51,8 @@ async def serve(settings: SinkSettings) -> None:
 
     stop = stop_on_signals()
     writer_task = asyncio.create_task(writer.run())
-    sites_task = asyncio.create_task(follow_site_config(registry, settings.kafka.bootstrap_servers))
-    audit = AuditWriter(store, settings.kafka.bootstrap_servers, f"{settings.group_id}-audit")
+    sites_task = asyncio.create_task(follow_site_config(registry, settings.kafka))
+    audit = AuditWriter(store, settings.kafka, f"{settings.group_id}-audit")
     audit_task = asyncio.create_task(audit.run(stop))
     stop_task = asyncio.create_task(stop.wait())
     await asyncio.wait({writer_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)

@@ -20,6 +20,8 @@ import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer
 
+from services.shared.kafka import KafkaSettings
+from services.shared.kafka_security import aiokafka_client_kwargs
 from services.sink.read_api import STORE_KEY, authorize_admin, error, json_response
 from services.sink.read_audit import AUDIT_TABLE as AUDIT_TABLE
 from services.sink.read_audit import COLUMNS as COLUMNS
@@ -66,11 +68,11 @@ def audit_row(value: bytes | None) -> list[Any] | None:
 class AuditWriter:
     """Follows ``console.audit`` into ``audit_log`` (at least once, deduplicated by id)."""
 
-    def __init__(self, store: ClickHouseStore, bootstrap_servers: str, group_id: str) -> None:
+    def __init__(self, store: ClickHouseStore, kafka: KafkaSettings, group_id: str) -> None:
         self.store = store
         self.consumer = AIOKafkaConsumer(
             AUDIT_TOPIC,
-            bootstrap_servers=bootstrap_servers,
+            **aiokafka_client_kwargs(kafka),
             group_id=group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",

@@ -25,7 +25,7 @@ def migrate(argv: list[str]) -> int:
         return 0
     from services.sink.store import open_client, run_migrations
 
-    applied = run_migrations(open_client(SinkSettings.from_env().clickhouse_url), args.cluster)
+    applied = run_migrations(open_client(SinkSettings.from_env().clickhouse()), args.cluster)
     print("applied:", applied or "nothing (schema up to date)")
     return 0
 
@@ -45,7 +45,7 @@ def erase(argv: list[str]) -> int:
     from services.sink.store import ClickHouseStore, open_client
 
     try:
-        client = open_client(SinkSettings.from_env().clickhouse_url)
+        client = open_client(SinkSettings.from_env().clickhouse())
     except Exception as exc:
         print(
             f"replaypipe erase: cannot open ClickHouse ({type(exc).__name__}). With the "

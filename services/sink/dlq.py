@@ -21,6 +21,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaProducer
 
+from services.shared.kafka import KafkaSettings
+from services.shared.kafka_security import aiokafka_client_kwargs
 from services.sink import metrics
 
 log = logging.getLogger("replaypipe.sink.dlq")
@@ -44,10 +46,10 @@ def dlq_pointer(topic: str, partition: int, offset: int, reason: str) -> bytes:
 class DeadLetters:
     """Publishes to the DLQ topic (acks=all, idempotent) and counts by reason."""
 
-    def __init__(self, bootstrap_servers: str, topic: str, *, max_request_size: int) -> None:
+    def __init__(self, kafka: KafkaSettings, topic: str, *, max_request_size: int) -> None:
         self.topic = topic
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **aiokafka_client_kwargs(kafka),
             acks="all",
             enable_idempotence=True,
             max_request_size=max_request_size,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from services.shared.env import from_env, log_level_setting, setting, sites_file_setting
 from services.shared.kafka import KafkaSettings
+from services.sink.connection import ClickHouseConnection
 
 
 @dataclass(frozen=True)
@@ -18,7 +19,25 @@ class SinkSettings:
         "CLICKHOUSE_URL",
         "chdb://var/clickhouse",
         "`chdb://PATH` = embedded engine (relative or `chdb:///abs/path`);"
-        " `http(s)://user:pass@host:8123/db` = ClickHouse server",
+        " `http(s)://host:8123/db` = ClickHouse server (`https://host:8443/db`: TLS, verified)",
+    )
+    clickhouse_user: str = setting(
+        "CLICKHOUSE_USER",
+        "",
+        "ClickHouse server user of the writer and read API",
+        shown_default="empty (from the URL, else `default`)",
+    )
+    clickhouse_password_file: str = setting(
+        "CLICKHOUSE_PASSWORD_FILE",
+        "",
+        "file holding that user's password",
+        shown_default="empty (no password)",
+    )
+    clickhouse_ca_file: str = setting(
+        "CLICKHOUSE_CA_FILE",
+        "",
+        "PEM CA bundle the server's certificate is checked against (`https` URLs)",
+        shown_default="empty (system trust store)",
     )
     group_id: str = setting("SINK_GROUP_ID", "replaypipe-sink", "Kafka consumer group")
     sites_file: str = sites_file_setting()
@@ -76,6 +95,18 @@ class SinkSettings:
         "where analyst SQL runs (e.g. a read-only user on a server); empty = `CLICKHOUSE_URL`",
         shown_default="empty (`CLICKHOUSE_URL`)",
     )
+    sql_clickhouse_user: str = setting(
+        "SINK_SQL_CLICKHOUSE_USER",
+        "",
+        "ClickHouse user of analyst SQL (a read-only one)",
+        shown_default="empty (`CLICKHOUSE_USER`)",
+    )
+    sql_clickhouse_password_file: str = setting(
+        "SINK_SQL_CLICKHOUSE_PASSWORD_FILE",
+        "",
+        "file holding the analyst SQL user's password",
+        shown_default="empty (`CLICKHOUSE_PASSWORD_FILE` unless `SINK_SQL_CLICKHOUSE_USER` is set)",
+    )
     sql_connections: int = setting(
         "SINK_SQL_CONNECTIONS", 1, "analyst queries at once; one more is answered 429 `sql_busy`"
     )
@@ -100,5 +131,35 @@ class SinkSettings:
 
     @classmethod
     def from_env(cls) -> SinkSettings:
-        """``SINK_*``, ``CLICKHOUSE_URL``, ``SITES_FILE``, ``KAFKA_*`` and ``LOG_LEVEL``."""
+        """``SINK_*``, ``CLICKHOUSE_*``, ``SITES_FILE``, ``KAFKA_*`` and ``LOG_LEVEL``."""
         return from_env(cls)
+
+    def clickhouse(self) -> ClickHouseConnection:
+        """The writer's and the read API's connection (``CLICKHOUSE_*``)."""
+        return ClickHouseConnection(
+            self.clickhouse_url,
+            self.clickhouse_user,
+            self.clickhouse_password_file,
+            self.clickhouse_ca_file,
+        )
+
+    def analyst_clickhouse(self) -> ClickHouseConnection:
+        """Analyst SQL's connection: ``SINK_SQL_CLICKHOUSE_*`` where set, else ``CLICKHOUSE_*``."""
+        if self.sql_clickhouse_user:
+            # A user of its own has its own password (or none), never the writer's.
+            user, password_file = self.sql_clickhouse_user, self.sql_clickhouse_password_file
+            password_variable = "SINK_SQL_CLICKHOUSE_PASSWORD_FILE"
+        elif self.sql_clickhouse_password_file:
+            user, password_file = self.clickhouse_user, self.sql_clickhouse_password_file
+            password_variable = "SINK_SQL_CLICKHOUSE_PASSWORD_FILE"
+        else:
+            user, password_file = self.clickhouse_user, self.clickhouse_password_file
+            password_variable = "CLICKHOUSE_PASSWORD_FILE"
+        return ClickHouseConnection(
+            self.sql_clickhouse_url or self.clickhouse_url,
+            user,
+            password_file,
+            self.clickhouse_ca_file,
+            url_variable="SINK_SQL_CLICKHOUSE_URL" if self.sql_clickhouse_url else "CLICKHOUSE_URL",
+            password_variable=password_variable,
+        )

@@ -10,7 +10,6 @@ import re
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, TypeVar
 
 import clickhouse_connect
@@ -23,6 +22,7 @@ from services.sink.analyst_sql import (
     check_explain_ast,
     wrapped_sql,
 )
+from services.sink.connection import ClickHouseConnection, client_kwargs
 from services.sink.schema import migration_table_ddl, planned_statements
 
 log = logging.getLogger("replaypipe.sink.store")
@@ -38,21 +38,15 @@ READ_PRIORITY = 1
 WRITE_PRIORITY = 2
 
 
-def resolve_clickhouse_url(url: str) -> str:
-    """Make a relative embedded path absolute: ``chdb://var/ch`` → ``chdb:///cwd/var/ch``."""
-    if url.startswith("chdb://") and not url.startswith("chdb:///"):
-        path = Path(url.removeprefix("chdb://")).resolve()
-        path.mkdir(parents=True, exist_ok=True)
-        return f"chdb://{path}"
-    if url.startswith("chdb:///"):
-        Path(url.removeprefix("chdb://")).mkdir(parents=True, exist_ok=True)
-    return url
-
-
-def open_client(url: str, settings: dict[str, Any] | None = None) -> Any:
-    """A clickhouse-connect client for ``chdb:///path`` (embedded) or ``http(s)://…``;
-    ``settings`` apply to every query of the client."""
-    return clickhouse_connect.get_client(dsn=resolve_clickhouse_url(url), settings=settings)
+def open_client(
+    connection: ClickHouseConnection | str, settings: dict[str, Any] | None = None
+) -> Any:
+    """A clickhouse-connect client for ``chdb:///path`` (embedded) or ``http(s)://…`` (a
+    server, as the connection's user, over verified TLS with https); ``settings`` apply
+    to every query of the client."""
+    if isinstance(connection, str):
+        connection = ClickHouseConnection(connection)
+    return clickhouse_connect.get_client(**client_kwargs(connection), settings=settings)
 
 
 def run_migrations(
@@ -202,15 +196,16 @@ class ClickHouseStore:
     @classmethod
     def open(
         cls,
-        url: str,
+        connection: ClickHouseConnection | str,
         *,
         read_connections: int = 2,
-        analyst_url: str = "",
+        analyst: ClickHouseConnection | None = None,
         analyst_connections: int = 1,
     ) -> ClickHouseStore:
         """Open the lanes' clients: one for writes, ``read_connections`` for reads and
-        ``analyst_connections`` for analyst SQL (on ``analyst_url`` when set, e.g. a
+        ``analyst_connections`` for analyst SQL (on ``analyst`` when given, e.g. a
         read-only user on a server)."""
+        url = ClickHouseConnection(connection) if isinstance(connection, str) else connection
         # ClickHouse pauses a running query while one of a lower priority value
         # runs: an insert pauses for a read (short), an analyst query for both.
         return cls(
@@ -220,7 +215,7 @@ class ClickHouseStore:
                 for _ in range(max(1, read_connections))
             ],
             analyst_clients=[
-                open_client(analyst_url or url) for _ in range(max(1, analyst_connections))
+                open_client(analyst or url) for _ in range(max(1, analyst_connections))
             ],
         )
 

@@ -63,6 +63,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 
 from services.shared import topics
 from services.shared.envelope import EnvelopeError
+from services.shared.kafka_security import aiokafka_client_kwargs
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.sink import metrics
 from services.sink.batching import (
@@ -181,7 +182,7 @@ class EventWriter:
         """Connect the consumer and the DLQ producer."""
         max_bytes = self.settings.kafka.max_message_bytes
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka.bootstrap_servers,
+            **aiokafka_client_kwargs(self.settings.kafka),
             group_id=self.settings.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -190,9 +191,7 @@ class EventWriter:
             max_poll_interval_ms=600_000,
         )
         self.consumer.subscribe([self.topic], listener=_FollowRebalance(self))
-        self.dlq = DeadLetters(
-            self.settings.kafka.bootstrap_servers, self.dlq_topic, max_request_size=max_bytes
-        )
+        self.dlq = DeadLetters(self.settings.kafka, self.dlq_topic, max_request_size=max_bytes)
         await self.consumer.start()
         await self.dlq.start()
 

@@ -31,6 +31,7 @@ from aiokafka import AIOKafkaConsumer
 from services.dev.demo import get, post_json
 from services.dev.stack import LocalStack
 from services.shared import topics
+from services.shared.kafka import KafkaSettings
 from services.shared.keyring import read_raw_in_clear
 from services.sink.viewer import BUNDLE_DIR, bundles_built
 from tests.conftest import PROJECT_ROOT, _dump_logs, make_stack, start_broker
@@ -305,7 +306,7 @@ def test_secrets_were_recorded_raw_and_removed_by_the_masker(
     sealed = b"".join(topic_values(e2e.stack, topics.RAW))
     assert SECRETS["password"].encode() not in sealed
     bootstrap = f"127.0.0.1:{e2e.stack.kafka_port}"
-    raw = b"".join(read_raw_in_clear(bootstrap, e2e.stack.var_dir / "keys")).decode()
+    raw = b"".join(read_raw_in_clear(KafkaSettings(bootstrap), e2e.stack.var_dir / "keys")).decode()
     # The browser really sent them (client masking is off): the masker is what removed them.
     assert SECRETS["password"] in raw
     assert SECRETS["card_number"] in raw

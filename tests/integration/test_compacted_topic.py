@@ -45,7 +45,7 @@ async def test_records_before_the_start_are_applied_before_caught_up_is_called(
     await asyncio.wait_for(
         follow_compacted_topic(
             topic,
-            kafka_broker.bootstrap_servers,
+            kafka_broker.kafka_settings,
             lambda key, value, _offset: applied.__setitem__(key, value),
             stop=stop,
             on_caught_up=caught_up,
@@ -67,7 +67,7 @@ async def test_records_without_a_key_are_skipped(kafka_broker: LocalKafkaBroker)
     await asyncio.wait_for(
         follow_compacted_topic(
             topic,
-            kafka_broker.bootstrap_servers,
+            kafka_broker.kafka_settings,
             lambda key, _value, _offset: applied.append(key),
             stop=stop,
             on_caught_up=stop.set,
@@ -93,7 +93,7 @@ async def test_a_topic_created_after_the_start_is_read_once_it_exists(
     follower = asyncio.create_task(
         follow_compacted_topic(
             topic,
-            kafka_broker.bootstrap_servers,
+            kafka_broker.kafka_settings,
             apply,
             stop=stop,
             first_retry_s=0.2,
@@ -115,7 +115,7 @@ async def test_has_read_to_tells_whether_records_published_before_now_are_applie
 ) -> None:
     topic = f"test.compacted.{uuid.uuid4().hex}"
     await _publish(kafka_broker.bootstrap_servers, topic, [(b"a", b"1")])
-    follower = CompactedTopicFollower(topic, kafka_broker.bootstrap_servers)
+    follower = CompactedTopicFollower(topic, kafka_broker.kafka_settings)
     applied: list[bytes] = []
     task = asyncio.create_task(follower.run(lambda key, _v, _o: applied.append(key)))
     try:

@@ -29,6 +29,7 @@ from services.dev.rrweb_gen import generate_session
 from services.dev.stack import LocalStack
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope, RrwebEvent
+from services.shared.kafka import KafkaSettings
 from services.shared.site_feed import publish_site_settings
 from services.shared.site_settings import SiteSettings
 from tests.conftest import make_stack, start_broker
@@ -291,7 +292,8 @@ def test_site_settings_published_to_sites_config_apply_without_restart(
     docs, _ = consume_masked(bootstrap, "live", lambda docs: ("before", 1) in batch_ids(docs))
     assert typed_values(next(d for d in docs if d["seq"] == 1))[CITY_INPUT_ID] == "****"
 
-    asyncio.run(publish_site_settings(bootstrap, SiteSettings(site_id="live", record_inputs=True)))
+    live = SiteSettings(site_id="live", record_inputs=True)
+    asyncio.run(publish_site_settings(KafkaSettings(bootstrap), live))
 
     # Keep sending fresh sessions until one is masked with the new settings.
     attempt = 0
@@ -320,7 +322,9 @@ def test_site_switched_to_required_consent_drops_events_without_consent(
     masker = masker_factory("consent")
     masker.start()
     asyncio.run(
-        publish_site_settings(bootstrap, SiteSettings(site_id="consent", consent_mode="required"))
+        publish_site_settings(
+            KafkaSettings(bootstrap), SiteSettings(site_id="consent", consent_mode="required")
+        )
     )
     attempt = 0
 

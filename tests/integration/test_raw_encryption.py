@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import ssl
 import subprocess
 import time
 from collections.abc import Iterator
@@ -49,6 +50,8 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaBroke
 @dataclass
 class Running:
     stack: LocalStack
+    # How ingest's certificate is checked when it serves HTTPS itself (INGEST_TLS_*).
+    ingest_tls: ssl.SSLContext | None = None
 
     @property
     def bootstrap(self) -> str:
@@ -58,8 +61,9 @@ class Running:
         """Post one generated session; returns its id, the secrets typed and the event count."""
         session = generate_session(random.Random(seed), start_ms=int(time.time() * 1000))
         for seq, batch in enumerate(session.batches):
+            scheme = self.stack.scheme("ingest")
             status, body = post_json(
-                f"http://127.0.0.1:{self.stack.ingest_port}/v1/recordings?key=pk_demo_local",
+                f"{scheme}://127.0.0.1:{self.stack.ingest_port}/v1/recordings?key=pk_demo_local",
                 {
                     "session_id": session.session_id,
                     "window_id": session.window_id,
@@ -67,6 +71,7 @@ class Running:
                     "seq": seq,
                     "events": batch,
                 },
+                context=self.ingest_tls,
             )
             assert status == 202, body
         return session.session_id, session.secrets, len(session.events)
@@ -321,7 +326,7 @@ def test_kek_rotation_keeps_waiting_raw_data_readable(
         time.sleep(1.1)  # KEK file names carry the second
         new_kek = new_kek_file(kek_dir)
         settings = RawEncryptionSettings(mode="required", kek_dir=str(kek_dir))
-        summary = asyncio.run(rewrap_keys(settings, bootstrap))
+        summary = asyncio.run(rewrap_keys(settings, broker.kafka_settings))
         assert summary.rewrapped >= 1  # other tests' keys (their own KEKs) are listed, untouched
         old_kek.unlink()
         stack.stop_service("ingest")

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from services.dev.kafka_broker import free_port
+from services.shared.kafka import KafkaSettings
 from services.shared.site_feed import follow_site_config, publish_site_settings
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from tests.conftest import start_broker_on
@@ -34,7 +35,11 @@ async def test_the_feed_started_before_its_broker_applies_settings_once_the_brok
     stop = asyncio.Event()
     feed = asyncio.create_task(
         follow_site_config(
-            registry, f"127.0.0.1:{port}", stop=stop, first_retry_s=0.2, max_retry_s=1.0
+            registry,
+            KafkaSettings(f"127.0.0.1:{port}"),
+            stop=stop,
+            first_retry_s=0.2,
+            max_retry_s=1.0,
         )
     )
     with caplog.at_level(logging.WARNING, logger="replaypipe.sites"):
@@ -44,7 +49,7 @@ async def test_the_feed_started_before_its_broker_applies_settings_once_the_brok
 
     broker = await asyncio.to_thread(start_broker_on, tmp_path / "kafka", port)
     try:
-        await publish_site_settings(broker.bootstrap_servers, SiteSettings(site_id="late"))
+        await publish_site_settings(broker.kafka_settings, SiteSettings(site_id="late"))
         assert await _wait_for(lambda: registry.get("late") is not None, timeout_s=30)
     finally:
         stop.set()
@@ -56,7 +61,10 @@ async def test_the_feed_stops_while_waiting_to_retry() -> None:
     stop = asyncio.Event()
     feed = asyncio.create_task(
         follow_site_config(
-            SiteRegistry([]), f"127.0.0.1:{free_port()}", stop=stop, first_retry_s=30.0
+            SiteRegistry([]),
+            KafkaSettings(f"127.0.0.1:{free_port()}"),
+            stop=stop,
+            first_retry_s=30.0,
         )
     )
     await asyncio.sleep(0.5)
