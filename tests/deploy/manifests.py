@@ -6,8 +6,11 @@ them these tests skip, naming the missing tool and the command that installs it.
 
 from __future__ import annotations
 
+import atexit
 import json
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -22,6 +25,8 @@ KUSTOMIZE = TOOLS / "bin" / "kustomize"
 PROMTOOL = TOOLS / "bin" / "promtool"
 TOOLS_PYTHON = TOOLS / "venv" / "bin" / "python"
 VALIDATOR = DEPLOY / "tools" / "validate_manifests.py"
+DEV_SECRETS_SCRIPT = ROOT / "scripts" / "k8s_dev_secrets.sh"
+DEV_SECRETS = Path("overlays") / "dev" / "secrets"
 OVERLAYS = ("dev", "prod")
 # The Kubernetes version the manifests must be valid for (oldest supported
 # cluster); kubernetes-validate ships its schemas.
@@ -38,9 +43,35 @@ def require_tool(path: Path) -> Path:
 
 
 @cache
+def _k8s_tree() -> Path:
+    """A copy of deploy/k8s whose dev secret files are fresh random ones from the script.
+
+    The dev overlay generates its Secrets from files no one commits; the tests
+    render a copy, so a developer's own files are neither needed nor read.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="replaypipe-k8s-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    source = DEPLOY / "k8s"
+
+    def skip_secret_files(directory: str, names: list[str]) -> list[str]:
+        inside = Path(directory) == source / DEV_SECRETS
+        return [n for n in names if inside and n != ".gitignore"]
+
+    tree = workdir / "k8s"
+    shutil.copytree(source, tree, ignore=skip_secret_files)
+    subprocess.run(
+        [str(DEV_SECRETS_SCRIPT), str(tree / DEV_SECRETS)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return tree
+
+
+@cache
 def _render(overlay: str) -> str:
     result = subprocess.run(
-        [str(KUSTOMIZE), "build", str(DEPLOY / "k8s" / "overlays" / overlay)],
+        [str(KUSTOMIZE), "build", str(_k8s_tree() / "overlays" / overlay)],
         capture_output=True,
         text=True,
         check=False,
