@@ -141,3 +141,33 @@ def env_of(objs: tuple[Manifest, ...]) -> dict[str, str]:
     assert len(maps) == 1
     data: dict[str, str] = maps[0]["data"]
     return data
+
+
+def container_env(objs: tuple[Manifest, ...], container: Manifest) -> dict[str, str]:
+    """What a container sees: the replaypipe-env literals, then its own ``env`` values."""
+    env = dict(env_of(objs)) if container.get("envFrom") else {}
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
+def mounted_secret(spec: Manifest, container: Manifest, file_path: str) -> tuple[str, str] | None:
+    """``(secret name, key)`` of the Secret file a container reads at ``file_path``, or None."""
+    directory, _, file_name = file_path.rpartition("/")
+    mount = next(
+        (m for m in container.get("volumeMounts", []) if m["mountPath"] == directory), None
+    )
+    if mount is None or "subPath" in mount:
+        return None
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    secret = volume.get("secret")
+    if secret is None:
+        return None
+    items = {i["path"]: i["key"] for i in secret.get("items", [])}
+    key = items.get(file_name, file_name if not items else None)
+    return None if key is None else (secret["secretName"], key)
+
+
+def deployment(objs: tuple[Manifest, ...], service: str) -> tuple[Manifest, Manifest]:
+    """``(pod spec, first container)`` of the Deployment ``replaypipe-<service>``."""
+    spec: Manifest = one(objs, "Deployment", f"replaypipe-{service}")["spec"]["template"]["spec"]
+    return spec, spec["containers"][0]
