@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import re
 import shutil
 import subprocess
 import tempfile
@@ -171,3 +172,22 @@ def deployment(objs: tuple[Manifest, ...], service: str) -> tuple[Manifest, Mani
     """``(pod spec, first container)`` of the Deployment ``replaypipe-<service>``."""
     spec: Manifest = one(objs, "Deployment", f"replaypipe-{service}")["spec"]["template"]["spec"]
     return spec, spec["containers"][0]
+
+
+def load_yaml(path: Path) -> Manifest:
+    """The one YAML document of ``path`` (through the tools' venv: the project has no PyYAML)."""
+    result = subprocess.run(
+        [str(require_tool(TOOLS_PYTHON)), str(VALIDATOR), "to-json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    (doc,) = json.loads(result.stdout)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def without_hash_suffix(name: str) -> str:
+    """A generated object's name as written in the kustomization (no ``-<10 char hash>``)."""
+    return re.sub(r"-[a-z0-9]{10}$", "", name)

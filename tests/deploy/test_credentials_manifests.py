@@ -1,0 +1,191 @@
+"""Credentials in the rendered overlays: ClickHouse users per client, Secrets made, never committed.
+
+Every password is a file in a Secret that only its client mounts. Strimzi makes
+the Kafka users' Secrets and the cluster CA; the operator creates the others
+with the commands in docs/operations.md (prod), or scripts/k8s_dev_secrets.sh
+writes random files the dev overlay generates them from.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from tests.deploy.manifests import (
+    DEPLOY,
+    OVERLAYS,
+    ROOT,
+    Manifest,
+    container_env,
+    find,
+    load_yaml,
+    mounted_secret,
+    one,
+    pod_specs,
+)
+
+Objects = Callable[[str], tuple[Manifest, ...]]
+
+CLUSTER_CA_SECRET = "replaypipe-cluster-ca-cert"
+# ClickHouse user -> the client it is for (its Secret is replaypipe-clickhouse-<client>).
+CLICKHOUSE_USERS = {
+    "replaypipe_migrate": "migrate",
+    "replaypipe_sink": "sink",
+    "replaypipe_analyst": "analyst",
+}
+READ_ONLY_GRANT = re.compile(r"^GRANT SELECT ON replaypipe\.\*$")
+DDL = re.compile(r"\b(ALL|CREATE|DROP|ALTER TABLE|TRUNCATE|ALTER (?!DELETE))", re.IGNORECASE)
+
+
+def clickhouse_users(objs: tuple[Manifest, ...]) -> dict[str, dict[str, object]]:
+    """``user -> {setting: value}`` of the ClickHouseInstallation's ``users`` section."""
+    flat = one(objs, "ClickHouseInstallation", "replaypipe")["spec"]["configuration"]["users"]
+    users: dict[str, dict[str, object]] = {}
+    for path, value in flat.items():
+        user, _, setting = path.partition("/")
+        users.setdefault(user, {})[setting] = value
+    return users
+
+
+def clickhouse_profile(objs: tuple[Manifest, ...], name: str) -> dict[str, str]:
+    flat = one(objs, "ClickHouseInstallation", "replaypipe")["spec"]["configuration"]["profiles"]
+    prefix = f"{name}/"
+    return {k.removeprefix(prefix): str(v) for k, v in flat.items() if k.startswith(prefix)}
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_clickhouse_has_one_user_per_client_with_its_password_from_a_secret(
+    objects: Objects, overlay: str
+) -> None:
+    users = clickhouse_users(objects(overlay))
+    assert set(users) == set(CLICKHOUSE_USERS)  # `default` keeps the operator's localhost rule
+    for user, client in CLICKHOUSE_USERS.items():
+        assert users[user]["k8s_secret_password"] == f"replaypipe-clickhouse-{client}/password"
+        assert not {"password", "password_sha256_hex"} & set(users[user]), user
+        assert users[user]["grants/query"], f"{user} without grants would have every right"
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_clickhouse_reader_is_read_only_by_profile_and_by_grants(
+    objects: Objects, overlay: str
+) -> None:
+    objs = objects(overlay)
+    analyst = clickhouse_users(objs)["replaypipe_analyst"]
+    assert int(clickhouse_profile(objs, str(analyst["profile"]))["readonly"]) in (1, 2)
+    grants = analyst["grants/query"]
+    assert isinstance(grants, list) and all(READ_ONLY_GRANT.match(g) for g in grants), grants
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_only_the_migration_user_may_change_the_schema(objects: Objects, overlay: str) -> None:
+    grants = clickhouse_users(objects(overlay))["replaypipe_sink"]["grants/query"]
+    assert isinstance(grants, list)
+    schema_changes = [g for g in grants if DDL.search(g.removeprefix("GRANT "))]
+    # Its start creates the migrations table if missing (a no-op after the Job).
+    assert schema_changes == ["GRANT CREATE TABLE ON replaypipe.schema_migrations"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize(
+    ("workload", "prefix", "user"),
+    [
+        ("Deployment/replaypipe-sink", "", "replaypipe_sink"),
+        ("Deployment/replaypipe-sink", "SINK_SQL_", "replaypipe_analyst"),
+        ("Job/replaypipe-migrate", "", "replaypipe_migrate"),
+    ],
+)
+def test_clickhouse_clients_log_in_as_their_user_with_the_mounted_password(
+    objects: Objects, overlay: str, workload: str, prefix: str, user: str
+) -> None:
+    objs = objects(overlay)
+    spec = dict(pod_specs(objs))[workload]
+    container = spec["containers"][0]
+    env = container_env(objs, container)
+    assert "@" not in env[f"{prefix}CLICKHOUSE_URL"]  # no credentials in a URL
+    assert env[f"{prefix}CLICKHOUSE_USER"] == user
+    secret = f"replaypipe-clickhouse-{CLICKHOUSE_USERS[user]}"
+    assert mounted_secret(spec, container, env[f"{prefix}CLICKHOUSE_PASSWORD_FILE"]) == (
+        secret,
+        "password",
+    )
+
+
+def test_no_kustomization_carries_a_secret_value() -> None:
+    for path in sorted((DEPLOY / "k8s").rglob("kustomization.yaml")):
+        doc = load_yaml(path)
+        for generator in doc.get("secretGenerator", []):
+            assert not generator.get("literals") and not generator.get("envs"), path
+            for source in generator.get("files", []):
+                file_path = path.parent / source.partition("=")[2]
+                assert file_path.parent.name == "secrets", f"{path}: {source}"
+    ignored = (DEPLOY / "k8s/overlays/dev/secrets/.gitignore").read_text().split()
+    assert ignored[-2:] == ["*", "!.gitignore"]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_no_rendered_object_holds_a_secret_but_generated_secrets(
+    objects: Objects, overlay: str
+) -> None:
+    secrets = find(objects(overlay), "Secret")
+    if overlay == "prod":
+        assert secrets == []
+    for secret in secrets:
+        assert "stringData" not in secret
+
+
+def referenced_secrets(objs: tuple[Manifest, ...]) -> set[str]:
+    """Every Secret a workload mounts or reads, and those the ClickHouseInstallation reads."""
+    names = set()
+    for _, spec in pod_specs(objs):
+        names |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
+        for container in spec["containers"]:
+            for var in container.get("env", []):
+                ref = var.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    names.add(ref["name"])
+    for settings in clickhouse_users(objs).values():
+        ref = settings.get("k8s_secret_password")
+        if isinstance(ref, str):
+            names.add(ref.split("/")[0])
+    return names
+
+
+def made_by_strimzi(objs: tuple[Manifest, ...]) -> set[str]:
+    return {u["metadata"]["name"] for u in find(objs, "KafkaUser")} | {CLUSTER_CA_SECRET}
+
+
+def secrets_created_in_the_docs() -> set[str]:
+    text = (ROOT / "docs/operations.md").read_text()
+    return set(re.findall(r"create secret generic (\S+)", text))
+
+
+def test_prod_needs_exactly_the_secrets_the_deploy_steps_create(objects: Objects) -> None:
+    objs = objects("prod")
+    assert referenced_secrets(objs) - made_by_strimzi(objs) == secrets_created_in_the_docs()
+
+
+def test_dev_renders_every_secret_strimzi_does_not_make(objects: Objects) -> None:
+    objs = objects("dev")
+    rendered = {s["metadata"]["name"] for s in find(objs, "Secret")}
+    assert referenced_secrets(objs) - made_by_strimzi(objs) == rendered
+
+
+def test_dev_secret_script_writes_every_file_the_overlay_reads(tmp_path: Path) -> None:
+    subprocess.run(
+        [str(ROOT / "scripts/k8s_dev_secrets.sh"), str(tmp_path)], check=True, capture_output=True
+    )
+    overlay = load_yaml(DEPLOY / "k8s/overlays/dev/kustomization.yaml")
+    wanted = {
+        Path(source.partition("=")[2]).name
+        for generator in overlay["secretGenerator"]
+        for source in generator["files"]
+    }
+    written = {p.name: p for p in tmp_path.iterdir()}
+    assert set(written) == wanted
+    for path in written.values():
+        assert path.stat().st_mode & 0o077 == 0, path  # owner only
+        assert len(path.read_text()) >= 44, path  # 256 random bits, hex or base64
