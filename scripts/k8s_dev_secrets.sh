@@ -4,6 +4,7 @@
 #   clickhouse-{migrate,sink,analyst}.password  ClickHouse users (hex)
 #   sink-admin.token                            the sink's admin token (hex)
 #   console-secret-key                          CONSOLE_SECRET_KEY_FILE (hex)
+#   console-totp-key                            CONSOLE_TOTP_KEY_FILE (base64 of 32 bytes)
 #   raw-kek                                     a raw-encryption KEK (base64 of 32 bytes)
 # Kafka passwords and the Kafka CA are not here: Strimzi makes them.
 # Idempotent: an existing file is kept (rerunning never rotates a secret).
@@ -27,4 +28,6 @@ HEX='secrets.token_hex(32)'
 for user in migrate sink analyst; do write "clickhouse-$user.password" "$HEX"; done
 write sink-admin.token "$HEX"
 write console-secret-key "$HEX"
-write raw-kek 'base64.b64encode(secrets.token_bytes(32)).decode()'
+B64='base64.b64encode(secrets.token_bytes(32)).decode()'
+write console-totp-key "$B64"
+write raw-kek "$B64"

@@ -63,10 +63,11 @@ def test_console_reads_its_keys_from_mounted_secrets_and_sets_secure_cookies(
     env = container_env(objs, container)
     secrets = {
         name: mounted_secret(spec, container, env[name])
-        for name in ("CONSOLE_SECRET_KEY_FILE", "SINK_ADMIN_TOKEN_FILE")
+        for name in ("CONSOLE_SECRET_KEY_FILE", "CONSOLE_TOTP_KEY_FILE", "SINK_ADMIN_TOKEN_FILE")
     }
     assert {k: (without_hash_suffix(s[0]), s[1]) for k, s in secrets.items() if s} == {
         "CONSOLE_SECRET_KEY_FILE": ("replaypipe-console-keys", "secret-key"),
+        "CONSOLE_TOTP_KEY_FILE": ("replaypipe-console-keys", "totp-key"),
         "SINK_ADMIN_TOKEN_FILE": ("replaypipe-sink-admin", "token"),
     }
     assert "CONSOLE_SECRET_KEY" not in env and "SINK_ADMIN_TOKEN" not in env
