@@ -1,9 +1,10 @@
 """Credentials in the rendered overlays: ClickHouse users per client, Secrets made, never committed.
 
 Every password is a file in a Secret that only its client mounts. Strimzi makes
-the Kafka users' Secrets and the cluster CA; the operator creates the others
-with the commands in docs/operations.md (prod), or scripts/k8s_dev_secrets.sh
-writes random files the dev overlay generates them from.
+the Kafka users' Secrets and the cluster CA, cert-manager the TLS certificates;
+the operator creates the others with the commands in docs/operations.md (prod),
+or scripts/k8s_dev_secrets.sh writes random files the dev overlay generates
+them from. ClickHouse's clients speak HTTPS and check the server's certificate.
 """
 
 from __future__ import annotations
@@ -137,10 +138,17 @@ def test_no_rendered_object_holds_a_secret_but_generated_secrets(
         assert "stringData" not in secret
 
 
+def clickhouse_pod(objs: tuple[Manifest, ...]) -> Manifest:
+    chi = one(objs, "ClickHouseInstallation", "replaypipe")["spec"]
+    (template,) = chi["templates"]["podTemplates"]
+    spec: Manifest = template["spec"]
+    return spec
+
+
 def referenced_secrets(objs: tuple[Manifest, ...]) -> set[str]:
     """Every Secret a workload mounts or reads, and those the ClickHouseInstallation reads."""
     names = set()
-    for _, spec in pod_specs(objs):
+    for _, spec in [*pod_specs(objs), ("ClickHouse", clickhouse_pod(objs))]:
         names |= {v["secret"]["secretName"] for v in spec.get("volumes", []) if "secret" in v}
         for container in spec["containers"]:
             for var in container.get("env", []):
@@ -154,8 +162,11 @@ def referenced_secrets(objs: tuple[Manifest, ...]) -> set[str]:
     return names
 
 
-def made_by_strimzi(objs: tuple[Manifest, ...]) -> set[str]:
-    return {u["metadata"]["name"] for u in find(objs, "KafkaUser")} | {CLUSTER_CA_SECRET}
+def made_by_operators(objs: tuple[Manifest, ...]) -> set[str]:
+    """Secrets Strimzi (users, cluster CA) and cert-manager (certificates) make."""
+    certificates = {c["spec"]["secretName"] for c in find(objs, "Certificate")}
+    users = {u["metadata"]["name"] for u in find(objs, "KafkaUser")}
+    return users | certificates | {CLUSTER_CA_SECRET}
 
 
 def secrets_created_in_the_docs() -> set[str]:
@@ -165,13 +176,13 @@ def secrets_created_in_the_docs() -> set[str]:
 
 def test_prod_needs_exactly_the_secrets_the_deploy_steps_create(objects: Objects) -> None:
     objs = objects("prod")
-    assert referenced_secrets(objs) - made_by_strimzi(objs) == secrets_created_in_the_docs()
+    assert referenced_secrets(objs) - made_by_operators(objs) == secrets_created_in_the_docs()
 
 
-def test_dev_renders_every_secret_strimzi_does_not_make(objects: Objects) -> None:
+def test_dev_renders_every_secret_the_operators_do_not_make(objects: Objects) -> None:
     objs = objects("dev")
     rendered = {s["metadata"]["name"] for s in find(objs, "Secret")}
-    assert referenced_secrets(objs) - made_by_strimzi(objs) == rendered
+    assert referenced_secrets(objs) - made_by_operators(objs) == rendered
 
 
 def test_dev_secret_script_writes_every_file_the_overlay_reads(tmp_path: Path) -> None:
@@ -189,3 +200,78 @@ def test_dev_secret_script_writes_every_file_the_overlay_reads(tmp_path: Path) -
     for path in written.values():
         assert path.stat().st_mode & 0o077 == 0, path  # owner only
         assert len(path.read_text()) >= 44, path  # 256 random bits, hex or base64
+
+
+def clickhouse_https(objs: tuple[Manifest, ...]) -> tuple[int, str, str]:
+    """``(https_port, certificate file, key file)`` of the servers' TLS config."""
+    xml = one(objs, "ClickHouseInstallation", "replaypipe")["spec"]["configuration"]["files"][
+        "config.d/replaypipe-tls.xml"
+    ]
+
+    def element(name: str) -> str:
+        found = re.search(rf"<{name}>([^<]+)</{name}>", xml)
+        assert found, name
+        return found.group(1)
+
+    return int(element("https_port")), element("certificateFile"), element("privateKeyFile")
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_clickhouse_serves_https_with_the_certificate_cert_manager_keeps(
+    objects: Objects, overlay: str
+) -> None:
+    objs = objects(overlay)
+    port, cert_file, key_file = clickhouse_https(objs)
+    (certificate,) = [c for c in find(objs, "Certificate") if not c["spec"].get("isCA")]
+    spec = clickhouse_pod(objs)
+    container = spec["containers"][0]
+    secret = certificate["spec"]["secretName"]
+    assert mounted_secret(spec, container, cert_file) == (secret, "tls.crt")
+    assert mounted_secret(spec, container, key_file) == (secret, "tls.key")
+    assert certificate["spec"]["issuerRef"]["name"] == "replaypipe-internal-ca"
+    service = one(objs, "ClickHouseInstallation", "replaypipe")["spec"]["templates"][
+        "serviceTemplates"
+    ][0]["spec"]
+    assert service["type"] == "ClusterIP" and port in [p["port"] for p in service["ports"]]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+@pytest.mark.parametrize(
+    ("workload", "prefix"),
+    [
+        ("Deployment/replaypipe-sink", ""),
+        ("Deployment/replaypipe-sink", "SINK_SQL_"),
+        ("Job/replaypipe-migrate", ""),
+    ],
+)
+def test_clickhouse_clients_speak_https_and_check_the_servers_certificate(
+    objects: Objects, overlay: str, workload: str, prefix: str
+) -> None:
+    objs = objects(overlay)
+    spec = dict(pod_specs(objs))[workload]
+    container = spec["containers"][0]
+    env = container_env(objs, container)
+    url = re.fullmatch(r"(\w+)://([^:/]+):(\d+)/\w+", env[f"{prefix}CLICKHOUSE_URL"])
+    assert url, env[f"{prefix}CLICKHOUSE_URL"]
+    (certificate,) = [c for c in find(objs, "Certificate") if not c["spec"].get("isCA")]
+    assert url.group(1) == "https"
+    assert url.group(2) in certificate["spec"]["dnsNames"]
+    assert int(url.group(3)) == clickhouse_https(objs)[0]
+    assert mounted_secret(spec, container, env["CLICKHOUSE_CA_FILE"]) == (
+        certificate["spec"]["secretName"],
+        "ca.crt",
+    )
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_clickhouse_clients_may_reach_the_https_port_only(objects: Objects, overlay: str) -> None:
+    policy = one(objects(overlay), "NetworkPolicy", "clickhouse-from-clients")["spec"]
+    client_rules = [
+        rule
+        for rule in policy["ingress"]
+        if {"podSelector": {"matchLabels": {"replaypipe.io/clickhouse-client": "true"}}}
+        in rule["from"]
+    ]
+    assert [[p["port"] for p in rule["ports"]] for rule in client_rules] == [
+        [clickhouse_https(objects(overlay))[0]]
+    ]
