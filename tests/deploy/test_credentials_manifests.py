@@ -22,6 +22,7 @@ from tests.deploy.manifests import (
     ROOT,
     Manifest,
     container_env,
+    deployment,
     find,
     load_yaml,
     mounted_secret,
@@ -32,6 +33,8 @@ from tests.deploy.manifests import (
 Objects = Callable[[str], tuple[Manifest, ...]]
 
 CLUSTER_CA_SECRET = "replaypipe-cluster-ca-cert"
+CLICKHOUSE_CERTIFICATE = "replaypipe-clickhouse-tls"
+INGEST_CERTIFICATE = "replaypipe-ingest-internal-tls"
 # ClickHouse user -> the client it is for (its Secret is replaypipe-clickhouse-<client>).
 CLICKHOUSE_USERS = {
     "replaypipe_migrate": "migrate",
@@ -222,7 +225,7 @@ def test_clickhouse_serves_https_with_the_certificate_cert_manager_keeps(
 ) -> None:
     objs = objects(overlay)
     port, cert_file, key_file = clickhouse_https(objs)
-    (certificate,) = [c for c in find(objs, "Certificate") if not c["spec"].get("isCA")]
+    certificate = one(objs, "Certificate", CLICKHOUSE_CERTIFICATE)
     spec = clickhouse_pod(objs)
     container = spec["containers"][0]
     secret = certificate["spec"]["secretName"]
@@ -253,7 +256,7 @@ def test_clickhouse_clients_speak_https_and_check_the_servers_certificate(
     env = container_env(objs, container)
     url = re.fullmatch(r"(\w+)://([^:/]+):(\d+)/\w+", env[f"{prefix}CLICKHOUSE_URL"])
     assert url, env[f"{prefix}CLICKHOUSE_URL"]
-    (certificate,) = [c for c in find(objs, "Certificate") if not c["spec"].get("isCA")]
+    certificate = one(objs, "Certificate", CLICKHOUSE_CERTIFICATE)
     assert url.group(1) == "https"
     assert url.group(2) in certificate["spec"]["dnsNames"]
     assert int(url.group(3)) == clickhouse_https(objs)[0]
@@ -275,3 +278,31 @@ def test_clickhouse_clients_may_reach_the_https_port_only(objects: Objects, over
     assert [[p["port"] for p in rule["ports"]] for rule in client_rules] == [
         [clickhouse_https(objects(overlay))[0]]
     ]
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_ingest_serves_https_which_the_ingress_controller_and_prometheus_check(
+    objects: Objects, overlay: str
+) -> None:
+    objs = objects(overlay)
+    certificate = one(objs, "Certificate", INGEST_CERTIFICATE)["spec"]
+    assert certificate["issuerRef"]["name"] == "replaypipe-internal-ca"
+    spec, container = deployment(objs, "ingest")
+    env = container_env(objs, container)
+    secret = certificate["secretName"]
+    assert mounted_secret(spec, container, env["INGEST_TLS_CERT_FILE"]) == (secret, "tls.crt")
+    assert mounted_secret(spec, container, env["INGEST_TLS_KEY_FILE"]) == (secret, "tls.key")
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        assert container[probe]["httpGet"]["scheme"] == "HTTPS", probe
+    service = one(objs, "Service", "replaypipe-ingest")
+    assert service["metadata"]["name"] in certificate["dnsNames"]
+    annotations = one(objs, "Ingress", "replaypipe-ingest")["metadata"]["annotations"]
+    namespace = service["metadata"]["namespace"]
+    assert annotations["nginx.ingress.kubernetes.io/backend-protocol"] == "HTTPS"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-verify"] == "on"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-secret"] == f"{namespace}/{secret}"
+    assert annotations["nginx.ingress.kubernetes.io/proxy-ssl-name"] in certificate["dnsNames"]
+    (endpoint,) = one(objs, "ServiceMonitor", "replaypipe-ingest")["spec"]["endpoints"]
+    assert endpoint["scheme"] == "https"
+    assert endpoint["tlsConfig"]["ca"]["secret"] == {"name": secret, "key": "ca.crt"}
+    assert endpoint["tlsConfig"]["serverName"] in certificate["dnsNames"]
