@@ -32,6 +32,8 @@ OVERLAYS = ("dev", "prod")
 # The Kubernetes version the manifests must be valid for (oldest supported
 # cluster); kubernetes-validate ships its schemas.
 KUBERNETES_VERSION = "1.31.0"
+# Strimzi's Secret of the cluster CA that Kafka clients check the brokers with.
+CLUSTER_CA_SECRET = "replaypipe-cluster-ca-cert"
 
 Manifest = dict[str, Any]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.deploy.manifests import (
+    CLUSTER_CA_SECRET,
     DEPLOY,
     OVERLAYS,
     ROOT,
@@ -32,7 +33,6 @@ from tests.deploy.manifests import (
 
 Objects = Callable[[str], tuple[Manifest, ...]]
 
-CLUSTER_CA_SECRET = "replaypipe-cluster-ca-cert"
 CLICKHOUSE_CERTIFICATE = "replaypipe-clickhouse-tls"
 INGEST_CERTIFICATE = "replaypipe-ingest-internal-tls"
 # ClickHouse user -> the client it is for (its Secret is replaypipe-clickhouse-<client>).

@@ -21,6 +21,7 @@ from services.shared.keyring import KEYS_TOPIC
 from services.sink import audit
 from services.sink.settings import SinkSettings
 from tests.deploy.manifests import (
+    CLUSTER_CA_SECRET,
     OVERLAYS,
     ROOT,
     Manifest,
@@ -75,7 +76,6 @@ GROUP_CALL_SITES = {
     "services/sink/audit.py": "SINK_GROUP_ID",
 }
 SERVICES = tuple(ACCESS)
-CLUSTER_CA_SECRET = "replaypipe-cluster-ca-cert"
 
 Acls = dict[tuple[str, str, str], frozenset[str]]
 
