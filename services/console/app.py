@@ -28,7 +28,7 @@ from services.console.context import CONSOLE_KEY, Console
 from services.console.passwords import PasswordPolicy
 from services.console.settings import ConsoleSettings
 from services.console.site_pages import add_site_routes
-from services.console.state import sha256_hex, touched
+from services.console.state import ConsoleState, sha256_hex, touched
 from services.console.state_feed import StateStore
 from services.console.throttle import LoginThrottle
 from services.console.web_auth import (
@@ -153,9 +153,15 @@ def make_console(settings: ConsoleSettings, registry: SiteRegistry | None = None
             "CONSOLE_SECRET_KEY is not set: forms and replay links made by this process "
             "are not valid on other replicas or after a restart"
         )
+    totp_sealer = settings.totp_sealer()
+    if totp_sealer is None:
+        log.warning(
+            "neither CONSOLE_TOTP_KEY_FILE nor CONSOLE_SECRET_KEY is set: TOTP seeds are "
+            "stored in clear in console.state"
+        )
     return Console(
         settings=settings,
-        store=StateStore(settings.kafka),
+        store=StateStore(settings.kafka, ConsoleState(totp_sealer=totp_sealer)),
         registry=registry or SiteRegistry(load_sites_file(settings.sites_file)),
         throttle=LoginThrottle.create(
             account_failures=settings.login_max_failures_per_account,

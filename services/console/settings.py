@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from services.console.state import TotpSealer
 from services.shared.env import (
     SettingError,
     from_env,
@@ -60,6 +66,14 @@ class ConsoleSettings:
     )
     secret_key_file: str = setting(
         "CONSOLE_SECRET_KEY_FILE", "", "file holding `CONSOLE_SECRET_KEY` (wins over it)"
+    )
+    # Its own key, so that rotating CONSOLE_SECRET_KEY does not make enrolled
+    # seeds unreadable; without one the key is derived from CONSOLE_SECRET_KEY.
+    totp_key_file: str = setting(
+        "CONSOLE_TOTP_KEY_FILE",
+        "",
+        "file holding the key (base64 of 32 bytes) that seals TOTP seeds in `console.state`;"
+        " empty = derived from `CONSOLE_SECRET_KEY`, or seeds in clear without one",
     )
     cookie_secure: str = setting(
         "CONSOLE_COOKIE_SECURE",
@@ -130,6 +144,29 @@ class ConsoleSettings:
     def from_env(cls) -> ConsoleSettings:
         """Read ``CONSOLE_*``, ``SINK_ADMIN_TOKEN*``, ``SITES_FILE``, ``KAFKA_*``, ``LOG_LEVEL``."""
         return from_env(cls)
+
+    def totp_sealer(self) -> TotpSealer | None:
+        """What seals TOTP seeds at rest: from ``CONSOLE_TOTP_KEY_FILE``, else derived from
+        ``CONSOLE_SECRET_KEY``; None when neither is set (seeds then stay in clear)."""
+        if self.totp_key_file:
+            text = _read_secret("CONSOLE_TOTP_KEY_FILE", self.totp_key_file)
+            try:
+                key = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError):
+                key = b""
+            if len(key) != 32:
+                raise SettingError(
+                    "CONSOLE_TOTP_KEY_FILE must hold base64 of 32 random bytes"
+                    " (openssl rand -base64 32)"
+                )
+            return TotpSealer(key)
+        if self.secret_key:
+            # A key of its own purpose: the signing key itself never encrypts.
+            hkdf = HKDF(
+                algorithm=hashes.SHA256(), length=32, salt=None, info=b"replaypipe-console-totp"
+            )
+            return TotpSealer(hkdf.derive(self.secret_key.encode()))
+        return None
 
     def signing_key(self) -> str:
         """The CSRF signing key; without one configured, a random one for this process only."""

@@ -7,18 +7,27 @@ keys and values, and how a record changes the in-memory state. Nothing here
 talks to Kafka.
 
 Secrets are never stored in clear: passwords as argon2id hashes, login session
-ids and API tokens as SHA-256 of a 256-bit random value. The one exception is
-a TOTP seed, which the server must know to check a code (docs/console.md).
+ids and API tokens as SHA-256 of a 256-bit random value. A TOTP seed, which
+the server must know to check a code, is sealed with AES-GCM by a
+:class:`TotpSealer` when the console has a key (``CONSOLE_TOTP_KEY_FILE``, or
+one derived from ``CONSOLE_SECRET_KEY``): the record holds the sealed seed, the
+memory of a replica the clear one. Seeds written in clear before (no key then)
+are still read, and sealed the next time their account is written.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, cast
 
 import orjson
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from services.console.roles import ROLES, Role
 
@@ -120,9 +129,66 @@ def record_key(entity: Entity) -> str:
     return f"{HISTORY}:{entity.site_id}:{entity.at_ms:015d}:{entity.change_id}"
 
 
-def record_value(entity: Entity) -> bytes:
-    """The JSON value of an entity's record."""
-    return orjson.dumps(asdict(entity))
+SEALED_TOTP_PREFIX = "aesgcm1:"
+_NONCE_BYTES = 12
+
+
+@dataclass(frozen=True)
+class TotpSealer:
+    """Seals and opens TOTP seeds with AES-256-GCM, bound to their account's email.
+
+    The email is the associated data: a sealed seed copied into another
+    account's record does not open there.
+    """
+
+    key: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if len(self.key) != 32:
+            raise ValueError("the TOTP sealing key must be 32 bytes")
+
+    def seal(self, email: str, seed: str) -> str:
+        """``aesgcm1:<base64url(nonce + ciphertext)>`` of ``seed``."""
+        nonce = os.urandom(_NONCE_BYTES)
+        sealed = AESGCM(self.key).encrypt(nonce, seed.encode(), _associated_data(email))
+        return SEALED_TOTP_PREFIX + base64.urlsafe_b64encode(nonce + sealed).decode()
+
+    def open(self, email: str, stored: str) -> str:
+        """The seed of a stored value; raises ``ValueError`` when it does not open."""
+        try:
+            raw = base64.urlsafe_b64decode(stored.removeprefix(SEALED_TOTP_PREFIX))
+            seed = AESGCM(self.key).decrypt(
+                raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], _associated_data(email)
+            )
+        except (InvalidTag, binascii.Error, ValueError):
+            raise ValueError(
+                "sealed TOTP secret does not open with this CONSOLE_TOTP_KEY_FILE"
+                " (or CONSOLE_SECRET_KEY): use the key it was sealed with"
+            ) from None
+        return seed.decode()
+
+
+def is_sealed_totp(stored: str) -> bool:
+    """Whether a stored TOTP value is sealed (else it is a seed in clear, or empty)."""
+    return stored.startswith(SEALED_TOTP_PREFIX)
+
+
+def _associated_data(email: str) -> bytes:
+    return b"replaypipe-console-totp:" + email.encode()
+
+
+def record_value(entity: Entity, totp_sealer: TotpSealer | None = None) -> bytes:
+    """The JSON value of an entity's record (an account's TOTP seed sealed, given a sealer)."""
+    doc = asdict(entity)
+    seed = doc.get("totp_secret")
+    if (
+        totp_sealer is not None
+        and isinstance(entity, Account)
+        and seed
+        and not is_sealed_totp(seed)
+    ):
+        doc["totp_secret"] = totp_sealer.seal(entity.email, seed)
+    return orjson.dumps(doc)
 
 
 @dataclass
@@ -134,6 +200,9 @@ class ConsoleState:
     sessions: dict[str, LoginSession] = field(default_factory=dict)
     tokens: dict[tuple[str, str], ApiToken] = field(default_factory=dict)
     history: dict[str, SettingsChange] = field(default_factory=dict)
+    # Opens the sealed TOTP seeds of account records; without one they stay sealed
+    # in memory too (a CLI process that never checks a code needs no key).
+    totp_sealer: TotpSealer | None = None
     # The offset each key was last applied from: a replica applies its own write
     # at once, and must not go back when the follower later meets an older record.
     _offsets: dict[str, int] = field(default_factory=dict)
@@ -155,7 +224,7 @@ class ConsoleState:
 
     def _apply(self, kind: str, rest: str, doc: dict[str, Any] | None) -> None:
         if kind == ACCOUNT:
-            _put(self.accounts, rest, None if doc is None else Account(**doc))
+            _put(self.accounts, rest, None if doc is None else self._account(doc))
         elif kind == MEMBER:
             site_id, _, email = rest.partition(":")
             member = None if doc is None else Membership(**doc)
@@ -171,6 +240,13 @@ class ConsoleState:
             _put(self.history, rest, None if doc is None else SettingsChange(**doc))
         else:
             raise ValueError(f"unknown record kind {kind!r}")
+
+    def _account(self, doc: dict[str, Any]) -> Account:
+        account = Account(**doc)
+        if self.totp_sealer is not None and is_sealed_totp(account.totp_secret):
+            seed = self.totp_sealer.open(account.email, account.totp_secret)
+            account = replace(account, totp_secret=seed)
+        return account
 
     # --- questions the handlers ask -------------------------------------------
 

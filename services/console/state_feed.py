@@ -82,7 +82,7 @@ class StateStore:
 
     async def put(self, entity: Entity) -> None:
         """Write one entity (acknowledged by Kafka) and apply it here."""
-        await self._send(record_key(entity), record_value(entity))
+        await self._send(record_key(entity), record_value(entity, self.state.totp_sealer))
 
     async def delete(self, key: str) -> None:
         """Write a tombstone for ``key`` and apply it here."""

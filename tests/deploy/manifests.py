@@ -6,8 +6,12 @@ them these tests skip, naming the missing tool and the command that installs it.
 
 from __future__ import annotations
 
+import atexit
 import json
+import re
+import shutil
 import subprocess
+import tempfile
 from collections.abc import Callable
 from functools import cache
 from pathlib import Path
@@ -22,10 +26,14 @@ KUSTOMIZE = TOOLS / "bin" / "kustomize"
 PROMTOOL = TOOLS / "bin" / "promtool"
 TOOLS_PYTHON = TOOLS / "venv" / "bin" / "python"
 VALIDATOR = DEPLOY / "tools" / "validate_manifests.py"
+DEV_SECRETS_SCRIPT = ROOT / "scripts" / "k8s_dev_secrets.sh"
+DEV_SECRETS = Path("overlays") / "dev" / "secrets"
 OVERLAYS = ("dev", "prod")
 # The Kubernetes version the manifests must be valid for (oldest supported
 # cluster); kubernetes-validate ships its schemas.
 KUBERNETES_VERSION = "1.31.0"
+# Strimzi's Secret of the cluster CA that Kafka clients check the brokers with.
+CLUSTER_CA_SECRET = "replaypipe-cluster-ca-cert"
 
 Manifest = dict[str, Any]
 
@@ -38,9 +46,35 @@ def require_tool(path: Path) -> Path:
 
 
 @cache
+def _k8s_tree() -> Path:
+    """A copy of deploy/k8s whose dev secret files are fresh random ones from the script.
+
+    The dev overlay generates its Secrets from files no one commits; the tests
+    render a copy, so a developer's own files are neither needed nor read.
+    """
+    workdir = Path(tempfile.mkdtemp(prefix="replaypipe-k8s-"))
+    atexit.register(shutil.rmtree, workdir, ignore_errors=True)
+    source = DEPLOY / "k8s"
+
+    def skip_secret_files(directory: str, names: list[str]) -> list[str]:
+        inside = Path(directory) == source / DEV_SECRETS
+        return [n for n in names if inside and n != ".gitignore"]
+
+    tree = workdir / "k8s"
+    shutil.copytree(source, tree, ignore=skip_secret_files)
+    subprocess.run(
+        [str(DEV_SECRETS_SCRIPT), str(tree / DEV_SECRETS)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    return tree
+
+
+@cache
 def _render(overlay: str) -> str:
     result = subprocess.run(
-        [str(KUSTOMIZE), "build", str(DEPLOY / "k8s" / "overlays" / overlay)],
+        [str(KUSTOMIZE), "build", str(_k8s_tree() / "overlays" / overlay)],
         capture_output=True,
         text=True,
         check=False,
@@ -110,3 +144,52 @@ def env_of(objs: tuple[Manifest, ...]) -> dict[str, str]:
     assert len(maps) == 1
     data: dict[str, str] = maps[0]["data"]
     return data
+
+
+def container_env(objs: tuple[Manifest, ...], container: Manifest) -> dict[str, str]:
+    """What a container sees: the replaypipe-env literals, then its own ``env`` values."""
+    env = dict(env_of(objs)) if container.get("envFrom") else {}
+    env.update({e["name"]: e["value"] for e in container.get("env", []) if "value" in e})
+    return env
+
+
+def mounted_secret(spec: Manifest, container: Manifest, file_path: str) -> tuple[str, str] | None:
+    """``(secret name, key)`` of the Secret file a container reads at ``file_path``, or None."""
+    directory, _, file_name = file_path.rpartition("/")
+    mount = next(
+        (m for m in container.get("volumeMounts", []) if m["mountPath"] == directory), None
+    )
+    if mount is None or "subPath" in mount:
+        return None
+    volume = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    secret = volume.get("secret")
+    if secret is None:
+        return None
+    items = {i["path"]: i["key"] for i in secret.get("items", [])}
+    key = items.get(file_name, file_name if not items else None)
+    return None if key is None else (secret["secretName"], key)
+
+
+def deployment(objs: tuple[Manifest, ...], service: str) -> tuple[Manifest, Manifest]:
+    """``(pod spec, first container)`` of the Deployment ``replaypipe-<service>``."""
+    spec: Manifest = one(objs, "Deployment", f"replaypipe-{service}")["spec"]["template"]["spec"]
+    return spec, spec["containers"][0]
+
+
+def load_yaml(path: Path) -> Manifest:
+    """The one YAML document of ``path`` (through the tools' venv: the project has no PyYAML)."""
+    result = subprocess.run(
+        [str(require_tool(TOOLS_PYTHON)), str(VALIDATOR), "to-json", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    (doc,) = json.loads(result.stdout)
+    assert isinstance(doc, dict)
+    return doc
+
+
+def without_hash_suffix(name: str) -> str:
+    """A generated object's name as written in the kustomization (no ``-<10 char hash>``)."""
+    return re.sub(r"-[a-z0-9]{10}$", "", name)

@@ -175,7 +175,7 @@ def test_dev_overlay_renders_every_configmap_and_secret_it_references(objects: O
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_only_ingest_and_the_read_api_accept_traffic_from_outside(
+def test_only_ingest_the_console_and_the_read_api_accept_traffic_from_outside(
     objects: Objects, overlay: str
 ) -> None:
     objs = objects(overlay)
@@ -197,7 +197,7 @@ def test_only_ingest_and_the_read_api_accept_traffic_from_outside(
                         "app.kubernetes.io/component"
                     ]
                     outside[component] = [p["port"] for p in rule["ports"]]
-    assert outside == {"ingest": [8080], "sink": [8082]}
+    assert outside == {"ingest": [8080], "console": [8083], "sink": [8082]}
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

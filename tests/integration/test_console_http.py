@@ -512,6 +512,30 @@ async def test_totp_enrolment_needs_a_valid_code_and_then_login_needs_one(
         await other.close()
 
 
+async def test_the_enrolled_totp_seed_is_sealed_in_console_state(
+    console: Console, browser: ClientSession, site: Site
+) -> None:
+    import pyotp
+
+    await login(browser, site.owner)
+    page = await (await browser.get("/account/totp")).text()
+    secret = re.search(r'id="totp-secret">([A-Z2-7]+)<', page).group(1)  # type: ignore[union-attr]
+    token = CSRF_RE.search(page).group(1)  # type: ignore[union-attr]
+    enrolled = await browser.post(
+        "/account/totp",
+        data={"secret": secret, "code": pyotp.TOTP(secret).now(), "csrf_token": token},
+        allow_redirects=False,
+    )
+    assert enrolled.status == 303
+    records = [
+        r
+        for r in await read_topic(console.settings.kafka, "console.state")
+        if r.get("email") == site.owner and "password_hash" in r
+    ]
+    assert records[-1]["totp_secret"].startswith("aesgcm1:")
+    assert not [r for r in records if secret in orjson.dumps(r).decode()]
+
+
 async def test_owner_adds_a_member_whose_one_time_password_is_shown_once(
     console: Console, server: TestServer, browser: ClientSession, site: Site
 ) -> None:
