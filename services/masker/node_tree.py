@@ -1,0 +1,387 @@
+"""``SessionNodeTree``: just enough of a session's DOM tree to find a node's descendants.
+
+A mark that arrives later (``class="rr-mask"`` added by script, a site selector
+that starts matching) must cover the descendants that already exist, so the
+masker needs the tree, not only each node's bits. It keeps it in two compact
+parts:
+
+* the **last full snapshot's shape**: its node ids in document order (rrweb
+  serialises depth-first, so usually one run ``first..last``) and the tree as
+  balanced parentheses, one bit per open and one per close, zlib-compressed.
+  A snapshot subtree is then a contiguous slice of that order. The shape is
+  decoded only when a late mark needs it; storing it costs nothing per batch.
+* a **parent pointer per node added later** (mutation ``adds``): those ids are
+  not in document order, so each one says where it hangs. A removed node loses
+  its pointer (rrweb re-adds a moved node, and every node under it, with new
+  pointers); pointers of detached subtrees are collected when the map grows.
+
+Both are bounded. A snapshot over :data:`MAX_SHAPE_NODES` keeps no shape, and a
+state of an older format has none: the tree is *unknown* and a late mark then
+covers every known node (:meth:`SessionNodeTree.descendants` returns None).
+Pointers past :data:`MAX_ADDED_PARENTS` are evicted oldest first, and
+:meth:`SessionNodeTree.trim` returns the nodes that lost their ancestry so the
+caller masks them: unknown means masked.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import zlib
+from typing import Any, Final
+
+# Full snapshots with more nodes keep no shape (a late mark then masks every node).
+MAX_SHAPE_NODES: Final = 200_000
+# Parent pointers kept for nodes added after the snapshot; the oldest are evicted.
+MAX_ADDED_PARENTS: Final = 20_000
+# The pointer map is swept for detached subtrees when it has doubled since the last sweep.
+_MIN_SWEEP_SIZE: Final = 1024
+# A node id that is not an int (malformed snapshot): holds its place in the order.
+_NO_ID: Final = -1
+
+
+class SnapshotShape:
+    """The node ids of one full snapshot in document order and their depths.
+
+    Built node by node while the snapshot is walked (:meth:`visit`), stored
+    compressed (:meth:`to_dict`), decoded lazily (:meth:`subtree`).
+    """
+
+    __slots__ = ("_depths", "_encoded", "_ids", "_positions")
+
+    def __init__(self) -> None:
+        self._ids: list[int] = []
+        self._depths: list[int] | None = []
+        self._positions: dict[int, int] | None = None
+        self._encoded: dict[str, Any] | None = None
+
+    def visit(self, node_id: object, depth: int) -> None:
+        """Record the next node of the depth-first walk (``depth`` 0 is the root)."""
+        assert self._depths is not None, "a decoded shape is read-only"
+        self._ids.append(node_id if isinstance(node_id, int) and node_id >= 0 else _NO_ID)
+        self._depths.append(depth)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def readable(self) -> bool:
+        """Decode the stored form if needed; False if it does not decode (tree unknown)."""
+        self._decode()
+        return self._depths is not None
+
+    def subtree(self, node_id: int) -> list[int] | None:
+        """Ids of the nodes under ``node_id`` in this snapshot; None if it is not in it.
+
+        Call :meth:`readable` first.
+        """
+        if self._positions is None:
+            self._decode()
+            self._positions = {nid: pos for pos, nid in enumerate(self._ids) if nid != _NO_ID}
+        pos = self._positions.get(node_id)
+        if pos is None:
+            return None
+        depths = self._depths
+        if depths is None:
+            return None
+        depth = depths[pos]
+        end = pos + 1
+        while end < len(depths) and depths[end] > depth:
+            end += 1
+        return [nid for nid in self._ids[pos + 1 : end] if nid != _NO_ID]
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{"i": id runs [gap, length-1, ...], "p": base64(zlib(parentheses bits))}``."""
+        if self._encoded is None:
+            self._encoded = {"i": _id_runs(self._ids), "p": _encode_depths(self._depths or [])}
+        return self._encoded
+
+    @classmethod
+    def from_dict(cls, doc: object) -> SnapshotShape | None:
+        """Inverse of :meth:`to_dict`; None if ``doc`` is malformed (the tree is unknown)."""
+        if not isinstance(doc, dict):
+            return None
+        ids = _ids_from_runs(doc.get("i"))
+        parens = doc.get("p")
+        if ids is None or not isinstance(parens, str):
+            return None
+        shape = cls()
+        shape._ids = ids
+        shape._depths = None  # decoded on first use
+        shape._encoded = {"i": doc.get("i"), "p": parens}
+        return shape
+
+    def _decode(self) -> None:
+        if self._depths is not None:
+            return
+        assert self._encoded is not None
+        depths = _decode_depths(self._encoded["p"], len(self._ids))
+        if depths is None:
+            self._ids = []  # unreadable: stays undecoded, readable() says so
+            return
+        self._depths = depths
+
+
+class SessionNodeTree:
+    """The snapshot's shape plus parent pointers for nodes added later (see module doc)."""
+
+    __slots__ = ("_encoded_parents", "_sweep_at", "parents", "shape")
+
+    def __init__(self) -> None:
+        # None: the tree is unknown (older state, oversized snapshot)
+        self.shape: SnapshotShape | None = SnapshotShape()
+        self.parents: dict[int, int] = {}
+        self._sweep_at = _MIN_SWEEP_SIZE
+        self._encoded_parents: list[int] | None = []
+
+    @property
+    def known(self) -> bool:
+        """False when a late mark cannot be limited to the node's descendants."""
+        return self.shape is not None
+
+    def start_snapshot(self) -> SnapshotShape:
+        """Forget the tree: a new full snapshot describes the whole page again."""
+        self.shape = SnapshotShape()
+        self.parents.clear()
+        self._encoded_parents = None
+        return self.shape
+
+    def end_snapshot(self) -> None:
+        """Drop the shape of a snapshot too big to keep (the tree becomes unknown)."""
+        if self.shape is not None and len(self.shape) > MAX_SHAPE_NODES:
+            self.shape = None
+
+    def add_parent(self, node_id: object, parent_id: object) -> None:
+        """Remember where a node added by a mutation hangs."""
+        if isinstance(node_id, int) and isinstance(parent_id, int):
+            self.parents[node_id] = parent_id
+            self._encoded_parents = None
+
+    def remove(self, node_id: object) -> None:
+        """A node left the page: its pointer goes (a move re-adds it with a new one)."""
+        if isinstance(node_id, int) and self.parents.pop(node_id, None) is not None:
+            self._encoded_parents = None
+
+    def descendants(self, node_id: int) -> set[int] | None:
+        """Every node known to be under ``node_id`` now; None if the tree is unknown.
+
+        Snapshot subtrees are slices of the document order; nodes added later are
+        found by following their parent pointers up (memoised, so each pointer is
+        followed once). A snapshot node moved elsewhere still counts under its old
+        ancestors too: that masks more, never less.
+        """
+        if self.shape is None or not self.shape.readable():
+            return None
+        under: set[int] = set()
+        roots = [node_id]
+        while roots:
+            # snapshot subtrees of the roots found so far
+            for root in roots:
+                under.update(self.shape.subtree(root) or ())
+            under.update(roots)
+            roots = self._added_under(under)
+        under.discard(node_id)
+        return under
+
+    def _added_under(self, under: set[int]) -> list[int]:
+        """Added nodes whose chain of parents reaches a node of ``under``."""
+        parents = self.parents
+        verdict: dict[int, bool] = {}
+        found = []
+        for start in parents:
+            chain: list[int] = []
+            current = start
+            result = False
+            while True:
+                if current in verdict:
+                    result = verdict[current]
+                    break
+                if current in under:
+                    result = True
+                    break
+                parent = parents.get(current)
+                if parent is None or len(chain) > len(parents):  # a root, or a cycle
+                    break
+                chain.append(current)
+                current = parent
+            for node in chain:
+                verdict[node] = result
+            if result and start not in under:
+                found.append(start)
+        return found
+
+    def trim(self) -> list[int]:
+        """Bound the pointer map; returns the nodes evicted while still attached.
+
+        Pointers of detached subtrees (their chain ends at a removed node, i.e.
+        neither a snapshot node nor one with a pointer) go first: such nodes are
+        off the page, and rrweb re-adds them with new pointers if they come back.
+        If more than :data:`MAX_ADDED_PARENTS` remain, the oldest go, with every
+        node whose chain passes through them; the caller must mask those.
+        """
+        parents = self.parents
+        if len(parents) <= self._sweep_at:
+            return []
+        self._encoded_parents = None
+        in_shape = self._shape_ids()
+        attached: dict[int, bool] = {}
+        for start in list(parents):
+            chain: list[int] = []
+            current = start
+            result = False
+            while True:
+                if current in attached:
+                    result = attached[current]
+                    break
+                parent = parents.get(current)
+                if parent is None:
+                    result = current in in_shape if in_shape is not None else True
+                    break
+                if len(chain) > len(parents):  # a cycle: no page looks like this
+                    break
+                chain.append(current)
+                current = parent
+            for node in chain:
+                attached[node] = result
+        for node, result in attached.items():
+            if not result:
+                del parents[node]
+        evicted: list[int] = []
+        if len(parents) > MAX_ADDED_PARENTS:
+            oldest = sorted(parents)[: len(parents) - MAX_ADDED_PARENTS]
+            gone = set(oldest)
+            for node in oldest:
+                del parents[node]
+            # everything that hung below an evicted node lost its ancestry too
+            changed = True
+            while changed:
+                changed = False
+                for node, parent in list(parents.items()):
+                    if parent in gone:
+                        gone.add(node)
+                        del parents[node]
+                        changed = True
+            evicted = sorted(gone)
+        self._sweep_at = max(_MIN_SWEEP_SIZE, 2 * len(parents))
+        return evicted
+
+    def _shape_ids(self) -> set[int] | None:
+        if self.shape is None:
+            return None
+        return {nid for nid in self.shape._ids if nid != _NO_ID}
+
+    def to_dict(self) -> dict[str, Any] | None:
+        """JSON form: ``{"s": shape or None, "a": [id gap, id - parent, ...]}``."""
+        if self._encoded_parents is None:
+            flat: list[int] = []
+            previous = 0
+            for node in sorted(self.parents):
+                flat.extend((node - previous, node - self.parents[node]))
+                previous = node
+            self._encoded_parents = flat
+        return {
+            "s": None if self.shape is None else self.shape.to_dict(),
+            "a": self._encoded_parents,
+        }
+
+    @classmethod
+    def from_dict(cls, doc: object) -> SessionNodeTree:
+        """Inverse of :meth:`to_dict`; anything unreadable gives an unknown tree."""
+        tree = cls()
+        if not isinstance(doc, dict):
+            tree.shape = None
+            return tree
+        shape_doc = doc.get("s")
+        tree.shape = SnapshotShape.from_dict(shape_doc) if shape_doc is not None else None
+        flat = doc.get("a")
+        if not isinstance(flat, list) or len(flat) % 2 or not all(
+            isinstance(x, int) for x in flat
+        ):
+            tree.shape = None  # pointers lost: descendants cannot be told apart
+            return tree
+        node = 0
+        for pos in range(0, len(flat), 2):
+            node += flat[pos]
+            tree.parents[node] = node - flat[pos + 1]
+        tree._encoded_parents = flat
+        tree._sweep_at = max(_MIN_SWEEP_SIZE, 2 * len(tree.parents))
+        return tree
+
+
+def _id_runs(ids: list[int]) -> list[int]:
+    """Document-order ids as ``[first - previous_last, length - 1, ...]`` runs of +1 steps."""
+    flat: list[int] = []
+    previous = 0
+    pos = 0
+    while pos < len(ids):
+        first = ids[pos]
+        end = pos + 1
+        if first != _NO_ID:
+            while end < len(ids) and ids[end] == ids[end - 1] + 1:
+                end += 1
+        flat.extend((first - previous, end - pos - 1))
+        previous = ids[end - 1]
+        pos = end
+    return flat
+
+
+def _ids_from_runs(flat: object) -> list[int] | None:
+    if not isinstance(flat, list) or len(flat) % 2 or not all(isinstance(x, int) for x in flat):
+        return None
+    ids: list[int] = []
+    previous = 0
+    for pos in range(0, len(flat), 2):
+        first = previous + flat[pos]
+        length = flat[pos + 1] + 1
+        if length < 1 or len(ids) + length > MAX_SHAPE_NODES:
+            return None
+        if first == _NO_ID:
+            ids.extend([_NO_ID] * length)
+        else:
+            ids.extend(range(first, first + length))
+        previous = ids[-1]
+    return ids
+
+
+def _encode_depths(depths: list[int]) -> str:
+    """Depth-first depths as balanced parentheses (1 = open, 0 = close), zlib, base64."""
+    if not depths:
+        return ""
+    parts = ["1"]
+    previous = depths[0]
+    for depth in depths[1:]:
+        # close every open node at this depth or deeper, then open this one
+        parts.append("0" * (previous - depth + 1) + "1")
+        previous = depth
+    parts.append("0" * (previous - depths[0] + 1))
+    bits = "".join(parts)
+    bits += "0" * (-len(bits) % 8)
+    packed = int(bits, 2).to_bytes(len(bits) // 8, "big")
+    return base64.b64encode(zlib.compress(packed, 9)).decode("ascii")
+
+
+def _decode_depths(encoded: str, count: int) -> list[int] | None:
+    """Inverse of :func:`_encode_depths` for ``count`` nodes; None if it does not fit."""
+    if not encoded:
+        return [] if count == 0 else None
+    limit = count // 4 + 1  # 2 bits per node, padded to a byte
+    try:
+        inflater = zlib.decompressobj()
+        packed = inflater.decompress(base64.b64decode(encoded, validate=True), limit)
+    except (binascii.Error, zlib.error, ValueError):
+        return None
+    if inflater.unconsumed_tail:
+        return None
+    bits = format(int.from_bytes(packed, "big"), f"0{len(packed) * 8}b")
+    depths: list[int] = []
+    depth = -1
+    for bit in bits:
+        if bit == "1":
+            depth += 1
+            depths.append(depth)
+            if len(depths) == count:
+                break
+        else:
+            depth -= 1
+            if depth < -1:
+                return None
+    return depths if len(depths) == count else None
