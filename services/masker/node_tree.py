@@ -50,49 +50,58 @@ class SnapshotShape:
     __slots__ = ("_depths", "_encoded", "_ids", "_positions")
 
     def __init__(self) -> None:
-        self._ids: list[int] = []
+        self._ids: list[int] | None = []
         self._depths: list[int] | None = []
         self._positions: dict[int, int] | None = None
         self._encoded: dict[str, Any] | None = None
 
     def visit(self, node_id: object, depth: int) -> None:
         """Record the next node of the depth-first walk (``depth`` 0 is the root)."""
-        assert self._depths is not None, "a decoded shape is read-only"
+        assert self._depths is not None and self._ids is not None, "a stored shape is read-only"
         self._ids.append(node_id if isinstance(node_id, int) and node_id >= 0 else _NO_ID)
         self._depths.append(depth)
 
     def __len__(self) -> int:
-        return len(self._ids)
+        self._decode()
+        return len(self._ids or ())
+
+    def ids(self) -> list[int]:
+        """Every node id of the snapshot (empty if the stored form does not decode)."""
+        self._decode()
+        return [nid for nid in self._ids or () if nid != _NO_ID]
 
     def readable(self) -> bool:
         """Decode the stored form if needed; False if it does not decode (tree unknown)."""
         self._decode()
-        return self._depths is not None
+        return self._depths is not None and self._ids is not None
 
     def subtree(self, node_id: int) -> list[int] | None:
         """Ids of the nodes under ``node_id`` in this snapshot; None if it is not in it.
 
         Call :meth:`readable` first.
         """
+        self._decode()
+        ids, depths = self._ids, self._depths
+        if ids is None or depths is None:
+            return None
         if self._positions is None:
-            self._decode()
-            self._positions = {nid: pos for pos, nid in enumerate(self._ids) if nid != _NO_ID}
+            self._positions = {nid: pos for pos, nid in enumerate(ids) if nid != _NO_ID}
         pos = self._positions.get(node_id)
         if pos is None:
-            return None
-        depths = self._depths
-        if depths is None:
             return None
         depth = depths[pos]
         end = pos + 1
         while end < len(depths) and depths[end] > depth:
             end += 1
-        return [nid for nid in self._ids[pos + 1 : end] if nid != _NO_ID]
+        return [nid for nid in ids[pos + 1 : end] if nid != _NO_ID]
 
     def to_dict(self) -> dict[str, Any]:
         """``{"i": id runs [gap, length-1, ...], "p": base64(zlib(parentheses bits))}``."""
         if self._encoded is None:
-            self._encoded = {"i": _id_runs(self._ids), "p": _encode_depths(self._depths or [])}
+            self._encoded = {
+                "i": _id_runs(self._ids or []),
+                "p": _encode_depths(self._depths or []),
+            }
         return self._encoded
 
     @classmethod
@@ -100,25 +109,23 @@ class SnapshotShape:
         """Inverse of :meth:`to_dict`; None if ``doc`` is malformed (the tree is unknown)."""
         if not isinstance(doc, dict):
             return None
-        ids = _ids_from_runs(doc.get("i"))
-        parens = doc.get("p")
-        if ids is None or not isinstance(parens, str):
+        runs, parens = doc.get("i"), doc.get("p")
+        if not isinstance(runs, list) or not isinstance(parens, str):
             return None
         shape = cls()
-        shape._ids = ids
-        shape._depths = None  # decoded on first use
-        shape._encoded = {"i": doc.get("i"), "p": parens}
+        shape._ids = shape._depths = None  # decoded on first use: most batches never need it
+        shape._encoded = {"i": runs, "p": parens}
         return shape
 
     def _decode(self) -> None:
-        if self._depths is not None:
+        if self._depths is not None or self._encoded is None:
             return
-        assert self._encoded is not None
-        depths = _decode_depths(self._encoded["p"], len(self._ids))
-        if depths is None:
-            self._ids = []  # unreadable: stays undecoded, readable() says so
+        ids = _ids_from_runs(self._encoded["i"])
+        depths = None if ids is None else _decode_depths(self._encoded["p"], len(ids))
+        if ids is None or depths is None:
+            self._encoded = None  # unreadable: stays undecoded, readable() says so
             return
-        self._depths = depths
+        self._ids, self._depths = ids, depths
 
 
 class SessionNodeTree:
@@ -169,7 +176,9 @@ class SessionNodeTree:
         followed once). A snapshot node moved elsewhere still counts under its old
         ancestors too: that masks more, never less.
         """
-        if self.shape is None or not self.shape.readable():
+        if self.shape is not None and not self.shape.readable():
+            self.shape = None  # stays unknown in the stored state too
+        if self.shape is None:
             return None
         under: set[int] = set()
         roots = [node_id]
@@ -265,9 +274,11 @@ class SessionNodeTree:
         return evicted
 
     def _shape_ids(self) -> set[int] | None:
+        if self.shape is not None and not self.shape.readable():
+            self.shape = None
         if self.shape is None:
             return None
-        return {nid for nid in self.shape._ids if nid != _NO_ID}
+        return set(self.shape.ids())
 
     def to_dict(self) -> dict[str, Any] | None:
         """JSON form: ``{"s": shape or None, "a": [id gap, id - parent, ...]}``."""

@@ -299,8 +299,9 @@ def test_snapshot_shape_round_trips_and_finds_subtrees() -> None:
 
 
 def test_an_unreadable_tree_in_the_state_is_unknown_never_empty() -> None:
-    broken = {"s": {"i": [1, 3], "p": "%%"}, "a": []}
-    assert SessionNodeTree.from_dict(broken).descendants(1) is None
+    tree = SessionNodeTree.from_dict({"s": {"i": [1, 3], "p": "%%"}, "a": []})
+    assert tree.descendants(1) is None
+    assert SessionNodeTree.from_dict(tree.to_dict()).descendants(1) is None
     assert not SessionNodeTree.from_dict({"s": None, "a": [1]}).known
     assert not SessionNodeTree.from_dict("garbage").known
 
