@@ -7,7 +7,7 @@ parts:
 
 * the **last full snapshot's shape**: its node ids in document order (rrweb
   serialises depth-first, so usually one run ``first..last``) and the tree as
-  balanced parentheses, one bit per open and one per close, zlib-compressed.
+  balanced parentheses, one bit per open and one per close, deflated.
   A snapshot subtree is then a contiguous slice of that order. The shape is
   decoded only when a late mark needs it; storing it costs nothing per batch.
 * a **parent pointer per node added later** (mutation ``adds``): those ids are
@@ -35,7 +35,7 @@ MAX_SHAPE_NODES: Final = 200_000
 # Parent pointers kept for nodes added after the snapshot; the oldest are evicted.
 MAX_ADDED_PARENTS: Final = 20_000
 # The pointer map is swept for detached subtrees when it has doubled since the last sweep.
-_MIN_SWEEP_SIZE: Final = 1024
+_MIN_SWEEP_SIZE: Final = 64
 # A node id that is not an int (malformed snapshot): holds its place in the order.
 _NO_ID: Final = -1
 
@@ -354,7 +354,7 @@ def _ids_from_runs(flat: object) -> list[int] | None:
 
 
 def _encode_depths(depths: list[int]) -> str:
-    """Depth-first depths as balanced parentheses (1 = open, 0 = close), zlib, base64."""
+    """Depth-first depths as balanced parentheses (1 = open, 0 = close), deflated, base64."""
     if not depths:
         return ""
     parts = ["1"]
@@ -367,7 +367,8 @@ def _encode_depths(depths: list[int]) -> str:
     bits = "".join(parts)
     bits += "0" * (-len(bits) % 8)
     packed = int(bits, 2).to_bytes(len(bits) // 8, "big")
-    return base64.b64encode(zlib.compress(packed, 9)).decode("ascii")
+    # raw deflate: no zlib header and checksum (small pages are a few bytes)
+    return base64.b64encode(zlib.compress(packed, 9, wbits=-15)).decode("ascii")
 
 
 def _decode_depths(encoded: str, count: int) -> list[int] | None:
@@ -376,7 +377,7 @@ def _decode_depths(encoded: str, count: int) -> list[int] | None:
         return [] if count == 0 else None
     limit = count // 4 + 1  # 2 bits per node, padded to a byte
     try:
-        inflater = zlib.decompressobj()
+        inflater = zlib.decompressobj(wbits=-15)
         packed = inflater.decompress(base64.b64decode(encoded, validate=True), limit)
     except (binascii.Error, zlib.error, ValueError):
         return None

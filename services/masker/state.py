@@ -26,9 +26,9 @@ CONSENT_NOT_REQUIRED = "not_required"
 def field_fingerprint(name: str) -> int:
     """A short fingerprint of a field's name or id, kept instead of the name itself.
 
-    48 bits stay exact in JSON; a collision only masks one more field.
+    32 bits: a collision only masks one more field.
     """
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=6).digest(), "big")
+    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big")
 
 
 @dataclass(slots=True)
