@@ -541,6 +541,8 @@ class _BatchMasker:
         index = self.index
         policy = self.policy
         tree = self.state.tree
+        if shape is not None:
+            record_id, record_depth = shape.recorders()
         # (node, parent's bits, depth, parent's id)
         stack: list[tuple[dict[str, Any], int, int, object]] = [
             (root, parent_value, 0, parent_id)
@@ -556,7 +558,8 @@ class _BatchMasker:
             node_type = node.get("type")
             children = node.get("childNodes")
             if shape is not None:
-                shape.visit(node_id, depth)
+                record_id(node_id)
+                record_depth(depth)
             else:
                 tree.add_parent(node_id, up)
             if parent & F_BLOCK:

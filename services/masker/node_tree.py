@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import zlib
+from collections.abc import Callable
 from typing import Any, Final
 
 # Full snapshots with more nodes keep no shape (a late mark then masks every node).
@@ -57,9 +58,17 @@ class SnapshotShape:
 
     def visit(self, node_id: object, depth: int) -> None:
         """Record the next node of the depth-first walk (``depth`` 0 is the root)."""
+        record_id, record_depth = self.recorders()
+        record_id(node_id)
+        record_depth(depth)
+
+    def recorders(self) -> tuple[Callable[[Any], None], Callable[[int], None]]:
+        """``(record_id, record_depth)``: :meth:`visit` in two plain appends, for the walk.
+
+        Ids that are not ints are tolerated (each holds its place, matching nothing).
+        """
         assert self._depths is not None and self._ids is not None, "a stored shape is read-only"
-        self._ids.append(node_id if isinstance(node_id, int) and node_id >= 0 else _NO_ID)
-        self._depths.append(depth)
+        return self._ids.append, self._depths.append
 
     def __len__(self) -> int:
         self._decode()
@@ -68,7 +77,7 @@ class SnapshotShape:
     def ids(self) -> list[int]:
         """Every node id of the snapshot (empty if the stored form does not decode)."""
         self._decode()
-        return [nid for nid in self._ids or () if nid != _NO_ID]
+        return [nid for nid in self._ids or () if _is_id(nid)]
 
     def readable(self) -> bool:
         """Decode the stored form if needed; False if it does not decode (tree unknown)."""
@@ -85,7 +94,7 @@ class SnapshotShape:
         if ids is None or depths is None:
             return None
         if self._positions is None:
-            self._positions = {nid: pos for pos, nid in enumerate(ids) if nid != _NO_ID}
+            self._positions = {nid: pos for pos, nid in enumerate(ids) if _is_id(nid)}
         pos = self._positions.get(node_id)
         if pos is None:
             return None
@@ -93,13 +102,14 @@ class SnapshotShape:
         end = pos + 1
         while end < len(depths) and depths[end] > depth:
             end += 1
-        return [nid for nid in ids[pos + 1 : end] if nid != _NO_ID]
+        return [nid for nid in ids[pos + 1 : end] if _is_id(nid)]
 
     def to_dict(self) -> dict[str, Any]:
         """``{"i": id runs [gap, length-1, ...], "p": base64(zlib(parentheses bits))}``."""
         if self._encoded is None:
+            ids = self._ids = [nid if _is_id(nid) else _NO_ID for nid in self._ids or []]
             self._encoded = {
-                "i": _id_runs(self._ids or []),
+                "i": _id_runs(ids),
                 "p": _encode_depths(self._depths or []),
             }
         return self._encoded
@@ -318,6 +328,10 @@ class SessionNodeTree:
         return tree
 
 
+def _is_id(node_id: object) -> bool:
+    return isinstance(node_id, int) and not isinstance(node_id, bool) and node_id >= 0
+
+
 def _id_runs(ids: list[int]) -> list[int]:
     """Document-order ids as ``[first - previous_last, length - 1, ...]`` runs of +1 steps."""
     flat: list[int] = []
@@ -367,8 +381,11 @@ def _encode_depths(depths: list[int]) -> str:
     bits = "".join(parts)
     bits += "0" * (-len(bits) % 8)
     packed = int(bits, 2).to_bytes(len(bits) // 8, "big")
-    # raw deflate: no zlib header and checksum (small pages are a few bytes)
-    return base64.b64encode(zlib.compress(packed, 9, wbits=-15)).decode("ascii")
+    # Raw deflate (no header and checksum: small pages are a few bytes) with a 4 KiB
+    # window and little memory: setting up zlib's defaults costs more than a
+    # small page's whole shape, and a tree's bits repeat at short distances.
+    deflater = zlib.compressobj(9, zlib.DEFLATED, -12, 4)
+    return base64.b64encode(deflater.compress(packed) + deflater.flush()).decode("ascii")
 
 
 def _decode_depths(encoded: str, count: int) -> list[int] | None:

@@ -455,3 +455,18 @@ def test_fields_inside_a_sensitive_container_are_not_remembered_by_name() -> Non
     add = {"parentId": 3, "nextId": None, "node": el(21, "input", {"name": "email"})}
     result = run([mutation(adds=[add]), typing(21, "kept")], RECORDING, state=state)
     assert result.events[1]["data"]["text"] == "kept"
+
+
+def test_a_snapshot_node_without_a_numeric_id_holds_its_place_in_the_tree() -> None:
+    state = SessionMaskState()
+    odd = {"type": 2, "id": "x", "tagName": "b", "attributes": {}, "childNodes": [text(6, "a")]}
+    run([snapshot(el(4, "div", {}, odd, el(7, "p", {}, text(8, "b"))), el(9, "p"))],
+        RECORDING, state=state)
+    result = run(
+        [marked(4, {"class": "rr-mask"}),
+         mutation(texts=[{"id": 8, "value": SECRET}, {"id": 6, "value": SECRET}])],
+        RECORDING,
+        state=SessionMaskState.from_dict(orjson.loads(orjson.dumps(state.to_dict()))),
+    )
+    assert SECRET not in dumped(result)
+    assert state.tree.descendants(4) == {6, 7, 8}
