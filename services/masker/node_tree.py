@@ -29,6 +29,7 @@ import base64
 import binascii
 import zlib
 from collections.abc import Callable
+from itertools import pairwise
 from typing import Any, Final
 
 # Full snapshots with more nodes keep no shape (a late mark then masks every node).
@@ -39,6 +40,13 @@ MAX_ADDED_PARENTS: Final = 20_000
 _MIN_SWEEP_SIZE: Final = 64
 # A node id that is not an int (malformed snapshot): holds its place in the order.
 _NO_ID: Final = -1
+# Shapes up to this many bytes (~250 nodes) are stored undeflated, marked by _RAW
+# (not a base64 character): deflating them saves a few bytes and costs more time
+# than masking the snapshot's small page.
+_RAW_MAX_BYTES: Final = 64
+_RAW: Final = "."
+# "0" * k + "1": close k nodes, open one (the usual steps of a depth-first walk)
+_CLOSE_THEN_OPEN: Final = tuple("0" * k + "1" for k in range(32))
 
 
 class SnapshotShape:
@@ -107,7 +115,9 @@ class SnapshotShape:
     def to_dict(self) -> dict[str, Any]:
         """``{"i": id runs [gap, length-1, ...], "p": base64(zlib(parentheses bits))}``."""
         if self._encoded is None:
-            ids = self._ids = [nid if _is_id(nid) else _NO_ID for nid in self._ids or []]
+            ids = self._ids = [
+                nid if type(nid) is int and nid >= 0 else _NO_ID for nid in self._ids or []
+            ]
             self._encoded = {
                 "i": _id_runs(ids),
                 "p": _encode_depths(self._depths or []),
@@ -139,16 +149,36 @@ class SnapshotShape:
 
 
 class SessionNodeTree:
-    """The snapshot's shape plus parent pointers for nodes added later (see module doc)."""
+    """The snapshot's shape plus parent pointers for nodes added later (see module doc).
 
-    __slots__ = ("_encoded_parents", "_sweep_at", "parents", "shape")
+    A stored tree is read only when a batch touches it (adds, removes, a late
+    mark, a new snapshot): most batches (typing, scrolling) store it back as
+    they found it.
+    """
+
+    __slots__ = ("_encoded_parents", "_parents", "_shape", "_stored", "_sweep_at")
 
     def __init__(self) -> None:
         # None: the tree is unknown (older state, oversized snapshot)
-        self.shape: SnapshotShape | None = SnapshotShape()
-        self.parents: dict[int, int] = {}
+        self._shape: SnapshotShape | None = SnapshotShape()
+        self._parents: dict[int, int] = {}
         self._sweep_at = _MIN_SWEEP_SIZE
         self._encoded_parents: list[int] | None = []
+        self._stored: object = None  # the stored form, until first use
+
+    @property
+    def shape(self) -> SnapshotShape | None:
+        """The last full snapshot's shape; None when the tree is unknown."""
+        if self._stored is not None:
+            self._load()
+        return self._shape
+
+    @property
+    def parents(self) -> dict[int, int]:
+        """Parent id of each node added after the snapshot."""
+        if self._stored is not None:
+            self._load()
+        return self._parents
 
     @property
     def known(self) -> bool:
@@ -157,15 +187,16 @@ class SessionNodeTree:
 
     def start_snapshot(self) -> SnapshotShape:
         """Forget the tree: a new full snapshot describes the whole page again."""
-        self.shape = SnapshotShape()
-        self.parents.clear()
+        self._stored = None
+        shape = self._shape = SnapshotShape()
+        self._parents = {}
         self._encoded_parents = None
-        return self.shape
+        return shape
 
     def end_snapshot(self) -> None:
         """Drop the shape of a snapshot too big to keep (the tree becomes unknown)."""
-        if self.shape is not None and len(self.shape) > MAX_SHAPE_NODES:
-            self.shape = None
+        if self._shape is not None and len(self._shape) > MAX_SHAPE_NODES:
+            self._shape = None
 
     def add_parent(self, node_id: object, parent_id: object) -> None:
         """Remember where a node added by a mutation hangs."""
@@ -186,16 +217,17 @@ class SessionNodeTree:
         followed once). A snapshot node moved elsewhere still counts under its old
         ancestors too: that masks more, never less.
         """
-        if self.shape is not None and not self.shape.readable():
-            self.shape = None  # stays unknown in the stored state too
-        if self.shape is None:
+        shape = self.shape
+        if shape is not None and not shape.readable():
+            shape = self._shape = None  # stays unknown in the stored state too
+        if shape is None:
             return None
         under: set[int] = set()
         roots = [node_id]
         while roots:
             # snapshot subtrees of the roots found so far
             for root in roots:
-                under.update(self.shape.subtree(root) or ())
+                under.update(shape.subtree(root) or ())
             under.update(roots)
             roots = self._added_under(under)
         under.discard(node_id)
@@ -237,7 +269,9 @@ class SessionNodeTree:
         If more than :data:`MAX_ADDED_PARENTS` remain, the oldest go, with every
         node whose chain passes through them; the caller must mask those.
         """
-        parents = self.parents
+        if self._stored is not None:
+            return []  # untouched since it was stored, so already within bounds
+        parents = self._parents
         if len(parents) <= self._sweep_at:
             return []
         self._encoded_parents = None
@@ -284,48 +318,55 @@ class SessionNodeTree:
         return evicted
 
     def _shape_ids(self) -> set[int] | None:
-        if self.shape is not None and not self.shape.readable():
-            self.shape = None
-        if self.shape is None:
+        shape = self._shape
+        if shape is not None and not shape.readable():
+            shape = self._shape = None
+        if shape is None:
             return None
-        return set(self.shape.ids())
+        return set(shape.ids())
 
-    def to_dict(self) -> dict[str, Any] | None:
+    def to_dict(self) -> object:
         """JSON form: ``{"s": shape or None, "a": [id gap, id - parent, ...]}``."""
+        if self._stored is not None:
+            return self._stored
         if self._encoded_parents is None:
             flat: list[int] = []
             previous = 0
-            for node in sorted(self.parents):
-                flat.extend((node - previous, node - self.parents[node]))
+            parents = self._parents
+            for node in sorted(parents):
+                flat.extend((node - previous, node - parents[node]))
                 previous = node
             self._encoded_parents = flat
         return {
-            "s": None if self.shape is None else self.shape.to_dict(),
+            "s": None if self._shape is None else self._shape.to_dict(),
             "a": self._encoded_parents,
         }
 
     @classmethod
     def from_dict(cls, doc: object) -> SessionNodeTree:
-        """Inverse of :meth:`to_dict`; anything unreadable gives an unknown tree."""
+        """Inverse of :meth:`to_dict` (read on first use); anything unreadable is unknown."""
         tree = cls()
+        tree._stored = doc if doc is not None else {"s": None, "a": []}
+        return tree
+
+    def _load(self) -> None:
+        doc, self._stored = self._stored, None
+        self._shape = None
+        self._encoded_parents = None
         if not isinstance(doc, dict):
-            tree.shape = None
-            return tree
-        shape_doc = doc.get("s")
-        tree.shape = SnapshotShape.from_dict(shape_doc) if shape_doc is not None else None
+            return
         flat = doc.get("a")
         if not isinstance(flat, list) or len(flat) % 2 or not all(
             isinstance(x, int) for x in flat
         ):
-            tree.shape = None  # pointers lost: descendants cannot be told apart
-            return tree
+            return  # pointers lost: descendants cannot be told apart
+        shape_doc = doc.get("s")
+        self._shape = SnapshotShape.from_dict(shape_doc) if shape_doc is not None else None
         node = 0
         for pos in range(0, len(flat), 2):
             node += flat[pos]
-            tree.parents[node] = node - flat[pos + 1]
-        tree._encoded_parents = flat
-        tree._sweep_at = max(_MIN_SWEEP_SIZE, 2 * len(tree.parents))
-        return tree
+            self._parents[node] = node - flat[pos + 1]
+        self._sweep_at = max(_MIN_SWEEP_SIZE, 2 * len(self._parents))
 
 
 def _is_id(node_id: object) -> bool:
@@ -335,17 +376,17 @@ def _is_id(node_id: object) -> bool:
 def _id_runs(ids: list[int]) -> list[int]:
     """Document-order ids as ``[first - previous_last, length - 1, ...]`` runs of +1 steps."""
     flat: list[int] = []
+    if not ids:
+        return flat
+    # where a run ends: the next id is not one more (placeholders never continue a run)
+    starts = [
+        pos for pos in range(1, len(ids))
+        if ids[pos] != ids[pos - 1] + 1 or ids[pos - 1] == _NO_ID
+    ]
     previous = 0
-    pos = 0
-    while pos < len(ids):
-        first = ids[pos]
-        end = pos + 1
-        if first != _NO_ID:
-            while end < len(ids) and ids[end] == ids[end - 1] + 1:
-                end += 1
-        flat.extend((first - previous, end - pos - 1))
+    for begin, end in zip([0, *starts], [*starts, len(ids)], strict=True):
+        flat.extend((ids[begin] - previous, end - begin - 1))
         previous = ids[end - 1]
-        pos = end
     return flat
 
 
@@ -371,19 +412,19 @@ def _encode_depths(depths: list[int]) -> str:
     """Depth-first depths as balanced parentheses (1 = open, 0 = close), deflated, base64."""
     if not depths:
         return ""
-    parts = ["1"]
-    previous = depths[0]
-    for depth in depths[1:]:
-        # close every open node at this depth or deeper, then open this one
-        parts.append("0" * (previous - depth + 1) + "1")
-        previous = depth
-    parts.append("0" * (previous - depths[0] + 1))
-    bits = "".join(parts)
+    table = _CLOSE_THEN_OPEN
+    # before each node: close every open node at its depth or deeper, then open it
+    parts = [
+        table[previous - depth + 1] if previous - depth < 31 else "0" * (previous - depth + 1) + "1"
+        for previous, depth in pairwise(depths)
+    ]
+    bits = "1" + "".join(parts) + "0" * (depths[-1] - depths[0] + 1)
     bits += "0" * (-len(bits) % 8)
     packed = int(bits, 2).to_bytes(len(bits) // 8, "big")
-    # Raw deflate (no header and checksum: small pages are a few bytes) with a 4 KiB
-    # window and little memory: setting up zlib's defaults costs more than a
-    # small page's whole shape, and a tree's bits repeat at short distances.
+    if len(packed) <= _RAW_MAX_BYTES:
+        return _RAW + base64.b64encode(packed).decode("ascii")
+    # Raw deflate (no header and checksum) with a 4 KiB window and little memory:
+    # a tree's bits repeat at short distances, and zlib's defaults cost more to set up.
     deflater = zlib.compressobj(9, zlib.DEFLATED, -12, 4)
     return base64.b64encode(deflater.compress(packed) + deflater.flush()).decode("ascii")
 
@@ -394,11 +435,16 @@ def _decode_depths(encoded: str, count: int) -> list[int] | None:
         return [] if count == 0 else None
     limit = count // 4 + 1  # 2 bits per node, padded to a byte
     try:
-        inflater = zlib.decompressobj(wbits=-15)
-        packed = inflater.decompress(base64.b64decode(encoded, validate=True), limit)
+        if encoded.startswith(_RAW):
+            packed = base64.b64decode(encoded[len(_RAW) :], validate=True)
+            if len(packed) > limit:
+                return None
+        else:
+            inflater = zlib.decompressobj(wbits=-15)
+            packed = inflater.decompress(base64.b64decode(encoded, validate=True), limit)
+            if inflater.unconsumed_tail:
+                return None
     except (binascii.Error, zlib.error, ValueError):
-        return None
-    if inflater.unconsumed_tail:
         return None
     bits = format(int.from_bytes(packed, "big"), f"0{len(packed) * 8}b")
     depths: list[int] = []
