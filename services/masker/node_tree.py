@@ -235,30 +235,8 @@ class SessionNodeTree:
 
     def _added_under(self, under: set[int]) -> list[int]:
         """Added nodes whose chain of parents reaches a node of ``under``."""
-        parents = self.parents
-        verdict: dict[int, bool] = {}
-        found = []
-        for start in parents:
-            chain: list[int] = []
-            current = start
-            result = False
-            while True:
-                if current in verdict:
-                    result = verdict[current]
-                    break
-                if current in under:
-                    result = True
-                    break
-                parent = parents.get(current)
-                if parent is None or len(chain) > len(parents):  # a root, or a cycle
-                    break
-                chain.append(current)
-                current = parent
-            for node in chain:
-                verdict[node] = result
-            if result and start not in under:
-                found.append(start)
-        return found
+        verdict = _follow_parents(self.parents, under, lambda top: False)
+        return [node for node, result in verdict.items() if result and node not in under]
 
     def trim(self) -> list[int]:
         """Bound the pointer map; returns the nodes evicted while still attached.
@@ -276,25 +254,9 @@ class SessionNodeTree:
             return []
         self._encoded_parents = None
         in_shape = self._shape_ids()
-        attached: dict[int, bool] = {}
-        for start in list(parents):
-            chain: list[int] = []
-            current = start
-            result = False
-            while True:
-                if current in attached:
-                    result = attached[current]
-                    break
-                parent = parents.get(current)
-                if parent is None:
-                    result = current in in_shape if in_shape is not None else True
-                    break
-                if len(chain) > len(parents):  # a cycle: no page looks like this
-                    break
-                chain.append(current)
-                current = parent
-            for node in chain:
-                attached[node] = result
+        attached = _follow_parents(
+            parents, set(), lambda top: in_shape is None or top in in_shape
+        )
         for node, result in attached.items():
             if not result:
                 del parents[node]
@@ -367,6 +329,37 @@ class SessionNodeTree:
             node += flat[pos]
             self._parents[node] = node - flat[pos + 1]
         self._sweep_at = max(_MIN_SWEEP_SIZE, 2 * len(self._parents))
+
+
+def _follow_parents(
+    parents: dict[int, int], reached: set[int], at_top: Callable[[int], bool]
+) -> dict[int, bool]:
+    """For every node with a pointer: does its chain of parents (itself included)
+    meet a node of ``reached``? If not, ``at_top`` of the node the chain ends at
+    (one without a pointer). Memoised: each pointer is followed once."""
+    verdict: dict[int, bool] = {}
+    for start in parents:
+        chain: list[int] = []
+        current = start
+        while True:
+            if current in verdict:
+                result = verdict[current]
+                break
+            if current in reached:
+                result = True
+                break
+            parent = parents.get(current)
+            if parent is None:
+                result = at_top(current)
+                break
+            if len(chain) > len(parents):  # a cycle: no page looks like this
+                result = False
+                break
+            chain.append(current)
+            current = parent
+        for node in chain:
+            verdict[node] = result
+    return verdict
 
 
 def _is_id(node_id: object) -> bool:
