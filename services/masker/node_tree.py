@@ -307,7 +307,11 @@ class SessionNodeTree:
     @classmethod
     def from_dict(cls, doc: object) -> SessionNodeTree:
         """Inverse of :meth:`to_dict` (read on first use); anything unreadable is unknown."""
-        tree = cls()
+        tree = cls.__new__(cls)
+        tree._shape = None
+        tree._parents = {}
+        tree._sweep_at = _MIN_SWEEP_SIZE
+        tree._encoded_parents = None
         tree._stored = doc if doc is not None else {"s": None, "a": []}
         return tree
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Final
 
 from services.masker.node_index import SessionNodeIndex
 from services.masker.node_tree import SessionNodeTree
+from services.masker.sensitivity import MAX_CACHED_NAME_CHARS
 
 # Upper bound on stored runs per session; older nodes become unknown (masked).
 MAX_NODE_RUNS: Final = 10_000
@@ -28,7 +30,16 @@ def field_fingerprint(name: str) -> int:
 
     32 bits: a collision only masks one more field.
     """
+    if len(name) <= MAX_CACHED_NAME_CHARS:
+        return _cached_fingerprint(name)  # pages repeat the same few field names
+    return _fingerprint(name)
+
+
+def _fingerprint(name: str) -> int:
     return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big")
+
+
+_cached_fingerprint = lru_cache(maxsize=4096)(_fingerprint)
 
 
 @dataclass(slots=True)
@@ -89,7 +100,7 @@ class SessionMaskState:
             selector_key=selector_key if isinstance(selector_key, str) else "",
             # a version 2 state has no "t": the tree is unknown, never wrongly known
             tree=SessionNodeTree.from_dict(doc.get("t")),
-            field_names=dict.fromkeys(
-                n for n in (names if isinstance(names, list) else []) if isinstance(n, int)
-            ),
+            field_names=dict.fromkeys(n for n in names if isinstance(n, int))
+            if isinstance(names, list) and names
+            else {},
         )
