@@ -22,6 +22,7 @@ from typing import Any
 
 from services.masker.detectors import card_number, mask_text
 from services.masker.node_index import SessionNodeIndex
+from services.masker.node_tree import SnapshotShape
 from services.masker.policy import MaskPolicy
 from services.masker.rrweb import (
     ASSET_URL_ATTRIBUTES,
@@ -74,6 +75,7 @@ from services.masker.state import (
     CONSENT_WITHDRAWN,
     MAX_NODE_RUNS,
     SessionMaskState,
+    field_fingerprint,
 )
 from services.shared.envelope import RrwebEvent
 from services.shared.site_settings import SiteSettings
@@ -94,6 +96,9 @@ class MaskResult:
     dropped: int = 0
 
 
+
+# The marks every descendant shares with its element (what a mark added later spreads).
+INHERITED_MARKS = FLAG_BITS & ~NOT_INHERITED
 
 # Inside one event, the clock is read once per this many DOM nodes or JSON containers.
 BUDGET_CHECK_EVERY = 4096
@@ -140,7 +145,7 @@ class _BatchMasker:
 
     __slots__ = (
         "budget_s", "consent_mask", "counts", "deadline", "dropped", "index", "policy",
-        "scrubber", "state",
+        "scrubber", "state", "vacated",
     )
 
     def __init__(
@@ -159,6 +164,8 @@ class _BatchMasker:
         self.counts: Counter[str] = Counter()
         self.dropped = 0
         self.consent_mask = False  # mask_until_consent, before consent
+        # parents a sensitive field was just removed from (by the mutation being masked)
+        self.vacated: set[int] = set()
         if state.selector_key != policy.selector_key:
             # Bits above FLAG_BITS index the old selector list: drop them. Marks
             # already set stay (never unmask).
@@ -208,6 +215,11 @@ class _BatchMasker:
         return self._result(out, state.consent)
 
     def _result(self, out: list[RrwebEvent], consent_state: str) -> MaskResult:
+        evicted = self.state.tree.trim()
+        if evicted:
+            # their place in the tree is forgotten: a later mark might miss them
+            self.index.add_bits(evicted, UNKNOWN_NODE)
+            self.counts["state_trimmed"] += len(evicted)
         trimmed = self.index.trim(MAX_NODE_RUNS)
         if trimmed:
             self.counts["state_trimmed"] += trimmed
@@ -253,7 +265,9 @@ class _BatchMasker:
                 # password shown as text by now) stays masked at the same id.
                 # On a new page this may over-mask an input at the same id, never leak.
                 previous = self.index.take()
-                self._mask_tree(node, 0, sticky=False, previous=previous)
+                shape = self.state.tree.start_snapshot()
+                self._mask_tree(node, 0, sticky=False, previous=previous, shape=shape)
+                self.state.tree.end_snapshot()
                 return True
         elif etype == EVENT_META and isinstance(data, dict):
             href = data.get("href")
@@ -331,12 +345,22 @@ class _BatchMasker:
             self._apply_change_marks(changes)
 
         removes = data.get("removes")
+        tree = self.state.tree
         if isinstance(removes, list) and removes:
             # Node ids are never reused by rrweb, so removed nodes stay in the
             # index (forgetting them would fragment the runs and grow the state).
             kept = []
             for remove in removes:
-                parent = index.get(remove.get("parentId")) if isinstance(remove, dict) else None
+                if not isinstance(remove, dict):
+                    kept.append(remove)
+                    continue
+                parent_id = remove.get("parentId")
+                parent = index.get(parent_id)
+                removed_id = remove.get("id")
+                tree.remove(removed_id)
+                if (index.get(removed_id) or 0) & F_MASK_INPUT and isinstance(parent_id, int):
+                    # a show-password toggle may put a new field in its place
+                    self.vacated.add(parent_id)
                 if parent is not None and parent & F_BLOCK:
                     self.counts["block"] += 1
                 else:
@@ -351,18 +375,21 @@ class _BatchMasker:
                 node = add.get("node") if isinstance(add, dict) else None
                 if not isinstance(node, dict):
                     continue
-                parent = index.get(add.get("parentId"))
+                parent_id = add.get("parentId")
+                parent = index.get(parent_id)
                 if parent is None:
                     self.counts["unknown_node"] += 1
                     parent = UNKNOWN_NODE
                 if parent & F_BLOCK:
                     self.counts["block"] += 1
-                    self._mask_tree(node, parent, sticky=True)  # only remembers the ids
+                    # only remembers the ids
+                    self._mask_tree(node, parent, sticky=True, parent_id=parent_id)
                     continue
-                self._mask_tree(node, parent, sticky=True)
+                self._mask_tree(node, parent, sticky=True, parent_id=parent_id)
                 kept.append(add)
             if len(kept) != len(adds):
                 data["adds"] = kept
+        self.vacated.clear()
 
         if isinstance(changes, list) and changes:
             self._apply_change_marks(changes)  # again: for nodes added just now
@@ -422,8 +449,73 @@ class _BatchMasker:
             if value is None or not isinstance(attrs, dict) or not isinstance(node_id, int):
                 continue
             marks = policy.change_marks(attrs, value)
-            if marks & ~value:
-                index.set(node_id, value | marks)
+            if ("name" in attrs or "id" in attrs) and self._field_name_remembered(attrs):
+                marks |= F_MASK_INPUT  # renamed to the name of a former password field
+            if marks & F_MASK_INPUT:
+                self._remember_field(attrs)
+            below, context = (
+                policy.change_ancestor_marks(attrs, value) if policy.selector_rules else (0, 0)
+            )
+            if (marks | context) & ~value:
+                index.set(node_id, value | marks | context)
+            # From this event on, everything inside the element is marked too,
+            # including what was already there (a mark that arrives later).
+            inherited = (marks | below) & INHERITED_MARKS & ~value
+            if inherited:
+                self._mark_descendants(node_id, inherited)
+
+    def _mark_descendants(self, node_id: int, bits: int) -> None:
+        """OR a mark just added to ``node_id`` into every node under it."""
+        under = self.state.tree.descendants(node_id)
+        if under is None:
+            # The tree is unknown (older state, oversized snapshot): any known node
+            # may be below. All of them are masked; a block masks rather than
+            # drops, so the replay keeps its page.
+            if bits & F_BLOCK:
+                bits = (bits & ~F_BLOCK) | F_MASK
+            self.index.add_bits_everywhere(bits)
+            self.counts["late_mark"] += 1
+            return
+        if under:
+            self.index.add_bits(under, bits)
+            self.counts["late_mark"] += 1
+
+    # --- sensitive fields by name (show-password toggles) ------------------------
+
+    def _remember_field(self, attrs: dict[str, Any]) -> None:
+        for key in ("name", "id"):
+            name = attrs.get(key)
+            if isinstance(name, str) and name:
+                self.state.remember_field_name(field_fingerprint(name))
+
+    def _field_name_remembered(self, attrs: dict[str, Any]) -> bool:
+        names = self.state.field_names
+        if not names:
+            return False
+        for key in ("name", "id"):
+            name = attrs.get(key)
+            if isinstance(name, str) and name and field_fingerprint(name) in names:
+                return True
+        return False
+
+    def _field_value(
+        self, value: int, attrs: dict[str, Any], parent: int, parent_id: object
+    ) -> int:
+        """A form field's bits: sensitive if it takes a sensitive field's place.
+
+        A show-password toggle may replace ``<input type=password>`` by a new
+        ``type=text`` input rather than flip ``type``: the new field is sensitive
+        if it has the name or id of a sensitive field seen in the session, or is
+        added where one was just removed. Its own name and id are remembered
+        in turn (not those of fields that only inherit the bit from a container).
+        """
+        if not value & F_MASK_INPUT and (
+            parent_id in self.vacated or self._field_name_remembered(attrs)
+        ):
+            value |= F_MASK_INPUT
+        if value & F_MASK_INPUT and not parent & F_MASK_INPUT:
+            self._remember_field(attrs)
+        return value
 
     # --- nodes ---------------------------------------------------------------------
 
@@ -434,27 +526,42 @@ class _BatchMasker:
         *,
         sticky: bool,
         previous: SessionNodeIndex | None = None,
+        shape: SnapshotShape | None = None,
+        parent_id: object = None,
     ) -> None:
         """Mask a serialised subtree in place and record its nodes' bits.
 
         ``sticky``: union with bits already known for the same id (rrweb re-adds a
         moved node under its old id; a field that was a password stays masked).
         ``previous``: the index before a new full snapshot; a form field at an id
-        that was a sensitive input there stays one.
+        that was a sensitive input there stays one. ``shape``: records the
+        snapshot's tree; otherwise (mutation adds under ``parent_id``) each node's
+        parent is remembered. Either way a mark added later finds the subtree.
         """
         index = self.index
         policy = self.policy
-        stack: list[tuple[dict[str, Any], int]] = [(root, parent_value)]
+        tree = self.state.tree
+        if shape is not None:
+            record_id, record_depth = shape.recorders()
+        # (node, parent's bits, depth, parent's id)
+        stack: list[tuple[dict[str, Any], int, int, object]] = [
+            (root, parent_value, 0, parent_id)
+        ]
         ticks = 0  # nodes since the clock was last read
         while stack:
             ticks += 1
             if ticks == BUDGET_CHECK_EVERY:
                 ticks = 0
                 self._check_budget()
-            node, parent = stack.pop()
+            node, parent, depth, up = stack.pop()
             node_id = node.get("id")
             node_type = node.get("type")
             children = node.get("childNodes")
+            if shape is not None:
+                record_id(node_id)
+                record_depth(depth)
+            else:
+                tree.add_parent(node_id, up)
             if parent & F_BLOCK:
                 # inside a blocked element: the node is gone from the output, only
                 # its id is remembered so later events on it are dropped
@@ -476,6 +583,8 @@ class _BatchMasker:
                     old = index.get(node_id)
                     if old is not None:
                         value |= old & FLAG_BITS
+                if tag in FORM_FIELD_TAGS:
+                    value = self._field_value(value, attrs, parent, up)
                 if value & F_BLOCK:
                     self.counts["block"] += 1
                     node["attributes"] = {
@@ -508,7 +617,7 @@ class _BatchMasker:
                 # the index appends instead of inserting
                 for child in reversed(children):
                     if isinstance(child, dict):
-                        stack.append((child, value))
+                        stack.append((child, value, depth + 1, node_id))
 
     def _text_masked_reason(self, value: int) -> str | None:
         if self.consent_mask:

@@ -108,6 +108,46 @@ class SessionNodeIndex:
             lasts.insert(right, node_id)
             values.insert(right, value)
 
+    def add_bits(self, node_ids: Iterable[int], bits: int) -> None:
+        """OR ``bits`` into every known node of ``node_ids`` (a mark reaching a subtree).
+
+        Unknown ids stay unknown (they are masked anyway). Runs are split only
+        where the marked ids start and end, so a marked subtree stays one run.
+        """
+        spans: list[tuple[int, int]] = []
+        for node_id in sorted(set(node_ids)):
+            if spans and spans[-1][1] == node_id - 1:
+                spans[-1] = (spans[-1][0], node_id)
+            else:
+                spans.append((node_id, node_id))
+        if not spans or not self._firsts:
+            return
+        runs = self.runs()
+        self.clear()
+        span_pos = 0
+        for first, last, value in runs:
+            start = first
+            while start <= last:
+                while span_pos < len(spans) and spans[span_pos][1] < start:
+                    span_pos += 1
+                if span_pos == len(spans) or spans[span_pos][0] > last:
+                    self._append_run(start, last, value)
+                    break
+                span_first, span_last = spans[span_pos]
+                if span_first > start:
+                    self._append_run(start, span_first - 1, value)
+                    start = span_first
+                end = min(last, span_last)
+                self._append_run(start, end, value | bits)
+                start = end + 1
+
+    def add_bits_everywhere(self, bits: int) -> None:
+        """OR ``bits`` into every known node."""
+        pairs = list(zip(self._firsts, self._lasts, self._values, strict=True))
+        self.clear()
+        for first, last, value in pairs:
+            self._append_run(first, last, value | bits)
+
     def map_values(self, keep_bits: int) -> None:
         """AND every value with ``keep_bits`` (used to drop stale selector contexts)."""
         pairs = list(zip(self._firsts, self._lasts, self._values, strict=True))

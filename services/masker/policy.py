@@ -165,6 +165,32 @@ class MaskPolicy:
                     bits |= rule.flag
         return bits
 
+    def change_ancestor_marks(self, changed: dict[str, Any], value: int) -> tuple[int, int]:
+        """What an attribute mutation means for an element's descendants through
+        descendant-combinator selectors (``.vault span`` when ``vault`` is added).
+
+        Returns ``(flags, context)``: ``context`` are the selector-progress bits
+        the element's children inherit from now on, so nodes added under it are
+        matched exactly; ``flags`` are the bits of the rules that may now match
+        somewhere below, for the descendants that already exist. Their tags and
+        attributes are not kept, so they all get the flag: more masked, never less.
+        """
+        flags = 0
+        context_bits = 0
+        context = value >> CONTEXT_SHIFT
+        for rule in self.selector_rules:
+            parts = rule.selector.parts
+            last = len(parts) - 1
+            base = rule.context_base
+            if last == 0 or base < 0:
+                continue  # no ancestor part, or ancestors ignored: matched where it applies
+            for k in range(last):
+                reached = k == 0 or (context >> (base + k - 1)) & 1
+                if reached and compound_may_match_change(parts[k], changed):
+                    flags |= rule.flag
+                    context_bits |= 1 << (base + k)
+        return flags, context_bits << CONTEXT_SHIFT
+
 
 @lru_cache(maxsize=256)
 def _policy_for(

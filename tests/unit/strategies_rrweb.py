@@ -4,7 +4,9 @@ A :class:`Scenario` is a site's settings, a consent signal and a stream of rrweb
 events (full snapshot, then inputs, mutations, custom/console/meta events) in
 which every secret sits somewhere the masker must hide it: password and card
 fields, masked and blocked subtrees, PII in text, tokens in URLs, custom event
-payloads. Public text uses a fixed vocabulary that never looks like a secret.
+payloads, subtrees that get a mark later (their existing text, attributes and
+fields then hold secrets), fields that replace a password field. Public text
+uses a fixed vocabulary that never looks like a secret.
 
 Hypothesis draws the structure (which elements, which events); a seeded
 ``random.Random`` fills in the secret strings, which keeps generation fast.
@@ -92,6 +94,7 @@ class _SessionBuilder:
         self.ignored_ids: set[int] = set()
         # node ids by role, for the events that follow the snapshot
         self.sensitive_inputs: list[int] = []
+        self.password_like: list[int] = []  # sensitive by their own attributes
         self.plain_inputs: list[int] = []
         self.masked_inputs: list[int] = []
         self.blocked_nodes: list[int] = []
@@ -341,6 +344,7 @@ class _SessionBuilder:
         node, node_id = self.element("input", attrs, context, depth, kids=False)
         if context == "plain":
             self.sensitive_inputs.append(node_id)
+            self.password_like.append(node_id)
         return node
 
     def kind_plain_input(self, context: str, depth: int) -> dict[str, Any]:
@@ -512,6 +516,50 @@ class _SessionBuilder:
             self.dom_nodes.update((n["id"], n) for n in _walk(added))
         return self.mutation(adds=[{"parentId": parent_id, "nextId": None, "node": node}])
 
+    def replace_node(self, node_id: int, node: dict[str, Any]) -> RrwebEvent | None:
+        """One mutation removing ``node_id`` and adding ``node`` in its place."""
+        parent = next(
+            (n for n in self.dom_nodes.values()
+             if any(c.get("id") == node_id for c in n.get("childNodes", []))),
+            None,
+        )
+        if parent is None:
+            return None
+        parent["childNodes"] = [
+            copy.deepcopy(node) if c.get("id") == node_id else c for c in parent["childNodes"]
+        ]
+        self.dom_nodes.pop(node_id, None)
+        self.dom_nodes[node["id"]] = next(
+            c for c in parent["childNodes"] if c.get("id") == node["id"]
+        )
+        return self.mutation(
+            removes=[{"parentId": parent["id"], "id": node_id}],
+            adds=[{"parentId": parent["id"], "nextId": None, "node": node}],
+        )
+
+    def mark_later(self, node_id: int, mark: dict[str, Any]) -> RrwebEvent:
+        """A mark added to an element whose descendants exist: they count as marked from now."""
+        element = self.dom_nodes.get(node_id)
+        below = {n["id"] for n in _walk(element)} if element is not None else {node_id}
+        ignore_only = mark.get("class") == "rr-ignore"
+        for node in sorted(below):
+            if node in self.plain_inputs:
+                self.plain_inputs.remove(node)
+                if ignore_only:
+                    self.ignored_inputs.append(node)
+                    self.ignored_ids.add(node)
+                else:
+                    self.masked_inputs.append(node)
+            if ignore_only:
+                continue
+            if node in self.plain_texts:
+                self.plain_texts.remove(node)
+                self.masked_texts.append(node)
+            if node in self.plain_elements:
+                self.plain_elements.remove(node)
+                self.masked_elements.append(node)
+        return self.change_attributes(node_id, mark)
+
     def change_attributes(self, node_id: int, attributes: dict[str, Any]) -> RrwebEvent:
         """An attribute mutation, applied to the page as well."""
         node = self.dom_nodes.get(node_id)
@@ -576,6 +624,7 @@ class _SessionBuilder:
             node_id = pick(self.plain_inputs)
             self.plain_inputs.remove(node_id)
             self.sensitive_inputs.append(node_id)
+            self.password_like.append(node_id)
             return self.change_attributes(node_id, {"type": "password"})
         if name == "mark_mask_later" and self.plain_inputs:
             node_id = pick(self.plain_inputs)
@@ -583,6 +632,35 @@ class _SessionBuilder:
             self.sensitive_inputs.append(node_id)
             marker = pick(({"class": "rr-mask"}, {"data-recording-ignore": "mask"}))
             return self.change_attributes(node_id, marker)
+        if name == "late_mark" and self.plain_elements:
+            mark = pick(
+                (
+                    {"class": "rr-mask"},
+                    {"data-recording-ignore": "mask"},
+                    {"class": "box private-x"},
+                    {"data-private": ""},
+                    {"class": "rr-ignore"},
+                )
+            )
+            return self.mark_later(pick(self.plain_elements), mark)
+        if name == "replace_password" and self.password_like:
+            # a show-password toggle that swaps the field for a new type=text input
+            old_id = pick(self.password_like)
+            old = self.dom_nodes.get(old_id)
+            if old is None:
+                return None
+            attrs = {k: v for k, v in old["attributes"].items() if k in ("name", "id")}
+            new_node, new_id = self.element(
+                "input", {"type": "text", **attrs, "value": self.secret()}, "plain", 3, kids=False
+            )
+            event = self.replace_node(old_id, new_node)
+            if event is not None:
+                self.password_like.remove(old_id)
+                self.password_like.append(new_id)
+                if old_id in self.sensitive_inputs:
+                    self.sensitive_inputs.remove(old_id)
+                self.sensitive_inputs.append(new_id)
+            return event
         if name == "show_password" and self.sensitive_inputs:
             # "show password": the field turns into a text field; it stays sensitive
             return self.change_attributes(pick(self.sensitive_inputs), {"type": "text"})
@@ -700,6 +778,9 @@ ACTIONS = (
     "flip_to_password",
     "mark_mask_later",
     "show_password",
+    "late_mark",
+    "late_mark",
+    "replace_password",
     "checkout",
     "custom",
     "console",
