@@ -286,19 +286,17 @@ _MASKED = {MASK_CHAR}
 
 
 def _hint_gate(hints: Iterable[str]) -> tuple[bytes, tuple[str, ...]]:
-    """Characters and words such that a string holding one of ``hints`` holds one of them.
+    """ASCII characters and words such that a string holding one of ``hints`` holds one of them.
 
     A hint with a character other than a lower-case ASCII letter is represented
-    by that character; the others (``bearer``, ``xox``) by themselves. A hint
-    with a non-ASCII character cannot occur in an ASCII string: it needs neither.
+    by that character; the others (``bearer``, ``xox``) by themselves, as are
+    hints with a non-ASCII character.
     """
     chars: set[str] = set()
     words: list[str] = []
     for hint in hints:
-        if not hint.isascii():
-            continue
-        marker = next((c for c in hint if not "a" <= c <= "z"), None)
-        if marker is None:
+        marker = next((c for c in hint if c.isascii() and not "a" <= c <= "z"), None)
+        if marker is None or not hint.isascii():
             words.append(hint)
         else:
             chars.add(marker)
@@ -306,27 +304,36 @@ def _hint_gate(hints: Iterable[str]) -> tuple[bytes, tuple[str, ...]]:
 
 
 _ASCII_DIGITS = b"0123456789"
+_ASCII_BYTES = bytes(range(128))
+_DIGIT = re.compile(r"\d")
 _TOKEN_HINT_CHARS, _TOKEN_HINT_WORDS = _hint_gate(TOKEN_HINTS)
-# What _MAYBE_SENSITIVE finds in an ASCII string ("%40" holds "%"), plus the token hints'.
+# What _MAYBE_SENSITIVE finds among ASCII characters ("%40" holds "%"), plus the token hints'.
 _SCRUB_GATE_CHARS = b'@="%' + _ASCII_DIGITS + _TOKEN_HINT_CHARS
+
+
+def _non_ascii_part(raw: bytes) -> str:
+    """The non-ASCII characters of a UTF-8 string, in order (ASCII bytes never occur
+    inside a multi-byte character, so deleting them leaves whole characters)."""
+    return raw.translate(None, _ASCII_BYTES).decode()
 
 
 def may_need_scrub(value: str) -> bool:
     """Whether :meth:`Scrubber.scrub` may change ``value``: exactly
     ``_MAYBE_SENSITIVE.search(value) or any(hint in value for hint in TOKEN_HINTS)``."""
-    if value.isascii():
-        raw = value.encode()
-        if len(raw.translate(None, _SCRUB_GATE_CHARS)) == len(raw):
-            return _holds_any(value, _TOKEN_HINT_WORDS)
+    raw = value.encode()
+    if len(raw.translate(None, _SCRUB_GATE_CHARS)) == len(raw):
+        # No ASCII trigger: left are a non-ASCII digit (\d) and the hint words.
+        if not value.isascii() and _DIGIT.search(_non_ascii_part(raw)):
+            return True
+        return _holds_any(value, _TOKEN_HINT_WORDS)
     return _MAYBE_SENSITIVE.search(value) is not None or any(h in value for h in TOKEN_HINTS)
 
 
 def _may_hold_token(value: str) -> bool:
     """False only if no token rule's hint occurs in ``value`` (so ``token_spans`` finds none)."""
-    if value.isascii():
-        raw = value.encode()
-        if len(raw.translate(None, _TOKEN_HINT_CHARS)) == len(raw):
-            return _holds_any(value, _TOKEN_HINT_WORDS)
+    raw = value.encode()
+    if len(raw.translate(None, _TOKEN_HINT_CHARS)) == len(raw):
+        return _holds_any(value, _TOKEN_HINT_WORDS)
     return True
 
 
@@ -339,11 +346,14 @@ def _holds_any(value: str, words: tuple[str, ...]) -> bool:
 
 
 def _may_hold_card(value: str) -> bool:
-    """False only if ``value`` is ASCII with fewer than 13 digits: a card needs 13."""
-    if value.isascii():
-        raw = value.encode()
-        return len(raw) - len(raw.translate(None, _ASCII_DIGITS)) >= 13
-    return True
+    r"""False only if ``value`` has fewer than 13 digits: a card needs 13.
+
+    Counts ASCII digits; any other digit (\d knows more) counts as enough.
+    """
+    raw = value.encode()
+    if len(raw) - len(raw.translate(None, _ASCII_DIGITS)) >= 13:
+        return True
+    return not value.isascii() and _DIGIT.search(_non_ascii_part(raw)) is not None
 
 
 def _param_is_sensitive(raw_key: str, names: frozenset[str]) -> bool:
