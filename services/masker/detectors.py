@@ -12,7 +12,7 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
 from services.masker.sensitivity import SECRET_LONG_NAMES, SECRET_SHORT_NAMES, name_is_sensitive
@@ -26,6 +26,9 @@ MASK_CHAR = "*"
 # start only after a separator or a literal prefix and consume what they match.
 MAX_CANDIDATE_CHARS = 16384
 _NON_SPACE = re.compile(r"\S")
+# What Scrubber remembers of texts it found clean: at most this many, this long.
+MAX_CLEAN_TEXTS = 4096
+MAX_CLEAN_CHARS = 64
 
 # Only strings containing one of these can hold a detectable secret; one C-level
 # search lets the common case (plain words, class names) skip every detector.
@@ -156,6 +159,13 @@ class Scrubber:
     card: bool = True
     iban: bool = True
     query_params: frozenset[str] = frozenset()
+    # Short texts scrub() (default options) returned unchanged without counting
+    # anything: class names, labels, prices repeat across a page and its sessions.
+    # scrub() is a pure function of the scrubber's fields and the text, so a text
+    # in here needs no scan. Bounded: cleared when full.
+    _clean: dict[str, None] = field(
+        default_factory=dict, init=False, compare=False, hash=False, repr=False
+    )
 
     @classmethod
     def build(cls, detectors: Iterable[str], query_params: Iterable[str]) -> Scrubber:
@@ -186,8 +196,27 @@ class Scrubber:
         have 8 characters" is a sentence, so only ``key=value`` counts there).
         ``keep_paths``: no path segment is masked as a random token (asset URLs).
         """
-        if not may_need_scrub(value):
+        plain = len(value) <= MAX_CLEAN_CHARS and not (url or payload or keep_paths)
+        if plain and value in self._clean:
             return value
+        if not may_need_scrub(value):
+            if plain:
+                self._remember_clean(value)
+            return value
+        before = counts.total() if plain else 0
+        result = self._scrub(value, counts, url=url, payload=payload, keep_paths=keep_paths)
+        if plain and result == value and counts.total() == before:
+            self._remember_clean(value)
+        return result
+
+    def _remember_clean(self, value: str) -> None:
+        if len(self._clean) >= MAX_CLEAN_TEXTS:
+            self._clean.clear()
+        self._clean[value] = None
+
+    def _scrub(
+        self, value: str, counts: Counter[str], *, url: bool, payload: bool, keep_paths: bool
+    ) -> str:
         if "=" in value:
             value = self.scrub_query(value, counts)
             if "%" in value:
@@ -326,7 +355,7 @@ def may_need_scrub(value: str) -> bool:
         if not value.isascii() and _DIGIT.search(_non_ascii_part(raw)):
             return True
         return _holds_any(value, _TOKEN_HINT_WORDS)
-    return _MAYBE_SENSITIVE.search(value) is not None or any(h in value for h in TOKEN_HINTS)
+    return _MAYBE_SENSITIVE.search(value) is not None or _holds_any(value, TOKEN_HINTS)
 
 
 def _may_hold_token(value: str) -> bool:

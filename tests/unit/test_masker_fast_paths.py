@@ -60,8 +60,10 @@ def slow_paths() -> Iterator[None]:
         mock.patch.object(detectors, "_may_hold_token", lambda value: True),
         mock.patch.object(detectors, "_may_hold_card", lambda value: True),
         mock.patch.object(detectors, "_SHORTEST_IBAN", 0),
+        mock.patch.object(detectors, "MAX_CLEAN_CHARS", -1),
         mock.patch.object(detectors, "mask_text", _slow_mask_text),
         mock.patch.object(batch, "mask_text", _slow_mask_text),
+        mock.patch.object(batch, "_TEXT_RULE_BITS", -1),
     ):
         yield
 
@@ -70,6 +72,11 @@ def slow_paths() -> Iterator[None]:
 @given(texts)
 def test_scrub_gate_answers_exactly_what_the_pattern_and_hint_scan_answer(value: str) -> None:
     assert may_need_scrub(value) == _slow_scrub_gate(value)
+
+
+def test_the_scrub_gate_was_built_for_the_current_candidate_pattern() -> None:
+    # _SCRUB_GATE_CHARS stands for exactly this pattern: a change to it must change both.
+    assert detectors._MAYBE_SENSITIVE.pattern == '[@\\d="]|%40'
 
 
 def test_scrub_gate_and_mask_text_are_exact_for_every_character_alone_and_in_words() -> None:
@@ -118,6 +125,25 @@ def test_scrub_gives_the_same_text_and_counts_with_and_without_fast_paths(
     with slow_paths():
         slow = scrubber.scrub(value, slow_counts, url=url, payload=payload)
     assert (fast, fast_counts) == (slow, slow_counts)
+
+
+@FAST_PATH_SETTINGS
+@given(st.lists(texts, min_size=1, max_size=6))
+def test_a_text_scrubbed_again_gives_the_same_text_and_counts_as_the_first_time(
+    values: list[str],
+) -> None:
+    # The second time a short clean text comes from the scrubber's memory, not a scan.
+    scrubber = Scrubber.build(["email", "card", "iban"], [])
+    first = [(scrubber.scrub(v, c := Counter()), c) for v in values]
+    again = [(scrubber.scrub(v, c := Counter()), c) for v in values]
+    assert again == first
+
+
+def test_the_scrubbers_memory_of_clean_texts_is_bounded() -> None:
+    scrubber = Scrubber()
+    for n in range(detectors.MAX_CLEAN_TEXTS * 2):
+        scrubber.scrub(f"plain text {n:x}", Counter())
+    assert 0 < len(scrubber._clean) <= detectors.MAX_CLEAN_TEXTS
 
 
 def _masked(scenario: Scenario) -> tuple[Any, Counter[str], list[int]]:
