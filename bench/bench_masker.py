@@ -6,17 +6,22 @@
     acks after delivery),
 (c) the pure floor: ``orjson`` loads + dumps of the same messages in-process,
 (d) the pure masking work in-process (envelope parse, ``mask_batch``, dumps of
-    the batch and of the session state), without Kafka.
+    the batch and of the session state), without Kafka;
+(b0), (d0) with ``--baseline CHECKOUT``: (b) and (d) of another checkout (say a
+    ``git worktree`` of the previous commit), in the same rounds.
 
-The broker gets N generated sessions (``services/dev/rrweb_gen.py``, full
-snapshots grown to a realistic size) on ``recordings.raw`` once; every round
+(c) and (d) count CPU seconds of the process, so a loaded machine slows them
+less than the wall clock would. The broker gets N generated sessions
+(``services/dev/rrweb_gen.py``, full snapshots grown to a realistic size by
+``--page``, see ``bench/heavy_pages.py``) on ``recordings.raw`` once; every round
 starts (a) and (b) as fresh processes with a fresh consumer group, so each reads
 the same messages from the start. A worker's rate is events / (broker append time
 of its last output minus its first output): the output topics use LogAppendTime,
 so startup and group join are not counted. One discarded warm-up run, then
 rounds alternate which of (a) and (b) goes first; medians are reported. Run:
 
-    .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3]
+    .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3] \
+        [--snapshot-bytes 30000] [--page mixed] [--pure-only] [--baseline /tmp/base]
 
 Prints a Markdown table for docs/benchmarks.md (section ``masker``).
 """
@@ -216,22 +221,26 @@ def run_worker(
 
 
 def pure_floor(messages: list[Message]) -> float:
-    """Seconds for orjson loads + dumps of every message."""
-    started = time.perf_counter()
+    """CPU seconds for orjson loads + dumps of every message.
+
+    The in-process measures count CPU time, not wall time: on a machine shared
+    with other work they then measure the code, not the neighbours' load.
+    """
+    started = time.process_time()
     for m in messages:
         orjson.dumps(orjson.loads(m.value))
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def pure_masking(messages: list[Message], registry: SiteRegistry) -> tuple[float, list[int]]:
-    """Seconds for the masker's per-message work without Kafka; final state bytes per session."""
+    """CPU seconds of the masker's per-message work without Kafka; state bytes per session."""
     states: dict[bytes, bytes] = {}
-    started = time.perf_counter()
+    started = time.process_time()
     for offset, m in enumerate(messages):
         batch = mask_message(m.value, states.get(m.key), registry, partition=0, offset=offset)
         if batch.state is not None:
             states[m.key] = batch.state
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     return elapsed, [len(state) for state in states.values()]
 
 
@@ -259,17 +268,17 @@ from services.shared.site_settings import SiteRegistry, load_sites_file
 data = [(k.encode(), v.encode()) for k, v in orjson.loads(Path(sys.argv[1]).read_bytes())]
 registry = SiteRegistry(load_sites_file(Path("config/sites.json")))
 states = {}
-started = time.perf_counter()
+started = time.process_time()
 for offset, (key, value) in enumerate(data):
     batch = mask_message(value, states.get(key), registry, partition=0, offset=offset)
     if batch.state is not None:
         states[key] = batch.state
-print(time.perf_counter() - started)
+print(time.process_time() - started)
 """
 
 
 def baseline_pure_masking(checkout: Path, data_file: Path) -> float:
-    """Seconds for the pure masking of the messages in ``data_file`` by another checkout."""
+    """CPU seconds for the pure masking of the messages in ``data_file`` by another checkout."""
     env = {**os.environ, "PYTHONPATH": str(checkout)}
     out = subprocess.run(
         [sys.executable, "-c", _BASELINE_PURE, str(data_file)],
