@@ -293,7 +293,7 @@ class Scrubber:
             if found:
                 counts["pii_card"] += len(found)
                 spans.extend(found)
-        if self.iban and len(value) >= _SHORTEST_IBAN:
+        if self.iban and _may_hold_iban(value):
             for match in _IBAN_CANDIDATE.finditer(value):
                 span = _iban_span(value, match.start())
                 if span is not None:
@@ -314,28 +314,30 @@ _MASKED = {MASK_CHAR}
 # what the slower test it stands for would (tests/unit/test_masker_fast_paths.py).
 
 
-def _hint_gate(hints: Iterable[str]) -> tuple[bytes, tuple[str, ...]]:
-    """ASCII characters and words such that a string holding one of ``hints`` holds one of them.
+def _hint_gate(hints: Iterable[str]) -> tuple[dict[str, tuple[str, ...]], tuple[str, ...]]:
+    """Hints by a marker character each holds, and the hints without one.
 
-    A hint with a character other than a lower-case ASCII letter is represented
-    by that character; the others (``bearer``, ``xox``) by themselves, as are
-    hints with a non-ASCII character.
+    A hint's marker is its first ASCII character other than a lower-case letter;
+    hints without one (``bearer``, ``xox``) and hints with a non-ASCII character
+    are checked as words. A string holding a hint holds its marker or is checked
+    for it as a word.
     """
-    chars: set[str] = set()
+    by_marker: dict[str, list[str]] = {}
     words: list[str] = []
     for hint in hints:
         marker = next((c for c in hint if c.isascii() and not "a" <= c <= "z"), None)
         if marker is None or not hint.isascii():
             words.append(hint)
         else:
-            chars.add(marker)
-    return "".join(sorted(chars)).encode(), tuple(words)
+            by_marker.setdefault(marker, []).append(hint)
+    return {m: tuple(h) for m, h in sorted(by_marker.items())}, tuple(words)
 
 
 _ASCII_DIGITS = b"0123456789"
 _ASCII_BYTES = bytes(range(128))
 _DIGIT = re.compile(r"\d")
-_TOKEN_HINT_CHARS, _TOKEN_HINT_WORDS = _hint_gate(TOKEN_HINTS)
+_TOKEN_HINTS_BY_MARKER, _TOKEN_HINT_WORDS = _hint_gate(TOKEN_HINTS)
+_TOKEN_HINT_CHARS = "".join(_TOKEN_HINTS_BY_MARKER).encode()
 # What _MAYBE_SENSITIVE finds among ASCII characters ("%40" holds "%"), plus the token hints'.
 _SCRUB_GATE_CHARS = b'@="%' + _ASCII_DIGITS + _TOKEN_HINT_CHARS
 
@@ -355,15 +357,20 @@ def may_need_scrub(value: str) -> bool:
         if not value.isascii() and _DIGIT.search(_non_ascii_part(raw)):
             return True
         return _holds_any(value, _TOKEN_HINT_WORDS)
-    return _MAYBE_SENSITIVE.search(value) is not None or _holds_any(value, TOKEN_HINTS)
+    return _MAYBE_SENSITIVE.search(value) is not None or _may_hold_token(value)
 
 
 def _may_hold_token(value: str) -> bool:
-    """False only if no token rule's hint occurs in ``value`` (so ``token_spans`` finds none)."""
+    """Exactly ``any(hint in value for hint in TOKEN_HINTS)`` (else ``token_spans`` finds none).
+
+    Only the hints whose marker character occurs are looked for.
+    """
     raw = value.encode()
-    if len(raw.translate(None, _TOKEN_HINT_CHARS)) == len(raw):
-        return _holds_any(value, _TOKEN_HINT_WORDS)
-    return True
+    if len(raw.translate(None, _TOKEN_HINT_CHARS)) != len(raw):
+        for marker, hints in _TOKEN_HINTS_BY_MARKER.items():
+            if marker in value and _holds_any(value, hints):
+                return True
+    return _holds_any(value, _TOKEN_HINT_WORDS)
 
 
 def _holds_any(value: str, words: tuple[str, ...]) -> bool:
@@ -375,14 +382,41 @@ def _holds_any(value: str, words: tuple[str, ...]) -> bool:
 
 
 def _may_hold_card(value: str) -> bool:
-    r"""False only if ``value`` has fewer than 13 digits: a card needs 13.
+    r"""False only if ``value`` holds no card candidate with 13 digits, which a card needs.
 
-    Counts ASCII digits; any other digit (\d knows more) counts as enough.
+    Such a candidate is 13+ characters of digits and single separators in one
+    piece. Text with a non-ASCII digit (\d knows more than 0-9) may hold one.
     """
     raw = value.encode()
-    if len(raw) - len(raw.translate(None, _ASCII_DIGITS)) >= 13:
-        return True
+    if len(raw) - len(raw.translate(None, _ASCII_DIGITS)) < 13:
+        return _has_non_ascii_digit(value, raw)
+    return _has_non_ascii_digit(value, raw) or _CARD_RUN.search(value) is not None
+
+
+def _has_non_ascii_digit(value: str, raw: bytes) -> bool:
     return not value.isascii() and _DIGIT.search(_non_ascii_part(raw)) is not None
+
+
+# 13 characters in a row that are ASCII digits or card separators: a superset of
+# what holds a card in text whose digits are ASCII (one character class to scan).
+_CARD_RUN = re.compile(r"[0-9" + _CARD_SEPARATORS + r"]{13}")
+# Where an IBAN candidate starts ([A-Za-z]{2}\d{2}), as bytes of UTF-8: ASCII letters
+# read as "a", ASCII digits as "0", every other byte as a space; then one
+# substring test finds the shape.
+_IBAN_SHAPE = bytes(
+    ord("a") if b < 128 and chr(b).isalpha() else ord("0") if b < 128 and chr(b).isdigit()
+    else ord(" ")
+    for b in range(256)
+)
+
+
+def _may_hold_iban(value: str) -> bool:
+    """False only if ``value`` is too short for an IBAN or has no two ASCII letters
+    followed by two digits (where every IBAN candidate starts)."""
+    if len(value) < _SHORTEST_IBAN:
+        return False
+    raw = value.encode()
+    return b"aa00" in raw.translate(_IBAN_SHAPE) or _has_non_ascii_digit(value, raw)
 
 
 def _param_is_sensitive(raw_key: str, names: frozenset[str]) -> bool:
