@@ -6,17 +6,22 @@
     acks after delivery),
 (c) the pure floor: ``orjson`` loads + dumps of the same messages in-process,
 (d) the pure masking work in-process (envelope parse, ``mask_batch``, dumps of
-    the batch and of the session state), without Kafka.
+    the batch and of the session state), without Kafka;
+(b0), (d0) with ``--baseline CHECKOUT``: (b) and (d) of another checkout (say a
+    ``git worktree`` of the previous commit), in the same rounds.
 
-The broker gets N generated sessions (``services/dev/rrweb_gen.py``, full
-snapshots grown to a realistic size) on ``recordings.raw`` once; every round
+(c) and (d) count CPU seconds of the process, so a loaded machine slows them
+less than the wall clock would. The broker gets N generated sessions
+(``services/dev/rrweb_gen.py``, full snapshots grown to a realistic size by
+``--page``, see ``bench/heavy_pages.py``) on ``recordings.raw`` once; every round
 starts (a) and (b) as fresh processes with a fresh consumer group, so each reads
 the same messages from the start. A worker's rate is events / (broker append time
 of its last output minus its first output): the output topics use LogAppendTime,
 so startup and group join are not counted. One discarded warm-up run, then
 rounds alternate which of (a) and (b) goes first; medians are reported. Run:
 
-    .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3]
+    .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3] \
+        [--snapshot-bytes 30000] [--page mixed] [--pure-only] [--baseline /tmp/base]
 
 Prints a Markdown table for docs/benchmarks.md (section ``masker``).
 """
@@ -34,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +47,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bench.bench_ingest import grow_full_snapshot
+from bench.heavy_pages import PAGE_KINDS, grow_session
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.dev.rrweb_gen import generate_session
 from services.masker.message import mask_message
@@ -53,6 +59,7 @@ from services.shared.site_settings import SiteRegistry, load_sites_file
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PASSTHROUGH_TOPIC = "bench.passthrough"
 SITE = "demo"  # in config/sites.json: default privacy settings
+BATCH_EVENTS = 50  # events per batch, as the generator splits a session
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,18 +71,21 @@ class Message:
     events: int
 
 
-def build_messages(sessions: int, snapshot_bytes: int, seed: int = 4) -> list[Message]:
-    """Generated sessions as raw envelopes, interleaved the way live traffic arrives."""
+def build_messages(
+    sessions: int, snapshot_bytes: int, seed: int = 4, page: str = "paragraphs"
+) -> list[Message]:
+    """Generated sessions as raw envelopes, interleaved the way live traffic arrives.
+
+    ``page``: how each full snapshot grows to ``snapshot_bytes`` (:data:`PAGE_KINDS`).
+    """
     rng = random.Random(seed)
     per_session: list[list[Message]] = []
     for _ in range(sessions):
         session = generate_session(rng, site_id=SITE, start_ms=int(time.time() * 1000))
         key = topics.session_key(SITE, session.session_id)
+        events = grow_session(session.events, rng, snapshot_bytes, page)
         batches = []
-        for seq, events in enumerate(session.batches):
-            for event in events:
-                if event["type"] == 2 and snapshot_bytes:
-                    grow_full_snapshot(event, rng, snapshot_bytes)
+        for seq, start in enumerate(range(0, len(events), BATCH_EVENTS)):
             envelope = BatchEnvelope(
                 site_id=SITE,
                 session_id=session.session_id,
@@ -83,9 +93,9 @@ def build_messages(sessions: int, snapshot_bytes: int, seed: int = 4) -> list[Me
                 visitor_id=session.visitor_id,
                 seq=seq,
                 received_at_ms=int(time.time() * 1000),
-                events=events,
+                events=events[start : start + BATCH_EVENTS],
             )
-            batches.append(Message(key, envelope.to_json(), len(events)))
+            batches.append(Message(key, envelope.to_json(), len(envelope.events)))
         per_session.append(batches)
     # Round-robin over sessions: batch 0 of many sessions, then batch 1, ...
     out: list[Message] = []
@@ -173,13 +183,20 @@ async def append_time_span(
 
 
 def run_worker(
-    command: list[str], env: dict[str, str], bootstrap: str, topic: str, expected: int, parts: int
+    command: list[str],
+    env: dict[str, str],
+    bootstrap: str,
+    topic: str,
+    expected: int,
+    parts: int,
+    *,
+    cwd: Path = PROJECT_ROOT,
 ) -> float:
     """Start a worker process, wait for ``expected`` new records on ``topic``; their span."""
     before = asyncio.run(end_offsets(bootstrap, topic, parts))
     with open(os.devnull, "wb") as devnull:
         proc = subprocess.Popen(
-            command, env=env, cwd=PROJECT_ROOT, stdout=devnull, stderr=subprocess.STDOUT
+            command, env=env, cwd=cwd, stdout=devnull, stderr=subprocess.STDOUT
         )
     try:
         deadline = time.monotonic() + 900
@@ -204,22 +221,26 @@ def run_worker(
 
 
 def pure_floor(messages: list[Message]) -> float:
-    """Seconds for orjson loads + dumps of every message."""
-    started = time.perf_counter()
+    """CPU seconds for orjson loads + dumps of every message.
+
+    The in-process measures count CPU time, not wall time: on a machine shared
+    with other work they then measure the code, not the neighbours' load.
+    """
+    started = time.process_time()
     for m in messages:
         orjson.dumps(orjson.loads(m.value))
-    return time.perf_counter() - started
+    return time.process_time() - started
 
 
 def pure_masking(messages: list[Message], registry: SiteRegistry) -> tuple[float, list[int]]:
-    """Seconds for the masker's per-message work without Kafka; final state bytes per session."""
+    """CPU seconds of the masker's per-message work without Kafka; state bytes per session."""
     states: dict[bytes, bytes] = {}
-    started = time.perf_counter()
+    started = time.process_time()
     for offset, m in enumerate(messages):
         batch = mask_message(m.value, states.get(m.key), registry, partition=0, offset=offset)
         if batch.state is not None:
             states[m.key] = batch.state
-    elapsed = time.perf_counter() - started
+    elapsed = time.process_time() - started
     return elapsed, [len(state) for state in states.values()]
 
 
@@ -237,6 +258,45 @@ def percentile(values: list[int], q: float) -> int:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
+# The pure masking of a baseline checkout (``--baseline``), run in that checkout by
+# its own interpreter: only the stable API (mask_message, the site registry).
+_BASELINE_PURE = """
+import sys, time, orjson
+from pathlib import Path
+from services.masker.message import mask_message
+from services.shared.site_settings import SiteRegistry, load_sites_file
+data = [(k.encode(), v.encode()) for k, v in orjson.loads(Path(sys.argv[1]).read_bytes())]
+registry = SiteRegistry(load_sites_file(Path("config/sites.json")))
+states = {}
+started = time.process_time()
+for offset, (key, value) in enumerate(data):
+    batch = mask_message(value, states.get(key), registry, partition=0, offset=offset)
+    if batch.state is not None:
+        states[key] = batch.state
+print(time.process_time() - started)
+"""
+
+
+def baseline_pure_masking(checkout: Path, data_file: Path) -> float:
+    """CPU seconds for the pure masking of the messages in ``data_file`` by another checkout."""
+    env = {**os.environ, "PYTHONPATH": str(checkout)}
+    out = subprocess.run(
+        [sys.executable, "-c", _BASELINE_PURE, str(data_file)],
+        cwd=checkout, env=env, check=True, capture_output=True, text=True,
+    )
+    return float(out.stdout.split()[-1])
+
+
+NAMES = {
+    "passthrough": "(a) faust pass-through agent (Kafka → Kafka)",
+    "masker": "(b) masker agent (Kafka → Kafka, state table, acks after delivery)",
+    "baseline": "(b0) baseline checkout's masker agent",
+    "floor": "(c) pure floor: orjson loads + dumps, in-process",
+    "pure": "(d) pure masking (parse, mask_batch, dumps), in-process",
+    "baseline_pure": "(d0) baseline checkout's pure masking",
+}
+
+
 def main() -> None:
     """Run the benchmark and print the results as Markdown."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -249,9 +309,21 @@ def main() -> None:
         default=30_000,
         help="grow each full snapshot to about this much JSON (0: generator's 11 KB page)",
     )
+    parser.add_argument(
+        "--page", choices=PAGE_KINDS, default="paragraphs",
+        help="how snapshots grow (bench/heavy_pages.py)",
+    )
+    parser.add_argument(
+        "--pure-only", action="store_true", help="only (c) and (d): no broker, no workers"
+    )
+    parser.add_argument(
+        "--baseline", type=Path, default=None,
+        help="another checkout (e.g. a git worktree of the previous commit) measured in the "
+        "same rounds: its masker as (b0), its pure masking as (d0)",
+    )
     args = parser.parse_args()
 
-    messages = build_messages(args.sessions, args.snapshot_bytes)
+    messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
     events = sum(m.events for m in messages)
     data_mb = sum(len(m.value) for m in messages) / 1e6
     print(
@@ -260,108 +332,132 @@ def main() -> None:
         flush=True,
     )
     registry = SiteRegistry(load_sites_file(PROJECT_ROOT / "config" / "sites.json"))
+    rates: dict[str, list[float]] = {"floor": [], "pure": []}
+    if not args.pure_only:
+        rates = {"passthrough": [], "masker": [], **rates}
+    if args.baseline is not None:
+        rates["baseline_pure"] = []
+        if not args.pure_only:
+            rates["baseline"] = []
+    state_sizes: list[int] = []
 
     with tempfile.TemporaryDirectory(prefix="bench-masker-") as tmp:
-        broker = LocalKafkaBroker(
-            Path(tmp) / "kafka", free_port(), free_port(), heap="1g", partitions=args.partitions
-        )
-        broker.start()
+        data_file = Path(tmp) / "messages.json"
+        if args.baseline is not None:
+            data_file.write_bytes(
+                orjson.dumps([[m.key.decode(), m.value.decode()] for m in messages])
+            )
+        broker = None
+        if not args.pure_only:
+            broker = LocalKafkaBroker(
+                Path(tmp) / "kafka", free_port(), free_port(), heap="1g",
+                partitions=args.partitions,
+            )
+            broker.start()
         try:
-            bootstrap = broker.bootstrap_servers
-            asyncio.run(create_topics(bootstrap, args.partitions))
-            asyncio.run(produce(bootstrap, messages))
-            env = {
-                **os.environ,
-                "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                "KAFKA_PARTITIONS": str(args.partitions),
-                "SITES_FILE": str(PROJECT_ROOT / "config" / "sites.json"),
-                "MASKER_STATE_DIR": str(Path(tmp) / "masker"),
-                "LOG_LEVEL": "WARNING",
-            }
-            rates: dict[str, list[float]] = {
-                "passthrough": [],
-                "masker": [],
-                "floor": [],
-                "pure": [],
-            }
-            state_sizes: list[int] = []
-            passthrough_cmd = [sys.executable, "-m", "bench.masker_passthrough"]
-            masker_cmd = [sys.executable, "-m", "services.cli", "masker"]
-
-            def passthrough(name: str) -> float:
-                env_pass = {**env, "BENCH_APP_ID": name, "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC}
-                return run_worker(
-                    passthrough_cmd,
-                    env_pass,
-                    bootstrap,
-                    PASSTHROUGH_TOPIC,
-                    len(messages),
-                    args.partitions,
-                )
-
-            def masker(name: str) -> float:
-                env_mask = {**env, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port())}
-                return run_worker(
-                    masker_cmd, env_mask, bootstrap, topics.MASKED, len(messages), args.partitions
-                )
-
-            # One discarded pass-through run: the broker's first read of fresh data is slower.
-            passthrough("bench-warmup")
+            workers = {}
+            if broker is not None:
+                workers = _workers(broker.bootstrap_servers, Path(tmp), args, messages)
+                # One discarded pass-through run: the broker's first read of fresh data is slower.
+                workers["passthrough"]("bench-warmup")
             for round_no in range(args.rounds):
                 # Alternate which worker goes first, so neither always gets a warmer broker.
-                order = (
-                    ("passthrough", "masker") if round_no % 2 == 0 else ("masker", "passthrough")
-                )
+                order = [k for k in ("passthrough", "masker", "baseline") if k in workers]
+                if round_no % 2:
+                    order.reverse()
                 for variant in order:
-                    run = passthrough if variant == "passthrough" else masker
-                    rates[variant].append(events / run(f"bench-{variant}-{round_no}"))
+                    rates[variant].append(events / workers[variant](f"bench-{variant}-{round_no}"))
                 rates["floor"].append(events / pure_floor(messages))
-                # mask_batch mutates events in place: give it fresh copies of the data.
-                elapsed, state_sizes = pure_masking(
-                    build_messages(args.sessions, args.snapshot_bytes), registry
-                )
+                elapsed, state_sizes = pure_masking(messages, registry)
                 rates["pure"].append(events / elapsed)
+                if args.baseline is not None:
+                    rates["baseline_pure"].append(
+                        events / baseline_pure_masking(args.baseline.resolve(), data_file)
+                    )
                 print(
                     f"round {round_no + 1}: "
                     + ", ".join(f"{k} {v[-1]:,.0f} ev/s" for k, v in rates.items()),
                     flush=True,
                 )
         finally:
-            broker.stop()
+            if broker is not None:
+                broker.stop()
 
     med = {k: statistics.median(v) for k, v in rates.items()}
+    reference = "passthrough" if "passthrough" in med else "floor"
     print()
     print(f"Machine: {os.cpu_count()} cores, {cpu_model()}, Python {platform.python_version()}")
     print(
         f"Data: {args.sessions} sessions, {len(messages)} batches, {events} events "
         f"({events / args.sessions:.0f}/session), {data_mb:.1f} MB; full snapshots "
-        f"~{args.snapshot_bytes // 1000} KB; {args.partitions} partitions; {args.rounds} rounds"
+        f"~{args.snapshot_bytes // 1000} KB ({args.page}); {args.partitions} partitions; "
+        f"{args.rounds} rounds; load average {os.getloadavg()[0]:.1f}"
     )
     print()
-    print("| variant | events/s (median) | batches/s | vs pass-through |")
+    print(f"| variant | events/s (median) | batches/s | vs {reference} |")
     print("|---|---:|---:|---:|")
-    names = {
-        "passthrough": "(a) faust pass-through agent (Kafka → Kafka)",
-        "masker": "(b) masker agent (Kafka → Kafka, state table, acks after delivery)",
-        "floor": "(c) pure floor: orjson loads + dumps, in-process",
-        "pure": "(d) pure masking (parse, mask_batch, dumps), in-process",
-    }
     per_batch = len(messages) / events
-    for key, label in names.items():
-        ratio = med[key] / med["passthrough"]
-        print(f"| {label} | {med[key]:,.0f} | {med[key] * per_batch:,.0f} | {ratio:.2f}x |")
+    for key, label in NAMES.items():
+        if key in med:
+            ratio = med[key] / med[reference]
+            print(f"| {label} | {med[key]:,.0f} | {med[key] * per_batch:,.0f} | {ratio:.2f}x |")
     print()
     print(
         f"State bytes per session (stored table value): median {percentile(state_sizes, 0.5)}, "
         f"p95 {percentile(state_sizes, 0.95)}, max {max(state_sizes)}"
     )
-    paired = [m / p for m, p in zip(rates["masker"], rates["passthrough"], strict=True)]
-    print(
-        "Masker / pass-through per round (same minute, same broker): "
-        + ", ".join(f"{r:.2f}" for r in paired)
-        + f"; median {statistics.median(paired):.2f}"
-    )
+    pairs = [("masker", "passthrough"), ("baseline", "passthrough"), ("pure", "floor"),
+             ("baseline_pure", "floor")]
+    for top, bottom in pairs:
+        if top in rates and bottom in rates:
+            paired = [t / b for t, b in zip(rates[top], rates[bottom], strict=True)]
+            print(
+                f"{top} / {bottom} per round (same minute): "
+                + ", ".join(f"{r:.2f}" for r in paired)
+                + f"; median {statistics.median(paired):.2f}"
+            )
     print("Raw rounds:", {k: [round(x) for x in v] for k, v in rates.items()})
+
+
+def _workers(
+    bootstrap: str, tmp: Path, args: argparse.Namespace, messages: list[Message]
+) -> dict[str, Callable[[str], float]]:
+    """Run-one-round functions of the Kafka workers: name -> seconds for all messages."""
+    asyncio.run(create_topics(bootstrap, args.partitions))
+    asyncio.run(produce(bootstrap, messages))
+    env = {
+        **os.environ,
+        "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "KAFKA_PARTITIONS": str(args.partitions),
+        "SITES_FILE": str(PROJECT_ROOT / "config" / "sites.json"),
+        "MASKER_STATE_DIR": str(tmp / "masker"),
+        "LOG_LEVEL": "WARNING",
+    }
+    passthrough_cmd = [sys.executable, "-m", "bench.masker_passthrough"]
+    masker_cmd = [sys.executable, "-m", "services.cli", "masker"]
+
+    def passthrough(name: str) -> float:
+        env_pass = {**env, "BENCH_APP_ID": name, "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC}
+        return run_worker(
+            passthrough_cmd, env_pass, bootstrap, PASSTHROUGH_TOPIC, len(messages),
+            args.partitions,
+        )
+
+    def masker(name: str, checkout: Path = PROJECT_ROOT) -> float:
+        env_mask = {
+            **env, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
+            "MASKER_STATE_DIR": str(tmp / name), "PYTHONPATH": str(checkout),
+        }
+        return run_worker(
+            masker_cmd, env_mask, bootstrap, topics.MASKED, len(messages), args.partitions,
+            cwd=checkout,
+        )
+
+    workers: dict[str, Callable[[str], float]] = {"passthrough": passthrough, "masker": masker}
+    if args.baseline is not None:
+        baseline = args.baseline.resolve()
+        workers["baseline"] = lambda name: masker(name, baseline)
+    return workers
 
 
 if __name__ == "__main__":

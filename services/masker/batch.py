@@ -99,6 +99,8 @@ class MaskResult:
 
 # The marks every descendant shares with its element (what a mark added later spreads).
 INHERITED_MARKS = FLAG_BITS & ~NOT_INHERITED
+# Bits that make _mask_text_content do more than scrub a text (CSS, script, masked, form text).
+_TEXT_RULE_BITS = F_CSS_TEXT | F_SCRIPT_TEXT | F_MASK | F_INPUT_TEXT
 
 # Inside one event, the clock is read once per this many DOM nodes or JSON containers.
 BUDGET_CHECK_EVERY = 4096
@@ -643,6 +645,9 @@ class _BatchMasker:
         return None
 
     def _mask_text_content(self, text: str, value: int) -> str:
+        if not value & _TEXT_RULE_BITS and not self.consent_mask:
+            # fast path: none of the rules below applies, only the scrubber does
+            return self.scrubber.scrub(text, self.counts)
         if value & F_CSS_TEXT:
             return text  # stylesheets stay intact: the replay needs them
         if value & F_SCRIPT_TEXT:
