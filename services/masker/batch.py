@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.masker.detectors import card_number, mask_text
+from services.masker.detectors import card_number, looks_secret_value, mask_text
 from services.masker.node_index import SessionNodeIndex
 from services.masker.policy import MaskPolicy
 from services.masker.rrweb import (
@@ -67,6 +67,7 @@ from services.masker.sensitivity import (
     NOT_INHERITED,
     UNKNOWN_NODE,
     key_is_secret,
+    key_is_weak_secret,
 )
 from services.masker.state import (
     CONSENT_GRANTED,
@@ -571,7 +572,7 @@ class _BatchMasker:
                 # HTML of an iframe whose document rrweb records (and masks) anyway
                 attrs[name] = mask_text(item)
                 counts["srcdoc"] += 1
-            elif key_is_secret(name):
+            elif key_is_secret(name) or (key_is_weak_secret(name) and looks_secret_value(item)):
                 # data-api-key, data-csrf, x-auth-token: the name says what it holds
                 attrs[name] = mask_text(item)
                 counts["secret_attribute"] += 1
@@ -596,7 +597,10 @@ class _BatchMasker:
                 else:
                     attrs[name] = scrubber.scrub(item, counts)
             else:
-                attrs[name] = scrubber.scrub(item, counts)
+                # class and id are read by CSS: a random-looking class is a build hash
+                attrs[name] = scrubber.scrub(
+                    item, counts, random_tokens=name != "class" and name != "id"
+                )
 
     # --- free-form payloads ----------------------------------------------------------
 
@@ -631,7 +635,7 @@ class _BatchMasker:
                             self._mask_leaves(item, numbers=True)
                         else:
                             stack.append(item)
-                    elif isinstance(key, str) and key_is_secret(key) and _is_value(item):
+                    elif isinstance(key, str) and _is_value(item) and _secret_under(key, item):
                         counts["secret_key"] += 1
                         current[key] = _masked_leaf(item)
                     else:
@@ -672,6 +676,13 @@ class _BatchMasker:
                         stack.append(item)
                     elif numbers and _is_value(item):
                         current[pos] = _masked_leaf(item)
+
+
+def _secret_under(key: str, item: str | int | float) -> bool:
+    """A leaf under a secret-named key, or a generated-looking one under a weak word."""
+    if key_is_secret(key):
+        return True
+    return key_is_weak_secret(key) and looks_secret_value(str(item))
 
 
 def _is_value(item: Any) -> bool:

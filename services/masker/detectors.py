@@ -15,7 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import unquote_plus
 
-from services.masker.sensitivity import SECRET_LONG_NAMES, SECRET_SHORT_NAMES, name_is_sensitive
+from services.masker.sensitivity import (
+    SECRET_LONG_NAMES,
+    SECRET_SHORT_NAMES,
+    key_is_weak_secret,
+    name_is_sensitive,
+)
 from services.masker.token_rules import TOKEN_HINTS, TOKEN_RULES, token_spans
 
 MASK_CHAR = "*"
@@ -82,9 +87,16 @@ _JSON_LITERAL = re.compile(r"true|false|null")
 _URL_IN_TEXT = re.compile(r"(?:https?:)?//[^\s\"'<>]{1,2048}")
 _PATH_SEGMENT = re.compile(r"(?<=/)[A-Za-z0-9_-]{20,256}(?=[/?#;]|$|[^A-Za-z0-9_.~%-])")
 _KEY_TOKENS = re.compile(r"[^a-z0-9]+")
+# A run of a token alphabet in text (base64/base64url/hex, padding included), and
+# the alphanumeric pieces of one ("whsec_<hex>", "<uid>-<hex>"): a generated
+# credential printed as text is one of these. Runs are read at most 1024
+# characters at a time (linear); longer ones are data, not a credential.
+_TEXT_TOKEN = re.compile(r"[A-Za-z0-9_+/-]{20,1024}={0,2}")
+_TOKEN_PIECE = re.compile(r"[A-Za-z0-9]{20,1024}")
+_UUID = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 PII_PATTERNS: tuple[re.Pattern[str], ...] = (
     _EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE, _JSON_KEY, _JSON_NUMBER, _PATH_SEGMENT,
-    _ENCODED_PARAM, _KEY_VALUE, _URL_IN_TEXT, _HEADER_LINE,
+    _ENCODED_PARAM, _KEY_VALUE, _URL_IN_TEXT, _HEADER_LINE, _TEXT_TOKEN, _TOKEN_PIECE, _UUID,
     *(rule.pattern for rule in TOKEN_RULES),
 )
 
@@ -164,6 +176,7 @@ class Scrubber:
         url: bool = False,
         payload: bool = False,
         keep_paths: bool = False,
+        random_tokens: bool = True,
     ) -> str:
         """Mask PII spans, known token formats and secret-named values, keeping the length.
 
@@ -173,6 +186,8 @@ class Scrubber:
         ``X-Api-Key: value`` is a header line (in page text "Password: must
         have 8 characters" is a sentence, so only ``key=value`` counts there).
         ``keep_paths``: no path segment is masked as a random token (asset URLs).
+        ``random_tokens``: outside URLs, runs that look generated (an API key
+        printed as text) are masked; False for ``class``/``id``, which CSS reads.
         """
         if not _MAYBE_SENSITIVE.search(value) and not any(h in value for h in TOKEN_HINTS):
             return value
@@ -194,6 +209,11 @@ class Scrubber:
         for name, span in token_spans(value):
             counts[f"token_{name}"] += 1
             spans.append(span)
+        if random_tokens and not url and len(value) >= 20:
+            found = random_token_spans(value)
+            if found:
+                counts["text_random_token"] += len(found)
+                spans.extend(found)
         if not spans:
             return value
         spans.sort()
@@ -229,7 +249,9 @@ class Scrubber:
             raw_value = match.group(3)
             if not raw_value or set(raw_value) == _MASKED:
                 return match.group(0)
-            if _param_is_sensitive(match.group(2), names):
+            if _param_is_sensitive(match.group(2), names) or (
+                key_is_weak_secret(match.group(2)) and looks_secret_value(raw_value)
+            ):
                 counts["url_param"] += 1
             elif match.group(1) in "?&#" and match.group(1) and looks_random(raw_value):
                 counts["url_random_value"] += 1
@@ -308,12 +330,81 @@ def looks_random(value: str) -> bool:
         previous = kind
     if n >= 32 and digit and (lower or upper) and all(c in _HEX for c in value):
         return _entropy(value) >= 3.0 and switches >= 0.3 * (n - 1)
-    if not (lower and upper and digit_runs >= 2):
+    if lower and upper:
+        if switches < 0.4 * (n - 1) or _entropy(value) < 3.5:
+            return False
+        # A title ends in "2024"; a token scatters its digits (a long one may
+        # hold one run). A token with fewer digits has few vowels: words and
+        # short-worded titles ("IsItOnOrOff") have a third or more.
+        if digit_runs >= (1 if n >= 32 else 2):
+            return True
+        letters = lower + upper
+        return sum(c in _VOWELS for c in value) <= 0.3 * letters
+    # One letter case (base36: session ids, "k3j5h6g7..."): no separators (slugs
+    # have them), digits in several places, few vowels (words joined with
+    # numbers, "covid19update2021", have a third or more), high entropy.
+    if n < 24 or digit_runs < 2 or not value.isalnum() or _entropy(value) < 3.5:
         return False
-    return switches >= 0.4 * (n - 1) and _entropy(value) >= 3.5
+    few_vowels = sum(c in _VOWELS for c in value) <= 0.3 * (lower + upper)
+    return few_vowels or (digit_runs >= 4 and switches >= 0.3 * (n - 1))
+
+
+def looks_generated(value: str) -> bool:
+    """``looks_random`` of a run, of a UUID without its dashes, or of one of its
+    alphanumeric pieces ("whsec_<hex>", Django's "<base36>-<hex>" reset token)."""
+    if looks_random(value):
+        return True
+    if len(value) == 36 and _UUID.fullmatch(value):
+        return looks_random(value.replace("-", ""))
+    if value.isalnum():
+        return False
+    return any(looks_random(piece.group()) for piece in _TOKEN_PIECE.finditer(value))
+
+
+def random_token_spans(value: str) -> list[tuple[int, int]]:
+    """Spans of the token-alphabet runs in text that look generated (or their
+    generated pieces: the words around a token in a path stay)."""
+    spans: list[tuple[int, int]] = []
+    for match in _TEXT_TOKEN.finditer(value):
+        run = match.group()
+        if "/" in run and any(_is_path_word(part) for part in run.split("/")):
+            # a path ("com/services/<token>"), not base64: only its generated segments
+            base = match.start()
+            for part in _PATH_PART.finditer(run):
+                if looks_generated(part.group()):
+                    spans.append((base + part.start(), base + part.end()))
+        elif looks_random(run):
+            spans.append(match.span())
+        elif not run.isalnum():
+            base = match.start()
+            for piece in _TOKEN_PIECE.finditer(run):
+                if looks_random(piece.group()):
+                    spans.append((base + piece.start(), base + piece.end()))
+    return spans
+
+
+_PATH_PART = re.compile(r"[^/]{20,}")
+
+
+def _is_path_word(part: str) -> bool:
+    """A lower-case word of a path ("api", "services"), which base64 rarely holds."""
+    return len(part) >= 3 and part.isalpha() and part.islower()
+
+
+def looks_secret_value(value: str) -> bool:
+    """A value under a weak secret word (``key``, ``api``...) that reads like a
+    credential: gitleaks' generic-api-key test, 10+ characters of entropy >= 3.5,
+    with a digit, no spaces."""
+    n = len(value)
+    if n < 10 or n > 4096 or not any(c.isdigit() for c in value):
+        return False
+    if any(c.isspace() for c in value):
+        return False
+    return _entropy(value) >= 3.5
 
 
 _HEX = frozenset("0123456789abcdefABCDEF")
+_VOWELS = frozenset("aeiouAEIOU")
 # base64/base64url/hex: what generated tokens are written in (not encoded URLs).
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_+/=-]+")
 
@@ -329,7 +420,11 @@ def _scrub_encoded_params(value: str, names: frozenset[str], counts: Counter[str
 
     def replace(match: re.Match[str]) -> str:
         raw_value = match.group(4)
-        if not raw_value or not _param_is_sensitive(match.group(2), names):
+        key = match.group(2)
+        if not raw_value or not (
+            _param_is_sensitive(key, names)
+            or (key_is_weak_secret(key) and looks_secret_value(raw_value))
+        ):
             return match.group(0)
         counts["url_param"] += 1
         return match.group(0)[: match.start(4) - match.start()] + MASK_CHAR * len(raw_value)
@@ -360,6 +455,13 @@ def _scrub_json_members(value: str, names: frozenset[str], counts: Counter[str])
     while (match := search(value, pos)) is not None:
         pos = match.end()
         if not _param_is_sensitive(match.group(1), names):
+            if key_is_weak_secret(match.group(1)) and value.startswith('"', pos):
+                end = _string_end(value, pos + 1)
+                if looks_secret_value(value[pos + 1 : end]):
+                    pieces.append(value[last : pos + 1])
+                    pieces.append(MASK_CHAR * (end - pos - 1))
+                    counts["secret_json"] += 1
+                    last = pos = end
             continue
         start = end = pos
         if value.startswith('\\"', pos):
@@ -439,7 +541,7 @@ def _scrub_path_segments(url: str, counts: Counter[str]) -> str:
 
     def replace(match: re.Match[str]) -> str:
         segment = match.group()
-        if not looks_random(segment):
+        if not looks_generated(segment):
             return segment
         counts["url_path_secret"] += 1
         return MASK_CHAR * len(segment)
