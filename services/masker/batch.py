@@ -624,10 +624,16 @@ class _BatchMasker:
 
         A value under a key that names a secret (any depth) is masked whatever
         it is, numbers included; a number that is a card number is masked too.
+        So is the value of a name/value pair that names a secret (HAR headers
+        ``{"name": "X-Api-Key", "value": …}``, ``["Authorization", …]``, as
+        Relay's pair lists).
         """
         counts = self.counts
         for current, stack in self._containers(container):
             if isinstance(current, dict):
+                if _pair_names_secret(current.get("name")) and _is_value(current.get("value")):
+                    counts["secret_key"] += 1
+                    current["value"] = _masked_leaf(current["value"])
                 for key, item in current.items():
                     if isinstance(item, dict | list):
                         if isinstance(key, str) and key_is_secret(key):
@@ -641,6 +647,9 @@ class _BatchMasker:
                     else:
                         current[key] = self._scrub_leaf(item)
             elif isinstance(current, list):
+                if len(current) == 2 and _pair_names_secret(current[0]) and _is_value(current[1]):
+                    counts["secret_key"] += 1
+                    current[1] = _masked_leaf(current[1])
                 for pos, item in enumerate(current):
                     if isinstance(item, dict | list):
                         stack.append(item)
@@ -676,6 +685,12 @@ class _BatchMasker:
                         stack.append(item)
                     elif numbers and _is_value(item):
                         current[pos] = _masked_leaf(item)
+
+
+def _pair_names_secret(name: Any) -> bool:
+    """The name of a name/value pair (a header, a cookie, a log's first argument),
+    possibly JSON-quoted as the console plugin writes strings, names a secret."""
+    return isinstance(name, str) and 0 < len(name) <= 128 and key_is_secret(name)
 
 
 def _secret_under(key: str, item: str | int | float) -> bool:

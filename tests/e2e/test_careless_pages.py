@@ -178,6 +178,19 @@ def careless_secrets(seed: int = SEED) -> dict[str, str]:
     nl = "".join(rng.choice(string.ascii_uppercase) for _ in range(4))
     s["IBAN_NL"] = _iban("NL", nl + "".join(rng.choice(string.digits) for _ in range(10)))
     s["IBAN_FR"] = _spaced(_iban("FR", "".join(rng.choice(string.digits) for _ in range(23))))
+    # careless-app and the later lines of careless-console
+    for name in ("MAILTO_TOKEN", "INVITE_TOKEN", "SHADOW_SECRET", "PROPS_TOKEN",
+                 "ATTR_SECRET_LATE", "EXPORT_TOKEN", "LOG_ERROR_TOKEN", "LOG_REFRESH"):
+        s[name] = _pick(rng, BASE62, rng.choice((22, 32)))
+    s["OAUTH_CODE"] = "4/0A" + _pick(rng, BASE64URL, 60)
+    s["PAT_TOKEN"] = "github_pat_" + _pick(rng, BASE62 + "_", 82)
+    s["PROPS_CARD"] = _luhn_complete(rng, "4", 16)
+    s["PROPS_IBAN"] = _iban("DE", "".join(rng.choice(string.digits) for _ in range(18)))
+    s["EXPORT_SIG"] = rng.randbytes(32).hex()
+    # names, not shapes: short values a name/value pair says are secret
+    s["LOG_PAIR_SECRET"] = _pick(rng, string.ascii_lowercase, 7) + str(rng.randint(10, 99))
+    s["HAR_KEY"] = "key-" + _pick(rng, string.ascii_lowercase, 8)
+    s["HAR_SID"] = _pick(rng, string.ascii_lowercase, 10)
     return s
 
 
@@ -300,6 +313,7 @@ def page_paths(subs: dict[str, str]) -> dict[str, str]:
         "careless-assets": "/careless-assets.html",
         "careless-tokens": "/careless-tokens.html",
         "careless-console": "/careless-console.html",
+        "careless-app": "/careless-app.html",
     }
 
 

@@ -37,6 +37,7 @@ _DIGITS_ONLY = re.compile(r"\d+")
 # snapshot) that must survive; measured 1.0 on all but careless-tokens (0.97: the
 # contenteditable's own text, "SG." of a SendGrid key, the host after a URL password).
 MIN_KEPT_SHARE: dict[str, float] = {
+    "careless-app": 0.99,
     "careless-assets": 0.99,
     "careless-console": 0.99,
     "careless-reset": 0.99,
@@ -287,3 +288,23 @@ def test_more_credential_formats_scanners_know_are_masked(rule: str, token: str)
     assert counts[f"token_{rule}"] == 1
     assert masked.startswith("value: ") and masked.endswith(" end")
     assert token[-8:] not in masked
+
+
+def test_the_value_of_a_name_value_pair_that_names_a_secret_is_masked() -> None:
+    payload = {
+        "headers": [{"name": "X-Api-Key", "value": "k-123"}, {"name": "Accept", "value": "*/*"}],
+        "jar": [["session", "abc"], ["theme", "dark"]],
+    }
+    masked = run([custom("request", payload)]).events[0]["data"]["payload"]
+    assert masked == {
+        "headers": [{"name": "X-Api-Key", "value": "*****"}, {"name": "Accept", "value": "*/*"}],
+        "jar": [["session", "***"], ["theme", "dark"]],
+    }
+
+
+def test_a_console_line_naming_a_secret_then_giving_it_is_masked() -> None:
+    # The console plugin writes each argument JSON-stringified: console.log("token", t).
+    event = {"type": 6, "timestamp": 1, "data": {"plugin": "rrweb/console@1", "payload": {
+        "level": "log", "trace": [], "payload": ['"token"', '"abc-123"']}}}
+    masked = run([event]).events[0]["data"]["payload"]["payload"]
+    assert masked == ['"token"', "*********"]
