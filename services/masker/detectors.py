@@ -21,7 +21,7 @@ from services.masker.sensitivity import (
     key_is_weak_secret,
     name_is_sensitive,
 )
-from services.masker.token_rules import TOKEN_HINTS, TOKEN_RULES, token_spans
+from services.masker.token_rules import TOKEN_HINT_PATTERN, TOKEN_RULES, token_spans
 
 MASK_CHAR = "*"
 # Every PII detector's pattern matches a bounded number of characters (at most
@@ -34,7 +34,7 @@ _NON_SPACE = re.compile(r"\S")
 
 # Only strings containing one of these can hold a detectable secret; one C-level
 # search lets the common case (plain words, class names) skip every detector.
-# Token formats without digits are found by their literal prefixes (TOKEN_HINTS).
+# Token formats without digits are found by their literal prefixes (TOKEN_HINT_PATTERN).
 _MAYBE_SENSITIVE = re.compile(r'[@\d="]|%40')
 
 # Bounded like a deliverable address (RFC 5321: local part <= 64, labels <= 63),
@@ -189,7 +189,7 @@ class Scrubber:
         ``random_tokens``: outside URLs, runs that look generated (an API key
         printed as text) are masked; False for ``class``/``id``, which CSS reads.
         """
-        if not _MAYBE_SENSITIVE.search(value) and not any(h in value for h in TOKEN_HINTS):
+        if not _MAYBE_SENSITIVE.search(value) and not TOKEN_HINT_PATTERN.search(value):
             return value
         if "=" in value:
             value = self.scrub_query(value, counts)
@@ -311,24 +311,13 @@ def looks_random(value: str) -> bool:
     n = len(value)
     if n < 20 or n > 1024 or not _TOKEN_ALPHABET.fullmatch(value):
         return False
-    lower = upper = digit = 0
-    switches = 0
-    digit_runs = 0  # a title ends in "2024"; a token scatters its digits
-    previous = -1
-    for ch in value:
-        kind = 0 if ch.islower() else 1 if ch.isupper() else 2 if ch.isdigit() else 3
-        if kind == 0:
-            lower += 1
-        elif kind == 1:
-            upper += 1
-        elif kind == 2:
-            digit += 1
-            if previous != 2:
-                digit_runs += 1
-        if previous >= 0 and kind != previous:
-            switches += 1
-        previous = kind
-    if n >= 32 and digit and (lower or upper) and all(c in _HEX for c in value):
+    # Counted with C-level scans (this runs on every long run of text).
+    switches = len(_CLASS_RUN.findall(value)) - 1  # changes between lower/upper/digit/other
+    digit_runs = len(_DIGIT_RUN.findall(value))  # a title ends in "2024"; a token scatters them
+    digit = digit_runs > 0
+    lower = value.upper() != value
+    upper = value.lower() != value
+    if n >= 32 and digit and (lower or upper) and _HEX_RUN.fullmatch(value):
         return _entropy(value) >= 3.0 and switches >= 0.3 * (n - 1)
     if lower and upper:
         if switches < 0.4 * (n - 1) or _entropy(value) < 3.5:
@@ -338,14 +327,13 @@ def looks_random(value: str) -> bool:
         # short-worded titles ("IsItOnOrOff") have a third or more.
         if digit_runs >= (1 if n >= 32 else 2):
             return True
-        letters = lower + upper
-        return sum(c in _VOWELS for c in value) <= 0.3 * letters
+        return _vowels(value) <= 0.3 * _letters(value)
     # One letter case (base36: session ids, "k3j5h6g7..."): no separators (slugs
     # have them), digits in several places, few vowels (words joined with
     # numbers, "covid19update2021", have a third or more), high entropy.
     if n < 24 or digit_runs < 2 or not value.isalnum() or _entropy(value) < 3.5:
         return False
-    few_vowels = sum(c in _VOWELS for c in value) <= 0.3 * (lower + upper)
+    few_vowels = _vowels(value) <= 0.3 * _letters(value)
     return few_vowels or (digit_runs >= 4 and switches >= 0.3 * (n - 1))
 
 
@@ -403,16 +391,35 @@ def looks_secret_value(value: str) -> bool:
     return _entropy(value) >= 3.5
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
-_VOWELS = frozenset("aeiouAEIOU")
+_CLASS_RUN = re.compile(r"[a-z]+|[A-Z]+|[0-9]+|[^A-Za-z0-9]+")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]+")
+_DROP_NON_LETTERS = str.maketrans("", "", "0123456789_+/=-")
+_DROP_VOWELS = str.maketrans("", "", "aeiouAEIOU")
+
+
+def _letters(value: str) -> int:
+    """Letters in a token-alphabet run."""
+    return len(value.translate(_DROP_NON_LETTERS))
+
+
+def _vowels(value: str) -> int:
+    return len(value) - len(value.translate(_DROP_VOWELS))
 # base64/base64url/hex: what generated tokens are written in (not encoded URLs).
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_+/=-]+")
 
 
 def _entropy(value: str) -> float:
     """Shannon entropy in bits per character."""
+    # log2(n) - sum(c * log2(c)) / n, the c * log2(c) terms from a table (C-level map)
     n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+    if n > MAX_ENTROPY_CHARS:
+        return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+    return math.log2(n) - sum(map(_C_LOG_C.__getitem__, Counter(value).values())) / n
+
+
+MAX_ENTROPY_CHARS = 4096
+_C_LOG_C: tuple[float, ...] = (0.0, *(c * math.log2(c) for c in range(1, MAX_ENTROPY_CHARS + 1)))
 
 
 def _scrub_encoded_params(value: str, names: frozenset[str], counts: Counter[str]) -> str:
