@@ -81,6 +81,8 @@ _HEADER_LINE = re.compile(
 # A JSON member name and its colon: "key": (the value is read after it).
 # Also escaped (\"key\":), as in JSON carried inside a JSON string.
 _JSON_KEY = re.compile(r'\\?"([^"\\\n]{1,128})\\?"\s{0,8}:\s{0,8}')
+# The string value of a "name" member (plain or escaped quotes), then its comma.
+_JSON_PAIR_NAME = re.compile(r'\\?"([^"\\\n]{1,128})\\?"\s{0,8},\s{0,8}')
 _JSON_NUMBER = re.compile(r"-?\d{1,64}(?:\.\d{1,64})?(?:[eE][+-]?\d{1,4})?")
 _JSON_LITERAL = re.compile(r"true|false|null")
 # A URL in text, and a path segment in it that may be a random token.
@@ -95,7 +97,8 @@ _TEXT_TOKEN = re.compile(r"[A-Za-z0-9_+/-]{20,1024}={0,2}")
 _TOKEN_PIECE = re.compile(r"[A-Za-z0-9]{20,1024}")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 PII_PATTERNS: tuple[re.Pattern[str], ...] = (
-    _EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE, _JSON_KEY, _JSON_NUMBER, _PATH_SEGMENT,
+    _EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE, _JSON_KEY, _JSON_PAIR_NAME, _JSON_NUMBER,
+    _PATH_SEGMENT,
     _ENCODED_PARAM, _KEY_VALUE, _URL_IN_TEXT, _HEADER_LINE, _TEXT_TOKEN, _TOKEN_PIECE, _UUID,
     *(rule.pattern for rule in TOKEN_RULES),
 )
@@ -318,7 +321,7 @@ def looks_random(value: str) -> bool:
     lower = value.upper() != value
     upper = value.lower() != value
     if n >= 32 and digit and (lower or upper) and _HEX_RUN.fullmatch(value):
-        return _entropy(value) >= 3.0 and switches >= 0.3 * (n - 1)
+        return _entropy(value) >= 3.0 and switches >= 0.15 * (n - 1)
     if lower and upper:
         if switches < 0.4 * (n - 1) or _entropy(value) < 3.5:
             return False
@@ -338,12 +341,12 @@ def looks_random(value: str) -> bool:
 
 
 def looks_generated(value: str) -> bool:
-    """``looks_random`` of a run, of a UUID without its dashes, or of one of its
+    """``looks_random`` of a run, a UUID, or one of the run's
     alphanumeric pieces ("whsec_<hex>", Django's "<base36>-<hex>" reset token)."""
     if looks_random(value):
         return True
     if len(value) == 36 and _UUID.fullmatch(value):
-        return looks_random(value.replace("-", ""))
+        return True  # 122 random bits (v4) in a link: an invite or verification token
     if value.isalnum():
         return False
     return any(looks_random(piece.group()) for piece in _TOKEN_PIECE.finditer(value))
@@ -454,14 +457,23 @@ def _scrub_header_lines(value: str, names: frozenset[str], counts: Counter[str])
 
 def _scrub_json_members(value: str, names: frozenset[str], counts: Counter[str]) -> str:
     """Mask the value of every JSON member whose name says it is a secret, whatever
-    its type (JSON carried in a string, a data-* attribute, a log line)."""
+    its type (JSON carried in a string, a data-* attribute, a log line), and the
+    ``value`` of a ``{"name": <secret name>, "value": …}`` pair (HAR headers)."""
     pieces: list[str] = []
     last = 0
     pos = 0
+    pair_names_secret = False  # the member just read was "name": "<secret name>"
     search = _JSON_KEY.search
     while (match := search(value, pos)) is not None:
         pos = match.end()
-        if not _param_is_sensitive(match.group(1), names):
+        key = match.group(1)
+        pair_value = pair_names_secret and key == "value"
+        pair_names_secret = False
+        if key == "name" and (quoted := _JSON_PAIR_NAME.match(value, pos)) is not None:
+            pair_names_secret = _param_is_sensitive(quoted.group(1), names)
+            pos = quoted.end()
+            continue
+        if not pair_value and not _param_is_sensitive(key, names):
             if key_is_weak_secret(match.group(1)) and value.startswith('"', pos):
                 end = _string_end(value, pos + 1)
                 if looks_secret_value(value[pos + 1 : end]):

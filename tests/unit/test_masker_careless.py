@@ -308,3 +308,15 @@ def test_a_console_line_naming_a_secret_then_giving_it_is_masked() -> None:
         "level": "log", "trace": [], "payload": ['"token"', '"abc-123"']}}}
     masked = run([event]).events[0]["data"]["payload"]["payload"]
     assert masked == ['"token"', "*********"]
+
+
+def test_a_name_value_pair_in_json_text_is_masked_by_its_name() -> None:
+    line = '{"headers":[{"name":"X-Api-Key","value":"k-123"},{"name":"Accept","value":"*/*"}]}'
+    assert scrub(line, payload=True) == (
+        '{"headers":[{"name":"X-Api-Key","value":"*****"},{"name":"Accept","value":"*/*"}]}'
+    )
+
+
+def test_a_digit_heavy_random_hex_digest_in_a_link_is_masked() -> None:
+    url = "https://shop.example/reset/MTIz/w5q6ps-d9393540043311f32aa3728939cd6483/"
+    assert scrub(url, url=True) == "https://shop.example/reset/MTIz/" + "*" * 39 + "/"
