@@ -21,7 +21,7 @@ from services.masker.sensitivity import (
     key_is_weak_secret,
     name_is_sensitive,
 )
-from services.masker.token_rules import TOKEN_HINT_PATTERN, TOKEN_RULES, token_spans
+from services.masker.token_rules import TOKEN_HINTS, TOKEN_RULES, token_spans
 
 MASK_CHAR = "*"
 # Every PII detector's pattern matches a bounded number of characters (at most
@@ -34,7 +34,7 @@ _NON_SPACE = re.compile(r"\S")
 
 # Only strings containing one of these can hold a detectable secret; one C-level
 # search lets the common case (plain words, class names) skip every detector.
-# Token formats without digits are found by their literal prefixes (TOKEN_HINT_PATTERN).
+# Token formats without digits are found by their literal prefixes (TOKEN_HINTS).
 _MAYBE_SENSITIVE = re.compile(r'[@\d="]|%40')
 
 # Bounded like a deliverable address (RFC 5321: local part <= 64, labels <= 63),
@@ -92,7 +92,8 @@ _KEY_TOKENS = re.compile(r"[^a-z0-9]+")
 # A run of a token alphabet in text (base64/base64url/hex, padding included), and
 # the alphanumeric pieces of one ("whsec_<hex>", "<uid>-<hex>"): a generated
 # credential printed as text is one of these. Runs are read at most 1024
-# characters at a time (linear); longer ones are data, not a credential.
+# characters at a time (linear); longer ones are data, not a credential, and skipped.
+_MAX_RUN_CHARS = 1024
 _TEXT_TOKEN = re.compile(r"[A-Za-z0-9_+/-]{20,1024}={0,2}")
 _TOKEN_PIECE = re.compile(r"[A-Za-z0-9]{20,1024}")
 _UUID = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
@@ -192,7 +193,7 @@ class Scrubber:
         ``random_tokens``: outside URLs, runs that look generated (an API key
         printed as text) are masked; False for ``class``/``id``, which CSS reads.
         """
-        if not _MAYBE_SENSITIVE.search(value) and not TOKEN_HINT_PATTERN.search(value):
+        if not _MAYBE_SENSITIVE.search(value) and not any(h in value for h in TOKEN_HINTS):
             return value
         if "=" in value:
             value = self.scrub_query(value, counts)
@@ -356,8 +357,13 @@ def random_token_spans(value: str) -> list[tuple[int, int]]:
     """Spans of the token-alphabet runs in text that look generated (or their
     generated pieces: the words around a token in a path stay)."""
     spans: list[tuple[int, int]] = []
+    long_run_end = -1  # where the last 1024-character chunk of a longer run ended
     for match in _TEXT_TOKEN.finditer(value):
         run = match.group()
+        start, end = match.span()
+        if start == long_run_end or len(run.rstrip("=")) >= _MAX_RUN_CHARS:
+            long_run_end = end  # part of a run of 1024+ characters: data, not a credential
+            continue
         if "/" in run and any(_is_path_word(part) for part in run.split("/")):
             # a path ("com/services/<token>"), not base64: only its generated segments
             base = match.start()

@@ -129,14 +129,10 @@ def _basic_credentials(candidate: str) -> bool:
 
 def token_spans(value: str) -> list[tuple[str, tuple[int, int]]]:
     """(rule name, span to mask) of every known credential format in ``value``."""
-    # One C-level scan finds which hints occur (every position, so overlapping
-    # ones too); only the rules of those hints run their regex.
-    hits = {match.group(1) for match in _HINT_AT.finditer(value)}
-    if not hits:
-        return []
     found: list[tuple[str, tuple[int, int]]] = []
-    for index in sorted({i for hint in hits for i in _RULES_BY_HINT[hint]}):
-        rule = TOKEN_RULES[index]
+    for rule in TOKEN_RULES:
+        if not any(hint in value for hint in rule.hints):
+            continue
         for match in rule.pattern.finditer(value):
             if "secret" in rule.pattern.groupindex:
                 secret = match.group("secret")
@@ -153,18 +149,4 @@ def token_spans(value: str) -> list[tuple[str, tuple[int, int]]]:
 # Literals at least one of which every token match contains (a cheap gate).
 TOKEN_HINTS: Final[tuple[str, ...]] = tuple(
     dict.fromkeys(hint for rule in TOKEN_RULES for hint in rule.hints)
-)
-# Longest first, so at one position the longest hint is reported; the rules of
-# the hints that are its prefixes (found at the same position) are run too.
-_HINT_AT: Final = re.compile(
-    "(?=(" + "|".join(re.escape(h) for h in sorted(TOKEN_HINTS, key=len, reverse=True)) + "))"
-)
-_RULES_BY_HINT: Final[dict[str, tuple[int, ...]]] = {
-    hint: tuple(
-        i for i, rule in enumerate(TOKEN_RULES) if any(hint.startswith(h) for h in rule.hints)
-    )
-    for hint in TOKEN_HINTS
-}
-TOKEN_HINT_PATTERN: Final = re.compile(
-    "|".join(re.escape(h) for h in sorted(TOKEN_HINTS, key=len, reverse=True))
 )

@@ -320,3 +320,8 @@ def test_a_name_value_pair_in_json_text_is_masked_by_its_name() -> None:
 def test_a_digit_heavy_random_hex_digest_in_a_link_is_masked() -> None:
     url = "https://shop.example/reset/MTIz/w5q6ps-d9393540043311f32aa3728939cd6483/"
     assert scrub(url, url=True) == "https://shop.example/reset/MTIz/" + "*" * 39 + "/"
+
+
+def test_a_run_of_more_than_1024_token_characters_is_data_not_a_credential() -> None:
+    blob = "Xk9fQ2mZ7pL4vR8sT1wY3bN6" * 50
+    assert scrub(f"data {blob} end") == f"data {blob} end"
