@@ -59,7 +59,7 @@ _NON_ASCII_SPACE = re.compile("[^ -~]")
 # Where an IBAN can start: a country code and check digits after a non-word
 # character. Only the start is matched, so a candidate never swallows the words
 # after it and hides the next IBAN; _iban_span reads the country's length from it.
-_IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?= ?[A-Za-z0-9])")
+_IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?=[" + _CARD_SEPARATORS + r"]?[A-Za-z0-9])")
 # key=value at the start, after a space or a URL/list separator. The separator
 # starts the match, so parameters are matched one after the other; the key is
 # bounded and the value stops at the next separator: linear.
@@ -626,20 +626,21 @@ def _iban_span(value: str, start: int) -> tuple[int, int] | None:
     """The span of the IBAN starting at ``start`` (its country's length), if valid.
 
     Reads exactly the country's number of letters and digits (single spaces
-    between), so the words after an IBAN never take part in the check.
+    between: ASCII, no-break, thin and the other spaces cards are grouped with,
+    or dashes), so the words after an IBAN never take part in the check.
     """
     expected = IBAN_LENGTHS.get(value[start : start + 2].upper())
     if expected is None:
         return None
     end = start + expected
     compact = value[start:end]
-    if " " in compact:
-        # the expected-th character that is not a space (single spaces only)
+    if not compact.isalnum():
+        # the expected-th character that is not a separator (single ones only)
         matched = _IBAN_PREFIXES[expected].match(value, start)
         if matched is None:
             return None
         end = matched.end()
-        compact = matched.group().replace(" ", "")
+        compact = matched.group().translate(_DROP_SEPARATORS)
     if end < len(value) and value[end].isalnum():
         return None  # longer than the country's IBAN: some other code
     if not iban_valid(compact):
@@ -647,8 +648,11 @@ def _iban_span(value: str, start: int) -> tuple[int, int] | None:
     return start, end
 
 
-# A prefix of exactly n alphanumerics with single spaces between, per IBAN length.
+# A prefix of exactly n alphanumerics with single separators between, per IBAN length.
 _IBAN_PREFIXES: dict[int, re.Pattern[str]] = {
-    n: re.compile(r"[A-Za-z0-9](?: ?[A-Za-z0-9]){" + str(n - 1) + "}")
+    n: re.compile(
+        r"[A-Za-z0-9](?:[" + _CARD_SEPARATORS + r"]?[A-Za-z0-9]){" + str(n - 1) + "}"
+    )
     for n in set(IBAN_LENGTHS.values())
 }
+_DROP_SEPARATORS = str.maketrans("", "", _CARD_SEPARATORS)

@@ -191,6 +191,12 @@ def careless_secrets(seed: int = SEED) -> dict[str, str]:
     s["LOG_PAIR_SECRET"] = _pick(rng, string.ascii_lowercase, 7) + str(rng.randint(10, 99))
     s["HAR_KEY"] = "key-" + _pick(rng, string.ascii_lowercase, 8)
     s["HAR_SID"] = _pick(rng, string.ascii_lowercase, 10)
+    s["IBAN_NBSP"] = _spaced(_iban("FR", "".join(rng.choices(string.digits, k=23)))).replace(
+        " ", "\u00a0"
+    )
+    s["IBAN_DASHED"] = _spaced(_iban("BE", "".join(rng.choices(string.digits, k=12)))).replace(
+        " ", "-"
+    )
     return s
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 import pytest
 
-from services.masker.detectors import Scrubber, random_token_spans
+from services.masker.detectors import Scrubber, mask_text, random_token_spans
 from services.masker.message import mask_message
 from services.masker.sensitivity import key_is_secret, key_is_weak_secret
 from services.shared.envelope import BatchEnvelope
@@ -325,3 +325,9 @@ def test_a_digit_heavy_random_hex_digest_in_a_link_is_masked() -> None:
 def test_a_run_of_more_than_1024_token_characters_is_data_not_a_credential() -> None:
     blob = "Xk9fQ2mZ7pL4vR8sT1wY3bN6" * 50
     assert scrub(f"data {blob} end") == f"data {blob} end"
+
+
+@pytest.mark.parametrize("separator", ["\u00a0", "\u202f", "\u2009", "-"])
+def test_an_iban_grouped_with_non_ascii_spaces_or_dashes_is_found(separator: str) -> None:
+    iban = separator.join(("DE89", "3704", "0044", "0532", "0130", "00"))
+    assert scrub(f"Virement : {iban}.") == f"Virement : {mask_text(iban)}."
