@@ -20,7 +20,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from services.masker.detectors import card_number, mask_text
+from services.masker.detectors import card_number, looks_secret_value, mask_text
 from services.masker.node_index import SessionNodeIndex
 from services.masker.node_tree import SnapshotShape
 from services.masker.policy import MaskPolicy
@@ -68,6 +68,7 @@ from services.masker.sensitivity import (
     NOT_INHERITED,
     UNKNOWN_NODE,
     key_is_secret,
+    key_is_weak_secret,
 )
 from services.masker.state import (
     CONSENT_GRANTED,
@@ -685,7 +686,7 @@ class _BatchMasker:
                 # HTML of an iframe whose document rrweb records (and masks) anyway
                 attrs[name] = mask_text(item)
                 counts["srcdoc"] += 1
-            elif key_is_secret(name):
+            elif key_is_secret(name) or (key_is_weak_secret(name) and looks_secret_value(item)):
                 # data-api-key, data-csrf, x-auth-token: the name says what it holds
                 attrs[name] = mask_text(item)
                 counts["secret_attribute"] += 1
@@ -710,7 +711,10 @@ class _BatchMasker:
                 else:
                     attrs[name] = scrubber.scrub(item, counts)
             else:
-                attrs[name] = scrubber.scrub(item, counts)
+                # class and id are read by CSS: a random-looking class is a build hash
+                attrs[name] = scrubber.scrub(
+                    item, counts, random_tokens=name != "class" and name != "id"
+                )
 
     # --- free-form payloads ----------------------------------------------------------
 
@@ -734,10 +738,16 @@ class _BatchMasker:
 
         A value under a key that names a secret (any depth) is masked whatever
         it is, numbers included; a number that is a card number is masked too.
+        So is the value of a name/value pair that names a secret (HAR headers
+        ``{"name": "X-Api-Key", "value": …}``, ``["Authorization", …]``, as
+        Relay's pair lists).
         """
         counts = self.counts
         for current, stack in self._containers(container):
             if isinstance(current, dict):
+                if _pair_names_secret(current.get("name")) and _is_value(current.get("value")):
+                    counts["secret_key"] += 1
+                    current["value"] = _masked_leaf(current["value"])
                 for key, item in current.items():
                     if isinstance(item, dict | list):
                         if isinstance(key, str) and key_is_secret(key):
@@ -745,12 +755,15 @@ class _BatchMasker:
                             self._mask_leaves(item, numbers=True)
                         else:
                             stack.append(item)
-                    elif isinstance(key, str) and key_is_secret(key) and _is_value(item):
+                    elif isinstance(key, str) and _is_value(item) and _secret_under(key, item):
                         counts["secret_key"] += 1
                         current[key] = _masked_leaf(item)
                     else:
                         current[key] = self._scrub_leaf(item)
             elif isinstance(current, list):
+                if len(current) == 2 and _pair_names_secret(current[0]) and _is_value(current[1]):
+                    counts["secret_key"] += 1
+                    current[1] = _masked_leaf(current[1])
                 for pos, item in enumerate(current):
                     if isinstance(item, dict | list):
                         stack.append(item)
@@ -786,6 +799,19 @@ class _BatchMasker:
                         stack.append(item)
                     elif numbers and _is_value(item):
                         current[pos] = _masked_leaf(item)
+
+
+def _pair_names_secret(name: Any) -> bool:
+    """The name of a name/value pair (a header, a cookie, a log's first argument),
+    possibly JSON-quoted as the console plugin writes strings, names a secret."""
+    return isinstance(name, str) and 0 < len(name) <= 128 and key_is_secret(name)
+
+
+def _secret_under(key: str, item: str | int | float) -> bool:
+    """A leaf under a secret-named key, or a generated-looking one under a weak word."""
+    if key_is_secret(key):
+        return True
+    return key_is_weak_secret(key) and looks_secret_value(str(item))
 
 
 def _is_value(item: Any) -> bool:

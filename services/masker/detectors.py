@@ -15,7 +15,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import unquote_plus
 
-from services.masker.sensitivity import SECRET_LONG_NAMES, SECRET_SHORT_NAMES, name_is_sensitive
+from services.masker.sensitivity import (
+    SECRET_LONG_NAMES,
+    SECRET_SHORT_NAMES,
+    key_is_weak_secret,
+    name_is_sensitive,
+)
 from services.masker.token_rules import TOKEN_HINTS, TOKEN_RULES, token_spans
 
 MASK_CHAR = "*"
@@ -57,7 +62,7 @@ _NON_ASCII_SPACE = re.compile("[^ -~]")
 # Where an IBAN can start: a country code and check digits after a non-word
 # character. Only the start is matched, so a candidate never swallows the words
 # after it and hides the next IBAN; _iban_span reads the country's length from it.
-_IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?= ?[A-Za-z0-9])")
+_IBAN_CANDIDATE = re.compile(r"\b[A-Za-z]{2}\d{2}(?=[" + _CARD_SEPARATORS + r"]?[A-Za-z0-9])")
 # key=value at the start, after a space or a URL/list separator. The separator
 # starts the match, so parameters are matched one after the other; the key is
 # bounded and the value stops at the next separator: linear.
@@ -79,15 +84,26 @@ _HEADER_LINE = re.compile(
 # A JSON member name and its colon: "key": (the value is read after it).
 # Also escaped (\"key\":), as in JSON carried inside a JSON string.
 _JSON_KEY = re.compile(r'\\?"([^"\\\n]{1,128})\\?"\s{0,8}:\s{0,8}')
+# The string value of a "name" member (plain or escaped quotes), then its comma.
+_JSON_PAIR_NAME = re.compile(r'\\?"([^"\\\n]{1,128})\\?"\s{0,8},\s{0,8}')
 _JSON_NUMBER = re.compile(r"-?\d{1,64}(?:\.\d{1,64})?(?:[eE][+-]?\d{1,4})?")
 _JSON_LITERAL = re.compile(r"true|false|null")
 # A URL in text, and a path segment in it that may be a random token.
 _URL_IN_TEXT = re.compile(r"(?:https?:)?//[^\s\"'<>]{1,2048}")
 _PATH_SEGMENT = re.compile(r"(?<=/)[A-Za-z0-9_-]{20,256}(?=[/?#;]|$|[^A-Za-z0-9_.~%-])")
 _KEY_TOKENS = re.compile(r"[^a-z0-9]+")
+# A run of a token alphabet in text (base64/base64url/hex, padding included), and
+# the alphanumeric pieces of one ("whsec_<hex>", "<uid>-<hex>"): a generated
+# credential printed as text is one of these. Runs are read at most 1024
+# characters at a time (linear); longer ones are data, not a credential, and skipped.
+_MAX_RUN_CHARS = 1024
+_TEXT_TOKEN = re.compile(r"[A-Za-z0-9_+/-]{20,1024}={0,2}")
+_TOKEN_PIECE = re.compile(r"[A-Za-z0-9]{20,1024}")
+_UUID = re.compile(r"[0-9A-Fa-f]{8}(?:-[0-9A-Fa-f]{4}){3}-[0-9A-Fa-f]{12}")
 PII_PATTERNS: tuple[re.Pattern[str], ...] = (
-    _EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE, _JSON_KEY, _JSON_NUMBER, _PATH_SEGMENT,
-    _ENCODED_PARAM, _KEY_VALUE, _URL_IN_TEXT, _HEADER_LINE,
+    _EMAIL, _CARD_CANDIDATE, _IBAN_CANDIDATE, _JSON_KEY, _JSON_PAIR_NAME, _JSON_NUMBER,
+    _PATH_SEGMENT,
+    _ENCODED_PARAM, _KEY_VALUE, _URL_IN_TEXT, _HEADER_LINE, _TEXT_TOKEN, _TOKEN_PIECE, _UUID,
     *(rule.pattern for rule in TOKEN_RULES),
 )
 
@@ -186,6 +202,7 @@ class Scrubber:
         url: bool = False,
         payload: bool = False,
         keep_paths: bool = False,
+        random_tokens: bool = True,
     ) -> str:
         """Mask PII spans, known token formats and secret-named values, keeping the length.
 
@@ -195,8 +212,16 @@ class Scrubber:
         ``X-Api-Key: value`` is a header line (in page text "Password: must
         have 8 characters" is a sentence, so only ``key=value`` counts there).
         ``keep_paths``: no path segment is masked as a random token (asset URLs).
+        ``random_tokens``: outside URLs, runs that look generated (an API key
+        printed as text) are masked; False for ``class``/``id``, which CSS reads.
         """
-        plain = len(value) <= MAX_CLEAN_CHARS and not (url or payload or keep_paths)
+        # only texts scrubbed with the default rules are remembered: a value found
+        # clean as a class or id (no random-token rule) may not be clean as text
+        plain = (
+            len(value) <= MAX_CLEAN_CHARS
+            and random_tokens
+            and not (url or payload or keep_paths)
+        )
         if plain and value in self._clean:
             return value
         if not may_need_scrub(value):
@@ -204,7 +229,14 @@ class Scrubber:
                 self._remember_clean(value)
             return value
         before = counts.total() if plain else 0
-        result = self._scrub(value, counts, url=url, payload=payload, keep_paths=keep_paths)
+        result = self._scrub(
+            value,
+            counts,
+            url=url,
+            payload=payload,
+            keep_paths=keep_paths,
+            random_tokens=random_tokens,
+        )
         if plain and result == value and counts.total() == before:
             self._remember_clean(value)
         return result
@@ -215,7 +247,14 @@ class Scrubber:
         self._clean[value] = None
 
     def _scrub(
-        self, value: str, counts: Counter[str], *, url: bool, payload: bool, keep_paths: bool
+        self,
+        value: str,
+        counts: Counter[str],
+        *,
+        url: bool,
+        payload: bool,
+        keep_paths: bool,
+        random_tokens: bool,
     ) -> str:
         if "=" in value:
             value = self.scrub_query(value, counts)
@@ -236,6 +275,11 @@ class Scrubber:
             for name, span in token_spans(value):
                 counts[f"token_{name}"] += 1
                 spans.append(span)
+        if random_tokens and not url and len(value) >= 20:
+            found = random_token_spans(value)
+            if found:
+                counts["text_random_token"] += len(found)
+                spans.extend(found)
         if not spans:
             return value
         spans.sort()
@@ -271,7 +315,9 @@ class Scrubber:
             raw_value = match.group(3)
             if not raw_value or set(raw_value) == _MASKED:
                 return match.group(0)
-            if _param_is_sensitive(match.group(2), names):
+            if _param_is_sensitive(match.group(2), names) or (
+                key_is_weak_secret(match.group(2)) and looks_secret_value(raw_value)
+            ):
                 counts["url_param"] += 1
             elif match.group(1) in "?&#" and match.group(1) and looks_random(raw_value):
                 counts["url_random_value"] += 1
@@ -443,39 +489,120 @@ def looks_random(value: str) -> bool:
     n = len(value)
     if n < 20 or n > 1024 or not _TOKEN_ALPHABET.fullmatch(value):
         return False
-    lower = upper = digit = 0
-    switches = 0
-    digit_runs = 0  # a title ends in "2024"; a token scatters its digits
-    previous = -1
-    for ch in value:
-        kind = 0 if ch.islower() else 1 if ch.isupper() else 2 if ch.isdigit() else 3
-        if kind == 0:
-            lower += 1
-        elif kind == 1:
-            upper += 1
-        elif kind == 2:
-            digit += 1
-            if previous != 2:
-                digit_runs += 1
-        if previous >= 0 and kind != previous:
-            switches += 1
-        previous = kind
-    if n >= 32 and digit and (lower or upper) and all(c in _HEX for c in value):
-        return _entropy(value) >= 3.0 and switches >= 0.3 * (n - 1)
-    if not (lower and upper and digit_runs >= 2):
+    # Counted with C-level scans (this runs on every long run of text).
+    switches = len(_CLASS_RUN.findall(value)) - 1  # changes between lower/upper/digit/other
+    digit_runs = len(_DIGIT_RUN.findall(value))  # a title ends in "2024"; a token scatters them
+    digit = digit_runs > 0
+    lower = value.upper() != value
+    upper = value.lower() != value
+    if n >= 32 and digit and (lower or upper) and _HEX_RUN.fullmatch(value):
+        return _entropy(value) >= 3.0 and switches >= 0.15 * (n - 1)
+    if lower and upper:
+        if switches < 0.4 * (n - 1) or _entropy(value) < 3.5:
+            return False
+        # A title ends in "2024"; a token scatters its digits (a long one may
+        # hold one run). A token with fewer digits has few vowels: words and
+        # short-worded titles ("IsItOnOrOff") have a third or more.
+        if digit_runs >= (1 if n >= 32 else 2):
+            return True
+        return _vowels(value) <= 0.3 * _letters(value)
+    # One letter case (base36: session ids, "k3j5h6g7..."): no separators (slugs
+    # have them), digits in several places, few vowels (words joined with
+    # numbers, "covid19update2021", have a third or more), high entropy.
+    if n < 24 or digit_runs < 2 or not value.isalnum() or _entropy(value) < 3.5:
         return False
-    return switches >= 0.4 * (n - 1) and _entropy(value) >= 3.5
+    few_vowels = _vowels(value) <= 0.3 * _letters(value)
+    return few_vowels or (digit_runs >= 4 and switches >= 0.3 * (n - 1))
 
 
-_HEX = frozenset("0123456789abcdefABCDEF")
+def looks_generated(value: str) -> bool:
+    """``looks_random`` of a run, a UUID, or one of the run's
+    alphanumeric pieces ("whsec_<hex>", Django's "<base36>-<hex>" reset token)."""
+    if looks_random(value):
+        return True
+    if len(value) == 36 and _UUID.fullmatch(value):
+        return True  # 122 random bits (v4) in a link: an invite or verification token
+    if value.isalnum():
+        return False
+    return any(looks_random(piece.group()) for piece in _TOKEN_PIECE.finditer(value))
+
+
+def random_token_spans(value: str) -> list[tuple[int, int]]:
+    """Spans of the token-alphabet runs in text that look generated (or their
+    generated pieces: the words around a token in a path stay)."""
+    spans: list[tuple[int, int]] = []
+    long_run_end = -1  # where the last 1024-character chunk of a longer run ended
+    for match in _TEXT_TOKEN.finditer(value):
+        run = match.group()
+        start, end = match.span()
+        if start == long_run_end or len(run.rstrip("=")) >= _MAX_RUN_CHARS:
+            long_run_end = end  # part of a run of 1024+ characters: data, not a credential
+            continue
+        if "/" in run and any(_is_path_word(part) for part in run.split("/")):
+            # a path ("com/services/<token>"), not base64: only its generated segments
+            base = match.start()
+            for part in _PATH_PART.finditer(run):
+                if looks_generated(part.group()):
+                    spans.append((base + part.start(), base + part.end()))
+        elif looks_random(run):
+            spans.append(match.span())
+        elif not run.isalnum():
+            base = match.start()
+            for piece in _TOKEN_PIECE.finditer(run):
+                if looks_random(piece.group()):
+                    spans.append((base + piece.start(), base + piece.end()))
+    return spans
+
+
+_PATH_PART = re.compile(r"[^/]{20,}")
+
+
+def _is_path_word(part: str) -> bool:
+    """A lower-case word of a path ("api", "services"), which base64 rarely holds."""
+    return len(part) >= 3 and part.isalpha() and part.islower()
+
+
+def looks_secret_value(value: str) -> bool:
+    """A value under a weak secret word (``key``, ``api``...) that reads like a
+    credential: gitleaks' generic-api-key test, 10+ characters of entropy >= 3.5,
+    with a digit, no spaces."""
+    n = len(value)
+    if n < 10 or n > 4096 or not any(c.isdigit() for c in value):
+        return False
+    if any(c.isspace() for c in value):
+        return False
+    return _entropy(value) >= 3.5
+
+
+_CLASS_RUN = re.compile(r"[a-z]+|[A-Z]+|[0-9]+|[^A-Za-z0-9]+")
+_DIGIT_RUN = re.compile(r"[0-9]+")
+_HEX_RUN = re.compile(r"[0-9a-fA-F]+")
+_DROP_NON_LETTERS = str.maketrans("", "", "0123456789_+/=-")
+_DROP_VOWELS = str.maketrans("", "", "aeiouAEIOU")
+
+
+def _letters(value: str) -> int:
+    """Letters in a token-alphabet run."""
+    return len(value.translate(_DROP_NON_LETTERS))
+
+
+def _vowels(value: str) -> int:
+    return len(value) - len(value.translate(_DROP_VOWELS))
 # base64/base64url/hex: what generated tokens are written in (not encoded URLs).
 _TOKEN_ALPHABET = re.compile(r"[A-Za-z0-9_+/=-]+")
 
 
 def _entropy(value: str) -> float:
     """Shannon entropy in bits per character."""
+    # log2(n) - sum(c * log2(c)) / n, the c * log2(c) terms from a table (C-level map)
     n = len(value)
-    return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+    if n > MAX_ENTROPY_CHARS:
+        return -sum(c / n * math.log2(c / n) for c in Counter(value).values())
+    return math.log2(n) - sum(map(_C_LOG_C.__getitem__, Counter(value).values())) / n
+
+
+MAX_ENTROPY_CHARS = 4096
+_C_LOG_C: tuple[float, ...] = (0.0, *(c * math.log2(c) for c in range(1, MAX_ENTROPY_CHARS + 1)))
 
 
 def _scrub_encoded_params(value: str, names: frozenset[str], counts: Counter[str]) -> str:
@@ -483,7 +610,11 @@ def _scrub_encoded_params(value: str, names: frozenset[str], counts: Counter[str
 
     def replace(match: re.Match[str]) -> str:
         raw_value = match.group(4)
-        if not raw_value or not _param_is_sensitive(match.group(2), names):
+        key = match.group(2)
+        if not raw_value or not (
+            _param_is_sensitive(key, names)
+            or (key_is_weak_secret(key) and looks_secret_value(raw_value))
+        ):
             return match.group(0)
         counts["url_param"] += 1
         return match.group(0)[: match.start(4) - match.start()] + MASK_CHAR * len(raw_value)
@@ -506,14 +637,30 @@ def _scrub_header_lines(value: str, names: frozenset[str], counts: Counter[str])
 
 def _scrub_json_members(value: str, names: frozenset[str], counts: Counter[str]) -> str:
     """Mask the value of every JSON member whose name says it is a secret, whatever
-    its type (JSON carried in a string, a data-* attribute, a log line)."""
+    its type (JSON carried in a string, a data-* attribute, a log line), and the
+    ``value`` of a ``{"name": <secret name>, "value": …}`` pair (HAR headers)."""
     pieces: list[str] = []
     last = 0
     pos = 0
+    pair_names_secret = False  # the member just read was "name": "<secret name>"
     search = _JSON_KEY.search
     while (match := search(value, pos)) is not None:
         pos = match.end()
-        if not _param_is_sensitive(match.group(1), names):
+        key = match.group(1)
+        pair_value = pair_names_secret and key == "value"
+        pair_names_secret = False
+        if key == "name" and (quoted := _JSON_PAIR_NAME.match(value, pos)) is not None:
+            pair_names_secret = _param_is_sensitive(quoted.group(1), names)
+            pos = quoted.end()
+            continue
+        if not pair_value and not _param_is_sensitive(key, names):
+            if key_is_weak_secret(match.group(1)) and value.startswith('"', pos):
+                end = _string_end(value, pos + 1)
+                if looks_secret_value(value[pos + 1 : end]):
+                    pieces.append(value[last : pos + 1])
+                    pieces.append(MASK_CHAR * (end - pos - 1))
+                    counts["secret_json"] += 1
+                    last = pos = end
             continue
         start = end = pos
         if value.startswith('\\"', pos):
@@ -593,7 +740,7 @@ def _scrub_path_segments(url: str, counts: Counter[str]) -> str:
 
     def replace(match: re.Match[str]) -> str:
         segment = match.group()
-        if not looks_random(segment):
+        if not looks_generated(segment):
             return segment
         counts["url_path_secret"] += 1
         return MASK_CHAR * len(segment)
@@ -653,20 +800,21 @@ def _iban_span(value: str, start: int) -> tuple[int, int] | None:
     """The span of the IBAN starting at ``start`` (its country's length), if valid.
 
     Reads exactly the country's number of letters and digits (single spaces
-    between), so the words after an IBAN never take part in the check.
+    between: ASCII, no-break, thin and the other spaces cards are grouped with,
+    or dashes), so the words after an IBAN never take part in the check.
     """
     expected = IBAN_LENGTHS.get(value[start : start + 2].upper())
     if expected is None:
         return None
     end = start + expected
     compact = value[start:end]
-    if " " in compact:
-        # the expected-th character that is not a space (single spaces only)
+    if not compact.isalnum():
+        # the expected-th character that is not a separator (single ones only)
         matched = _IBAN_PREFIXES[expected].match(value, start)
         if matched is None:
             return None
         end = matched.end()
-        compact = matched.group().replace(" ", "")
+        compact = matched.group().translate(_DROP_SEPARATORS)
     if end < len(value) and value[end].isalnum():
         return None  # longer than the country's IBAN: some other code
     if not iban_valid(compact):
@@ -674,8 +822,11 @@ def _iban_span(value: str, start: int) -> tuple[int, int] | None:
     return start, end
 
 
-# A prefix of exactly n alphanumerics with single spaces between, per IBAN length.
+# A prefix of exactly n alphanumerics with single separators between, per IBAN length.
 _IBAN_PREFIXES: dict[int, re.Pattern[str]] = {
-    n: re.compile(r"[A-Za-z0-9](?: ?[A-Za-z0-9]){" + str(n - 1) + "}")
+    n: re.compile(
+        r"[A-Za-z0-9](?:[" + _CARD_SEPARATORS + r"]?[A-Za-z0-9]){" + str(n - 1) + "}"
+    )
     for n in set(IBAN_LENGTHS.values())
 }
+_DROP_SEPARATORS = str.maketrans("", "", _CARD_SEPARATORS)

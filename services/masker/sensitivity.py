@@ -15,10 +15,13 @@ from functools import lru_cache
 from typing import Final
 
 # The one list of secret words: field names and ids, URL parameter keys,
-# payload keys and attribute names are all checked against it. Anchored on
-# Sentry Relay's default sensitive keys (password, secret, passwd, api_key,
-# apikey, auth, credentials, mysql_pwd, privatekey, private_key, token,
-# session) plus the card, bank and one-time-code field names forms use. Names of
+# payload keys and attribute names are all checked against it (with the card and
+# bank words of DEFAULT_SENSITIVE_NAMES). Anchored on Sentry Relay's default
+# password rule (relay-pii/src/regexes.rs PASSWORD_KEY_REGEX: password, secret,
+# passwd, api_key, apikey, auth, credentials, mysql_pwd, privatekey, private_key,
+# token, otp, two_factor), the keywords of gitleaks' generic-api-key rule
+# (access, auth, credential, key, passwd, password, secret, token; the weak ones
+# below) plus session, cookie, signature and anti-forgery names. Names of
 # 4+ characters match as substrings of the name with separators removed
 # ("credit-card-number" contains "card", "X-Api-Key" contains "apikey");
 # shorter ones and those in WHOLE_WORD_NAMES must be a whole word ("cvv2",
@@ -29,7 +32,9 @@ SECRET_WORDS: Final[tuple[str, ...]] = (
     "passwd",
     "passphrase",
     "passcode",
+    "pass",
     "pwd",
+    "pw",
     "secret",
     "token",
     "apikey",
@@ -53,6 +58,8 @@ SECRET_WORDS: Final[tuple[str, ...]] = (
     "xsrf",
     "jwt",
     "otp",
+    "twofactor",
+    "hmac",
     "pin",
 )
 DEFAULT_SENSITIVE_NAMES: Final[tuple[str, ...]] = (
@@ -70,8 +77,12 @@ DEFAULT_SENSITIVE_NAMES: Final[tuple[str, ...]] = (
     "routing",
     "taxid",
 )
-# 4+ letter words that are prefixes of common harmless words ("author").
-WHOLE_WORD_NAMES: Final = frozenset({"auth"})
+# 4+ letter words that are parts of common harmless words ("author", "compass").
+WHOLE_WORD_NAMES: Final = frozenset({"auth", "pass"})
+# gitleaks generic-api-key keywords too common to mask on their own ("sort_key",
+# "api_version", "access_level"): a value under them is masked only when it
+# looks generated (detectors.looks_secret_value). Whole words only.
+WEAK_SECRET_WORDS: Final[tuple[str, ...]] = ("key", "api", "access", "creds")
 SENSITIVE_AUTOCOMPLETE: Final = frozenset({"one-time-code", "current-password", "new-password"})
 # autocomplete tokens starting with "cc-" (cc-number, cc-csc, cc-exp*, cc-name, ...)
 SENSITIVE_AUTOCOMPLETE_PREFIX = "cc-"
@@ -141,12 +152,21 @@ def split_names(names: Iterable[str]) -> tuple[tuple[str, ...], frozenset[str]]:
     return long_names, short_names
 
 
-SECRET_LONG_NAMES, SECRET_SHORT_NAMES = split_names(SECRET_WORDS)
+SECRET_LONG_NAMES, SECRET_SHORT_NAMES = split_names(DEFAULT_SENSITIVE_NAMES)
+_WEAK_NAMES: Final = frozenset(WEAK_SECRET_WORDS)
 
 
 def key_is_secret(key: str) -> bool:
     """True if a URL parameter, payload key or attribute name names a secret word."""
     return name_is_sensitive(key, SECRET_LONG_NAMES, SECRET_SHORT_NAMES)
+
+
+def key_is_weak_secret(key: str) -> bool:
+    """True if a key has a weak secret word (``key``, ``api``...) as a whole word:
+    its value is a secret if it looks generated."""
+    if len(key) > MAX_CACHED_NAME_CHARS:
+        return False
+    return _cached_name_is_sensitive(key, (), _WEAK_NAMES)
 
 
 def class_marks(cls: str) -> int:
