@@ -273,6 +273,7 @@ def test_class_and_id_keep_random_looking_build_hashes() -> None:
         ("openai_key", "sk-proj-Xk9fQ2mZ7pL4vR8sT1wY3bN6Xk9fQ2mZ"),
         ("anthropic_key", "sk-ant-api03-Xk9fQ2mZ7pL4vR8sT1wY3bN6"),
         ("stripe_key", "pk_live_Xk9fQ2mZ7pL4vR8sT1wY3bN6"),
+        ("stripe_webhook_secret", "whsec_b7463459ee1a10217518824d5238ad68vzQvanozwr04frsLnDZB1TjI"),
         ("shopify_token", "shpat_" + "3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"),
         ("twilio_key", "SK" + "3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"),
         ("mailgun_key", "key-" + "3f9a8b7c6d5e4f3a2b1c0d9e8f7a6b5c"),
