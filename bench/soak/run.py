@@ -1,6 +1,6 @@
 """The soak: the pipeline on a 3-broker KRaft cluster under steady load, with faults.
 
-Run: ``.venv/bin/python -m bench.soak.run [--events 1000000] [--rate 4000] [--quick]``
+Run: ``.venv/bin/python -m bench.soak.run [--events 1000000] [--rate 3000] [--quick]``
 (``make soak``; not part of ``make test``). In order:
 
 1. a 3-node cluster (:mod:`bench.soak.cluster`: RF 3, ``min.insync.replicas=2``),
@@ -77,6 +77,7 @@ MASKER_APP_ID = "soak-masker"
 SINK_GROUP_ID = "soak-sink"
 RATE_WINDOW_S = 5.0
 RECOVERED_FRACTION = 0.9
+SETTLE_S = 10.0
 
 
 @dataclass
@@ -566,8 +567,10 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         for fault in faults:
             print(f"soak: kill -9 {fault.what} at {fault.at_fraction:.0%}", flush=True)
             await inject(fault, load, cluster, watch, b, args.down_s)
+            await asyncio.sleep(SETTLE_S)  # the next fault's "before" is steady again
         await driver
-        marks["load_finished"] = time.monotonic()
+        assert load.finished_at is not None
+        marks["load_finished"] = load.finished_at
         replicas = await asyncio.to_thread(watch.replicas)
         print("soak: load done; waiting for the stores to catch up", flush=True)
         await wait_for_drain(samples, load, settled_s=10.0, stalled_s=60.0, give_up_s=900.0)
@@ -700,8 +703,8 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     """The soak's flags."""
     parser = argparse.ArgumentParser(prog="python -m bench.soak.run", description=__doc__)
     parser.add_argument("--events", type=int, default=1_000_000)
-    parser.add_argument("--rate", type=float, default=4000.0, help="events/s offered")
-    parser.add_argument("--quick", action="store_true", help="100k events (a few minutes)")
+    parser.add_argument("--rate", type=float, default=3000.0, help="events/s offered")
+    parser.add_argument("--quick", action="store_true", help="100k events at 400/s (~5 min)")
     parser.add_argument(
         "--down-s", type=float, default=15.0, help="how long a killed one stays down"
     )
@@ -717,7 +720,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.events = 100_000
-        args.rate = min(args.rate, 1000.0)
+        args.rate = min(args.rate, 400.0)
     return args
 
 
