@@ -125,7 +125,7 @@ def make_slot(name: str, work: Path, cluster: KafkaCluster, sites: Path, kek_dir
         "SINK_ADMIN_TOKEN": "soak-admin",
         "RAW_KEK_DIR": str(kek_dir),  # one key for every worker: any masker opens any batch
         "CLICKHOUSE_URL": f"chdb://{var_dir / 'clickhouse'}",
-        "LOG_LEVEL": "WARNING",
+        "LOG_LEVEL": "INFO",  # faust's rebalance and recovery steps, to read after a stall
     }
     stack = LocalStack(
         var_dir=var_dir,
@@ -374,7 +374,7 @@ class ClusterWatch:
 
 
 async def seconds_until(
-    condition: Callable[[], bool], started: float, give_up_s: float = 180.0
+    condition: Callable[[], bool], started: float, give_up_s: float = 60.0
 ) -> float | None:
     """Seconds from ``started`` until ``condition()`` (polled in a thread) holds."""
     while time.monotonic() - started < give_up_s:
@@ -493,6 +493,39 @@ async def wait_for_drain(
         await asyncio.sleep(1.0)
 
 
+LAGS = {"masker": "replaypipe_masker_consumer_lag", "sink": "replaypipe_sink_consumer_lag"}
+
+
+async def end_state(slots: list[Slot], watch: ClusterWatch) -> dict[str, Any]:
+    """What each worker says once the stores stopped growing: readiness, lag per partition.
+
+    Tells "not yet masked or stored" (lag left on a topic, kept by
+    at-least-once) from "gone" when the stores are short of the acknowledged.
+    """
+    state: dict[str, Any] = {}
+    timeout = aiohttp.ClientTimeout(total=5)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        for slot in slots:
+            for service, lag_name in LAGS.items():
+                port = slot.port(service)
+                entry: dict[str, Any] = {"running": slot.pid(service) is not None}
+                try:
+                    async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
+                        entry["readyz"] = f"{response.status} {await response.text()}"
+                    async with http.get(f"http://127.0.0.1:{port}/metrics") as response:
+                        text = await response.text()
+                    entry["lag"] = [
+                        line for line in text.splitlines() if line.startswith(lag_name + "{")
+                    ]
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    entry["error"] = type(exc).__name__
+                state[f"{service}:{slot.name}"] = entry
+    for group in (MASKER_APP_ID, SINK_GROUP_ID):
+        view = await asyncio.to_thread(watch.group, group)
+        state[f"group:{group}"] = None if view is None else [view[0], len(view[1])]
+    return state
+
+
 def window_cpu(samples: Samples, service: str, start: float, end: float) -> tuple[float, float]:
     """(CPU-s of the service's workers, its events) between ``start`` and ``end``."""
     inside = [i for i, t in enumerate(samples.times) if start <= t <= end]
@@ -575,6 +608,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         print("soak: load done; waiting for the stores to catch up", flush=True)
         await wait_for_drain(samples, load, settled_s=10.0, stalled_s=60.0, give_up_s=900.0)
         marks["drained"] = time.monotonic()
+        at_end = await end_state(slots, watch)
         sampler.cancel()
         await asyncio.gather(sampler, return_exceptions=True)
     finally:
@@ -584,6 +618,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     report = delivery_report(load.acked, [read_store(slot.store) for slot in slots])
     result = summarise(args, load, samples, faults, marks, report)
     result["topic_replicas"] = replicas
+    result["at_end"] = at_end
     return result
 
 
