@@ -455,6 +455,46 @@ async def inject(
     fault.rejoin_s = await seconds_until(watch.settled_with(group, 2), fault.restarted_at)
 
 
+async def masked_batches(bootstrap: str) -> set[BatchKey]:
+    """Every soak batch on ``recordings.masked`` (read from the start, no group)."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        "recordings.masked",
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    found: set[BatchKey] = set()
+    try:
+        while batch := await consumer.getmany(timeout_ms=5000):
+            for record in (r for records in batch.values() for r in records):
+                header = orjson.loads(record.value)
+                if header.get("site_id") == SITE_ID:
+                    found.add((header["session_id"], int(header["seq"])))
+    finally:
+        await consumer.stop()
+    return found
+
+
+def where_missing(
+    acked: dict[BatchKey, int], masked: set[BatchKey], stores: list[dict[BatchKey, StoredBatch]]
+) -> dict[str, Any]:
+    """The missing batches split by stage: never on ``recordings.masked``, or masked, not stored."""
+    missing = [k for k in acked if not any(k in store for store in stores)]
+    not_masked = [k for k in missing if k not in masked]
+    return {
+        "batches": len(missing),
+        "not_masked_batches": len(not_masked),
+        "not_masked_events": sum(acked[k] for k in not_masked),
+        "masked_not_stored_batches": len(missing) - len(not_masked),
+        "examples": [list(k) for k in missing[:10]],
+    }
+
+
 def read_store(store: Path) -> dict[BatchKey, StoredBatch]:
     """Every soak batch in one embedded store, read in a child process (chdb is per process)."""
     result = subprocess.run(
@@ -609,16 +649,19 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         await wait_for_drain(samples, load, settled_s=10.0, stalled_s=60.0, give_up_s=900.0)
         marks["drained"] = time.monotonic()
         at_end = await end_state(slots, watch)
+        masked = await masked_batches(cluster.bootstrap_servers)
         sampler.cancel()
         await asyncio.gather(sampler, return_exceptions=True)
     finally:
         for slot in slots:
             await asyncio.to_thread(slot.stack.stop_services)
         await asyncio.to_thread(cluster.stop)
-    report = delivery_report(load.acked, [read_store(slot.store) for slot in slots])
+    stores = [read_store(slot.store) for slot in slots]
+    report = delivery_report(load.acked, stores)
     result = summarise(args, load, samples, faults, marks, report)
     result["topic_replicas"] = replicas
     result["at_end"] = at_end
+    result["missing_by_stage"] = where_missing(load.acked, masked, stores)
     return result
 
 
