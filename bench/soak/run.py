@@ -457,7 +457,7 @@ async def inject(
 
 async def masked_batches(bootstrap: str) -> set[BatchKey]:
     """Every soak batch on ``recordings.masked`` (read from the start, no group)."""
-    from aiokafka import AIOKafkaConsumer
+    from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
         "recordings.masked",
@@ -470,7 +470,16 @@ async def masked_batches(bootstrap: str) -> set[BatchKey]:
     await consumer.start()
     found: set[BatchKey] = set()
     try:
-        while batch := await consumer.getmany(timeout_ms=5000):
+        # To the end offsets, not until a quiet poll: a slow first fetch is no end.
+        partitions = consumer.partitions_for_topic("recordings.masked") or set()
+        assigned = [TopicPartition("recordings.masked", p) for p in partitions]
+        ends = await consumer.end_offsets(assigned)
+        deadline = time.monotonic() + 300.0
+        while time.monotonic() < deadline:
+            positions = {tp: await consumer.position(tp) for tp in ends}
+            if all(positions[tp] >= end for tp, end in ends.items()):
+                break
+            batch = await consumer.getmany(timeout_ms=2000)
             for record in (r for records in batch.values() for r in records):
                 header = orjson.loads(record.value)
                 if header.get("site_id") == SITE_ID:
@@ -486,7 +495,11 @@ def where_missing(
     """The missing batches split by stage: never on ``recordings.masked``, or masked, not stored."""
     missing = [k for k in acked if not any(k in store for store in stores)]
     not_masked = [k for k in missing if k not in masked]
+    stored = set().union(*(store.keys() for store in stores))
     return {
+        "masked_batches_read": len(masked),
+        # Must be 0: a stored batch was masked, so the topic read was complete.
+        "stored_not_in_masked_read": len(stored - masked),
         "batches": len(missing),
         "not_masked_batches": len(not_masked),
         "not_masked_events": sum(acked[k] for k in not_masked),
