@@ -11,13 +11,16 @@ Run: ``.venv/bin/python -m bench.soak.run [--events 1000000] [--rate 3000] [--qu
 3. at 10-20 % of the load one masker and one sink do all the work; at 20 %
    masker ``b`` and sink ``b`` join (same consumer groups); 30-45 % is the
    two-worker window. CPU-seconds (``/proc``) per million events in both;
-4. at 50, 65 and 80 %: kill -9 one broker, then masker ``b``, then sink ``b``;
-   each is started again after ``--down-s``. Recorded per fault: the group's
+4. at 50, 65 and 80 % (and 10 s after the previous fault settled): kill -9
+   one broker, then masker ``b``, then sink ``b``; each is started again after
+   ``--down-s``. Recorded per fault: the group's
    rebalance (or the partitions' leader election) time, and the time until
    the stored rate is back to 90 % of the rate before the fault;
-5. when the load is done and the stores have caught up, the services stop and
-   each store is read (``FINAL``): events acknowledged, stored, missing,
-   visible duplicates.
+5. when the load is done and the stores have stopped growing: each worker's
+   readiness and lag, and every batch on ``recordings.masked``; then the
+   services stop and each store is read (``FINAL``): events acknowledged,
+   stored, missing (split: never masked, or masked and not stored), visible
+   duplicates.
 
 Two sinks, two stores: the sink's embedded ClickHouse (chdb) belongs to one
 process, and no ClickHouse server that runs this schema can be installed here
