@@ -58,3 +58,9 @@ bench-pipeline: setup-python
 
 clean:
 	rm -rf var test-output
+
+# The soak (not in `make test`): 3 brokers, 2 maskers, 2 sinks, 1M events, kill -9s;
+# `make soak SOAK_ARGS=--quick` for 100k. See docs/benchmarks.md (soak).
+.PHONY: soak
+soak: setup-python
+	$(PY) -m bench.soak.run $(SOAK_ARGS)

@@ -31,6 +31,7 @@ from typing import Any, cast
 import faust
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiokafka.errors import IllegalStateError
 from faust.types import TableT
 
 from services.masker import metrics
@@ -424,7 +425,12 @@ async def update_consumer_lag(app: faust.App) -> dict[int, tuple[int, int]]:
             continue
         done = committed.get(tp)
         if done is None:
-            done = await consumer.position(tp) or 0
+            try:
+                done = await consumer.position(tp) or 0
+            except IllegalStateError:
+                # Revoked by a rebalance since ``assignment()`` (another worker died or
+                # joined): not ours to report; the next round sees the new assignment.
+                continue
         metrics.CONSUMER_LAG.labels(str(tp.partition)).set(max(end - done, 0))
         offsets[tp.partition] = (end, done)
     return offsets

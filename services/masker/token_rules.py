@@ -57,7 +57,7 @@ TOKEN_RULES: Final[tuple[TokenRule, ...]] = (
           r"\b(?:sk|rk|pk)_test_[A-Za-z0-9]{10,250}"),
     # Stripe's webhook signing secrets (whsec_ + 32+ base62; not in gitleaks'
     # table, in trufflehog's Stripe detector family): the part after the prefix.
-    _rule("stripe_webhook_secret", "stripe-docs:webhook-signing-secret", "whsec_",
+    _rule("stripe_webhook_secret", "vendor:stripe-webhook-signing-secret", "whsec_",
           r"\bwhsec_(?P<secret>[A-Za-z0-9]{24,250})"),
     _rule("slack_webhook", "gitleaks:slack-webhook-url", "hooks.slack.com",
           r"hooks\.slack\.com/(?:services|workflows|triggers)/(?P<secret>[A-Za-z0-9+/]{20,100})"),
