@@ -8,7 +8,12 @@
 (d) the pure masking work in-process (envelope parse, ``mask_batch``, dumps of
     the batch and of the session state), without Kafka;
 (b0), (d0) with ``--baseline CHECKOUT``: (b) and (d) of another checkout (say a
-    ``git worktree`` of the previous commit), in the same rounds.
+    ``git worktree`` of the previous commit), in the same rounds;
+(b_sealed) with ``--raw-encryption``: the masker with ``RAW_ENCRYPTION=required``
+    on the same batches sealed as ingest seals them (``bench/masker_sealed.py``:
+    ingest's ``RawSealer``, a KEK in a temporary ``RAW_KEK_DIR``, the wrapped data
+    key on ``keys.raw``), read from a topic of their own next to the clear one;
+    (b) then runs with ``RAW_ENCRYPTION=off`` explicitly.
 
 (c) and (d) count CPU seconds of the process, so a loaded machine slows them
 less than the wall clock would. The broker gets N generated sessions
@@ -21,7 +26,8 @@ so startup and group join are not counted. One discarded warm-up run, then
 rounds alternate which of (a) and (b) goes first; medians are reported. Run:
 
     .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3] \
-        [--snapshot-bytes 30000] [--page mixed] [--pure-only] [--baseline /tmp/base]
+        [--snapshot-bytes 30000] [--page mixed] [--pure-only] [--baseline /tmp/base] \
+        [--raw-encryption]
 
 Prints a Markdown table for docs/benchmarks.md (section ``masker``).
 """
@@ -48,12 +54,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.heavy_pages import PAGE_KINDS, grow_session
+from bench.masker_sealed import SEALED_TOPIC, seal_values
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.dev.rrweb_gen import generate_session
 from services.masker.message import mask_message
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope
-from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings, ensure_topics
+from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings, ensure_topics, topic_specs
+from services.shared.keyring import RawEncryptionSettings, new_kek_file
 from services.shared.site_settings import SiteRegistry, load_sites_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -105,11 +113,16 @@ def build_messages(
 
 
 async def create_topics(bootstrap: str, partitions: int) -> None:
-    """The pipeline topics, with the two output topics stamped by the broker."""
+    """The pipeline topics, with the two output topics stamped by the broker.
+
+    Plus :data:`SEALED_TOPIC`, configured like ``recordings.raw``.
+    """
     stamped = {
         "message.timestamp.type": "LogAppendTime",
         "max.message.bytes": str(MAX_MESSAGE_BYTES),
     }
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions)
+    raw_configs = next(s.configs for s in topic_specs(kafka) if s.name == topics.RAW)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -117,15 +130,16 @@ async def create_topics(bootstrap: str, partitions: int) -> None:
             [
                 NewTopic(topics.MASKED, partitions, 1, topic_configs=stamped),
                 NewTopic(PASSTHROUGH_TOPIC, partitions, 1, topic_configs=stamped),
+                NewTopic(SEALED_TOPIC, partitions, 1, topic_configs=raw_configs),
             ]
         )
     finally:
         await admin.close()
-    await ensure_topics(KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions))
+    await ensure_topics(kafka)
 
 
-async def produce(bootstrap: str, messages: list[Message]) -> None:
-    """Write the benchmark data to ``recordings.raw`` once."""
+async def produce(bootstrap: str, messages: list[Message], topic: str = topics.RAW) -> None:
+    """Write the benchmark data to ``topic`` once."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -135,7 +149,7 @@ async def produce(bootstrap: str, messages: list[Message]) -> None:
     )
     await producer.start()
     try:
-        futures = [await producer.send(topics.RAW, m.value, key=m.key) for m in messages]
+        futures = [await producer.send(topic, m.value, key=m.key) for m in messages]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -290,6 +304,7 @@ def baseline_pure_masking(checkout: Path, data_file: Path) -> float:
 NAMES = {
     "passthrough": "(a) faust pass-through agent (Kafka → Kafka)",
     "masker": "(b) masker agent (Kafka → Kafka, state table, acks after delivery)",
+    "sealed": "(b_sealed) masker agent on the same batches sealed (RAW_ENCRYPTION=required)",
     "baseline": "(b0) baseline checkout's masker agent",
     "floor": "(c) pure floor: orjson loads + dumps, in-process",
     "pure": "(d) pure masking (parse, mask_batch, dumps), in-process",
@@ -321,6 +336,11 @@ def main() -> None:
         help="another checkout (e.g. a git worktree of the previous commit) measured in the "
         "same rounds: its masker as (b0), its pure masking as (d0)",
     )
+    parser.add_argument(
+        "--raw-encryption", action="store_true",
+        help="also (b_sealed): the masker with RAW_ENCRYPTION=required on the same batches "
+        "sealed as ingest seals them, in the same rounds",
+    )
     args = parser.parse_args()
 
     messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
@@ -335,6 +355,8 @@ def main() -> None:
     rates: dict[str, list[float]] = {"floor": [], "pure": []}
     if not args.pure_only:
         rates = {"passthrough": [], "masker": [], **rates}
+    if args.raw_encryption and not args.pure_only:
+        rates["sealed"] = []
     if args.baseline is not None:
         rates["baseline_pure"] = []
         if not args.pure_only:
@@ -362,7 +384,9 @@ def main() -> None:
                 workers["passthrough"]("bench-warmup")
             for round_no in range(args.rounds):
                 # Alternate which worker goes first, so neither always gets a warmer broker.
-                order = [k for k in ("passthrough", "masker", "baseline") if k in workers]
+                order = [
+                    k for k in ("passthrough", "masker", "sealed", "baseline") if k in workers
+                ]
                 if round_no % 2:
                     order.reverse()
                 for variant in order:
@@ -406,8 +430,8 @@ def main() -> None:
         f"State bytes per session (stored table value): median {percentile(state_sizes, 0.5)}, "
         f"p95 {percentile(state_sizes, 0.95)}, max {max(state_sizes)}"
     )
-    pairs = [("masker", "passthrough"), ("baseline", "passthrough"), ("pure", "floor"),
-             ("baseline_pure", "floor")]
+    pairs = [("masker", "passthrough"), ("sealed", "passthrough"), ("sealed", "masker"),
+             ("baseline", "passthrough"), ("pure", "floor"), ("baseline_pure", "floor")]
     for top, bottom in pairs:
         if top in rates and bottom in rates:
             paired = [t / b for t, b in zip(rates[top], rates[bottom], strict=True)]
@@ -433,6 +457,12 @@ def _workers(
         "MASKER_STATE_DIR": str(tmp / "masker"),
         "LOG_LEVEL": "WARNING",
     }
+    if args.raw_encryption:
+        env["RAW_ENCRYPTION"] = "off"  # (b) on clear input whatever the caller's environment
+        env_sealed = {
+            **env, "RAW_ENCRYPTION": "required", "RAW_KEK_DIR": str(tmp / "keys"),
+        }
+        _produce_sealed(bootstrap, tmp / "keys", args.partitions, messages)
     passthrough_cmd = [sys.executable, "-m", "bench.masker_passthrough"]
     masker_cmd = [sys.executable, "-m", "services.cli", "masker"]
 
@@ -454,10 +484,43 @@ def _workers(
         )
 
     workers: dict[str, Callable[[str], float]] = {"passthrough": passthrough, "masker": masker}
+    if args.raw_encryption:
+
+        def sealed(name: str) -> float:
+            env_run = {
+                **env_sealed, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
+                "MASKER_STATE_DIR": str(tmp / name),
+            }
+            return run_worker(
+                [sys.executable, "-m", "bench.masker_sealed"], env_run, bootstrap,
+                topics.MASKED, len(messages), args.partitions,
+            )
+
+        workers["sealed"] = sealed
     if args.baseline is not None:
         baseline = args.baseline.resolve()
         workers["baseline"] = lambda name: masker(name, baseline)
     return workers
+
+
+def _produce_sealed(
+    bootstrap: str, kek_dir: Path, partitions: int, messages: list[Message]
+) -> None:
+    """A new KEK in ``kek_dir``; the messages sealed as ingest seals them, on SEALED_TOPIC."""
+    new_kek_file(kek_dir)
+    settings = RawEncryptionSettings(mode="required", kek_dir=str(kek_dir))
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions)
+    values = asyncio.run(seal_values([(m.key, m.value) for m in messages], settings, kafka))
+    sealed = [Message(m.key, v, m.events) for m, v in zip(messages, values, strict=True)]
+    asyncio.run(produce(bootstrap, sealed, SEALED_TOPIC))
+    # Read it once, as the discarded warm-up run reads the clear copy: the broker's
+    # first read of fresh data is slower, and no round should pay for it.
+    end = asyncio.run(end_offsets(bootstrap, SEALED_TOPIC, partitions))
+    asyncio.run(append_time_span(bootstrap, dict.fromkeys(end, 0), end))
+    print(
+        f"sealed copy on {SEALED_TOPIC}: {sum(len(m.value) for m in sealed) / 1e6:.1f} MB",
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

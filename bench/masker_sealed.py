@@ -1,0 +1,54 @@
+"""The sealed side of ``bench/bench_masker.py --raw-encryption``.
+
+- :func:`seal_values` seals the benchmark's raw values with ingest's own
+  :class:`~services.shared.keyring.RawSealer`: a data key wrapped by the KEK of
+  ``RAW_KEK_DIR`` and published to ``keys.raw`` before first use, each value
+  sealed for its Kafka key, exactly as the gateway does.
+- ``python -m bench.masker_sealed`` runs the masker (``replaypipe masker``)
+  reading :data:`SEALED_TOPIC` instead of ``recordings.raw``; nothing else
+  differs. The clear and the sealed copies of the data then sit side by side
+  on one broker, and each run reads all of one of them from the start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from services.shared import topics
+from services.shared.kafka import KafkaSettings
+from services.shared.keyring import RawEncryptionSettings, RawSealer
+
+SEALED_TOPIC = "bench.raw.sealed"
+# The first data key is published within seconds on a local broker; longer means
+# keys.raw is not writable, and the benchmark should say so rather than hang.
+FIRST_KEY_TIMEOUT_S = 60.0
+
+
+async def seal_values(
+    messages: Sequence[tuple[bytes, bytes]],
+    settings: RawEncryptionSettings,
+    kafka: KafkaSettings,
+) -> list[bytes]:
+    """The values of ``(message key, value)`` pairs, sealed as ingest seals them (same order)."""
+    sealer = RawSealer(settings, kafka)
+    await sealer.start()
+    try:
+        async with asyncio.timeout(FIRST_KEY_TIMEOUT_S):
+            return [await sealer.seal(key, value) for key, value in messages]
+    finally:
+        await sealer.stop()
+
+
+def main() -> None:
+    """Run one masker worker on :data:`SEALED_TOPIC` until SIGTERM."""
+    # The masker looks the source topic up at start-up (services.masker.app uses
+    # ``topics.RAW`` at call time), so renaming it here is the only difference.
+    topics.RAW = SEALED_TOPIC
+    from services.masker.app import main as masker_main
+
+    masker_main()
+
+
+if __name__ == "__main__":
+    main()
