@@ -54,14 +54,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.heavy_pages import PAGE_KINDS, grow_session
-from bench.masker_sealed import SEALED_TOPIC, seal_values
+from bench.masker_sealed import SEALED_TOPIC, seal_values, sealed_opener
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.dev.rrweb_gen import generate_session
 from services.masker.message import mask_message
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope
 from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings, ensure_topics, topic_specs
-from services.shared.keyring import RawEncryptionSettings, new_kek_file
+from services.shared.keyring import RawEncryptionSettings, load_keyring, new_kek_file
 from services.shared.site_settings import SiteRegistry, load_sites_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -246,12 +246,21 @@ def pure_floor(messages: list[Message]) -> float:
     return time.process_time() - started
 
 
-def pure_masking(messages: list[Message], registry: SiteRegistry) -> tuple[float, list[int]]:
-    """CPU seconds of the masker's per-message work without Kafka; state bytes per session."""
+def pure_masking(
+    messages: list[Message],
+    registry: SiteRegistry,
+    open_value: Callable[[bytes, bytes], bytes] | None = None,
+) -> tuple[float, list[int]]:
+    """CPU seconds of the masker's per-message work without Kafka; state bytes per session.
+
+    ``open_value`` (message key, value -> envelope) runs first when given: the
+    masker's opening of a sealed value.
+    """
     states: dict[bytes, bytes] = {}
     started = time.process_time()
     for offset, m in enumerate(messages):
-        batch = mask_message(m.value, states.get(m.key), registry, partition=0, offset=offset)
+        value = m.value if open_value is None else open_value(m.key, m.value)
+        batch = mask_message(value, states.get(m.key), registry, partition=0, offset=offset)
         if batch.state is not None:
             states[m.key] = batch.state
     elapsed = time.process_time() - started
@@ -308,6 +317,7 @@ NAMES = {
     "baseline": "(b0) baseline checkout's masker agent",
     "floor": "(c) pure floor: orjson loads + dumps, in-process",
     "pure": "(d) pure masking (parse, mask_batch, dumps), in-process",
+    "pure_sealed": "(d_sealed) pure masking of the sealed batches (open, then as (d)), in-process",
     "baseline_pure": "(d0) baseline checkout's pure masking",
 }
 
@@ -342,6 +352,8 @@ def main() -> None:
         "sealed as ingest seals them, in the same rounds",
     )
     args = parser.parse_args()
+    if args.raw_encryption and args.pure_only:
+        parser.error("--raw-encryption seals through keys.raw on the broker: drop --pure-only")
 
     messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
     events = sum(m.events for m in messages)
@@ -355,8 +367,9 @@ def main() -> None:
     rates: dict[str, list[float]] = {"floor": [], "pure": []}
     if not args.pure_only:
         rates = {"passthrough": [], "masker": [], **rates}
-    if args.raw_encryption and not args.pure_only:
+    if args.raw_encryption:
         rates["sealed"] = []
+        rates["pure_sealed"] = []
     if args.baseline is not None:
         rates["baseline_pure"] = []
         if not args.pure_only:
@@ -380,6 +393,10 @@ def main() -> None:
             workers = {}
             if broker is not None:
                 workers = _workers(broker.bootstrap_servers, Path(tmp), args, messages)
+                if args.raw_encryption:
+                    sealed, open_value = _produce_sealed(
+                        broker.bootstrap_servers, Path(tmp) / "keys", args.partitions, messages
+                    )
                 # One discarded pass-through run: the broker's first read of fresh data is slower.
                 workers["passthrough"]("bench-warmup")
             for round_no in range(args.rounds):
@@ -394,6 +411,10 @@ def main() -> None:
                 rates["floor"].append(events / pure_floor(messages))
                 elapsed, state_sizes = pure_masking(messages, registry)
                 rates["pure"].append(events / elapsed)
+                if args.raw_encryption:
+                    rates["pure_sealed"].append(
+                        events / pure_masking(sealed, registry, open_value)[0]
+                    )
                 if args.baseline is not None:
                     rates["baseline_pure"].append(
                         events / baseline_pure_masking(args.baseline.resolve(), data_file)
@@ -431,7 +452,8 @@ def main() -> None:
         f"p95 {percentile(state_sizes, 0.95)}, max {max(state_sizes)}"
     )
     pairs = [("masker", "passthrough"), ("sealed", "passthrough"), ("sealed", "masker"),
-             ("baseline", "passthrough"), ("pure", "floor"), ("baseline_pure", "floor")]
+             ("baseline", "passthrough"), ("pure", "floor"), ("pure_sealed", "pure"),
+             ("baseline_pure", "floor")]
     for top, bottom in pairs:
         if top in rates and bottom in rates:
             paired = [t / b for t, b in zip(rates[top], rates[bottom], strict=True)]
@@ -462,7 +484,6 @@ def _workers(
         env_sealed = {
             **env, "RAW_ENCRYPTION": "required", "RAW_KEK_DIR": str(tmp / "keys"),
         }
-        _produce_sealed(bootstrap, tmp / "keys", args.partitions, messages)
     passthrough_cmd = [sys.executable, "-m", "bench.masker_passthrough"]
     masker_cmd = [sys.executable, "-m", "services.cli", "masker"]
 
@@ -505,8 +526,12 @@ def _workers(
 
 def _produce_sealed(
     bootstrap: str, kek_dir: Path, partitions: int, messages: list[Message]
-) -> None:
-    """A new KEK in ``kek_dir``; the messages sealed as ingest seals them, on SEALED_TOPIC."""
+) -> tuple[list[Message], Callable[[bytes, bytes], bytes]]:
+    """A new KEK in ``kek_dir``; the messages sealed as ingest seals them, on SEALED_TOPIC.
+
+    Returns the sealed messages and the masker's way of opening them, with the
+    data key read back from ``keys.raw``.
+    """
     new_kek_file(kek_dir)
     settings = RawEncryptionSettings(mode="required", kek_dir=str(kek_dir))
     kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions)
@@ -521,6 +546,7 @@ def _produce_sealed(
         f"sealed copy on {SEALED_TOPIC}: {sum(len(m.value) for m in sealed) / 1e6:.1f} MB",
         flush=True,
     )
+    return sealed, sealed_opener(asyncio.run(load_keyring(settings, kafka, unwrap=True)))
 
 
 if __name__ == "__main__":

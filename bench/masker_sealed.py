@@ -4,6 +4,9 @@
   :class:`~services.shared.keyring.RawSealer`: a data key wrapped by the KEK of
   ``RAW_KEK_DIR`` and published to ``keys.raw`` before first use, each value
   sealed for its Kafka key, exactly as the gateway does.
+- :func:`sealed_opener` opens them in-process the way the masker's
+  ``RawOpener`` does (keyring look-up by the value's key id, then
+  ``open_sealed``), for the in-process CPU measure.
 - ``python -m bench.masker_sealed`` runs the masker (``replaypipe masker``)
   reading :data:`SEALED_TOPIC` instead of ``recordings.raw``; nothing else
   differs. The clear and the sealed copies of the data then sit side by side
@@ -13,11 +16,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from services.shared import topics
 from services.shared.kafka import KafkaSettings
-from services.shared.keyring import RawEncryptionSettings, RawSealer
+from services.shared.keyring import Keyring, RawEncryptionSettings, RawSealer, now_ms
+from services.shared.raw_crypto import open_sealed, sealed_key_id
 
 SEALED_TOPIC = "bench.raw.sealed"
 # The first data key is published within seconds on a local broker; longer means
@@ -38,6 +42,20 @@ async def seal_values(
             return [await sealer.seal(key, value) for key, value in messages]
     finally:
         await sealer.stop()
+
+
+def sealed_opener(keyring: Keyring, at_ms: int | None = None) -> Callable[[bytes, bytes], bytes]:
+    """``(message key, sealed value) -> envelope bytes``, as the masker opens a raw value.
+
+    ``at_ms`` is the clock the keyring checks key ages against (now by default);
+    raises :class:`~services.shared.raw_crypto.RawValueUnreadable` like the masker.
+    """
+    clock = now_ms() if at_ms is None else at_ms
+
+    def open_value(message_key: bytes, value: bytes) -> bytes:
+        return open_sealed(keyring.get(sealed_key_id(value), clock), message_key, value)
+
+    return open_value
 
 
 def main() -> None:
