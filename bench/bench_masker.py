@@ -13,7 +13,8 @@
     on the same batches sealed as ingest seals them (``bench/masker_sealed.py``:
     ingest's ``RawSealer``, a KEK in a temporary ``RAW_KEK_DIR``, the wrapped data
     key on ``keys.raw``), read from a topic of their own next to the clear one;
-    (b) then runs with ``RAW_ENCRYPTION=off`` explicitly.
+    (b) then runs with ``RAW_ENCRYPTION=off`` explicitly; and (d_sealed): (d) on
+    the sealed batches, each opened first as the masker opens it.
 
 (c) and (d) count CPU seconds of the process, so a loaded machine slows them
 less than the wall clock would. The broker gets N generated sessions
