@@ -28,7 +28,7 @@ rounds alternate which of (a) and (b) goes first; medians are reported. Run:
 
     .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3] \
         [--snapshot-bytes 30000] [--page mixed] [--pure-only] [--baseline /tmp/base] \
-        [--raw-encryption]
+        [--raw-encryption [--raw-encryption-compression lz4]]
 
 Prints a Markdown table for docs/benchmarks.md (section ``masker``).
 """
@@ -352,6 +352,10 @@ def main() -> None:
         help="also (b_sealed): the masker with RAW_ENCRYPTION=required on the same batches "
         "sealed as ingest seals them, in the same rounds",
     )
+    parser.add_argument(
+        "--raw-encryption-compression", choices=("none", "lz4"), default="none",
+        help="RAW_ENCRYPTION_COMPRESSION of the sealing (lz4: compressed before sealing)",
+    )
     args = parser.parse_args()
     if args.raw_encryption and args.pure_only:
         parser.error("--raw-encryption seals through keys.raw on the broker: drop --pure-only")
@@ -396,7 +400,7 @@ def main() -> None:
                 workers = _workers(broker.bootstrap_servers, Path(tmp), args, messages)
                 if args.raw_encryption:
                     sealed, open_value = _produce_sealed(
-                        broker.bootstrap_servers, Path(tmp) / "keys", args.partitions, messages
+                        broker.bootstrap_servers, Path(tmp) / "keys", args, messages
                     )
                 # One discarded pass-through run: the broker's first read of fresh data is slower.
                 workers["passthrough"]("bench-warmup")
@@ -526,7 +530,7 @@ def _workers(
 
 
 def _produce_sealed(
-    bootstrap: str, kek_dir: Path, partitions: int, messages: list[Message]
+    bootstrap: str, kek_dir: Path, args: argparse.Namespace, messages: list[Message]
 ) -> tuple[list[Message], Callable[[bytes, bytes], bytes]]:
     """A new KEK in ``kek_dir``; the messages sealed as ingest seals them, on SEALED_TOPIC.
 
@@ -534,17 +538,20 @@ def _produce_sealed(
     data key read back from ``keys.raw``.
     """
     new_kek_file(kek_dir)
-    settings = RawEncryptionSettings(mode="required", kek_dir=str(kek_dir))
-    kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions)
+    settings = RawEncryptionSettings(
+        mode="required", kek_dir=str(kek_dir), compression=args.raw_encryption_compression
+    )
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=args.partitions)
     values = asyncio.run(seal_values([(m.key, m.value) for m in messages], settings, kafka))
     sealed = [Message(m.key, v, m.events) for m, v in zip(messages, values, strict=True)]
     asyncio.run(produce(bootstrap, sealed, SEALED_TOPIC))
     # Read it once, as the discarded warm-up run reads the clear copy: the broker's
     # first read of fresh data is slower, and no round should pay for it.
-    end = asyncio.run(end_offsets(bootstrap, SEALED_TOPIC, partitions))
+    end = asyncio.run(end_offsets(bootstrap, SEALED_TOPIC, args.partitions))
     asyncio.run(append_time_span(bootstrap, dict.fromkeys(end, 0), end))
     print(
-        f"sealed copy on {SEALED_TOPIC}: {sum(len(m.value) for m in sealed) / 1e6:.1f} MB",
+        f"sealed copy on {SEALED_TOPIC} (RAW_ENCRYPTION_COMPRESSION="
+        f"{settings.compression}): {sum(len(m.value) for m in sealed) / 1e6:.1f} MB",
         flush=True,
     )
     return sealed, sealed_opener(asyncio.run(load_keyring(settings, kafka, unwrap=True)))
