@@ -315,6 +315,7 @@ NAMES = {
     "passthrough": "(a) faust pass-through agent (Kafka → Kafka)",
     "masker": "(b) masker agent (Kafka → Kafka, state table, acks after delivery)",
     "sealed": "(b_sealed) masker agent on the same batches sealed (RAW_ENCRYPTION=required)",
+    "passthrough_sealed": "(a_sealed) pass-through agent on the sealed batches",
     "baseline": "(b0) baseline checkout's masker agent",
     "floor": "(c) pure floor: orjson loads + dumps, in-process",
     "pure": "(d) pure masking (parse, mask_batch, dumps), in-process",
@@ -374,6 +375,7 @@ def main() -> None:
         rates = {"passthrough": [], "masker": [], **rates}
     if args.raw_encryption:
         rates["sealed"] = []
+        rates["passthrough_sealed"] = []
         rates["pure_sealed"] = []
     if args.baseline is not None:
         rates["baseline_pure"] = []
@@ -407,7 +409,9 @@ def main() -> None:
             for round_no in range(args.rounds):
                 # Alternate which worker goes first, so neither always gets a warmer broker.
                 order = [
-                    k for k in ("passthrough", "masker", "sealed", "baseline") if k in workers
+                    k
+                    for k in ("passthrough", "masker", "sealed", "passthrough_sealed", "baseline")
+                    if k in workers
                 ]
                 if round_no % 2:
                     order.reverse()
@@ -457,6 +461,7 @@ def main() -> None:
         f"p95 {percentile(state_sizes, 0.95)}, max {max(state_sizes)}"
     )
     pairs = [("masker", "passthrough"), ("sealed", "passthrough"), ("sealed", "masker"),
+             ("sealed", "passthrough_sealed"), ("passthrough_sealed", "passthrough"),
              ("baseline", "passthrough"), ("pure", "floor"), ("pure_sealed", "pure"),
              ("baseline_pure", "floor")]
     for top, bottom in pairs:
@@ -522,7 +527,15 @@ def _workers(
                 topics.MASKED, len(messages), args.partitions,
             )
 
+        def passthrough_sealed(name: str) -> float:
+            env_pass = {**env, "BENCH_APP_ID": name, "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC}
+            return run_worker(
+                [sys.executable, "-m", "bench.masker_sealed", "passthrough"], env_pass,
+                bootstrap, PASSTHROUGH_TOPIC, len(messages), args.partitions,
+            )
+
         workers["sealed"] = sealed
+        workers["passthrough_sealed"] = passthrough_sealed
     if args.baseline is not None:
         baseline = args.baseline.resolve()
         workers["baseline"] = lambda name: masker(name, baseline)

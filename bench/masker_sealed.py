@@ -9,13 +9,16 @@
   ``open_sealed``), for the in-process CPU measure.
 - ``python -m bench.masker_sealed`` runs the masker (``replaypipe masker``)
   reading :data:`SEALED_TOPIC` instead of ``recordings.raw``; nothing else
-  differs. The clear and the sealed copies of the data then sit side by side
-  on one broker, and each run reads all of one of them from the start.
+  differs. ``python -m bench.masker_sealed passthrough`` runs the pass-through
+  agent (``bench/masker_passthrough.py``) on it the same way. The clear and
+  the sealed copies of the data then sit side by side on one broker, and each
+  run reads all of one of them from the start.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Callable, Sequence
 
 from services.shared import topics
@@ -59,13 +62,15 @@ def sealed_opener(keyring: Keyring, at_ms: int | None = None) -> Callable[[bytes
 
 
 def main() -> None:
-    """Run one masker worker on :data:`SEALED_TOPIC` until SIGTERM."""
-    # The masker looks the source topic up at start-up (services.masker.app uses
-    # ``topics.RAW`` at call time), so renaming it here is the only difference.
+    """Run one masker (or, with ``passthrough``, pass-through) worker on SEALED_TOPIC."""
+    # Both look the source topic up at start-up (``topics.RAW`` at call time), so
+    # renaming it here is the only difference.
     topics.RAW = SEALED_TOPIC
-    from services.masker.app import main as masker_main
-
-    masker_main()
+    if sys.argv[1:] == ["passthrough"]:
+        from bench.masker_passthrough import main as worker_main
+    else:
+        from services.masker.app import main as worker_main
+    worker_main()
 
 
 if __name__ == "__main__":
