@@ -8,7 +8,13 @@
 (d) the pure masking work in-process (envelope parse, ``mask_batch``, dumps of
     the batch and of the session state), without Kafka;
 (b0), (d0) with ``--baseline CHECKOUT``: (b) and (d) of another checkout (say a
-    ``git worktree`` of the previous commit), in the same rounds.
+    ``git worktree`` of the previous commit), in the same rounds;
+(b_sealed) with ``--raw-encryption``: the masker with ``RAW_ENCRYPTION=required``
+    on the same batches sealed as ingest seals them (``bench/masker_sealed.py``:
+    ingest's ``RawSealer``, a KEK in a temporary ``RAW_KEK_DIR``, the wrapped data
+    key on ``keys.raw``), read from a topic of their own next to the clear one;
+    (b) then runs with ``RAW_ENCRYPTION=off`` explicitly; and (d_sealed): (d) on
+    the sealed batches, each opened first as the masker opens it.
 
 (c) and (d) count CPU seconds of the process, so a loaded machine slows them
 less than the wall clock would. The broker gets N generated sessions
@@ -21,7 +27,8 @@ so startup and group join are not counted. One discarded warm-up run, then
 rounds alternate which of (a) and (b) goes first; medians are reported. Run:
 
     .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3] \
-        [--snapshot-bytes 30000] [--page mixed] [--pure-only] [--baseline /tmp/base]
+        [--snapshot-bytes 30000] [--page mixed] [--pure-only] [--baseline /tmp/base] \
+        [--raw-encryption [--raw-encryption-compression lz4]]
 
 Prints a Markdown table for docs/benchmarks.md (section ``masker``).
 """
@@ -48,12 +55,14 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bench.heavy_pages import PAGE_KINDS, grow_session
+from bench.masker_sealed import SEALED_TOPIC, seal_values, sealed_opener
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.dev.rrweb_gen import generate_session
 from services.masker.message import mask_message
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope
-from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings, ensure_topics
+from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings, ensure_topics, topic_specs
+from services.shared.keyring import RawEncryptionSettings, load_keyring, new_kek_file
 from services.shared.site_settings import SiteRegistry, load_sites_file
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -105,11 +114,16 @@ def build_messages(
 
 
 async def create_topics(bootstrap: str, partitions: int) -> None:
-    """The pipeline topics, with the two output topics stamped by the broker."""
+    """The pipeline topics, with the two output topics stamped by the broker.
+
+    Plus :data:`SEALED_TOPIC`, configured like ``recordings.raw``.
+    """
     stamped = {
         "message.timestamp.type": "LogAppendTime",
         "max.message.bytes": str(MAX_MESSAGE_BYTES),
     }
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions)
+    raw_configs = next(s.configs for s in topic_specs(kafka) if s.name == topics.RAW)
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
@@ -117,15 +131,16 @@ async def create_topics(bootstrap: str, partitions: int) -> None:
             [
                 NewTopic(topics.MASKED, partitions, 1, topic_configs=stamped),
                 NewTopic(PASSTHROUGH_TOPIC, partitions, 1, topic_configs=stamped),
+                NewTopic(SEALED_TOPIC, partitions, 1, topic_configs=raw_configs),
             ]
         )
     finally:
         await admin.close()
-    await ensure_topics(KafkaSettings(bootstrap_servers=bootstrap, partitions=partitions))
+    await ensure_topics(kafka)
 
 
-async def produce(bootstrap: str, messages: list[Message]) -> None:
-    """Write the benchmark data to ``recordings.raw`` once."""
+async def produce(bootstrap: str, messages: list[Message], topic: str = topics.RAW) -> None:
+    """Write the benchmark data to ``topic`` once."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         acks="all",
@@ -135,7 +150,7 @@ async def produce(bootstrap: str, messages: list[Message]) -> None:
     )
     await producer.start()
     try:
-        futures = [await producer.send(topics.RAW, m.value, key=m.key) for m in messages]
+        futures = [await producer.send(topic, m.value, key=m.key) for m in messages]
         await asyncio.gather(*futures)
     finally:
         await producer.stop()
@@ -232,12 +247,21 @@ def pure_floor(messages: list[Message]) -> float:
     return time.process_time() - started
 
 
-def pure_masking(messages: list[Message], registry: SiteRegistry) -> tuple[float, list[int]]:
-    """CPU seconds of the masker's per-message work without Kafka; state bytes per session."""
+def pure_masking(
+    messages: list[Message],
+    registry: SiteRegistry,
+    open_value: Callable[[bytes, bytes], bytes] | None = None,
+) -> tuple[float, list[int]]:
+    """CPU seconds of the masker's per-message work without Kafka; state bytes per session.
+
+    ``open_value`` (message key, value -> envelope) runs first when given: the
+    masker's opening of a sealed value.
+    """
     states: dict[bytes, bytes] = {}
     started = time.process_time()
     for offset, m in enumerate(messages):
-        batch = mask_message(m.value, states.get(m.key), registry, partition=0, offset=offset)
+        value = m.value if open_value is None else open_value(m.key, m.value)
+        batch = mask_message(value, states.get(m.key), registry, partition=0, offset=offset)
         if batch.state is not None:
             states[m.key] = batch.state
     elapsed = time.process_time() - started
@@ -290,9 +314,12 @@ def baseline_pure_masking(checkout: Path, data_file: Path) -> float:
 NAMES = {
     "passthrough": "(a) faust pass-through agent (Kafka → Kafka)",
     "masker": "(b) masker agent (Kafka → Kafka, state table, acks after delivery)",
+    "sealed": "(b_sealed) masker agent on the same batches sealed (RAW_ENCRYPTION=required)",
+    "passthrough_sealed": "(a_sealed) pass-through agent on the sealed batches",
     "baseline": "(b0) baseline checkout's masker agent",
     "floor": "(c) pure floor: orjson loads + dumps, in-process",
     "pure": "(d) pure masking (parse, mask_batch, dumps), in-process",
+    "pure_sealed": "(d_sealed) pure masking of the sealed batches (open, then as (d)), in-process",
     "baseline_pure": "(d0) baseline checkout's pure masking",
 }
 
@@ -321,7 +348,18 @@ def main() -> None:
         help="another checkout (e.g. a git worktree of the previous commit) measured in the "
         "same rounds: its masker as (b0), its pure masking as (d0)",
     )
+    parser.add_argument(
+        "--raw-encryption", action="store_true",
+        help="also (b_sealed): the masker with RAW_ENCRYPTION=required on the same batches "
+        "sealed as ingest seals them, in the same rounds",
+    )
+    parser.add_argument(
+        "--raw-encryption-compression", choices=("none", "lz4"), default="none",
+        help="RAW_ENCRYPTION_COMPRESSION of the sealing (lz4: compressed before sealing)",
+    )
     args = parser.parse_args()
+    if args.raw_encryption and args.pure_only:
+        parser.error("--raw-encryption seals through keys.raw on the broker: drop --pure-only")
 
     messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
     events = sum(m.events for m in messages)
@@ -335,6 +373,10 @@ def main() -> None:
     rates: dict[str, list[float]] = {"floor": [], "pure": []}
     if not args.pure_only:
         rates = {"passthrough": [], "masker": [], **rates}
+    if args.raw_encryption:
+        rates["sealed"] = []
+        rates["passthrough_sealed"] = []
+        rates["pure_sealed"] = []
     if args.baseline is not None:
         rates["baseline_pure"] = []
         if not args.pure_only:
@@ -358,11 +400,19 @@ def main() -> None:
             workers = {}
             if broker is not None:
                 workers = _workers(broker.bootstrap_servers, Path(tmp), args, messages)
+                if args.raw_encryption:
+                    sealed, open_value = _produce_sealed(
+                        broker.bootstrap_servers, Path(tmp) / "keys", args, messages
+                    )
                 # One discarded pass-through run: the broker's first read of fresh data is slower.
                 workers["passthrough"]("bench-warmup")
             for round_no in range(args.rounds):
                 # Alternate which worker goes first, so neither always gets a warmer broker.
-                order = [k for k in ("passthrough", "masker", "baseline") if k in workers]
+                order = [
+                    k
+                    for k in ("passthrough", "masker", "sealed", "passthrough_sealed", "baseline")
+                    if k in workers
+                ]
                 if round_no % 2:
                     order.reverse()
                 for variant in order:
@@ -370,6 +420,10 @@ def main() -> None:
                 rates["floor"].append(events / pure_floor(messages))
                 elapsed, state_sizes = pure_masking(messages, registry)
                 rates["pure"].append(events / elapsed)
+                if args.raw_encryption:
+                    rates["pure_sealed"].append(
+                        events / pure_masking(sealed, registry, open_value)[0]
+                    )
                 if args.baseline is not None:
                     rates["baseline_pure"].append(
                         events / baseline_pure_masking(args.baseline.resolve(), data_file)
@@ -406,7 +460,9 @@ def main() -> None:
         f"State bytes per session (stored table value): median {percentile(state_sizes, 0.5)}, "
         f"p95 {percentile(state_sizes, 0.95)}, max {max(state_sizes)}"
     )
-    pairs = [("masker", "passthrough"), ("baseline", "passthrough"), ("pure", "floor"),
+    pairs = [("masker", "passthrough"), ("sealed", "passthrough"), ("sealed", "masker"),
+             ("sealed", "passthrough_sealed"), ("passthrough_sealed", "passthrough"),
+             ("baseline", "passthrough"), ("pure", "floor"), ("pure_sealed", "pure"),
              ("baseline_pure", "floor")]
     for top, bottom in pairs:
         if top in rates and bottom in rates:
@@ -433,6 +489,11 @@ def _workers(
         "MASKER_STATE_DIR": str(tmp / "masker"),
         "LOG_LEVEL": "WARNING",
     }
+    if args.raw_encryption:
+        env["RAW_ENCRYPTION"] = "off"  # (b) on clear input whatever the caller's environment
+        env_sealed = {
+            **env, "RAW_ENCRYPTION": "required", "RAW_KEK_DIR": str(tmp / "keys"),
+        }
     passthrough_cmd = [sys.executable, "-m", "bench.masker_passthrough"]
     masker_cmd = [sys.executable, "-m", "services.cli", "masker"]
 
@@ -454,10 +515,59 @@ def _workers(
         )
 
     workers: dict[str, Callable[[str], float]] = {"passthrough": passthrough, "masker": masker}
+    if args.raw_encryption:
+
+        def sealed(name: str) -> float:
+            env_run = {
+                **env_sealed, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
+                "MASKER_STATE_DIR": str(tmp / name),
+            }
+            return run_worker(
+                [sys.executable, "-m", "bench.masker_sealed"], env_run, bootstrap,
+                topics.MASKED, len(messages), args.partitions,
+            )
+
+        def passthrough_sealed(name: str) -> float:
+            env_pass = {**env, "BENCH_APP_ID": name, "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC}
+            return run_worker(
+                [sys.executable, "-m", "bench.masker_sealed", "passthrough"], env_pass,
+                bootstrap, PASSTHROUGH_TOPIC, len(messages), args.partitions,
+            )
+
+        workers["sealed"] = sealed
+        workers["passthrough_sealed"] = passthrough_sealed
     if args.baseline is not None:
         baseline = args.baseline.resolve()
         workers["baseline"] = lambda name: masker(name, baseline)
     return workers
+
+
+def _produce_sealed(
+    bootstrap: str, kek_dir: Path, args: argparse.Namespace, messages: list[Message]
+) -> tuple[list[Message], Callable[[bytes, bytes], bytes]]:
+    """A new KEK in ``kek_dir``; the messages sealed as ingest seals them, on SEALED_TOPIC.
+
+    Returns the sealed messages and the masker's way of opening them, with the
+    data key read back from ``keys.raw``.
+    """
+    new_kek_file(kek_dir)
+    settings = RawEncryptionSettings(
+        mode="required", kek_dir=str(kek_dir), compression=args.raw_encryption_compression
+    )
+    kafka = KafkaSettings(bootstrap_servers=bootstrap, partitions=args.partitions)
+    values = asyncio.run(seal_values([(m.key, m.value) for m in messages], settings, kafka))
+    sealed = [Message(m.key, v, m.events) for m, v in zip(messages, values, strict=True)]
+    asyncio.run(produce(bootstrap, sealed, SEALED_TOPIC))
+    # Read it once, as the discarded warm-up run reads the clear copy: the broker's
+    # first read of fresh data is slower, and no round should pay for it.
+    end = asyncio.run(end_offsets(bootstrap, SEALED_TOPIC, args.partitions))
+    asyncio.run(append_time_span(bootstrap, dict.fromkeys(end, 0), end))
+    print(
+        f"sealed copy on {SEALED_TOPIC} (RAW_ENCRYPTION_COMPRESSION="
+        f"{settings.compression}): {sum(len(m.value) for m in sealed) / 1e6:.1f} MB",
+        flush=True,
+    )
+    return sealed, sealed_opener(asyncio.run(load_keyring(settings, kafka, unwrap=True)))
 
 
 if __name__ == "__main__":
