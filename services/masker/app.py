@@ -8,9 +8,11 @@ Thin glue around the pure :func:`~services.masker.message.mask_message`:
   masks every id-addressed value until the next full snapshot.
 - Processing guarantee: at-least-once with an idempotent sink. The agent acks a
   source offset only when the masked batch built from it is acknowledged by
-  Kafka (``acks=all``); faust commits only contiguous acked offsets, so a crash
-  at any point replays the unconfirmed batches and never skips one. Sends are
-  pipelined (not awaited one by one). The sink deduplicates replays by
+  Kafka (``acks=all``), and only once every earlier offset of its partition is
+  acked too (:mod:`services.masker.ack_order`: faust's commit rule can skip an
+  offset when acks come out of order); faust commits only contiguous acked
+  offsets, so a crash at any point replays the unconfirmed batches and never
+  skips one. Sends are pipelined (not awaited one by one). The sink deduplicates replays by
   ``(site, session, window, seq, idx)``. Concurrency stays 1 (see docs/architecture.md).
 - Idle sessions are evicted by a timer (tombstone in the changelog), so memory
   stays bounded. Site settings come from ``SITES_FILE`` and live from ``sites.config``.
@@ -35,6 +37,7 @@ from aiokafka.errors import IllegalStateError
 from faust.types import TableT
 
 from services.masker import metrics
+from services.masker.ack_order import AckInOrder
 from services.masker.health import PartitionProgress, not_alive_reason, not_ready_reason
 from services.masker.message import (
     STATE_PARTITION,
@@ -161,6 +164,7 @@ class MaskerWorker:
         self.agent_running = False
         self.batch_started: float | None = None  # monotonic time the current batch began
         self.progress = PartitionProgress(settings.stuck_after_s)
+        self.acks: AckInOrder[faust.EventT[Any]] = AckInOrder(lambda event: event.ack())
         self.raw_opener = RawOpener(settings.raw_encryption, settings.kafka)
         metrics.BATCH_RUNNING_SECONDS.set_function(self.batch_running_s)
 
@@ -195,6 +199,7 @@ class MaskerWorker:
         key = event.key if isinstance(event.key, bytes) else b""
         raw_value = event.value if isinstance(event.value, bytes) else b""
         partition = event.message.partition
+        self.acks.taken(partition, event.message.offset, event)
         started = time.perf_counter()
         self.batch_started = time.monotonic()
         try:
@@ -231,7 +236,7 @@ class MaskerWorker:
         metrics.BATCHES.inc()
         metrics.LAST_EVENT.labels(batch.site_id).set(batch.received_at_ms / 1000)
         if batch.value is None:
-            event.ack()  # nothing to publish (all events dropped by consent/rules)
+            self.event_done(event)  # nothing to publish (all events dropped by consent/rules)
             return
         try:
             delivery = await self.publish(topics.MASKED, key, batch.value, None)
@@ -307,7 +312,11 @@ class MaskerWorker:
             self.background.add(crash)
             crash.add_done_callback(self.background.discard)
             return
-        event.ack()
+        self.event_done(event)
+
+    def event_done(self, event: faust.EventT[Any]) -> None:
+        """The message's output is in Kafka: ack it once every earlier one of its partition is."""
+        self.acks.done(event.message.partition, event.message.offset)
 
     # --- timers ----------------------------------------------------------------------
 
