@@ -165,6 +165,7 @@ class MaskerWorker:
         self.batch_started: float | None = None  # monotonic time the current batch began
         self.progress = PartitionProgress(settings.stuck_after_s)
         self.acks: AckInOrder[faust.EventT[Any]] = AckInOrder(lambda event: event.ack())
+        self.last_taken: dict[int, int] = {}  # partition -> offset of the last message taken
         self.raw_opener = RawOpener(settings.raw_encryption, settings.kafka)
         metrics.BATCH_RUNNING_SECONDS.set_function(self.batch_running_s)
 
@@ -199,6 +200,7 @@ class MaskerWorker:
         key = event.key if isinstance(event.key, bytes) else b""
         raw_value = event.value if isinstance(event.value, bytes) else b""
         partition = event.message.partition
+        self.note_taken(partition, event.message.offset)
         self.acks.taken(partition, event.message.offset, event)
         started = time.perf_counter()
         self.batch_started = time.monotonic()
@@ -246,6 +248,22 @@ class MaskerWorker:
             return
         metrics.EVENTS.inc(batch.events)
         delivery.add_done_callback(partial(self.ack_when_delivered, event))
+
+    def note_taken(self, partition: int, offset: int) -> None:
+        """Log when a partition's offsets do not follow on from the last one taken here.
+
+        Normal after a rebalance (another worker masked the messages between, or
+        this one replays from the committed offset); a forward jump without one
+        is a batch this worker never saw.
+        """
+        previous = self.last_taken.get(partition)
+        self.last_taken[partition] = offset
+        if previous is not None and offset != previous + 1:
+            # count: messages between the two (negative: a replay of earlier ones)
+            log.info(
+                "raw offsets do not follow on from the last one taken here",
+                extra={"partition": partition, "offset": offset, "count": offset - previous - 1},
+            )
 
     async def mask_off_the_loop_if_big(
         self, mask: Callable[[], MaskedBatch], size: int
