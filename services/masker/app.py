@@ -34,7 +34,7 @@ import faust
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiokafka.errors import IllegalStateError
-from faust.types import TableT
+from faust.types import TP, TableT
 
 from services.masker import metrics
 from services.masker.ack_order import AckInOrder
@@ -63,6 +63,8 @@ __all__ = ["create_app", "dlq_pointer", "main", "mask_message"]
 log = logging.getLogger("replaypipe.masker")
 
 STATE_TABLE = "session-mask-state"
+# faust's "commit every N acks" set out of reach (it takes no "off").
+COMMIT_EVERY_NEVER = 2**62
 
 
 def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
@@ -94,7 +96,12 @@ def faust_app(settings: MaskerSettings, app_id: str | None = None) -> faust.App:
         producer_max_request_size=settings.kafka.max_message_bytes,
         producer_compression_type=None if settings.compression == "none" else settings.compression,
         consumer_max_fetch_size=settings.kafka.max_message_bytes * 2,
-        broker_commit_every=1000,
+        # Commit from faust's timer only: its fetch loop would also commit every
+        # N acks, between taking a message and recording it as read, and a
+        # rebalance that runs meanwhile has its seek back to the committed
+        # offset overwritten, so the re-fetched messages are dropped and later
+        # committed past (lost; tests/unit/test_masker_commit_timing.py).
+        broker_commit_every=COMMIT_EVERY_NEVER,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
@@ -200,7 +207,7 @@ class MaskerWorker:
         key = event.key if isinstance(event.key, bytes) else b""
         raw_value = event.value if isinstance(event.value, bytes) else b""
         partition = event.message.partition
-        self.note_taken(partition, event.message.offset)
+        self.note_taken(event.message.tp, event.message.offset)
         self.acks.taken(partition, event.message.offset, event)
         started = time.perf_counter()
         self.batch_started = time.monotonic()
@@ -249,21 +256,33 @@ class MaskerWorker:
         metrics.EVENTS.inc(batch.events)
         delivery.add_done_callback(partial(self.ack_when_delivered, event))
 
-    def note_taken(self, partition: int, offset: int) -> None:
+    def note_taken(self, tp: TP, offset: int) -> None:
         """Log when a partition's offsets do not follow on from the last one taken here.
 
-        Normal after a rebalance (another worker masked the messages between, or
-        this one replays from the committed offset); a forward jump without one
-        is a batch this worker never saw.
+        Normal after a rebalance: another worker masked the messages between, or
+        this one replays from the committed offset. The first message taken after
+        one should be the committed offset faust seeked to; one past it means
+        messages this worker never saw (a warning: faust may commit past them).
         """
-        previous = self.last_taken.get(partition)
-        self.last_taken[partition] = offset
-        if previous is not None and offset != previous + 1:
-            # count: messages between the two (negative: a replay of earlier ones)
-            log.info(
-                "raw offsets do not follow on from the last one taken here",
-                extra={"partition": partition, "offset": offset, "count": offset - previous - 1},
+        previous = self.last_taken.get(tp.partition)
+        self.last_taken[tp.partition] = offset
+        if previous is not None and offset == previous + 1:
+            return
+        committed: dict[TP, int | None] = getattr(self.app.consumer, "_committed_offset", {})
+        start = committed.get(tp)
+        if start is not None and offset > start:
+            log.warning(
+                "raw messages skipped: the first one taken is past the committed offset",
+                extra={"partition": tp.partition, "offset": offset, "count": offset - start},
             )
+            return
+        if previous is None:
+            return  # this worker's first message of the partition, where it should be
+        # count: messages between the two (negative: a replay of earlier ones)
+        log.info(
+            "raw offsets do not follow on from the last one taken here",
+            extra={"partition": tp.partition, "offset": offset, "count": offset - previous - 1},
+        )
 
     async def mask_off_the_loop_if_big(
         self, mask: Callable[[], MaskedBatch], size: int
