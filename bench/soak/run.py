@@ -579,7 +579,7 @@ async def dlq_sources(bootstrap: str) -> set[tuple[int, int]]:
     return sources
 
 
-async def committed_offsets(bootstrap: str, group: str, partitions: int) -> dict[int, int | None]:
+async def committed_offsets(bootstrap: str, group: str, partitions: int) -> dict[str, int | None]:
     """The group's committed offset per ``recordings.raw`` partition (without joining it)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -589,7 +589,7 @@ async def committed_offsets(bootstrap: str, group: str, partitions: int) -> dict
     await consumer.start()
     try:
         return {
-            p: await consumer.committed(TopicPartition("recordings.raw", p))
+            str(p): await consumer.committed(TopicPartition("recordings.raw", p))
             for p in range(partitions)
         }
     finally:
