@@ -144,3 +144,14 @@ def recovery_s(
 def cpu_s_per_million(cpu_s: float, events: float) -> float:
     """CPU-seconds spent per million events (0 when no event was counted)."""
     return cpu_s / events * 1_000_000 if events > 0 else 0.0
+
+
+def offset_runs(offsets: list[int]) -> list[list[int]]:
+    """Sorted offsets as ``[first, last]`` runs of consecutive ones."""
+    runs: list[list[int]] = []
+    for offset in sorted(offsets):
+        if runs and offset == runs[-1][1] + 1:
+            runs[-1][1] = offset
+        else:
+            runs.append([offset, offset])
+    return runs

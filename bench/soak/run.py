@@ -64,6 +64,7 @@ from bench.soak.accounting import (
     cpu_s_per_million,
     delivery_report,
     mean_rate,
+    offset_runs,
     rates,
     recovery_s,
     running_total,
@@ -492,14 +493,129 @@ async def masked_batches(bootstrap: str) -> set[BatchKey]:
     return found
 
 
+# Where a batch sits on ``recordings.raw``: (partition, offset, record time in ms).
+RawPlace = tuple[int, int, int]
+
+
+async def raw_batches(bootstrap: str, kek_dir: Path) -> dict[BatchKey, list[RawPlace]]:
+    """Every soak batch on ``recordings.raw``, opened with the run's KEK, and where it is.
+
+    A batch retried after a lost answer can be there twice: every place is kept.
+    """
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    from services.shared.kafka import KafkaSettings
+    from services.shared.keyring import RawEncryptionSettings, load_keyring, now_ms
+    from services.shared.raw_crypto import (
+        RawValueUnreadable,
+        is_sealed,
+        open_sealed,
+        sealed_key_id,
+    )
+
+    kafka = KafkaSettings(bootstrap_servers=bootstrap)
+    settings = RawEncryptionSettings(mode="on", kek_dir=str(kek_dir))
+    keyring = await load_keyring(settings, kafka, unwrap=True)
+    consumer = AIOKafkaConsumer(
+        "recordings.raw",
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=16 * 1024 * 1024,
+    )
+    await consumer.start()
+    found: dict[BatchKey, list[RawPlace]] = {}
+    try:
+        partitions = consumer.partitions_for_topic("recordings.raw") or set()
+        ends = await consumer.end_offsets([TopicPartition("recordings.raw", p) for p in partitions])
+        deadline = time.monotonic() + 300.0
+        while time.monotonic() < deadline:
+            positions = {tp: await consumer.position(tp) for tp in ends}
+            if all(positions[tp] >= end for tp, end in ends.items()):
+                break
+            batch = await consumer.getmany(timeout_ms=2000)
+            for record in (r for records in batch.values() for r in records):
+                value = record.value or b""
+                if is_sealed(value):
+                    try:
+                        key = keyring.get(sealed_key_id(value), now_ms())
+                        value = open_sealed(key, record.key or b"", value)
+                    except RawValueUnreadable:
+                        continue
+                doc = orjson.loads(value)
+                if doc.get("site_id") == SITE_ID:
+                    place = (record.partition, record.offset, record.timestamp)
+                    found.setdefault((doc["session_id"], int(doc["seq"])), []).append(place)
+    finally:
+        await consumer.stop()
+    return found
+
+
+async def dlq_sources(bootstrap: str) -> set[tuple[int, int]]:
+    """The ``recordings.raw`` (partition, offset) of every masker pointer on the DLQ."""
+    from aiokafka import AIOKafkaConsumer
+
+    consumer = AIOKafkaConsumer(
+        "recordings.dlq",
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    sources: set[tuple[int, int]] = set()
+    try:
+        while batch := await consumer.getmany(timeout_ms=3000):
+            for record in (r for records in batch.values() for r in records):
+                headers = dict(record.headers or ())
+                source = headers.get("source", b"").decode()
+                topic, _, place = source.partition("/")
+                if headers.get("stage") == b"masker" and topic == "recordings.raw":
+                    partition, _, offset = place.partition("/")
+                    sources.add((int(partition), int(offset)))
+    finally:
+        await consumer.stop()
+    return sources
+
+
+async def committed_offsets(bootstrap: str, group: str, partitions: int) -> dict[str, int | None]:
+    """The group's committed offset per ``recordings.raw`` partition (without joining it)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return {
+            str(p): await consumer.committed(TopicPartition("recordings.raw", p))
+            for p in range(partitions)
+        }
+    finally:
+        await consumer.stop()
+
+
 def where_missing(
-    acked: dict[BatchKey, int], masked: set[BatchKey], stores: list[dict[BatchKey, StoredBatch]]
+    acked: dict[BatchKey, int],
+    masked: set[BatchKey],
+    stores: list[dict[BatchKey, StoredBatch]],
+    raw: dict[BatchKey, list[RawPlace]] | None = None,
+    dlq: set[tuple[int, int]] | None = None,
+    load_started_ms: int = 0,
 ) -> dict[str, Any]:
-    """The missing batches split by stage: never on ``recordings.masked``, or masked, not stored."""
+    """The missing batches split by stage.
+
+    Never on ``recordings.raw`` (lost before the masker), on it but pointed to
+    by a masker DLQ record (not maskable), on it and never masked (the masker
+    committed past it), or masked and not stored. For the never-masked ones,
+    their raw offsets per partition as runs, and their record times (seconds
+    from the load's start) to set beside the faults.
+    """
     missing = [k for k in acked if not any(k in store for store in stores)]
     not_masked = [k for k in missing if k not in masked]
     stored = set().union(*(store.keys() for store in stores))
-    return {
+    report: dict[str, Any] = {
         "masked_batches_read": len(masked),
         # Must be 0: a stored batch was masked, so the topic read was complete.
         "stored_not_in_masked_read": len(stored - masked),
@@ -509,6 +625,24 @@ def where_missing(
         "masked_not_stored_batches": len(missing) - len(not_masked),
         "examples": [list(k) for k in missing[:10]],
     }
+    if raw is None:
+        return report
+    dlq = dlq or set()
+    places = [(k, p) for k in not_masked for p in raw.get(k, [])]
+    in_dlq = {k for k, (partition, offset, _) in places if (partition, offset) in dlq}
+    skipped = [(k, p) for k, p in places if k not in in_dlq]
+    by_partition: dict[int, list[int]] = {}
+    for _, (partition, offset, _) in skipped:
+        by_partition.setdefault(partition, []).append(offset)
+    times = sorted((ms - load_started_ms) / 1000 for _, (_, _, ms) in skipped)
+    report["never_masked"] = {
+        "not_on_raw_batches": sum(1 for k in not_masked if k not in raw),
+        "on_dlq_batches": len(in_dlq),
+        "on_raw_skipped_batches": len({k for k, _ in skipped}),
+        "raw_offset_runs": {str(p): offset_runs(o) for p, o in sorted(by_partition.items())},
+        "raw_record_s_from_load_start": [times[0], times[-1]] if times else None,
+    }
+    return report
 
 
 def read_store(store: Path) -> dict[BatchKey, StoredBatch]:
@@ -639,6 +773,7 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         url = f"http://127.0.0.1:{a.stack.ingest_port}/v1/recordings?key={SITE_KEY}"
         driver = asyncio.create_task(drive(url, load, args.concurrency, args.seed))
         marks: dict[str, float] = {"load_started": time.monotonic()}
+        load_started_ms = int(time.time() * 1000)
         await wait_until_acked(load, 0.10)
         marks["one_worker_from"] = time.monotonic()
         await wait_until_acked(load, 0.20)
@@ -666,6 +801,12 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         marks["drained"] = time.monotonic()
         at_end = await end_state(slots, watch)
         masked = await masked_batches(cluster.bootstrap_servers)
+        # Where the batches no store holds went (the masker group still running).
+        raw = await raw_batches(cluster.bootstrap_servers, kek_dir)
+        dlq = await dlq_sources(cluster.bootstrap_servers)
+        committed = await committed_offsets(
+            cluster.bootstrap_servers, MASKER_APP_ID, cluster.partitions
+        )
         sampler.cancel()
         await asyncio.gather(sampler, return_exceptions=True)
     finally:
@@ -677,7 +818,10 @@ async def soak(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     result = summarise(args, load, samples, faults, marks, report)
     result["topic_replicas"] = replicas
     result["at_end"] = at_end
-    result["missing_by_stage"] = where_missing(load.acked, masked, stores)
+    result["missing_by_stage"] = where_missing(
+        load.acked, masked, stores, raw, dlq, load_started_ms
+    )
+    result["masker_committed_offsets"] = committed
     return result
 
 

@@ -8,9 +8,11 @@ Thin glue around the pure :func:`~services.masker.message.mask_message`:
   masks every id-addressed value until the next full snapshot.
 - Processing guarantee: at-least-once with an idempotent sink. The agent acks a
   source offset only when the masked batch built from it is acknowledged by
-  Kafka (``acks=all``); faust commits only contiguous acked offsets, so a crash
-  at any point replays the unconfirmed batches and never skips one. Sends are
-  pipelined (not awaited one by one). The sink deduplicates replays by
+  Kafka (``acks=all``), and only once every earlier offset of its partition is
+  acked too (:mod:`services.masker.ack_order`: faust's commit rule can skip an
+  offset when acks come out of order); faust commits only contiguous acked
+  offsets, so a crash at any point replays the unconfirmed batches and never
+  skips one. Sends are pipelined (not awaited one by one). The sink deduplicates replays by
   ``(site, session, window, seq, idx)``. Concurrency stays 1 (see docs/architecture.md).
 - Idle sessions are evicted by a timer (tombstone in the changelog), so memory
   stays bounded. Site settings come from ``SITES_FILE`` and live from ``sites.config``.
@@ -32,9 +34,10 @@ import faust
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiokafka.errors import IllegalStateError
-from faust.types import TableT
+from faust.types import TP, TableT
 
 from services.masker import metrics
+from services.masker.ack_order import AckInOrder
 from services.masker.health import PartitionProgress, not_alive_reason, not_ready_reason
 from services.masker.message import (
     STATE_PARTITION,
@@ -60,6 +63,8 @@ __all__ = ["create_app", "dlq_pointer", "main", "mask_message"]
 log = logging.getLogger("replaypipe.masker")
 
 STATE_TABLE = "session-mask-state"
+# faust's "commit every N acks" set out of reach (it takes no "off").
+COMMIT_EVERY_NEVER = 2**62
 
 
 def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
@@ -91,7 +96,12 @@ def faust_app(settings: MaskerSettings, app_id: str | None = None) -> faust.App:
         producer_max_request_size=settings.kafka.max_message_bytes,
         producer_compression_type=None if settings.compression == "none" else settings.compression,
         consumer_max_fetch_size=settings.kafka.max_message_bytes * 2,
-        broker_commit_every=1000,
+        # Commit from faust's timer only: its fetch loop would also commit every
+        # N acks, between taking a message and recording it as read, and a
+        # rebalance that runs meanwhile has its seek back to the committed
+        # offset overwritten, so the re-fetched messages are dropped and later
+        # committed past (lost; tests/unit/test_masker_commit_timing.py).
+        broker_commit_every=COMMIT_EVERY_NEVER,
         broker_commit_interval=1.0,
         consumer_auto_offset_reset="earliest",
         processing_guarantee="at_least_once",
@@ -161,6 +171,8 @@ class MaskerWorker:
         self.agent_running = False
         self.batch_started: float | None = None  # monotonic time the current batch began
         self.progress = PartitionProgress(settings.stuck_after_s)
+        self.acks: AckInOrder[faust.EventT[Any]] = AckInOrder(lambda event: event.ack())
+        self.last_taken: dict[int, int] = {}  # partition -> offset of the last message taken
         self.raw_opener = RawOpener(settings.raw_encryption, settings.kafka)
         metrics.BATCH_RUNNING_SECONDS.set_function(self.batch_running_s)
 
@@ -195,6 +207,8 @@ class MaskerWorker:
         key = event.key if isinstance(event.key, bytes) else b""
         raw_value = event.value if isinstance(event.value, bytes) else b""
         partition = event.message.partition
+        self.note_taken(event.message.tp, event.message.offset)
+        self.acks.taken(partition, event.message.offset, event)
         started = time.perf_counter()
         self.batch_started = time.monotonic()
         try:
@@ -231,7 +245,7 @@ class MaskerWorker:
         metrics.BATCHES.inc()
         metrics.LAST_EVENT.labels(batch.site_id).set(batch.received_at_ms / 1000)
         if batch.value is None:
-            event.ack()  # nothing to publish (all events dropped by consent/rules)
+            self.event_done(event)  # nothing to publish (all events dropped by consent/rules)
             return
         try:
             delivery = await self.publish(topics.MASKED, key, batch.value, None)
@@ -241,6 +255,34 @@ class MaskerWorker:
             return
         metrics.EVENTS.inc(batch.events)
         delivery.add_done_callback(partial(self.ack_when_delivered, event))
+
+    def note_taken(self, tp: TP, offset: int) -> None:
+        """Log when a partition's offsets do not follow on from the last one taken here.
+
+        Normal after a rebalance: another worker masked the messages between, or
+        this one replays from the committed offset. The first message taken after
+        one should be the committed offset faust seeked to; one past it means
+        messages this worker never saw (a warning: faust may commit past them).
+        """
+        previous = self.last_taken.get(tp.partition)
+        self.last_taken[tp.partition] = offset
+        if previous is not None and offset == previous + 1:
+            return
+        committed: dict[TP, int | None] = getattr(self.app.consumer, "_committed_offset", {})
+        start = committed.get(tp)
+        if start is not None and offset > start:
+            log.warning(
+                "raw messages skipped: the first one taken is past the committed offset",
+                extra={"partition": tp.partition, "offset": offset, "count": offset - start},
+            )
+            return
+        if previous is None:
+            return  # this worker's first message of the partition, where it should be
+        # count: messages between the two (negative: a replay of earlier ones)
+        log.info(
+            "raw offsets do not follow on from the last one taken here",
+            extra={"partition": tp.partition, "offset": offset, "count": offset - previous - 1},
+        )
 
     async def mask_off_the_loop_if_big(
         self, mask: Callable[[], MaskedBatch], size: int
@@ -307,7 +349,11 @@ class MaskerWorker:
             self.background.add(crash)
             crash.add_done_callback(self.background.discard)
             return
-        event.ack()
+        self.event_done(event)
+
+    def event_done(self, event: faust.EventT[Any]) -> None:
+        """The message's output is in Kafka: ack it once every earlier one of its partition is."""
+        self.acks.done(event.message.partition, event.message.offset)
 
     # --- timers ----------------------------------------------------------------------
 

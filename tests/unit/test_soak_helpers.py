@@ -9,6 +9,7 @@ from bench.soak.accounting import (
     cpu_s_per_million,
     delivery_report,
     mean_rate,
+    offset_runs,
     rates,
     recovery_s,
     running_total,
@@ -83,3 +84,8 @@ def test_a_dip_still_open_at_the_next_fault_has_no_recovery_time() -> None:
 def test_cpu_per_million_events() -> None:
     assert cpu_s_per_million(12.0, 400_000) == pytest.approx(30.0)
     assert cpu_s_per_million(1.0, 0) == 0.0
+
+
+def test_offset_runs_group_consecutive_offsets_in_order() -> None:
+    assert offset_runs([7, 3, 4, 5, 9, 8]) == [[3, 5], [7, 9]]
+    assert offset_runs([]) == []
