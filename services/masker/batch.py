@@ -383,12 +383,11 @@ class _BatchMasker:
                 if parent is None:
                     self.counts["unknown_node"] += 1
                     parent = UNKNOWN_NODE
+                # under a block this only remembers the ids: the add is dropped
+                self._mask_tree(node, parent, sticky=True, parent_id=parent_id)
                 if parent & F_BLOCK:
                     self.counts["block"] += 1
-                    # only remembers the ids
-                    self._mask_tree(node, parent, sticky=True, parent_id=parent_id)
                     continue
-                self._mask_tree(node, parent, sticky=True, parent_id=parent_id)
                 kept.append(add)
             if len(kept) != len(adds):
                 data["adds"] = kept
