@@ -48,7 +48,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -73,6 +73,7 @@ from bench.soak.cluster import KafkaCluster
 from services.dev.kafka_broker import PROJECT_ROOT, free_port
 from services.dev.rrweb_gen import generate_session
 from services.dev.stack import LocalStack
+from services.shared import topics
 from services.shared.keyring import new_kek_file
 
 SITE_ID = "soak"
@@ -459,12 +460,14 @@ async def inject(
     fault.rejoin_s = await seconds_until(watch.settled_with(group, 2), fault.restarted_at)
 
 
-async def masked_batches(bootstrap: str) -> set[BatchKey]:
-    """Every soak batch on ``recordings.masked`` (read from the start, no group)."""
+async def records_to_end(bootstrap: str, topic: str) -> AsyncIterator[Any]:
+    """Every record of ``topic`` from its start to the end offsets it had when
+    the read began (no group): to the end offsets, not until a quiet poll — a
+    slow first fetch is no end."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     consumer = AIOKafkaConsumer(
-        "recordings.masked",
+        topic,
         bootstrap_servers=bootstrap,
         group_id=None,
         auto_offset_reset="earliest",
@@ -472,24 +475,29 @@ async def masked_batches(bootstrap: str) -> set[BatchKey]:
         max_partition_fetch_bytes=16 * 1024 * 1024,
     )
     await consumer.start()
-    found: set[BatchKey] = set()
     try:
-        # To the end offsets, not until a quiet poll: a slow first fetch is no end.
-        partitions = consumer.partitions_for_topic("recordings.masked") or set()
-        assigned = [TopicPartition("recordings.masked", p) for p in partitions]
-        ends = await consumer.end_offsets(assigned)
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
         deadline = time.monotonic() + 300.0
         while time.monotonic() < deadline:
             positions = {tp: await consumer.position(tp) for tp in ends}
             if all(positions[tp] >= end for tp, end in ends.items()):
                 break
             batch = await consumer.getmany(timeout_ms=2000)
-            for record in (r for records in batch.values() for r in records):
-                header = orjson.loads(record.value)
-                if header.get("site_id") == SITE_ID:
-                    found.add((header["session_id"], int(header["seq"])))
+            for records in batch.values():
+                for record in records:
+                    yield record
     finally:
         await consumer.stop()
+
+
+async def masked_batches(bootstrap: str) -> set[BatchKey]:
+    """Every soak batch on ``recordings.masked``."""
+    found: set[BatchKey] = set()
+    async for record in records_to_end(bootstrap, topics.MASKED):
+        header = orjson.loads(record.value)
+        if header.get("site_id") == SITE_ID:
+            found.add((header["session_id"], int(header["seq"])))
     return found
 
 
@@ -502,8 +510,6 @@ async def raw_batches(bootstrap: str, kek_dir: Path) -> dict[BatchKey, list[RawP
 
     A batch retried after a lost answer can be there twice: every place is kept.
     """
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
     from services.shared.kafka import KafkaSettings
     from services.shared.keyring import RawEncryptionSettings, load_keyring, now_ms
     from services.shared.raw_crypto import (
@@ -516,39 +522,19 @@ async def raw_batches(bootstrap: str, kek_dir: Path) -> dict[BatchKey, list[RawP
     kafka = KafkaSettings(bootstrap_servers=bootstrap)
     settings = RawEncryptionSettings(mode="on", kek_dir=str(kek_dir))
     keyring = await load_keyring(settings, kafka, unwrap=True)
-    consumer = AIOKafkaConsumer(
-        "recordings.raw",
-        bootstrap_servers=bootstrap,
-        group_id=None,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-        max_partition_fetch_bytes=16 * 1024 * 1024,
-    )
-    await consumer.start()
     found: dict[BatchKey, list[RawPlace]] = {}
-    try:
-        partitions = consumer.partitions_for_topic("recordings.raw") or set()
-        ends = await consumer.end_offsets([TopicPartition("recordings.raw", p) for p in partitions])
-        deadline = time.monotonic() + 300.0
-        while time.monotonic() < deadline:
-            positions = {tp: await consumer.position(tp) for tp in ends}
-            if all(positions[tp] >= end for tp, end in ends.items()):
-                break
-            batch = await consumer.getmany(timeout_ms=2000)
-            for record in (r for records in batch.values() for r in records):
-                value = record.value or b""
-                if is_sealed(value):
-                    try:
-                        key = keyring.get(sealed_key_id(value), now_ms())
-                        value = open_sealed(key, record.key or b"", value)
-                    except RawValueUnreadable:
-                        continue
-                doc = orjson.loads(value)
-                if doc.get("site_id") == SITE_ID:
-                    place = (record.partition, record.offset, record.timestamp)
-                    found.setdefault((doc["session_id"], int(doc["seq"])), []).append(place)
-    finally:
-        await consumer.stop()
+    async for record in records_to_end(bootstrap, topics.RAW):
+        value = record.value or b""
+        if is_sealed(value):
+            try:
+                key = keyring.get(sealed_key_id(value), now_ms())
+                value = open_sealed(key, record.key or b"", value)
+            except RawValueUnreadable:
+                continue
+        doc = orjson.loads(value)
+        if doc.get("site_id") == SITE_ID:
+            place = (record.partition, record.offset, record.timestamp)
+            found.setdefault((doc["session_id"], int(doc["seq"])), []).append(place)
     return found
 
 
