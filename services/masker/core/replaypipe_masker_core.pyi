@@ -1,0 +1,3 @@
+"""Type information for the masker's compiled core (services/masker/core)."""
+
+__version__: str
