@@ -1,9 +1,15 @@
-//! The masker's compiled core (issue 16): see docs/masking.md, "The compiled core".
+//! The masker's compiled core (issue 16): the rrweb walk and the rules it
+//! applies, one implementation, called from `services/masker/*.py` whose
+//! Python API is unchanged. docs/masking.md, "The compiled core".
 use pyo3::prelude::*;
+
+pub mod counts;
+pub mod flags;
 
 /// The Python module `replaypipe_masker_core`.
 #[pymodule]
 fn replaypipe_masker_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // Each part registers its classes and functions here, one line each.
     Ok(())
 }
