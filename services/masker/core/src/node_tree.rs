@@ -683,12 +683,14 @@ impl SessionNodeTree {
     }
 
     /// Drop the shape of a snapshot too big to keep (the tree becomes unknown).
-    pub fn end_snapshot(&mut self, py: Python<'_>) {
+    /// (Release the shape's borrow from `start_snapshot` first.)
+    pub fn end_snapshot(&mut self, py: Python<'_>) -> PyResult<()> {
         if let Some(shape) = &self.shape {
-            if shape.bind(py).borrow_mut().len(py) > self.limits.max_shape_nodes {
+            if shape.bind(py).try_borrow_mut()?.len(py) > self.limits.max_shape_nodes {
                 self.shape = None;
             }
         }
+        Ok(())
     }
 
     /// Remember where a node added by a mutation hangs (both must be int ids).
@@ -720,7 +722,7 @@ impl SessionNodeTree {
         let Some(shape) = self.shape(py)? else {
             return Ok(None);
         };
-        if !shape.bind(py).borrow_mut().readable(py) {
+        if !shape.bind(py).try_borrow_mut()?.readable(py) {
             self.shape = None; // stays unknown in the stored state too
             return Ok(None);
         }
@@ -746,7 +748,7 @@ impl SessionNodeTree {
         let Some(shape) = self.readable_shape(py)? else {
             return Ok(None);
         };
-        let mut shape = shape.bind(py).borrow_mut();
+        let mut shape = shape.bind(py).try_borrow_mut()?;
         let mut under: HashSet<i64> = HashSet::new();
         let mut roots = vec![id];
         while !roots.is_empty() {
@@ -782,7 +784,7 @@ impl SessionNodeTree {
         }
         self.encoded_parents = None;
         let in_shape: Option<HashSet<i64>> = match self.readable_shape(py)? {
-            Some(shape) => Some(shape.bind(py).borrow_mut().ids(py).into_iter().collect()),
+            Some(shape) => Some(shape.bind(py).try_borrow_mut()?.ids(py).into_iter().collect()),
             None => None,
         };
         let attached = follow_parents(&self.parents, &HashSet::new(), |top| {
@@ -849,7 +851,7 @@ impl SessionNodeTree {
         let doc = PyDict::new(py);
         match &self.shape {
             Some(shape) => {
-                doc.set_item(pyo3::intern!(py, "s"), shape.bind(py).borrow_mut().to_dict(py)?)?
+                doc.set_item(pyo3::intern!(py, "s"), shape.bind(py).try_borrow_mut()?.to_dict(py)?)?
             }
             None => doc.set_item(pyo3::intern!(py, "s"), py.None())?,
         }
@@ -926,7 +928,7 @@ impl SessionNodeTree {
 
     /// Drop the shape of a snapshot too big to keep (the tree becomes unknown).
     #[pyo3(name = "end_snapshot")]
-    fn py_end_snapshot(&mut self, py: Python<'_>) {
+    fn py_end_snapshot(&mut self, py: Python<'_>) -> PyResult<()> {
         self.end_snapshot(py)
     }
 
