@@ -248,7 +248,7 @@ impl SessionNodeIndex {
     /// Inverse of the list form `[gap, length-1, value, ...]` (see `to_list`);
     /// None if it is malformed or does not fit `i64` ids and `u64` bits.
     pub fn from_flat(flat: &[i128]) -> Option<SessionNodeIndex> {
-        if flat.len() % 3 != 0 {
+        if !flat.len().is_multiple_of(3) {
             return None;
         }
         let mut index = SessionNodeIndex::new();

@@ -281,7 +281,7 @@ fn ids_from_runs(flat: &Bound<'_, PyAny>) -> PyResult<Option<Vec<i64>>> {
     let Some(items) = py_ints(flat)? else {
         return Ok(None);
     };
-    if items.len() % 2 != 0 {
+    if !items.len().is_multiple_of(2) {
         return Ok(None);
     }
     let mut ids: Vec<i64> = Vec::new();
@@ -630,7 +630,7 @@ impl SessionNodeTree {
             Some(flat) if flat.is_instance_of::<PyList>() => py_ints(&flat)?,
             _ => None,
         };
-        let Some(flat) = flat.filter(|flat| flat.len() % 2 == 0) else {
+        let Some(flat) = flat.filter(|flat| flat.len().is_multiple_of(2)) else {
             return Ok(()); // pointers lost: descendants cannot be told apart
         };
         let mut parents = BTreeMap::new();
