@@ -1,15 +1,20 @@
-"""The per-session state the masker keeps between batches, and its JSON form."""
+"""The per-session state the masker keeps between batches, and its JSON form.
+
+``field_fingerprint`` (a 32-bit BLAKE2b of a sensitive field's name or id, kept
+instead of the name) and the node state are the compiled core's
+(``services/masker/core``); the JSON form is byte-identical to what the
+Python implementation wrote (``tests/unit/test_masker_state_encoding.py``).
+"""
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
-from functools import lru_cache
 from typing import Any, Final
+
+from replaypipe_masker_core import field_fingerprint
 
 from services.masker.node_index import SessionNodeIndex
 from services.masker.node_tree import SessionNodeTree
-from services.masker.sensitivity import MAX_CACHED_NAME_CHARS
 
 # Upper bound on stored runs per session; older nodes become unknown (masked).
 MAX_NODE_RUNS: Final = 10_000
@@ -24,22 +29,18 @@ CONSENT_GRANTED = "granted"
 CONSENT_WITHDRAWN = "withdrawn"
 CONSENT_NOT_REQUIRED = "not_required"
 
-
-def field_fingerprint(name: str) -> int:
-    """A short fingerprint of a field's name or id, kept instead of the name itself.
-
-    32 bits: a collision only masks one more field.
-    """
-    if len(name) <= MAX_CACHED_NAME_CHARS:
-        return _cached_fingerprint(name)  # pages repeat the same few field names
-    return _fingerprint(name)
-
-
-def _fingerprint(name: str) -> int:
-    return int.from_bytes(hashlib.blake2b(name.encode(), digest_size=4).digest(), "big")
-
-
-_cached_fingerprint = lru_cache(maxsize=4096)(_fingerprint)
+__all__ = [
+    "CONSENT_GRANTED",
+    "CONSENT_NOT_REQUIRED",
+    "CONSENT_PENDING",
+    "CONSENT_WITHDRAWN",
+    "MAX_FIELD_NAMES",
+    "MAX_NODE_RUNS",
+    "STATE_VERSION",
+    "TREELESS_STATE_VERSION",
+    "SessionMaskState",
+    "field_fingerprint",
+]
 
 
 @dataclass(slots=True)

@@ -8,7 +8,6 @@ from typing import Any
 import orjson
 import pytest
 
-from services.masker import node_tree
 from services.masker.node_tree import SessionNodeTree, SnapshotShape
 from services.masker.rules import SessionMaskState
 from services.shared.site_settings import SiteSettings
@@ -267,11 +266,8 @@ def test_a_late_mark_with_the_tree_unknown_masks_every_known_node() -> None:
     assert len(result.events[1]["data"]["texts"]) == 1
 
 
-def test_a_full_snapshot_too_big_to_keep_leaves_the_tree_unknown(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(node_tree, "MAX_SHAPE_NODES", 5)
-    state = SessionMaskState()
+def test_a_full_snapshot_too_big_to_keep_leaves_the_tree_unknown() -> None:
+    state = SessionMaskState(tree=SessionNodeTree(max_shape_nodes=5))
     run([page()], RECORDING, state=state)
     assert not state.tree.known
     result = run(
@@ -306,37 +302,27 @@ def test_an_unreadable_tree_in_the_state_is_unknown_never_empty() -> None:
     assert not SessionNodeTree.from_dict("garbage").known
 
 
-def test_pointers_of_removed_subtrees_are_swept(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(node_tree, "_MIN_SWEEP_SIZE", 2)
-    tree = SessionNodeTree()
+def test_pointers_of_removed_subtrees_are_swept() -> None:
+    tree = SessionNodeTree(min_sweep_size=2)  # swept once it holds more than 2
     tree.start_snapshot().visit(1, 0)
     for node_id, parent_id in [(10, 1), (11, 10), (12, 11), (20, 1)]:
         tree.add_parent(node_id, parent_id)
-    tree._sweep_at = 2
     tree.remove(10)  # 11 and 12 hang below a node that left the page
     assert tree.trim() == []
     assert tree.parents == {20: 1}
 
 
-def test_evicted_pointers_are_returned_with_everything_below_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(node_tree, "MAX_ADDED_PARENTS", 2)
-    tree = SessionNodeTree()
+def test_evicted_pointers_are_returned_with_everything_below_them() -> None:
+    tree = SessionNodeTree(max_added_parents=2, min_sweep_size=0)
     tree.start_snapshot().visit(1, 0)
     for node_id, parent_id in [(10, 1), (11, 10), (12, 11), (20, 1)]:
         tree.add_parent(node_id, parent_id)
-    tree._sweep_at = 0
     assert tree.trim() == [10, 11, 12]
     assert tree.parents == {20: 1}
 
 
-def test_nodes_whose_place_in_the_tree_is_evicted_are_masked(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(node_tree, "MAX_ADDED_PARENTS", 1)
-    monkeypatch.setattr(node_tree, "_MIN_SWEEP_SIZE", 0)
-    state = SessionMaskState()
+def test_nodes_whose_place_in_the_tree_is_evicted_are_masked() -> None:
+    state = SessionMaskState(tree=SessionNodeTree(max_added_parents=1, min_sweep_size=0))
     run([page()], RECORDING, state=state)
     adds = [
         {"parentId": 8, "nextId": None, "node": el(30, "p", {}, text(31, "a"))},

@@ -5,11 +5,15 @@ use pyo3::prelude::*;
 
 pub mod counts;
 pub mod flags;
+pub mod fingerprint;
+pub mod node_index;
+pub mod node_tree;
 
 /// The Python module `replaypipe_masker_core`.
 #[pymodule]
 fn replaypipe_masker_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Each part registers its classes and functions here, one line each.
+    node_tree::register(m)?;
     Ok(())
 }
