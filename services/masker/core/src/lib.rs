@@ -5,11 +5,15 @@ use pyo3::prelude::*;
 
 pub mod counts;
 pub mod flags;
+pub mod policy;
+pub mod policy_deps;
+pub mod selectors;
 
 /// The Python module `replaypipe_masker_core`.
 #[pymodule]
 fn replaypipe_masker_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Each part registers its classes and functions here, one line each.
+    policy::register(m)?;
     Ok(())
 }
