@@ -11,7 +11,7 @@
 //! masked, never less.
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFrozenSet, PyTuple};
+use pyo3::types::{PyDict, PyFrozenSet, PyString, PyTuple};
 
 use crate::flags::{
     CONTEXT_SHIFT, FLAG_BITS, F_BLOCK, F_IGNORE, F_INPUT_TEXT, F_MASK, F_MASK_INPUT,
@@ -19,9 +19,58 @@ use crate::flags::{
 };
 use crate::policy_deps::{self, SplitNames};
 use crate::selectors::{
-    compile_selectors, compound_matches, compound_may_match_change, split_py_whitespace,
+    compile_selectors, compound_matches_known, compound_may_match_change, split_py_whitespace,
     str_value, Compound, Selector,
 };
+
+/// The attributes the element rules read of every element, looked up once.
+#[derive(Default)]
+struct OwnAttrs<'py> {
+    class: Option<Bound<'py, PyAny>>,
+    id: Option<Bound<'py, PyAny>>,
+    name: Option<Bound<'py, PyAny>>,
+    field_type: Option<Bound<'py, PyAny>>,
+    autocomplete: Option<Bound<'py, PyAny>>,
+    recording_ignore: Option<Bound<'py, PyAny>>,
+    contenteditable: Option<Bound<'py, PyAny>>,
+}
+
+/// Up to this many attributes, one pass over the dict beats seven look-ups.
+const SCAN_ATTRS_UP_TO: usize = 8;
+
+impl<'py> OwnAttrs<'py> {
+    fn read(attrs: &Bound<'py, PyDict>) -> PyResult<OwnAttrs<'py>> {
+        let mut own = OwnAttrs::default();
+        if attrs.len() <= SCAN_ATTRS_UP_TO {
+            for (key, value) in attrs.iter() {
+                // a key that is not a str never equals one of these names
+                let Ok(key) = key.cast::<PyString>() else { continue };
+                let Ok(key) = key.to_str() else { continue };
+                let slot = match key {
+                    "class" => &mut own.class,
+                    "id" => &mut own.id,
+                    "name" => &mut own.name,
+                    "type" => &mut own.field_type,
+                    "autocomplete" => &mut own.autocomplete,
+                    "data-recording-ignore" => &mut own.recording_ignore,
+                    "contenteditable" => &mut own.contenteditable,
+                    _ => continue,
+                };
+                *slot = Some(value);
+            }
+            return Ok(own);
+        }
+        let py = attrs.py();
+        own.class = attrs.get_item(intern!(py, "class"))?;
+        own.id = attrs.get_item(intern!(py, "id"))?;
+        own.name = attrs.get_item(intern!(py, "name"))?;
+        own.field_type = attrs.get_item(intern!(py, "type"))?;
+        own.autocomplete = attrs.get_item(intern!(py, "autocomplete"))?;
+        own.recording_ignore = attrs.get_item(intern!(py, "data-recording-ignore"))?;
+        own.contenteditable = attrs.get_item(intern!(py, "contenteditable"))?;
+        Ok(own)
+    }
+}
 
 /// A compiled site selector and the bit it sets on matching elements.
 #[pyclass(frozen, module = "replaypipe_masker_core")]
@@ -149,31 +198,26 @@ impl ElementRules {
 
     /// Password type, card/OTP/password autocomplete, or a sensitive name or id.
     pub fn field_is_sensitive(&self, attrs: &Bound<'_, PyDict>) -> PyResult<bool> {
-        let py = attrs.py();
-        if let Some(field_type) = attrs.get_item(intern!(py, "type"))? {
-            // ASCII case folding is Python's lower() here: no other character
-            // lower-cases into the letters of "password".
-            if str_value(&field_type).is_some_and(|t| t.eq_ignore_ascii_case("password")) {
-                return Ok(true);
+        Ok(self.own_field_is_sensitive(&OwnAttrs::read(attrs)?))
+    }
+
+    fn own_field_is_sensitive(&self, own: &OwnAttrs<'_>) -> bool {
+        // ASCII case folding is Python's lower() here: no other character
+        // lower-cases into the letters of "password".
+        if own.field_type.as_ref().and_then(str_value).is_some_and(|t| t.eq_ignore_ascii_case("password")) {
+            return true;
+        }
+        if let Some(autocomplete) = own.autocomplete.as_ref().and_then(str_value) {
+            if split_py_whitespace(&autocomplete).any(autocomplete_token_is_sensitive) {
+                return true;
             }
         }
-        if let Some(autocomplete) = attrs.get_item(intern!(py, "autocomplete"))? {
-            if let Some(autocomplete) = str_value(&autocomplete) {
-                if split_py_whitespace(&autocomplete).any(autocomplete_token_is_sensitive) {
-                    return Ok(true);
-                }
-            }
-        }
-        for key in [intern!(py, "name"), intern!(py, "id")] {
-            if let Some(value) = attrs.get_item(key)? {
-                if let Some(value) = str_value(&value) {
-                    if !value.is_empty() && self.name_is_sensitive(&value) {
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-        Ok(false)
+        [&own.name, &own.id].into_iter().any(|value| {
+            value
+                .as_ref()
+                .and_then(str_value)
+                .is_some_and(|v| !v.is_empty() && self.name_is_sensitive(&v))
+        })
     }
 
     /// Marks an element's own attributes carry, whether snapshotted or changed
@@ -182,29 +226,28 @@ impl ElementRules {
         if attrs.is_empty() {
             return Ok(0);
         }
-        let py = attrs.py();
+        Ok(self.own_marks(&OwnAttrs::read(attrs)?))
+    }
+
+    fn own_marks(&self, own: &OwnAttrs<'_>) -> u64 {
         let mut bits = 0;
-        if let Some(cls) = attrs.get_item(intern!(py, "class"))? {
-            if let Some(cls) = str_value(&cls) {
-                if cls.contains("rr-") {
-                    bits |= policy_deps::class_marks(&cls);
-                }
+        if let Some(cls) = own.class.as_ref().and_then(str_value) {
+            if cls.contains("rr-") {
+                bits |= policy_deps::class_marks(&cls);
             }
         }
-        if let Some(marker) = attrs.get_item(intern!(py, "data-recording-ignore"))? {
-            if !marker.is_none() {
-                bits |= policy_deps::recording_ignore_marks(str_value(&marker).as_deref());
-            }
+        if let Some(marker) = own.recording_ignore.as_ref().filter(|m| !m.is_none()) {
+            bits |= policy_deps::recording_ignore_marks(str_value(marker).as_deref());
         }
-        if self.field_is_sensitive(attrs)? {
+        if self.own_field_is_sensitive(own) {
             bits |= F_MASK_INPUT;
         }
-        if let Some(editable) = attrs.get_item(intern!(py, "contenteditable"))? {
-            if !editable.is_none() && str_value(&editable).is_none_or(|e| e != "false") {
+        if let Some(editable) = own.contenteditable.as_ref().filter(|e| !e.is_none()) {
+            if str_value(editable).is_none_or(|e| e != "false") {
                 bits |= F_INPUT_TEXT;
             }
         }
-        Ok(bits)
+        bits
     }
 
     /// Bits of an element (own marks + inherited) with its children's selector
@@ -215,7 +258,11 @@ impl ElementRules {
         attrs: &Bound<'_, PyDict>,
         parent_value: u64,
     ) -> PyResult<u64> {
-        let mut bits = (parent_value & !NOT_INHERITED & FLAG_BITS) | self.attribute_marks(attrs)?;
+        let own = OwnAttrs::read(attrs)?;
+        let mut bits = (parent_value & !NOT_INHERITED & FLAG_BITS) | self.own_marks(&own);
+        let matches = |part: &Compound| {
+            compound_matches_known(part, tag, attrs, own.class.as_ref(), own.id.as_ref())
+        };
         match tag {
             "textarea" | "select" => bits |= F_INPUT_TEXT,
             "style" => bits |= F_STYLE_ELEMENT,
@@ -227,14 +274,14 @@ impl ElementRules {
         for rule in &self.rules {
             let last = rule.last();
             let Some(base) = rule.base else {
-                if compound_matches(rule.part(last), tag, attrs)? {
+                if matches(rule.part(last))? {
                     bits |= rule.flag;
                 }
                 continue;
             };
             if bits & rule.flag == 0
                 && reached(context, base, last)
-                && compound_matches(rule.part(last), tag, attrs)?
+                && matches(rule.part(last))?
             {
                 bits |= rule.flag;
             }
@@ -242,7 +289,7 @@ impl ElementRules {
                 let bit = 1u64 << (base + k as u32);
                 if child_context & bit == 0
                     && reached(context, base, k)
-                    && compound_matches(rule.part(k), tag, attrs)?
+                    && matches(rule.part(k))?
                 {
                     child_context |= bit;
                 }

@@ -609,7 +609,8 @@ pub fn str_value<'a>(value: &'a Bound<'_, PyAny>) -> Option<Cow<'a, str>> {
 }
 
 fn has_classes(cls: &str, wanted: &[String]) -> bool {
-    wanted.iter().all(|w| split_py_whitespace(cls).any(|t| t == w))
+    // the substring search (memchr-fast) turns most elements away before any split
+    wanted.iter().all(|w| cls.contains(w.as_str()) && split_py_whitespace(cls).any(|t| t == w))
 }
 
 /// True if an element with this (lower-case) tag and attributes matches `part`.
@@ -618,18 +619,41 @@ pub fn compound_matches(part: &Compound, tag: &str, attrs: &Bound<'_, PyDict>) -
         return Ok(false);
     }
     let py = attrs.py();
+    let id = match part.element_id {
+        Some(_) => attrs.get_item(intern!(py, "id"))?,
+        None => None,
+    };
+    let class = match part.classes.is_empty() {
+        false => attrs.get_item(intern!(py, "class"))?,
+        true => None,
+    };
+    compound_matches_known(part, tag, attrs, class.as_ref(), id.as_ref())
+}
+
+/// `compound_matches` with the element's `class` and `id` values already
+/// looked up (`None`: absent), as the element rules have them: an element is
+/// matched against every rule, and these are read once.
+pub fn compound_matches_known(
+    part: &Compound,
+    tag: &str,
+    attrs: &Bound<'_, PyDict>,
+    class: Option<&Bound<'_, PyAny>>,
+    id: Option<&Bound<'_, PyAny>>,
+) -> PyResult<bool> {
+    if part.tag.as_deref().is_some_and(|t| t != tag) {
+        return Ok(false);
+    }
     if let Some(wanted) = &part.element_id {
-        let Some(id) = attrs.get_item(intern!(py, "id"))? else { return Ok(false) };
-        if str_value(&id).is_none_or(|id| id != wanted.as_str()) {
+        if id.and_then(str_value).is_none_or(|id| id != wanted.as_str()) {
             return Ok(false);
         }
     }
-    if !part.classes.is_empty() {
-        let Some(cls) = attrs.get_item(intern!(py, "class"))? else { return Ok(false) };
-        if str_value(&cls).is_none_or(|cls| !has_classes(&cls, &part.classes)) {
-            return Ok(false);
-        }
+    if !part.classes.is_empty()
+        && class.and_then(str_value).is_none_or(|cls| !has_classes(&cls, &part.classes))
+    {
+        return Ok(false);
     }
+    let py = attrs.py();
     for test in &part.attrs {
         let Some(actual) = attrs.get_item(test.key.bind(py))? else { return Ok(false) };
         if str_value(&actual).is_none_or(|a| !test.op.test(&a, &test.value)) {
