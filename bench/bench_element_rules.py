@@ -187,20 +187,14 @@ def main() -> None:
     for p in procs.values():
         p.stdin.close()  # type: ignore[union-attr]
         p.wait()
-    print(f"{'case':50} {'this us/el':>10} {'other':>8} {'ratio':>6} {'net ratio':>9}")
-    med = {
-        name: {key: statistics.median(values) * 1e6 for key, values in by_case.items()}
-        for name, by_case in samples.items()
-    }
-    for key, this in med["this"].items():
-        other = med.get("other", {}).get(key.replace("core.", ""), float("nan"))
-        # net: less the same process's loop floor on the same page (element_value cases)
-        page = key.split(" ", 1)[1]
-        net = float("nan")
-        if "element_value" in key and "other" in med:
-            floor = f"loop floor {page}"
-            net = (this - med["this"][floor]) / (other - med["other"][floor])
-        print(f"{key:50} {this:10.3f} {other:8.3f} {this / other:6.3f} {net:9.3f}")
+    print(f"{'case':58} {'this us/el':>11} {'other us/el':>12} {'ratio':>7}")
+    for key in samples["this"]:
+        this = statistics.median(samples["this"][key]) * 1e6
+        base_key = key.replace("core.", "")
+        other_samples = samples.get("other", {}).get(base_key)
+        other = statistics.median(other_samples) * 1e6 if other_samples else float("nan")
+        print(f"{key:58} {this:11.3f} {other:12.3f} {this / other:7.3f}")
+
 
 if __name__ == "__main__":
     main()
