@@ -175,6 +175,12 @@ impl ElementRules {
         })
     }
 
+    /// The rules a Python `MaskPolicy` holds (its `rules` field), for native
+    /// callers such as the walk: `ElementRules::of_policy(policy)?.get()`.
+    pub fn of_policy<'py>(policy: &Bound<'py, PyAny>) -> PyResult<Bound<'py, ElementRules>> {
+        Ok(policy.getattr(intern!(policy.py(), "rules"))?.cast_into::<ElementRules>()?)
+    }
+
     /// Whether the site has any selector rule (else the selector steps are no-ops).
     pub fn has_selector_rules(&self) -> bool {
         !self.rules.is_empty()
