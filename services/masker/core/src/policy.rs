@@ -44,7 +44,9 @@ impl<'py> OwnAttrs<'py> {
         if attrs.len() <= SCAN_ATTRS_UP_TO {
             for (key, value) in attrs.iter() {
                 // a key that is not a str never equals one of these names
-                let Ok(key) = key.cast::<PyString>() else { continue };
+                let Ok(key) = key.cast::<PyString>() else {
+                    continue;
+                };
                 let Ok(key) = key.to_str() else { continue };
                 let slot = match key {
                     "class" => &mut own.class,
@@ -162,10 +164,22 @@ impl ElementRules {
             }
         }
         let names = policy_deps::split_names(sensitive_names.iter().map(AsRef::as_ref));
-        let join = |texts: &[S]| texts.iter().map(AsRef::as_ref).collect::<Vec<&str>>().join("\x1e");
-        let key_source =
-            [join(block_selectors), join(mask_text_selectors), join(ignore_input_selectors)].join("\x1f");
-        let digest = sha1_smol::Sha1::from(key_source.as_bytes()).digest().to_string();
+        let join = |texts: &[S]| {
+            texts
+                .iter()
+                .map(AsRef::as_ref)
+                .collect::<Vec<&str>>()
+                .join("\x1e")
+        };
+        let key_source = [
+            join(block_selectors),
+            join(mask_text_selectors),
+            join(ignore_input_selectors),
+        ]
+        .join("\x1f");
+        let digest = sha1_smol::Sha1::from(key_source.as_bytes())
+            .digest()
+            .to_string();
         Ok(ElementRules {
             rules,
             py_rules: PyTuple::new(py, py_rules)?.unbind(),
@@ -178,7 +192,9 @@ impl ElementRules {
     /// The rules a Python `MaskPolicy` holds (its `rules` field), for native
     /// callers such as the walk: `ElementRules::of_policy(policy)?.get()`.
     pub fn of_policy<'py>(policy: &Bound<'py, PyAny>) -> PyResult<Bound<'py, ElementRules>> {
-        Ok(policy.getattr(intern!(policy.py(), "rules"))?.cast_into::<ElementRules>()?)
+        Ok(policy
+            .getattr(intern!(policy.py(), "rules"))?
+            .cast_into::<ElementRules>()?)
     }
 
     /// Whether the site has any selector rule (else the selector steps are no-ops).
@@ -210,7 +226,12 @@ impl ElementRules {
     fn own_field_is_sensitive(&self, own: &OwnAttrs<'_>) -> bool {
         // ASCII case folding is Python's lower() here: no other character
         // lower-cases into the letters of "password".
-        if own.field_type.as_ref().and_then(str_value).is_some_and(|t| t.eq_ignore_ascii_case("password")) {
+        if own
+            .field_type
+            .as_ref()
+            .and_then(str_value)
+            .is_some_and(|t| t.eq_ignore_ascii_case("password"))
+        {
             return true;
         }
         if let Some(autocomplete) = own.autocomplete.as_ref().and_then(str_value) {
@@ -285,18 +306,12 @@ impl ElementRules {
                 }
                 continue;
             };
-            if bits & rule.flag == 0
-                && reached(context, base, last)
-                && matches(rule.part(last))?
-            {
+            if bits & rule.flag == 0 && reached(context, base, last) && matches(rule.part(last))? {
                 bits |= rule.flag;
             }
             for k in 0..last {
                 let bit = 1u64 << (base + k as u32);
-                if child_context & bit == 0
-                    && reached(context, base, k)
-                    && matches(rule.part(k))?
-                {
+                if child_context & bit == 0 && reached(context, base, k) && matches(rule.part(k))? {
                     child_context |= bit;
                 }
             }
@@ -341,7 +356,9 @@ impl ElementRules {
         for rule in &self.rules {
             let last = rule.last();
             // no ancestor part, or ancestors ignored: matched where it applies
-            let Some(base) = rule.base.filter(|_| last > 0) else { continue };
+            let Some(base) = rule.base.filter(|_| last > 0) else {
+                continue;
+            };
             for k in 0..last {
                 if reached(context, base, k) && compound_may_match_change(rule.part(k), changed)? {
                     flags |= rule.flag;
@@ -358,8 +375,13 @@ impl ElementRules {
 /// characters lower-casing into ASCII are U+0130 (adds U+0307) and U+212A ("k").
 fn autocomplete_token_is_sensitive(token: &str) -> bool {
     let prefix = policy_deps::sensitive_autocomplete_prefix();
-    policy_deps::sensitive_autocomplete().iter().any(|w| token.eq_ignore_ascii_case(w))
-        || token.as_bytes().get(..prefix.len()).is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
+    policy_deps::sensitive_autocomplete()
+        .iter()
+        .any(|w| token.eq_ignore_ascii_case(w))
+        || token
+            .as_bytes()
+            .get(..prefix.len())
+            .is_some_and(|p| p.eq_ignore_ascii_case(prefix.as_bytes()))
 }
 
 #[pymethods]
@@ -422,7 +444,12 @@ impl ElementRules {
     }
 
     #[pyo3(name = "element_value")]
-    fn py_element_value(&self, tag: &str, attrs: &Bound<'_, PyDict>, parent_value: u64) -> PyResult<u64> {
+    fn py_element_value(
+        &self,
+        tag: &str,
+        attrs: &Bound<'_, PyDict>,
+        parent_value: u64,
+    ) -> PyResult<u64> {
         self.element_value(tag, attrs, parent_value)
     }
 
@@ -432,7 +459,11 @@ impl ElementRules {
     }
 
     #[pyo3(name = "change_ancestor_marks")]
-    fn py_change_ancestor_marks(&self, changed: &Bound<'_, PyDict>, value: u64) -> PyResult<(u64, u64)> {
+    fn py_change_ancestor_marks(
+        &self,
+        changed: &Bound<'_, PyDict>,
+        value: u64,
+    ) -> PyResult<(u64, u64)> {
         self.change_ancestor_marks(changed, value)
     }
 }

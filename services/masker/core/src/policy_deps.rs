@@ -25,7 +25,11 @@ pub struct SplitNames {
     pub short: HashSet<String>,
 }
 
-fn call<'py>(py: Python<'py>, name: &str, args: impl PyCallArgs<'py>) -> PyResult<Bound<'py, PyAny>> {
+fn call<'py>(
+    py: Python<'py>,
+    name: &str,
+    args: impl PyCallArgs<'py>,
+) -> PyResult<Bound<'py, PyAny>> {
     py.import(SENSITIVITY)?.getattr(name)?.call1(args)
 }
 
@@ -59,7 +63,10 @@ fn python_names<'py>(
     short: &HashSet<String>,
 ) -> PyResult<(Bound<'py, PyTuple>, Bound<'py, PyFrozenSet>)> {
     let mut mirrors = MIRRORS.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, _, t, s)) = mirrors.iter().find(|(l, sh, _, _)| l == long && sh == short) {
+    if let Some((_, _, t, s)) = mirrors
+        .iter()
+        .find(|(l, sh, _, _)| l == long && sh == short)
+    {
         return Ok((t.bind(py).clone(), s.bind(py).clone()));
     }
     let t = PyTuple::new(py, long)?;
@@ -67,7 +74,12 @@ fn python_names<'py>(
     if mirrors.len() >= 16 {
         mirrors.remove(0);
     }
-    mirrors.push((long.to_vec(), short.clone(), t.clone().unbind(), s.clone().unbind()));
+    mirrors.push((
+        long.to_vec(),
+        short.clone(),
+        t.clone().unbind(),
+        s.clone().unbind(),
+    ));
     Ok((t, s))
 }
 
@@ -115,10 +127,20 @@ fn autocomplete() -> &'static Autocomplete {
                     .map(|w| w?.extract())
                     .collect::<PyResult<_>>()?;
                 words.sort();
-                Ok(Autocomplete { words, prefix: module.getattr("SENSITIVE_AUTOCOMPLETE_PREFIX")?.extract()? })
+                Ok(Autocomplete {
+                    words,
+                    prefix: module.getattr("SENSITIVE_AUTOCOMPLETE_PREFIX")?.extract()?,
+                })
             })();
             // Without the list, every token starts with the empty prefix: masks.
-            or_mask(py, loaded, Autocomplete { words: Vec::new(), prefix: String::new() })
+            or_mask(
+                py,
+                loaded,
+                Autocomplete {
+                    words: Vec::new(),
+                    prefix: String::new(),
+                },
+            )
         })
     })
 }

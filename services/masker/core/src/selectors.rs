@@ -17,8 +17,8 @@ use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use pyo3::exceptions::PyValueError;
-use pyo3::prelude::*;
 use pyo3::intern;
+use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyFrozenSet, PyString, PyTuple};
 
 pyo3::create_exception!(
@@ -55,6 +55,7 @@ impl AttrOp {
         }
     }
 
+    /// The operator written `op` (`None` outside the subset).
     pub fn parse(op: &str) -> Option<AttrOp> {
         Some(match op {
             "" => AttrOp::Exists,
@@ -135,12 +136,22 @@ impl Compound {
             (!classes.is_empty()).then_some("class"),
             element_id.is_some().then_some("id"),
         ];
-        for name in attrs.iter().map(|a| a.name.as_str()).chain(extra.into_iter().flatten()) {
+        for name in attrs
+            .iter()
+            .map(|a| a.name.as_str())
+            .chain(extra.into_iter().flatten())
+        {
             if !referenced.iter().any(|(r, _)| r == name) {
                 referenced.push((name.to_owned(), PyString::intern(py, name).unbind()));
             }
         }
-        Compound { tag, element_id, classes, attrs, referenced }
+        Compound {
+            tag,
+            element_id,
+            classes,
+            attrs,
+            referenced,
+        }
     }
 
     /// The compound that matches every element (`*`).
@@ -158,9 +169,11 @@ impl Compound {
             && self.element_id == other.element_id
             && self.classes == other.classes
             && self.attrs.len() == other.attrs.len()
-            && self.attrs.iter().zip(&other.attrs).all(|(a, b)| {
-                a.name == b.name && a.op == b.op && a.value == b.value
-            })
+            && self
+                .attrs
+                .iter()
+                .zip(&other.attrs)
+                .all(|(a, b)| a.name == b.name && a.op == b.op && a.value == b.value)
     }
 
     fn hash_into(&self, state: &mut impl Hasher) {
@@ -186,8 +199,9 @@ impl Compound {
     ) -> PyResult<Compound> {
         let mut tests = Vec::with_capacity(attrs.len());
         for (name, op, value) in attrs {
-            let op = AttrOp::parse(&op)
-                .ok_or_else(|| PyValueError::new_err(format!("unknown attribute operator {op:?}")))?;
+            let op = AttrOp::parse(&op).ok_or_else(|| {
+                PyValueError::new_err(format!("unknown attribute operator {op:?}"))
+            })?;
             tests.push((name, op, value));
         }
         Ok(Compound::new(py, tag, element_id, classes, tests))
@@ -211,7 +225,12 @@ impl Compound {
     /// `(name, operator or "", value)` per attribute test.
     #[getter(attrs)]
     fn py_attrs<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
-        PyTuple::new(py, self.attrs.iter().map(|a| (a.name.as_str(), a.op.as_str(), a.value.as_str())))
+        PyTuple::new(
+            py,
+            self.attrs
+                .iter()
+                .map(|a| (a.name.as_str(), a.op.as_str(), a.value.as_str())),
+        )
     }
 
     /// Attribute names this compound looks at (`class` and `id` included).
@@ -221,7 +240,9 @@ impl Compound {
     }
 
     fn __eq__(&self, other: &Bound<'_, PyAny>) -> bool {
-        other.cast::<Compound>().is_ok_and(|o| self.same_as(o.get()))
+        other
+            .cast::<Compound>()
+            .is_ok_and(|o| self.same_as(o.get()))
     }
 
     fn __hash__(&self) -> u64 {
@@ -234,8 +255,12 @@ impl Compound {
         let attrs = self.py_attrs(py)?;
         Ok(format!(
             "Compound(tag={}, element_id={}, classes={}, attrs={})",
-            self.tag.as_deref().map_or("None".into(), |t| py_repr(py, t)),
-            self.element_id.as_deref().map_or("None".into(), |t| py_repr(py, t)),
+            self.tag
+                .as_deref()
+                .map_or("None".into(), |t| py_repr(py, t)),
+            self.element_id
+                .as_deref()
+                .map_or("None".into(), |t| py_repr(py, t)),
             self.py_classes(py)?.repr()?,
             attrs.repr()?,
         ))
@@ -263,7 +288,9 @@ impl Selector {
     #[new]
     fn py_new(source: String, parts: Vec<Py<Compound>>) -> PyResult<Selector> {
         if parts.is_empty() {
-            return Err(PyValueError::new_err("a selector needs at least one compound"));
+            return Err(PyValueError::new_err(
+                "a selector needs at least one compound",
+            ));
         }
         Ok(Selector { source, parts })
     }
@@ -283,7 +310,11 @@ impl Selector {
             let o = o.get();
             self.source == o.source
                 && self.parts.len() == o.parts.len()
-                && self.parts.iter().zip(&o.parts).all(|(a, b)| a.get().same_as(b.get()))
+                && self
+                    .parts
+                    .iter()
+                    .zip(&o.parts)
+                    .all(|(a, b)| a.get().same_as(b.get()))
         })
     }
 
@@ -297,7 +328,11 @@ impl Selector {
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        Ok(format!("Selector(source={}, parts={})", py_repr(py, &self.source), self.py_parts(py)?.repr()?))
+        Ok(format!(
+            "Selector(source={}, parts={})",
+            py_repr(py, &self.source),
+            self.py_parts(py)?.repr()?
+        ))
     }
 }
 
@@ -307,11 +342,20 @@ impl Selector {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SelectorProblem {
     /// An empty entry in a comma-separated list (the whole list is kept).
-    Empty { list: String },
+    Empty {
+        list: String,
+    },
     /// A token outside the subset, at `rest` (the text from there on).
-    Unsupported { selector: String, rest: String },
-    TagNotFirst { selector: String },
-    SelectsNothing { selector: String },
+    Unsupported {
+        selector: String,
+        rest: String,
+    },
+    TagNotFirst {
+        selector: String,
+    },
+    SelectsNothing {
+        selector: String,
+    },
 }
 
 impl fmt::Display for SelectorProblem {
@@ -329,7 +373,11 @@ impl fmt::Display for SelectorProblem {
                 py_repr(py, rest)
             ),
             SelectorProblem::TagNotFirst { selector } => {
-                write!(f, "selector {}: a tag name must come first", py_repr(py, selector))
+                write!(
+                    f,
+                    "selector {}: a tag name must come first",
+                    py_repr(py, selector)
+                )
             }
             SelectorProblem::SelectsNothing { selector } => {
                 write!(f, "selector {} selects nothing", py_repr(py, selector))
@@ -367,12 +415,18 @@ enum Token<'a> {
     Tag(&'a str),
     Id(&'a str),
     Class(&'a str),
-    Attr { name: &'a str, op: AttrOp, value: &'a str },
+    Attr {
+        name: &'a str,
+        op: AttrOp,
+        value: &'a str,
+    },
     Pseudo,
 }
 
 fn skip_space(text: &str, pos: usize) -> usize {
-    text[pos..].find(|c: char| !is_py_space(c)).map_or(text.len(), |n| pos + n)
+    text[pos..]
+        .find(|c: char| !is_py_space(c))
+        .map_or(text.len(), |n| pos + n)
 }
 
 /// End of the longest run from `pos` of ASCII bytes accepted by `accept`.
@@ -403,7 +457,9 @@ fn next_token(text: &str, pos: usize) -> Option<(Token<'_>, usize)> {
     match first {
         b'*' => Some((Token::Tag("*"), pos + 1)),
         b if b.is_ascii_alphabetic() => {
-            let end = run(text, pos + 1, |b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+            let end = run(text, pos + 1, |b| {
+                b.is_ascii_alphanumeric() || b == b'_' || b == b'-'
+            });
             Some((Token::Tag(&text[pos..end]), end))
         }
         b'#' | b'.' => {
@@ -412,7 +468,14 @@ fn next_token(text: &str, pos: usize) -> Option<(Token<'_>, usize)> {
                 return None;
             }
             let name = &text[pos + 1..end];
-            Some((if first == b'#' { Token::Id(name) } else { Token::Class(name) }, end))
+            Some((
+                if first == b'#' {
+                    Token::Id(name)
+                } else {
+                    Token::Class(name)
+                },
+                end,
+            ))
         }
         b'[' => attribute_token(text, pos),
         b':' => {
@@ -424,7 +487,10 @@ fn next_token(text: &str, pos: usize) -> Option<(Token<'_>, usize)> {
             if end == start {
                 return None;
             }
-            Some((Token::Pseudo, pseudo_arguments_end(bytes, end).unwrap_or(end)))
+            Some((
+                Token::Pseudo,
+                pseudo_arguments_end(bytes, end).unwrap_or(end),
+            ))
         }
         _ => None,
     }
@@ -440,7 +506,9 @@ fn pseudo_arguments_end(bytes: &[u8], pos: usize) -> Option<usize> {
         match *bytes.get(i)? {
             b')' => return Some(i + 1),
             b'(' => {
-                let close = bytes[i + 1..].iter().position(|&b| b == b'(' || b == b')')?;
+                let close = bytes[i + 1..]
+                    .iter()
+                    .position(|&b| b == b'(' || b == b')')?;
                 if bytes[i + 1 + close] != b')' {
                     return None;
                 }
@@ -465,9 +533,20 @@ fn attribute_token(text: &str, pos: usize) -> Option<(Token<'_>, usize)> {
     let name = &text[name_start..name_end];
     let i = skip_space(text, name_end);
     if bytes.get(i) == Some(&b']') {
-        return Some((Token::Attr { name, op: AttrOp::Exists, value: "" }, i + 1));
+        return Some((
+            Token::Attr {
+                name,
+                op: AttrOp::Exists,
+                value: "",
+            },
+            i + 1,
+        ));
     }
-    let op_len = if matches!(bytes.get(i), Some(b'~' | b'^' | b'$' | b'*' | b'|')) { 2 } else { 1 };
+    let op_len = if matches!(bytes.get(i), Some(b'~' | b'^' | b'$' | b'*' | b'|')) {
+        2
+    } else {
+        1
+    };
     if bytes.get(i + op_len - 1) != Some(&b'=') {
         return None;
     }
@@ -497,7 +576,14 @@ fn attribute_token(text: &str, pos: usize) -> Option<(Token<'_>, usize)> {
         return None;
     }
     let end = closed(value_end)?;
-    Some((Token::Attr { name, op, value: &text[value_start..value_end] }, end))
+    Some((
+        Token::Attr {
+            name,
+            op,
+            value: &text[value_start..value_end],
+        },
+        end,
+    ))
 }
 
 #[derive(Default)]
@@ -539,14 +625,18 @@ fn parse_one(py: Python<'_>, text: &str) -> Result<Selector, SelectorProblem> {
             }
             Token::Tag(tag) => {
                 if current.started {
-                    return Err(SelectorProblem::TagNotFirst { selector: text.to_owned() });
+                    return Err(SelectorProblem::TagNotFirst {
+                        selector: text.to_owned(),
+                    });
                 }
                 current.tag = Some(tag.to_ascii_lowercase());
             }
             Token::Id(id) => current.element_id = Some(id.replace('\\', "")),
             Token::Class(cls) => current.classes.push(cls.replace('\\', "")),
             Token::Attr { name, op, value } => {
-                current.attrs.push((name.to_ascii_lowercase(), op, value.to_owned()))
+                current
+                    .attrs
+                    .push((name.to_ascii_lowercase(), op, value.to_owned()))
             }
             // dropped, so the compound matches a superset
             Token::Pseudo => {}
@@ -557,9 +647,14 @@ fn parse_one(py: Python<'_>, text: &str) -> Result<Selector, SelectorProblem> {
         parts.push(current.finish(py));
     }
     if parts.is_empty() {
-        return Err(SelectorProblem::SelectsNothing { selector: text.to_owned() });
+        return Err(SelectorProblem::SelectsNothing {
+            selector: text.to_owned(),
+        });
     }
-    Ok(Selector { source: text.to_owned(), parts })
+    Ok(Selector {
+        source: text.to_owned(),
+        parts,
+    })
 }
 
 /// Parses a comma-separated selector list.
@@ -568,7 +663,9 @@ pub fn parse_selector_list(py: Python<'_>, text: &str) -> Result<Vec<Selector>, 
         .map(|chunk| {
             let chunk = chunk.trim_matches(is_py_space);
             if chunk.is_empty() {
-                return Err(SelectorProblem::Empty { list: text.to_owned() });
+                return Err(SelectorProblem::Empty {
+                    list: text.to_owned(),
+                });
             }
             parse_one(py, chunk)
         })
@@ -578,7 +675,10 @@ pub fn parse_selector_list(py: Python<'_>, text: &str) -> Result<Vec<Selector>, 
 /// Compiles selector texts; an unparseable one becomes `*` and is reported.
 ///
 /// Returns the selectors and one human-readable problem per unusable input.
-pub fn compile_selectors<S: AsRef<str>>(py: Python<'_>, texts: &[S]) -> (Vec<Selector>, Vec<String>) {
+pub fn compile_selectors<S: AsRef<str>>(
+    py: Python<'_>,
+    texts: &[S],
+) -> (Vec<Selector>, Vec<String>) {
     let mut selectors = Vec::new();
     let mut problems = Vec::new();
     for text in texts {
@@ -588,7 +688,10 @@ pub fn compile_selectors<S: AsRef<str>>(py: Python<'_>, texts: &[S]) -> (Vec<Sel
             Err(problem) => {
                 problems.push(format!("{problem}; treated as '*' (matches every element)"));
                 let any = Py::new(py, Compound::any(py)).expect("allocating a Compound");
-                selectors.push(Selector { source: text.to_owned(), parts: vec![any] });
+                selectors.push(Selector {
+                    source: text.to_owned(),
+                    parts: vec![any],
+                });
             }
         }
     }
@@ -610,7 +713,9 @@ pub fn str_value<'a>(value: &'a Bound<'_, PyAny>) -> Option<Cow<'a, str>> {
 
 fn has_classes(cls: &str, wanted: &[String]) -> bool {
     // the substring search (memchr-fast) turns most elements away before any split
-    wanted.iter().all(|w| cls.contains(w.as_str()) && split_py_whitespace(cls).any(|t| t == w))
+    wanted
+        .iter()
+        .all(|w| cls.contains(w.as_str()) && split_py_whitespace(cls).any(|t| t == w))
 }
 
 /// True if an element with this (lower-case) tag and attributes matches `part`.
@@ -644,18 +749,25 @@ pub fn compound_matches_known(
         return Ok(false);
     }
     if let Some(wanted) = &part.element_id {
-        if id.and_then(str_value).is_none_or(|id| id != wanted.as_str()) {
+        if id
+            .and_then(str_value)
+            .is_none_or(|id| id != wanted.as_str())
+        {
             return Ok(false);
         }
     }
     if !part.classes.is_empty()
-        && class.and_then(str_value).is_none_or(|cls| !has_classes(&cls, &part.classes))
+        && class
+            .and_then(str_value)
+            .is_none_or(|cls| !has_classes(&cls, &part.classes))
     {
         return Ok(false);
     }
     let py = attrs.py();
     for test in &part.attrs {
-        let Some(actual) = attrs.get_item(test.key.bind(py))? else { return Ok(false) };
+        let Some(actual) = attrs.get_item(test.key.bind(py))? else {
+            return Ok(false);
+        };
         if str_value(&actual).is_none_or(|a| !test.op.test(&a, &test.value)) {
             return Ok(false);
         }
@@ -715,20 +827,33 @@ fn py_parse_selector_list(py: Python<'_>, text: &str) -> PyResult<Vec<Selector>>
 
 /// Compiles selector strings; unparseable ones become `*` and are reported.
 #[pyfunction(name = "compile_selectors")]
-fn py_compile_selectors(py: Python<'_>, texts: &Bound<'_, PyAny>) -> PyResult<(Vec<Selector>, Vec<String>)> {
-    let texts: Vec<String> = texts.try_iter()?.map(|t| t?.extract()).collect::<PyResult<_>>()?;
+fn py_compile_selectors(
+    py: Python<'_>,
+    texts: &Bound<'_, PyAny>,
+) -> PyResult<(Vec<Selector>, Vec<String>)> {
+    let texts: Vec<String> = texts
+        .try_iter()?
+        .map(|t| t?.extract())
+        .collect::<PyResult<_>>()?;
     Ok(compile_selectors(py, &texts))
 }
 
 /// True if an element with this (lower-case) tag and attributes matches `part`.
 #[pyfunction(name = "compound_matches")]
-fn py_compound_matches(part: &Bound<'_, Compound>, tag: &str, attrs: &Bound<'_, PyDict>) -> PyResult<bool> {
+fn py_compound_matches(
+    part: &Bound<'_, Compound>,
+    tag: &str,
+    attrs: &Bound<'_, PyDict>,
+) -> PyResult<bool> {
     compound_matches(part.get(), tag, attrs)
 }
 
 /// Whether an attribute mutation can make an element match `part`.
 #[pyfunction(name = "compound_may_match_change")]
-fn py_compound_may_match_change(part: &Bound<'_, Compound>, changed: &Bound<'_, PyDict>) -> PyResult<bool> {
+fn py_compound_may_match_change(
+    part: &Bound<'_, Compound>,
+    changed: &Bound<'_, PyDict>,
+) -> PyResult<bool> {
     compound_may_match_change(part.get(), changed)
 }
 
