@@ -6,20 +6,22 @@ __version__: str
 from collections.abc import Iterable as _Iterable
 from collections.abc import Sequence as _Sequence
 from typing import Any as _Any
+from typing import final as _final
 
 class SelectorError(ValueError):
     """A selector outside the supported subset; the message names the selector."""
 
+@_final
 class Compound:
     """One compound selector: every part must hold on the same element."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         tag: str | None = None,
         element_id: str | None = None,
-        classes: _Sequence[str] = (),
-        attrs: _Sequence[tuple[str, str, str]] = (),
-    ) -> None: ...
+        classes: _Sequence[str] = ...,
+        attrs: _Sequence[tuple[str, str, str]] = ...,
+    ) -> Compound: ...
     @property
     def tag(self) -> str | None: ...
     @property
@@ -31,10 +33,11 @@ class Compound:
     def referenced_attributes(self) -> frozenset[str]: ...
     def __hash__(self) -> int: ...
 
+@_final
 class Selector:
     """A chain of compounds joined by descendant combinators (outermost first)."""
 
-    def __init__(self, source: str, parts: _Sequence[Compound]) -> None: ...
+    def __new__(cls, source: str, parts: _Sequence[Compound]) -> Selector: ...
     @property
     def source(self) -> str: ...
     @property
@@ -46,6 +49,7 @@ def compile_selectors(texts: _Iterable[str]) -> tuple[list[Selector], list[str]]
 def compound_matches(part: Compound, tag: str, attrs: dict[str, _Any]) -> bool: ...
 def compound_may_match_change(part: Compound, changed: dict[str, _Any]) -> bool: ...
 
+@_final
 class SelectorRule:
     """A compiled site selector and the bit it sets on matching elements."""
 
@@ -56,16 +60,17 @@ class SelectorRule:
     @property
     def context_base(self) -> int: ...
 
+@_final
 class ElementRules:
     """The element rules of one site's settings (with the deployment's sensitive names)."""
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         mask_text_selectors: _Sequence[str],
         block_selectors: _Sequence[str],
         ignore_input_selectors: _Sequence[str],
         sensitive_names: _Sequence[str],
-    ) -> None: ...
+    ) -> ElementRules: ...
     @property
     def selector_rules(self) -> tuple[SelectorRule, ...]: ...
     @property
