@@ -8,6 +8,9 @@ pub mod flags;
 pub mod fingerprint;
 pub mod node_index;
 pub mod node_tree;
+pub mod policy;
+pub mod policy_deps;
+pub mod selectors;
 
 /// The Python module `replaypipe_masker_core`.
 #[pymodule]
@@ -15,5 +18,6 @@ fn replaypipe_masker_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Each part registers its classes and functions here, one line each.
     node_tree::register(m)?;
+    policy::register(m)?;
     Ok(())
 }
