@@ -1,10 +1,15 @@
 """Type information for the masker's compiled core (services/masker/core)."""
 
+from collections.abc import Callable, Iterable
+from collections.abc import Iterable as _Iterable
+from collections.abc import Sequence as _Sequence
+from typing import Any
+from typing import Any as _Any
+from typing import final as _final
+
 __version__: str
 
 # --- ridx: the session's node state (src/node_index.rs, src/node_tree.rs, src/fingerprint.rs) ---
-from collections.abc import Callable, Iterable
-from typing import Any
 
 MAX_SHAPE_NODES: int
 MAX_ADDED_PARENTS: int
@@ -66,10 +71,6 @@ class SessionNodeTree:
     @staticmethod
     def from_dict(doc: object) -> SessionNodeTree: ...
 # --- rpol: selectors and element rules (src/selectors.rs, src/policy.rs) ---
-from collections.abc import Iterable as _Iterable
-from collections.abc import Sequence as _Sequence
-from typing import Any as _Any
-from typing import final as _final
 
 class SelectorError(ValueError):
     """A selector outside the supported subset; the message names the selector."""
