@@ -5,11 +5,14 @@ use pyo3::prelude::*;
 
 pub mod counts;
 pub mod flags;
+pub mod walk;
+pub mod walk_deps;
 
 /// The Python module `replaypipe_masker_core`.
 #[pymodule]
 fn replaypipe_masker_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Each part registers its classes and functions here, one line each.
+    walk::register(m)?;
     Ok(())
 }
