@@ -26,4 +26,7 @@ def walk_batch(
     text_rule_bits: int,
     max_node_runs: int,
 ) -> tuple[list[_Any], str, int]:
-    """Mask one batch in place: (kept events, consent state, dropped); counts added into ``counts``."""
+    """Mask one batch in place: (kept events, consent state, dropped).
+
+    The counts are added into ``counts``.
+    """
