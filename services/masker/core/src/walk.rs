@@ -12,7 +12,6 @@
 //! Type checks reproduce the Python ones exactly: `isinstance(x, int)` is true
 //! for bools, `x == 3` for `3.0` and `True == 1`, and hashing a list or dict
 //! (set membership) raises `TypeError` as it does in Python.
-use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -23,8 +22,8 @@ use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
 
 use crate::counts::Counts;
 use crate::flags::{
-    FLAG_BITS, F_BLOCK, F_CSS_TEXT, F_IGNORE, F_INPUT_TEXT, F_MASK, F_MASK_INPUT,
-    F_SCRIPT_ELEMENT, F_SCRIPT_TEXT, F_STYLE_ELEMENT, NOT_INHERITED, UNKNOWN_NODE,
+    FLAG_BITS, F_BLOCK, F_CSS_TEXT, F_IGNORE, F_INPUT_TEXT, F_MASK, F_MASK_INPUT, F_SCRIPT_ELEMENT,
+    F_SCRIPT_TEXT, F_STYLE_ELEMENT, NOT_INHERITED, UNKNOWN_NODE,
 };
 use crate::walk_deps::{Deps, NodeIndex, ScrubKind, SnapshotShape};
 
@@ -54,19 +53,47 @@ pub const SEQUENTIAL_ID_PLUGIN: &str = "rrweb/sequential-id@1";
 pub const CONSENT_EVENT_TAG: &str = "replaypipe.consent";
 /// What rrweb itself records for script text.
 pub const SCRIPT_PLACEHOLDER: &str = "SCRIPT_PLACEHOLDER";
-pub const TEXT_ATTRIBUTES: [&str; 8] =
-    ["placeholder", "title", "alt", "label", "summary", "srcdoc", "content", "abbr"];
-pub const URL_ATTRIBUTES: [&str; 14] = [
-    "href", "src", "action", "formaction", "srcset", "poster", "data", "cite", "background",
-    "ping", "longdesc", "manifest", "xlink:href", "imagesrcset",
+pub const TEXT_ATTRIBUTES: [&str; 8] = [
+    "placeholder",
+    "title",
+    "alt",
+    "label",
+    "summary",
+    "srcdoc",
+    "content",
+    "abbr",
 ];
-pub const ASSET_URL_ATTRIBUTES: [&str; 7] =
-    ["src", "srcset", "poster", "data", "background", "imagesrcset", "manifest"];
+pub const URL_ATTRIBUTES: [&str; 14] = [
+    "href",
+    "src",
+    "action",
+    "formaction",
+    "srcset",
+    "poster",
+    "data",
+    "cite",
+    "background",
+    "ping",
+    "longdesc",
+    "manifest",
+    "xlink:href",
+    "imagesrcset",
+];
+pub const ASSET_URL_ATTRIBUTES: [&str; 7] = [
+    "src",
+    "srcset",
+    "poster",
+    "data",
+    "background",
+    "imagesrcset",
+    "manifest",
+];
 pub const UNTOUCHED_ATTRIBUTES: [&str; 3] = ["style", "_cssText", "data-recording-ignore"];
 pub const PLACEHOLDER_ATTRIBUTES: [&str; 6] =
     ["class", "style", "width", "height", "rr_width", "rr_height"];
-pub const STRUCTURAL_KEYS: [&str; 9] =
-    ["type", "source", "tag", "plugin", "level", "tagName", "rootId", "nodeType", "property"];
+pub const STRUCTURAL_KEYS: [&str; 9] = [
+    "type", "source", "tag", "plugin", "level", "tagName", "rootId", "nodeType", "property",
+];
 pub const FORM_FIELD_TAGS: [&str; 3] = ["input", "textarea", "select"];
 
 // --- consent states (services/masker/state.py) -------------------------------------
@@ -110,16 +137,40 @@ fn shape_id(obj: Option<&Bound<'_, PyAny>>) -> Option<i64> {
     int_id(Some(obj)).filter(|id| *id >= 0)
 }
 
-/// Python's `obj == n` for JSON values (`3.0 == 3`, `True == 1`).
+/// A JSON value as Python's `==` compares it with an int: read once, compared often.
+#[derive(Clone, Copy)]
+enum Num {
+    Int(i64),
+    Float(f64),
+    Other,
+}
+
+impl Num {
+    fn of(obj: Option<&Bound<'_, PyAny>>) -> Num {
+        let Some(obj) = obj else { return Num::Other };
+        if obj.is_instance_of::<PyInt>() {
+            // bools are ints (`True == 1`); an int beyond 64 bits equals no constant
+            return obj.extract::<i64>().map_or(Num::Other, Num::Int);
+        }
+        match obj.cast::<PyFloat>() {
+            Ok(f) => Num::Float(f.value()),
+            Err(_) => Num::Other,
+        }
+    }
+
+    /// Python's `value == n` (`3.0 == 3`, `True == 1`).
+    fn is(self, n: i64) -> bool {
+        match self {
+            Num::Int(v) => v == n,
+            Num::Float(f) => f == n as f64,
+            Num::Other => false,
+        }
+    }
+}
+
+/// Python's `obj == n` for JSON values.
 fn eq_int(obj: Option<&Bound<'_, PyAny>>, n: i64) -> bool {
-    let Some(obj) = obj else { return false };
-    if obj.is_instance_of::<PyInt>() {
-        return obj.extract::<i64>().is_ok_and(|v| v == n);
-    }
-    if let Ok(f) = obj.cast::<PyFloat>() {
-        return f.value() == n as f64;
-    }
-    false
+    Num::of(obj).is(n)
 }
 
 /// Python's `obj in {ints}`: equality as [`eq_int`], and `TypeError` for an
@@ -127,7 +178,8 @@ fn eq_int(obj: Option<&Bound<'_, PyAny>>, n: i64) -> bool {
 fn in_int_set(obj: Option<&Bound<'_, PyAny>>, set: &[i64]) -> PyResult<bool> {
     let Some(o) = obj else { return Ok(false) };
     if o.is_instance_of::<PyInt>() || o.is_instance_of::<PyFloat>() {
-        return Ok(set.iter().any(|n| eq_int(obj, *n)));
+        let value = Num::of(obj);
+        return Ok(set.iter().any(|n| value.is(*n)));
     }
     if !(o.is_none() || o.is_instance_of::<PyString>()) {
         o.hash()?;
@@ -145,7 +197,8 @@ fn eq_str(obj: Option<&Bound<'_, PyAny>>, text: &str) -> PyResult<bool> {
 
 /// `obj is True`.
 fn is_true(obj: Option<&Bound<'_, PyAny>>) -> bool {
-    obj.and_then(|o| o.cast::<PyBool>().ok()).is_some_and(|b| b.is_true())
+    obj.and_then(|o| o.cast::<PyBool>().ok())
+        .is_some_and(|b| b.is_true())
 }
 
 /// `isinstance(x, dict | list)`.
@@ -162,8 +215,9 @@ fn is_value(obj: Option<&Bound<'_, PyAny>>) -> bool {
 
 /// A non-empty Python string, borrowed.
 fn nonempty_str<'a, 'py>(obj: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyString>> {
+    // the length in code points, without reading the text
     obj.and_then(|o| o.cast::<PyString>().ok())
-        .filter(|s| s.to_str().map_or(true, |t| !t.is_empty()))
+        .filter(|s| s.len().map_or(true, |n| n > 0))
 }
 
 /// A JSON key as a string; a non-string key is only possible in hand-made
@@ -171,7 +225,9 @@ fn nonempty_str<'a, 'py>(obj: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound
 fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
     match key.cast::<PyString>() {
         Ok(s) => s.to_str(),
-        Err(_) => Err(PyAttributeError::new_err("an attribute name is not a string")),
+        Err(_) => Err(PyAttributeError::new_err(
+            "an attribute name is not a string",
+        )),
     }
 }
 
@@ -221,7 +277,9 @@ impl<'py> BatchWalk<'py> {
             if b < 0.0 {
                 Some(now) // a deadline already past
             } else {
-                Duration::try_from_secs_f64(b).ok().and_then(|d| now.checked_add(d))
+                Duration::try_from_secs_f64(b)
+                    .ok()
+                    .and_then(|d| now.checked_add(d))
             }
         });
         let walk = Self {
@@ -241,7 +299,9 @@ impl<'py> BatchWalk<'py> {
             if !walk.deps.index.is_empty()? {
                 walk.deps.index.map_values(FLAG_BITS)?;
             }
-            walk.deps.state.set_selector_key(&walk.deps.policy.selector_key)?;
+            walk.deps
+                .state
+                .set_selector_key(&walk.deps.policy.selector_key)?;
         }
         Ok(walk)
     }
@@ -273,7 +333,13 @@ impl<'py> BatchWalk<'py> {
                 break;
             }
         }
-        let consent_of = |granted: bool| if granted { CONSENT_GRANTED } else { CONSENT_WITHDRAWN };
+        let consent_of = |granted: bool| {
+            if granted {
+                CONSENT_GRANTED
+            } else {
+                CONSENT_WITHDRAWN
+            }
+        };
         if let (Some(granted), false) = (consent, in_stream) {
             self.deps.state.set_consent(consent_of(granted))?;
         }
@@ -327,7 +393,11 @@ impl<'py> BatchWalk<'py> {
         self.counts.add("state_trimmed", trimmed as u64);
         self.counts.add_to_py(&self.deps.rules.py_counts)?;
         self.counts = Counts::new();
-        Ok(WalkOutcome { events: out, consent_state, dropped: self.dropped })
+        Ok(WalkOutcome {
+            events: out,
+            consent_state,
+            dropped: self.dropped,
+        })
     }
 
     fn max_node_runs(&self) -> usize {
@@ -336,9 +406,9 @@ impl<'py> BatchWalk<'py> {
 
     fn check_budget(&self) -> PyResult<()> {
         match self.deadline {
-            Some(deadline) if Instant::now() > deadline => {
-                Err(WalkOverBudget::new_err("masking took longer than its budget"))
-            }
+            Some(deadline) if Instant::now() > deadline => Err(WalkOverBudget::new_err(
+                "masking took longer than its budget",
+            )),
             _ => Ok(()),
         }
     }
@@ -365,31 +435,30 @@ impl<'py> BatchWalk<'py> {
             return self.drop_event("malformed_event");
         };
         let data = event.get_item(intern!(py, "data"))?;
-        let etype = event.get_item(intern!(py, "type"))?;
-        let etype = etype.as_ref();
+        let etype = Num::of(event.get_item(intern!(py, "type"))?.as_ref());
         let dict = data.as_ref().and_then(|d| d.cast::<PyDict>().ok());
-        if eq_int(etype, EVENT_INCREMENTAL) && dict.is_some() {
+        if etype.is(EVENT_INCREMENTAL) && dict.is_some() {
             let data = dict.unwrap_or_else(|| unreachable!());
-            let source = data.get_item(intern!(py, "source"))?;
-            let source = source.as_ref();
-            if in_int_set(source, &PASS_THROUGH_SOURCES)? {
+            let source_obj = data.get_item(intern!(py, "source"))?;
+            if in_int_set(source_obj.as_ref(), &PASS_THROUGH_SOURCES)? {
                 return Ok(true);
             }
-            if eq_int(source, SOURCE_MUTATION) {
+            let source = Num::of(source_obj.as_ref());
+            if source.is(SOURCE_MUTATION) {
                 self.mask_mutation(data)?;
                 return Ok(true);
             }
-            if eq_int(source, SOURCE_INPUT) {
+            if source.is(SOURCE_INPUT) {
                 return self.mask_input(data);
             }
-            if eq_int(source, SOURCE_LOG) {
+            if source.is(SOURCE_LOG) {
                 self.scrub_leaves(&Some(data.clone().into_any()))?;
                 return Ok(true);
             }
-            if eq_int(source, SOURCE_CANVAS) {
+            if source.is(SOURCE_CANVAS) {
                 return self.mask_canvas(data);
             }
-        } else if eq_int(etype, EVENT_FULL_SNAPSHOT) && dict.is_some() {
+        } else if etype.is(EVENT_FULL_SNAPSHOT) && dict.is_some() {
             let data = dict.unwrap_or_else(|| unreachable!());
             if let Some(node) = data.get_item(intern!(py, "node"))? {
                 if let Ok(node) = node.cast_into::<PyDict>() {
@@ -401,27 +470,35 @@ impl<'py> BatchWalk<'py> {
                     // never leak.
                     let previous = self.deps.index.take()?;
                     let shape = self.deps.tree.start_snapshot()?;
-                    let mode = TreeMode { sticky: false, previous: Some(&previous), shape: Some(&shape) };
+                    let mode = TreeMode {
+                        sticky: false,
+                        previous: Some(&previous),
+                        shape: Some(&shape),
+                    };
                     self.mask_tree(node, 0, &mode, None)?;
                     self.deps.tree.end_snapshot()?;
                     return Ok(true);
                 }
             }
-        } else if eq_int(etype, EVENT_META) && dict.is_some() {
+        } else if etype.is(EVENT_META) && dict.is_some() {
             let data = dict.unwrap_or_else(|| unreachable!());
             if let Some(href) = data.get_item(intern!(py, "href"))? {
                 if let Ok(href) = href.cast::<PyString>() {
-                    if let Some(masked) = self.deps.rules.scrub_url(href, &mut self.counts, false)? {
+                    if let Some(masked) =
+                        self.deps.rules.scrub_url(href, &mut self.counts, false)?
+                    {
                         data.set_item(intern!(py, "href"), masked)?;
                     }
                 }
             }
             return Ok(true);
-        } else if eq_int(etype, EVENT_CUSTOM) && dict.is_some() {
+        } else if etype.is(EVENT_CUSTOM) && dict.is_some() {
             self.scrub_leaves(&data)?;
             return Ok(true);
-        } else if eq_int(etype, EVENT_PLUGIN) && dict.is_some() {
-            let plugin = dict.unwrap_or_else(|| unreachable!()).get_item(intern!(py, "plugin"))?;
+        } else if etype.is(EVENT_PLUGIN) && dict.is_some() {
+            let plugin = dict
+                .unwrap_or_else(|| unreachable!())
+                .get_item(intern!(py, "plugin"))?;
             let plugin = plugin.as_ref();
             if eq_str(plugin, CONSOLE_PLUGIN)? || eq_str(plugin, SEQUENTIAL_ID_PLUGIN)? {
                 self.scrub_leaves(&data)?;
@@ -431,7 +508,7 @@ impl<'py> BatchWalk<'py> {
                 self.mask_leaves(&data, false)?;
             }
             return Ok(true);
-        } else if (eq_int(etype, EVENT_DOM_CONTENT_LOADED) || eq_int(etype, EVENT_LOAD))
+        } else if (etype.is(EVENT_DOM_CONTENT_LOADED) || etype.is(EVENT_LOAD))
             && match &data {
                 None => true,
                 Some(d) => d.is_none() || dict.is_some_and(|d| d.is_empty()),
@@ -462,7 +539,9 @@ impl<'py> BatchWalk<'py> {
                     data.set_item(intern!(py, "text"), self.deps.rules.mask_text(text)?)?;
                     self.counts.inc(reason);
                 } else if let Some(scrubbed) =
-                    self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)?
+                    self.deps
+                        .rules
+                        .scrub(text, &mut self.counts, ScrubKind::Text)?
                 {
                     data.set_item(intern!(py, "text"), scrubbed)?;
                 }
@@ -492,15 +571,19 @@ impl<'py> BatchWalk<'py> {
             }
             if let Ok(current) = current.cast::<PyDict>() {
                 let property = current.get_item(intern!(py, "property"))?;
-                if eq_str(property.as_ref(), "fillText")? || eq_str(property.as_ref(), "strokeText")? {
+                if eq_str(property.as_ref(), "fillText")?
+                    || eq_str(property.as_ref(), "strokeText")?
+                {
                     if let Some(args) = current.get_item(intern!(py, "args"))? {
                         if let Ok(args) = args.cast::<PyList>() {
                             if !args.is_empty() {
                                 let first = args.get_item(0)?;
                                 if let Ok(text) = first.cast::<PyString>() {
-                                    if let Some(scrubbed) =
-                                        self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)?
-                                    {
+                                    if let Some(scrubbed) = self.deps.rules.scrub(
+                                        text,
+                                        &mut self.counts,
+                                        ScrubKind::Text,
+                                    )? {
                                         args.set_item(0, scrubbed)?;
                                     }
                                 }
@@ -582,11 +665,21 @@ impl<'py> BatchWalk<'py> {
             .filter(|c| !c.is_empty());
         if let Some(adds) = adds {
             let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(adds.len());
-            let mode = TreeMode { sticky: true, previous: None, shape: None };
+            let mode = TreeMode {
+                sticky: true,
+                previous: None,
+                shape: None,
+            };
             for add in adds.iter() {
-                let Ok(entry) = add.cast::<PyDict>() else { continue };
-                let Some(node) = entry.get_item(intern!(py, "node"))? else { continue };
-                let Ok(node) = node.cast_into::<PyDict>() else { continue };
+                let Ok(entry) = add.cast::<PyDict>() else {
+                    continue;
+                };
+                let Some(node) = entry.get_item(intern!(py, "node"))? else {
+                    continue;
+                };
+                let Ok(node) = node.cast_into::<PyDict>() else {
+                    continue;
+                };
                 let parent_id = entry.get_item(intern!(py, "parentId"))?;
                 let parent = match self.bits_of(parent_id.as_ref())? {
                     Some(parent) => parent,
@@ -613,8 +706,11 @@ impl<'py> BatchWalk<'py> {
             self.apply_change_marks(changes)?; // again: for nodes added just now
             let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(changes.len());
             for change in changes.iter() {
-                let Ok(entry) = change.cast::<PyDict>() else { continue };
-                let Some(value) = self.bits_unless_blocked(entry.get_item(intern!(py, "id"))?.as_ref())?
+                let Ok(entry) = change.cast::<PyDict>() else {
+                    continue;
+                };
+                let Some(value) =
+                    self.bits_unless_blocked(entry.get_item(intern!(py, "id"))?.as_ref())?
                 else {
                     continue;
                 };
@@ -637,8 +733,11 @@ impl<'py> BatchWalk<'py> {
         if let Some(texts) = texts {
             let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(texts.len());
             for text_change in texts.iter() {
-                let Ok(entry) = text_change.cast::<PyDict>() else { continue };
-                let Some(value) = self.bits_unless_blocked(entry.get_item(intern!(py, "id"))?.as_ref())?
+                let Ok(entry) = text_change.cast::<PyDict>() else {
+                    continue;
+                };
+                let Some(value) =
+                    self.bits_unless_blocked(entry.get_item(intern!(py, "id"))?.as_ref())?
                 else {
                     continue;
                 };
@@ -676,13 +775,21 @@ impl<'py> BatchWalk<'py> {
     fn apply_change_marks(&mut self, changes: &Bound<'py, PyList>) -> PyResult<()> {
         let py = self.py;
         for change in changes.iter() {
-            let Ok(change) = change.cast::<PyDict>() else { continue };
+            let Ok(change) = change.cast::<PyDict>() else {
+                continue;
+            };
             let Some(node_id) = int_id(change.get_item(intern!(py, "id"))?.as_ref()) else {
                 continue;
             };
-            let Some(attrs) = change.get_item(intern!(py, "attributes"))? else { continue };
-            let Some(value) = self.deps.index.get(node_id)? else { continue };
-            let Ok(attrs) = attrs.cast::<PyDict>() else { continue };
+            let Some(attrs) = change.get_item(intern!(py, "attributes"))? else {
+                continue;
+            };
+            let Some(value) = self.deps.index.get(node_id)? else {
+                continue;
+            };
+            let Ok(attrs) = attrs.cast::<PyDict>() else {
+                continue;
+            };
             let mut marks = self.deps.rules.change_marks(attrs, value)?;
             if (attrs.contains(intern!(py, "name"))? || attrs.contains(intern!(py, "id"))?)
                 && self.field_name_remembered(attrs)?
@@ -717,7 +824,11 @@ impl<'py> BatchWalk<'py> {
                 // The tree is unknown (older state, oversized snapshot): any known
                 // node may be below. All of them are masked; a block masks rather
                 // than drops, so the replay keeps its page.
-                let bits = if bits & F_BLOCK != 0 { (bits & !F_BLOCK) | F_MASK } else { bits };
+                let bits = if bits & F_BLOCK != 0 {
+                    (bits & !F_BLOCK) | F_MASK
+                } else {
+                    bits
+                };
                 self.deps.index.add_bits_everywhere(bits)?;
                 self.counts.inc("late_mark");
             }
@@ -792,7 +903,8 @@ impl<'py> BatchWalk<'py> {
         parent: u64,
         up: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<u64> {
-        if value & F_MASK_INPUT == 0 && (self.vacated_holds(up)? || self.field_name_remembered(attrs)?)
+        if value & F_MASK_INPUT == 0
+            && (self.vacated_holds(up)? || self.field_name_remembered(attrs)?)
         {
             value |= F_MASK_INPUT;
         }
@@ -821,20 +933,32 @@ impl<'py> BatchWalk<'py> {
     ) -> PyResult<()> {
         let py = self.py;
         let empty_tag = intern!(py, "");
-        let mut stack = vec![Frame { node: root, parent: parent_value, depth: 0, up: parent_id }];
+        let mut stack = vec![Frame {
+            node: root,
+            parent: parent_value,
+            depth: 0,
+            up: parent_id,
+        }];
         let mut ticks = 0u32; // nodes since the clock was last read
-        while let Some(Frame { node, parent, depth, up }) = stack.pop() {
+        while let Some(Frame {
+            node,
+            parent,
+            depth,
+            up,
+        }) = stack.pop()
+        {
             ticks += 1;
             if ticks == BUDGET_CHECK_EVERY {
                 ticks = 0;
                 self.check_budget()?;
             }
             let node_id = node.get_item(intern!(py, "id"))?;
-            let node_type = node.get_item(intern!(py, "type"))?;
+            let node_type = Num::of(node.get_item(intern!(py, "type"))?.as_ref());
             let children = node.get_item(intern!(py, "childNodes"))?;
             if let Some(shape) = mode.shape {
                 shape.visit(shape_id(node_id.as_ref()), depth)?;
-            } else if let (Some(id), Some(up_id)) = (int_id(node_id.as_ref()), int_id(up.as_ref())) {
+            } else if let (Some(id), Some(up_id)) = (int_id(node_id.as_ref()), int_id(up.as_ref()))
+            {
                 self.deps.tree.add_parent(id, up_id)?;
             }
             let value;
@@ -842,12 +966,13 @@ impl<'py> BatchWalk<'py> {
                 // inside a blocked element: the node is gone from the output, only
                 // its id is remembered so later events on it are dropped
                 value = parent & !NOT_INHERITED;
-            } else if eq_int(node_type.as_ref(), NODE_ELEMENT) {
+            } else if node_type.is(NODE_ELEMENT) {
                 let tag_obj = node.get_item(intern!(py, "tagName"))?;
-                let tag: Bound<'py, PyString> = match tag_obj.as_ref().and_then(|t| t.cast::<PyString>().ok()) {
-                    Some(t) => lowercase(t)?,
-                    None => empty_tag.clone(),
-                };
+                let tag: Bound<'py, PyString> =
+                    match tag_obj.as_ref().and_then(|t| t.cast::<PyString>().ok()) {
+                        Some(t) => lowercase(t)?,
+                        None => empty_tag.clone(),
+                    };
                 let tag_str = tag.to_str()?;
                 let attrs = match node.get_item(intern!(py, "attributes"))? {
                     Some(a) => a.cast_into::<PyDict>().unwrap_or_else(|_| PyDict::new(py)),
@@ -890,12 +1015,14 @@ impl<'py> BatchWalk<'py> {
                     self.mask_attributes(&attrs, v)?;
                 }
                 value = v;
-            } else if eq_int(node_type.as_ref(), NODE_TEXT)
-                || eq_int(node_type.as_ref(), NODE_CDATA)
-                || eq_int(node_type.as_ref(), NODE_COMMENT)
+            } else if node_type.is(NODE_TEXT)
+                || node_type.is(NODE_CDATA)
+                || node_type.is(NODE_COMMENT)
             {
                 let mut v = parent & !NOT_INHERITED;
-                if parent & F_STYLE_ELEMENT != 0 || is_true(node.get_item(intern!(py, "isStyle"))?.as_ref()) {
+                if parent & F_STYLE_ELEMENT != 0
+                    || is_true(node.get_item(intern!(py, "isStyle"))?.as_ref())
+                {
                     v |= F_CSS_TEXT;
                 } else if parent & F_SCRIPT_ELEMENT != 0 {
                     v |= F_SCRIPT_TEXT;
@@ -909,7 +1036,7 @@ impl<'py> BatchWalk<'py> {
                 value = v;
             } else {
                 value = parent & !NOT_INHERITED;
-                if !eq_int(node_type.as_ref(), NODE_DOCUMENT) && !eq_int(node_type.as_ref(), 1) {
+                if !node_type.is(NODE_DOCUMENT) && !node_type.is(1) {
                     // unknown node type: hide its strings, keep its structure
                     self.counts.inc("unknown_node_type");
                     for (key, item) in node.iter() {
@@ -960,7 +1087,9 @@ impl<'py> BatchWalk<'py> {
 
     /// Why an input value on a node with these bits is masked; None to keep it.
     fn input_mask_reason(&self, value: Option<u64>) -> Option<&'static str> {
-        let Some(value) = value else { return Some("unknown_node") };
+        let Some(value) = value else {
+            return Some("unknown_node");
+        };
         if self.consent_mask {
             Some("consent")
         } else if value & F_MASK != 0 {
@@ -984,7 +1113,10 @@ impl<'py> BatchWalk<'py> {
     ) -> PyResult<Option<Bound<'py, PyString>>> {
         if value & self.text_rule_bits == 0 && !self.consent_mask {
             // fast path: none of the rules below applies, only the scrubber does
-            return self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text);
+            return self
+                .deps
+                .rules
+                .scrub(text, &mut self.counts, ScrubKind::Text);
         }
         if value & F_CSS_TEXT != 0 {
             return Ok(None); // stylesheets stay intact: the replay needs them
@@ -1005,13 +1137,17 @@ impl<'py> BatchWalk<'py> {
             self.counts.inc(reason);
             return Ok(Some(self.deps.rules.mask_text(text)?));
         }
-        self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)
+        self.deps
+            .rules
+            .scrub(text, &mut self.counts, ScrubKind::Text)
     }
 
     fn mask_attributes(&mut self, attrs: &Bound<'py, PyDict>, value: u64) -> PyResult<()> {
         let mut text_reason: Option<Option<&'static str>> = None; // computed once, if needed
         for (key, item) in attrs.iter() {
-            let Some(item) = nonempty_str(Some(&item)) else { continue };
+            let Some(item) = nonempty_str(Some(&item)) else {
+                continue;
+            };
             let name = key_str(&key)?;
             let masked: Option<Bound<'py, PyString>> = if name == "value" {
                 match self.input_mask_reason(Some(value)) {
@@ -1019,7 +1155,10 @@ impl<'py> BatchWalk<'py> {
                         self.counts.inc(reason);
                         Some(self.deps.rules.mask_text(item)?)
                     }
-                    None => self.deps.rules.scrub(item, &mut self.counts, ScrubKind::Text)?,
+                    None => self
+                        .deps
+                        .rules
+                        .scrub(item, &mut self.counts, ScrubKind::Text)?,
                 }
             } else if UNTOUCHED_ATTRIBUTES.contains(&name) || name.starts_with("rr_") {
                 continue;
@@ -1051,7 +1190,10 @@ impl<'py> BatchWalk<'py> {
                         self.counts.inc(reason);
                         Some(self.deps.rules.mask_text(item)?)
                     }
-                    None => self.deps.rules.scrub(item, &mut self.counts, ScrubKind::Text)?,
+                    None => self
+                        .deps
+                        .rules
+                        .scrub(item, &mut self.counts, ScrubKind::Text)?,
                 }
             } else {
                 // class and id are read by CSS: a random-looking class is a build hash
@@ -1157,7 +1299,10 @@ impl<'py> BatchWalk<'py> {
     /// A payload leaf scrubbed; None: unchanged.
     fn scrub_leaf(&mut self, item: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
         if let Ok(text) = item.cast::<PyString>() {
-            let scrubbed = self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Payload)?;
+            let scrubbed = self
+                .deps
+                .rules
+                .scrub(text, &mut self.counts, ScrubKind::Payload)?;
             return Ok(scrubbed.map(Bound::into_any));
         }
         if item.is_instance_of::<PyInt>()
@@ -1217,7 +1362,9 @@ impl<'py> BatchWalk<'py> {
     /// The name of a name/value pair (a header, a cookie, a log's first argument),
     /// possibly JSON-quoted as the console plugin writes strings, names a secret.
     fn pair_names_secret(&self, name: Option<&Bound<'py, PyAny>>) -> PyResult<bool> {
-        let Some(name) = name.and_then(|n| n.cast::<PyString>().ok()) else { return Ok(false) };
+        let Some(name) = name.and_then(|n| n.cast::<PyString>().ok()) else {
+            return Ok(false);
+        };
         let chars = name.len()?; // code points, as Python's len
         Ok(chars > 0 && chars <= 128 && self.deps.rules.key_is_secret(name)?)
     }
@@ -1245,13 +1392,14 @@ fn lowercase<'py>(tag: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyString>> 
     let text = tag.to_str()?;
     if !text.is_ascii() {
         // Unicode case rules exactly as Python applies them
-        return Ok(tag.call_method0(intern!(tag.py(), "lower"))?.cast_into::<PyString>()?);
+        return Ok(tag
+            .call_method0(intern!(tag.py(), "lower"))?
+            .cast_into::<PyString>()?);
     }
     if !text.bytes().any(|b| b.is_ascii_uppercase()) {
         return Ok(tag.clone());
     }
-    let lowered: Cow<'_, str> = Cow::Owned(text.to_ascii_lowercase());
-    Ok(PyString::new(tag.py(), &lowered))
+    Ok(PyString::new(tag.py(), &text.to_ascii_lowercase()))
 }
 
 fn feeds_node_index(event: &Bound<'_, PyAny>) -> PyResult<bool> {
@@ -1269,7 +1417,10 @@ fn feeds_node_index(event: &Bound<'_, PyAny>) -> PyResult<bool> {
     }
     match event.get_item(intern!(py, "data"))? {
         Some(data) => match data.cast::<PyDict>() {
-            Ok(data) => Ok(eq_int(data.get_item(intern!(py, "source"))?.as_ref(), SOURCE_MUTATION)),
+            Ok(data) => Ok(eq_int(
+                data.get_item(intern!(py, "source"))?.as_ref(),
+                SOURCE_MUTATION,
+            )),
             Err(_) => Ok(false),
         },
         None => Ok(false),
@@ -1280,13 +1431,22 @@ fn feeds_node_index(event: &Bound<'_, PyAny>) -> PyResult<bool> {
 /// Anything but `granted: true` counts as a refusal: when unsure, mask.
 fn consent_signal(event: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
     let py = event.py();
-    let Ok(event) = event.cast::<PyDict>() else { return Ok(None) };
+    let Ok(event) = event.cast::<PyDict>() else {
+        return Ok(None);
+    };
     if !eq_int(event.get_item(intern!(py, "type"))?.as_ref(), EVENT_CUSTOM) {
         return Ok(None);
     }
-    let Some(data) = event.get_item(intern!(py, "data"))? else { return Ok(None) };
-    let Ok(data) = data.cast::<PyDict>() else { return Ok(None) };
-    if !eq_str(data.get_item(intern!(py, "tag"))?.as_ref(), CONSENT_EVENT_TAG)? {
+    let Some(data) = event.get_item(intern!(py, "data"))? else {
+        return Ok(None);
+    };
+    let Ok(data) = data.cast::<PyDict>() else {
+        return Ok(None);
+    };
+    if !eq_str(
+        data.get_item(intern!(py, "tag"))?.as_ref(),
+        CONSENT_EVENT_TAG,
+    )? {
         return Ok(None);
     }
     let granted = match data.get_item(intern!(py, "payload"))? {

@@ -71,26 +71,31 @@ impl<'py> NodeIndex<'py> {
 
     /// ANDs every value with `keep_bits`. ridx: `index.map_values(keep_bits)`.
     pub fn map_values(&self, keep_bits: u64) -> PyResult<()> {
-        self.obj.call_method1(intern!(self.obj.py(), "map_values"), (keep_bits,))?;
+        self.obj
+            .call_method1(intern!(self.obj.py(), "map_values"), (keep_bits,))?;
         Ok(())
     }
 
     /// ORs `bits` into every known node of `ids`. ridx: `index.add_bits(&ids, bits)`.
     pub fn add_bits(&self, ids: &[i64], bits: u64) -> PyResult<()> {
         let py = self.obj.py();
-        self.obj.call_method1(intern!(py, "add_bits"), (PyList::new(py, ids)?, bits))?;
+        self.obj
+            .call_method1(intern!(py, "add_bits"), (PyList::new(py, ids)?, bits))?;
         Ok(())
     }
 
     /// ORs `bits` into every known node. ridx: `index.add_bits_everywhere(bits)`.
     pub fn add_bits_everywhere(&self, bits: u64) -> PyResult<()> {
-        self.obj.call_method1(intern!(self.obj.py(), "add_bits_everywhere"), (bits,))?;
+        self.obj
+            .call_method1(intern!(self.obj.py(), "add_bits_everywhere"), (bits,))?;
         Ok(())
     }
 
     /// Keeps the newest `max_runs` runs; how many were dropped. ridx: `index.trim(max_runs)`.
     pub fn trim(&self, max_runs: usize) -> PyResult<usize> {
-        self.obj.call_method1(intern!(self.obj.py(), "trim"), (max_runs,))?.extract()
+        self.obj
+            .call_method1(intern!(self.obj.py(), "trim"), (max_runs,))?
+            .extract()
     }
 }
 
@@ -134,12 +139,16 @@ impl<'py> NodeTree<'py> {
         let shape = self.obj.call_method0(intern!(py, "start_snapshot"))?;
         let recorders = shape.call_method0(intern!(py, "recorders"))?;
         let (record_id, record_depth) = recorders.extract()?;
-        Ok(SnapshotShape { record_id, record_depth })
+        Ok(SnapshotShape {
+            record_id,
+            record_depth,
+        })
     }
 
     /// ridx: `tree.end_snapshot()`.
     pub fn end_snapshot(&self) -> PyResult<()> {
-        self.obj.call_method0(intern!(self.obj.py(), "end_snapshot"))?;
+        self.obj
+            .call_method0(intern!(self.obj.py(), "end_snapshot"))?;
         Ok(())
     }
 
@@ -158,7 +167,9 @@ impl<'py> NodeTree<'py> {
     /// Every node known to be under `id`; None if the tree is unknown.
     /// ridx: `tree.descendants(id) -> Option<Vec<i64>>` (any order).
     pub fn descendants(&self, id: i64) -> PyResult<Option<Vec<i64>>> {
-        let under = self.obj.call_method1(intern!(self.obj.py(), "descendants"), (id,))?;
+        let under = self
+            .obj
+            .call_method1(intern!(self.obj.py(), "descendants"), (id,))?;
         if under.is_none() {
             return Ok(None);
         }
@@ -171,7 +182,9 @@ impl<'py> NodeTree<'py> {
 
     /// Bounds the pointer map; the nodes evicted while attached. ridx: `tree.trim() -> Vec<i64>`.
     pub fn trim(&self) -> PyResult<Vec<i64>> {
-        self.obj.call_method0(intern!(self.obj.py(), "trim"))?.extract()
+        self.obj
+            .call_method0(intern!(self.obj.py(), "trim"))?
+            .extract()
     }
 }
 
@@ -185,7 +198,9 @@ pub struct SessionState<'py> {
 impl<'py> SessionState<'py> {
     /// `state.consent`.
     pub fn consent(&self) -> PyResult<String> {
-        self.obj.getattr(intern!(self.obj.py(), "consent"))?.extract()
+        self.obj
+            .getattr(intern!(self.obj.py(), "consent"))?
+            .extract()
     }
 
     /// `state.consent = consent`.
@@ -200,7 +215,8 @@ impl<'py> SessionState<'py> {
 
     /// `state.selector_key = key`.
     pub fn set_selector_key(&self, key: &Bound<'py, PyAny>) -> PyResult<()> {
-        self.obj.setattr(intern!(self.obj.py(), "selector_key"), key)
+        self.obj
+            .setattr(intern!(self.obj.py(), "selector_key"), key)
     }
 
     /// ridx (`state.py`): `field_fingerprint(name: &str) -> u64`.
@@ -220,7 +236,10 @@ impl<'py> SessionState<'py> {
 
     /// `state.remember_field_name(fingerprint)`.
     pub fn remember_field_name(&self, fingerprint: u64) -> PyResult<()> {
-        self.obj.call_method1(intern!(self.obj.py(), "remember_field_name"), (fingerprint,))?;
+        self.obj.call_method1(
+            intern!(self.obj.py(), "remember_field_name"),
+            (fingerprint,),
+        )?;
         Ok(())
     }
 }
@@ -267,7 +286,9 @@ impl<'py> Rules<'py> {
         changed: &Bound<'py, PyDict>,
         value: u64,
     ) -> PyResult<(u64, u64)> {
-        self.change_ancestor_marks.call1((changed, value))?.extract()
+        self.change_ancestor_marks
+            .call1((changed, value))?
+            .extract()
     }
 
     /// rdet: `scrubber.scrub(value: &str, counts: &mut Counts, opts) -> Option<String>`.
@@ -395,7 +416,9 @@ impl<'py> Deps<'py> {
             has_selector_rules: policy.getattr(intern!(py, "selector_rules"))?.is_truthy()?,
             selector_key: policy.getattr(intern!(py, "selector_key"))?,
         };
-        let field_names = state.getattr(intern!(py, "field_names"))?.cast_into::<PyDict>()?;
+        let field_names = state
+            .getattr(intern!(py, "field_names"))?
+            .cast_into::<PyDict>()?;
         Ok(Self {
             index: NodeIndex::wrap(state.getattr(intern!(py, "nodes"))?)?,
             tree: NodeTree::wrap(state.getattr(intern!(py, "tree"))?)?,
