@@ -231,6 +231,31 @@ fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
     }
 }
 
+fn check_deadline(deadline: Option<Instant>) -> PyResult<()> {
+    match deadline {
+        Some(deadline) if Instant::now() > deadline => Err(WalkOverBudget::new_err(
+            "masking took longer than its budget",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Nodes or containers walked since the clock was last read: inside one event the
+/// budget is checked once per [`BUDGET_CHECK_EVERY`] of them.
+#[derive(Default)]
+struct Ticks(u32);
+
+impl Ticks {
+    fn tick(&mut self, deadline: Option<Instant>) -> PyResult<()> {
+        self.0 += 1;
+        if self.0 == BUDGET_CHECK_EVERY {
+            self.0 = 0;
+            check_deadline(deadline)?;
+        }
+        Ok(())
+    }
+}
+
 /// A tree frame: the node, its parent's bits, its depth, its parent's id.
 struct Frame<'py> {
     node: Bound<'py, PyDict>,
@@ -562,13 +587,9 @@ impl<'py> BatchWalk<'py> {
         }
         // Text drawn in the clear is visible text: PII-scanned like any other.
         let mut stack: Vec<Bound<'py, PyAny>> = vec![data.clone().into_any()];
-        let mut ticks = 0u32; // nodes since the clock was last read
+        let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks += 1;
-            if ticks == BUDGET_CHECK_EVERY {
-                ticks = 0;
-                self.check_budget()?;
-            }
+            ticks.tick(self.deadline)?;
             if let Ok(current) = current.cast::<PyDict>() {
                 let property = current.get_item(intern!(py, "property"))?;
                 if eq_str(property.as_ref(), "fillText")?
@@ -609,20 +630,14 @@ impl<'py> BatchWalk<'py> {
 
     fn mask_mutation(&mut self, data: &Bound<'py, PyDict>) -> PyResult<()> {
         let py = self.py;
-        let changes = data
-            .get_item(intern!(py, "attributes"))?
-            .and_then(|c| c.cast_into::<PyList>().ok())
-            .filter(|c| !c.is_empty());
+        let changes = nonempty_list(data, intern!(py, "attributes"))?;
         if let Some(changes) = &changes {
             // Marks first, so nodes added in this mutation under a newly marked
             // element inherit them.
             self.apply_change_marks(changes)?;
         }
 
-        let removes = data
-            .get_item(intern!(py, "removes"))?
-            .and_then(|c| c.cast_into::<PyList>().ok())
-            .filter(|c| !c.is_empty());
+        let removes = nonempty_list(data, intern!(py, "removes"))?;
         if let Some(removes) = removes {
             // Node ids are never reused by rrweb, so removed nodes stay in the
             // index (forgetting them would fragment the runs and grow the state).
@@ -654,15 +669,10 @@ impl<'py> BatchWalk<'py> {
                     kept.push(remove);
                 }
             }
-            if kept.len() != removes.len() {
-                data.set_item(intern!(py, "removes"), PyList::new(py, kept)?)?;
-            }
+            keep_only(data, intern!(py, "removes"), &removes, kept)?;
         }
 
-        let adds = data
-            .get_item(intern!(py, "adds"))?
-            .and_then(|c| c.cast_into::<PyList>().ok())
-            .filter(|c| !c.is_empty());
+        let adds = nonempty_list(data, intern!(py, "adds"))?;
         if let Some(adds) = adds {
             let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(adds.len());
             let mode = TreeMode {
@@ -696,9 +706,7 @@ impl<'py> BatchWalk<'py> {
                 }
                 kept.push(add);
             }
-            if kept.len() != adds.len() {
-                data.set_item(intern!(py, "adds"), PyList::new(py, kept)?)?;
-            }
+            keep_only(data, intern!(py, "adds"), &adds, kept)?;
         }
         self.vacated.clear();
 
@@ -721,15 +729,10 @@ impl<'py> BatchWalk<'py> {
                 }
                 kept.push(change);
             }
-            if kept.len() != changes.len() {
-                data.set_item(intern!(py, "attributes"), PyList::new(py, kept)?)?;
-            }
+            keep_only(data, intern!(py, "attributes"), changes, kept)?;
         }
 
-        let texts = data
-            .get_item(intern!(py, "texts"))?
-            .and_then(|c| c.cast_into::<PyList>().ok())
-            .filter(|c| !c.is_empty());
+        let texts = nonempty_list(data, intern!(py, "texts"))?;
         if let Some(texts) = texts {
             let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(texts.len());
             for text_change in texts.iter() {
@@ -749,9 +752,7 @@ impl<'py> BatchWalk<'py> {
                 }
                 kept.push(text_change);
             }
-            if kept.len() != texts.len() {
-                data.set_item(intern!(py, "texts"), PyList::new(py, kept)?)?;
-            }
+            keep_only(data, intern!(py, "texts"), &texts, kept)?;
         }
         Ok(())
     }
@@ -939,7 +940,7 @@ impl<'py> BatchWalk<'py> {
             depth: 0,
             up: parent_id,
         }];
-        let mut ticks = 0u32; // nodes since the clock was last read
+        let mut ticks = Ticks::default();
         while let Some(Frame {
             node,
             parent,
@@ -947,11 +948,7 @@ impl<'py> BatchWalk<'py> {
             up,
         }) = stack.pop()
         {
-            ticks += 1;
-            if ticks == BUDGET_CHECK_EVERY {
-                ticks = 0;
-                self.check_budget()?;
-            }
+            ticks.tick(self.deadline)?;
             let node_id = node.get_item(intern!(py, "id"))?;
             let node_type = Num::of(node.get_item(intern!(py, "type"))?.as_ref());
             let children = node.get_item(intern!(py, "childNodes"))?;
@@ -1235,13 +1232,9 @@ impl<'py> BatchWalk<'py> {
         let py = self.py;
         let Some(root) = root else { return Ok(()) };
         let mut stack: Vec<Bound<'py, PyAny>> = vec![root.clone()];
-        let mut ticks = 0u32; // containers since the clock was last read
+        let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks += 1;
-            if ticks == BUDGET_CHECK_EVERY {
-                ticks = 0;
-                self.check_budget()?;
-            }
+            ticks.tick(self.deadline)?;
             if let Ok(current) = current.cast::<PyDict>() {
                 let name = current.get_item(intern!(py, "name"))?;
                 if self.pair_names_secret(name.as_ref())? {
@@ -1320,13 +1313,9 @@ impl<'py> BatchWalk<'py> {
     fn mask_leaves(&mut self, root: &Option<Bound<'py, PyAny>>, numbers: bool) -> PyResult<()> {
         let Some(root) = root else { return Ok(()) };
         let mut stack: Vec<Bound<'py, PyAny>> = vec![root.clone()];
-        let mut ticks = 0u32; // containers since the clock was last read
+        let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks += 1;
-            if ticks == BUDGET_CHECK_EVERY {
-                ticks = 0;
-                self.check_budget()?;
-            }
+            ticks.tick(self.deadline)?;
             if let Ok(current) = current.cast::<PyDict>() {
                 for (key, item) in current.iter() {
                     if let Ok(text) = item.cast::<PyString>() {
@@ -1385,6 +1374,30 @@ impl<'py> BatchWalk<'py> {
             Err(_) => self.deps.rules.mask_text(&item.str()?),
         }
     }
+}
+
+/// `data[key]` if it is a non-empty list (a mutation's adds, removes, texts, attributes).
+fn nonempty_list<'py>(
+    data: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+) -> PyResult<Option<Bound<'py, PyList>>> {
+    Ok(data
+        .get_item(key)?
+        .and_then(|c| c.cast_into::<PyList>().ok())
+        .filter(|c| !c.is_empty()))
+}
+
+/// `data[key] = kept` when an entry of `list` was dropped (the list is left alone otherwise).
+fn keep_only<'py>(
+    data: &Bound<'py, PyDict>,
+    key: &Bound<'py, PyString>,
+    list: &Bound<'py, PyList>,
+    kept: Vec<Bound<'py, PyAny>>,
+) -> PyResult<()> {
+    if kept.len() != list.len() {
+        data.set_item(key, PyList::new(data.py(), kept)?)?;
+    }
+    Ok(())
 }
 
 /// `tag.lower()`: the same object when it is lowercase ASCII already.
