@@ -66,7 +66,6 @@ def slow_paths() -> Iterator[None]:
         mock.patch.object(detectors, "_may_hold_iban", lambda value: True),
         mock.patch.object(detectors, "MAX_CLEAN_CHARS", -1),
         mock.patch.object(detectors, "mask_text", _slow_mask_text),
-        mock.patch.object(batch, "mask_text", _slow_mask_text),
         mock.patch.object(batch, "_TEXT_RULE_BITS", -1),
     ):
         yield

@@ -6,6 +6,8 @@ from collections.abc import Sequence as _Sequence
 from typing import Any
 from typing import Any as _Any
 from typing import final as _final
+from collections import Counter as _Counter
+
 
 __version__: str
 
@@ -151,3 +153,29 @@ class ElementRules:
     def element_value(self, tag: str, attrs: dict[str, _Any], parent_value: int) -> int: ...
     def change_marks(self, changed: dict[str, _Any], value: int) -> int: ...
     def change_ancestor_marks(self, changed: dict[str, _Any], value: int) -> tuple[int, int]: ...
+# --- rwalk ---
+
+class WalkOverBudget(Exception):
+    """The walk passed its deadline (batch.py raises BatchOverBudget for it)."""
+
+INHERITED_MARKS: int
+TEXT_RULE_BITS: int
+BUDGET_CHECK_EVERY: int
+# The rrweb vocabulary and consent states the walk reads (rrweb.py, state.py agree).
+WALK_VOCABULARY: dict[str, _Any]
+
+def walk_batch(
+    events: list[_Any],
+    state: _Any,
+    policy: _Any,
+    consent: bool | None,
+    counts: _Counter[str],
+    *,
+    budget_s: float | None,
+    text_rule_bits: int,
+    max_node_runs: int,
+) -> tuple[list[_Any], str, int]:
+    """Mask one batch in place: (kept events, consent state, dropped).
+
+    The counts are added into ``counts``.
+    """

@@ -11,6 +11,8 @@ pub mod node_tree;
 pub mod policy;
 pub mod policy_deps;
 pub mod selectors;
+pub mod walk;
+pub mod walk_deps;
 
 /// The Python module `replaypipe_masker_core`.
 #[pymodule]
@@ -19,5 +21,6 @@ fn replaypipe_masker_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Each part registers its classes and functions here, one line each.
     node_tree::register(m)?;
     policy::register(m)?;
+    walk::register(m)?;
     Ok(())
 }
