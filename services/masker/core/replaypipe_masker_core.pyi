@@ -1,13 +1,12 @@
 """Type information for the masker's compiled core (services/masker/core)."""
 
+from collections import Counter as _Counter
 from collections.abc import Callable, Iterable
 from collections.abc import Iterable as _Iterable
 from collections.abc import Sequence as _Sequence
 from typing import Any
 from typing import Any as _Any
 from typing import final as _final
-from collections import Counter as _Counter
-
 
 __version__: str
 
