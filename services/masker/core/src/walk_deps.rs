@@ -12,9 +12,10 @@
 //! changed string comes back as `Some` (`None`: unchanged, nothing to set).
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString};
+use pyo3::types::{PyDict, PyString};
 
 use crate::counts::Counts;
+use crate::{fingerprint, node_index, node_tree, policy};
 
 /// How a string is scrubbed (the keyword arguments of `Scrubber.scrub`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,164 +28,129 @@ pub enum ScrubKind {
     Payload,
 }
 
-/// A session node index (`SessionNodeIndex`; ridx: `NodeIndex`).
+/// A session node index (ridx's `SessionNodeIndex`, borrowed per call).
 pub struct NodeIndex<'py> {
-    obj: Bound<'py, PyAny>,
-    get: Bound<'py, PyAny>,
-    set: Bound<'py, PyAny>,
+    obj: Bound<'py, node_index::SessionNodeIndex>,
 }
 
 impl<'py> NodeIndex<'py> {
     fn wrap(obj: Bound<'py, PyAny>) -> PyResult<Self> {
-        let py = obj.py();
         Ok(Self {
-            get: obj.getattr(intern!(py, "get"))?,
-            set: obj.getattr(intern!(py, "set"))?,
-            obj,
+            obj: obj.cast_into::<node_index::SessionNodeIndex>()?,
         })
     }
 
-    /// A node's bits, None if unknown. ridx: `index.get(id) -> Option<u64>`.
+    /// A node's bits, None if unknown.
+    #[inline]
     pub fn get(&self, id: i64) -> PyResult<Option<u64>> {
-        let found = self.get.call1((id,))?;
-        if found.is_none() {
-            return Ok(None);
-        }
-        Ok(Some(found.extract()?))
+        Ok(self.obj.try_borrow()?.get(id))
     }
 
-    /// Records a node's bits. ridx: `index.set(id, value)`.
+    /// Records a node's bits.
+    #[inline]
     pub fn set(&self, id: i64, value: u64) -> PyResult<()> {
-        self.set.call1((id, value))?;
+        self.obj.try_borrow_mut()?.set(id, value);
         Ok(())
     }
 
-    /// No run stored. ridx: `index.is_empty()`.
+    /// No run stored.
     pub fn is_empty(&self) -> PyResult<bool> {
-        Ok(self.obj.len()? == 0)
+        Ok(self.obj.try_borrow()?.is_empty())
     }
 
-    /// Moves every run into a new index (the one before a full snapshot). ridx: `index.take()`.
+    /// Moves every run into a new index (the one before a full snapshot).
     pub fn take(&self) -> PyResult<NodeIndex<'py>> {
-        NodeIndex::wrap(self.obj.call_method0(intern!(self.obj.py(), "take"))?)
+        let taken = self.obj.try_borrow_mut()?.take();
+        Ok(NodeIndex {
+            obj: Bound::new(self.obj.py(), taken)?,
+        })
     }
 
-    /// ANDs every value with `keep_bits`. ridx: `index.map_values(keep_bits)`.
+    /// ANDs every value with `keep_bits`.
     pub fn map_values(&self, keep_bits: u64) -> PyResult<()> {
-        self.obj
-            .call_method1(intern!(self.obj.py(), "map_values"), (keep_bits,))?;
+        self.obj.try_borrow_mut()?.map_values(keep_bits);
         Ok(())
     }
 
-    /// ORs `bits` into every known node of `ids`. ridx: `index.add_bits(&ids, bits)`.
+    /// ORs `bits` into every known node of `ids`.
     pub fn add_bits(&self, ids: &[i64], bits: u64) -> PyResult<()> {
-        let py = self.obj.py();
-        self.obj
-            .call_method1(intern!(py, "add_bits"), (PyList::new(py, ids)?, bits))?;
+        self.obj.try_borrow_mut()?.add_bits(ids, bits);
         Ok(())
     }
 
-    /// ORs `bits` into every known node. ridx: `index.add_bits_everywhere(bits)`.
+    /// ORs `bits` into every known node.
     pub fn add_bits_everywhere(&self, bits: u64) -> PyResult<()> {
-        self.obj
-            .call_method1(intern!(self.obj.py(), "add_bits_everywhere"), (bits,))?;
+        self.obj.try_borrow_mut()?.add_bits_everywhere(bits);
         Ok(())
     }
 
-    /// Keeps the newest `max_runs` runs; how many were dropped. ridx: `index.trim(max_runs)`.
+    /// Keeps the newest `max_runs` runs; how many were dropped.
     pub fn trim(&self, max_runs: usize) -> PyResult<usize> {
-        self.obj
-            .call_method1(intern!(self.obj.py(), "trim"), (max_runs,))?
-            .extract()
+        Ok(self.obj.try_borrow_mut()?.trim(max_runs))
     }
 }
 
-/// The shape of the full snapshot being walked (`SnapshotShape`; ridx).
+/// The shape of the full snapshot being walked (ridx's `SnapshotShape`).
 pub struct SnapshotShape<'py> {
-    record_id: Bound<'py, PyAny>,
-    record_depth: Bound<'py, PyAny>,
+    obj: Bound<'py, node_tree::SnapshotShape>,
 }
 
 impl SnapshotShape<'_> {
     /// The next node of the depth-first walk; `id` None: not a node id (an id
     /// that is no non-negative int holds its place, matching nothing).
-    /// ridx: `shape.visit(id: Option<i64>, depth: u32)`.
+    #[inline]
     pub fn visit(&self, id: Option<i64>, depth: u32) -> PyResult<()> {
-        self.record_id.call1((id,))?;
-        self.record_depth.call1((depth,))?;
+        self.obj.try_borrow_mut()?.visit(id, depth);
         Ok(())
     }
 }
 
-/// The session's node tree (`SessionNodeTree`; ridx).
+/// The session's node tree (ridx's `SessionNodeTree`).
 pub struct NodeTree<'py> {
-    obj: Bound<'py, PyAny>,
-    add_parent: Bound<'py, PyAny>,
-    remove: Bound<'py, PyAny>,
+    obj: Bound<'py, node_tree::SessionNodeTree>,
 }
 
 impl<'py> NodeTree<'py> {
     fn wrap(obj: Bound<'py, PyAny>) -> PyResult<Self> {
-        let py = obj.py();
         Ok(Self {
-            add_parent: obj.getattr(intern!(py, "add_parent"))?,
-            remove: obj.getattr(intern!(py, "remove"))?,
-            obj,
+            obj: obj.cast_into::<node_tree::SessionNodeTree>()?,
         })
     }
 
-    /// ridx: `tree.start_snapshot() -> &mut SnapshotShape`.
+    /// Starts recording a full snapshot's shape.
     pub fn start_snapshot(&self) -> PyResult<SnapshotShape<'py>> {
         let py = self.obj.py();
-        let shape = self.obj.call_method0(intern!(py, "start_snapshot"))?;
-        let recorders = shape.call_method0(intern!(py, "recorders"))?;
-        let (record_id, record_depth) = recorders.extract()?;
+        let shape = self.obj.try_borrow_mut()?.start_snapshot(py)?;
         Ok(SnapshotShape {
-            record_id,
-            record_depth,
+            obj: shape.into_bound(py),
         })
     }
 
-    /// ridx: `tree.end_snapshot()`.
+    /// Ends the snapshot (drops a shape too big to keep).
     pub fn end_snapshot(&self) -> PyResult<()> {
-        self.obj
-            .call_method0(intern!(self.obj.py(), "end_snapshot"))?;
-        Ok(())
+        self.obj.try_borrow_mut()?.end_snapshot(self.obj.py())
     }
 
-    /// Where a node added by a mutation hangs. ridx: `tree.add_parent(id, parent_id)`.
+    /// Where a node added by a mutation hangs.
     pub fn add_parent(&self, id: i64, parent_id: i64) -> PyResult<()> {
-        self.add_parent.call1((id, parent_id))?;
-        Ok(())
-    }
-
-    /// A node left the page. ridx: `tree.remove(id)`.
-    pub fn remove(&self, id: i64) -> PyResult<()> {
-        self.remove.call1((id,))?;
-        Ok(())
-    }
-
-    /// Every node known to be under `id`; None if the tree is unknown.
-    /// ridx: `tree.descendants(id) -> Option<Vec<i64>>` (any order).
-    pub fn descendants(&self, id: i64) -> PyResult<Option<Vec<i64>>> {
-        let under = self
-            .obj
-            .call_method1(intern!(self.obj.py(), "descendants"), (id,))?;
-        if under.is_none() {
-            return Ok(None);
-        }
-        let mut ids = Vec::with_capacity(under.len()?);
-        for item in under.try_iter()? {
-            ids.push(item?.extract()?);
-        }
-        Ok(Some(ids))
-    }
-
-    /// Bounds the pointer map; the nodes evicted while attached. ridx: `tree.trim() -> Vec<i64>`.
-    pub fn trim(&self) -> PyResult<Vec<i64>> {
         self.obj
-            .call_method0(intern!(self.obj.py(), "trim"))?
-            .extract()
+            .try_borrow_mut()?
+            .add_parent(self.obj.py(), Some(id), Some(parent_id))
+    }
+
+    /// A node left the page.
+    pub fn remove(&self, id: i64) -> PyResult<()> {
+        self.obj.try_borrow_mut()?.remove(self.obj.py(), id)
+    }
+
+    /// Every node known to be under `id` (sorted); None if the tree is unknown.
+    pub fn descendants(&self, id: i64) -> PyResult<Option<Vec<i64>>> {
+        self.obj.try_borrow_mut()?.descendants(self.obj.py(), id)
+    }
+
+    /// Bounds the pointer map; the nodes evicted while attached.
+    pub fn trim(&self) -> PyResult<Vec<i64>> {
+        self.obj.try_borrow_mut()?.trim(self.obj.py())
     }
 }
 
@@ -192,7 +158,6 @@ impl<'py> NodeTree<'py> {
 pub struct SessionState<'py> {
     obj: Bound<'py, PyAny>,
     field_names: Bound<'py, PyDict>,
-    field_fingerprint: Bound<'py, PyAny>,
 }
 
 impl<'py> SessionState<'py> {
@@ -219,9 +184,10 @@ impl<'py> SessionState<'py> {
             .setattr(intern!(self.obj.py(), "selector_key"), key)
     }
 
-    /// ridx (`state.py`): `field_fingerprint(name: &str) -> u64`.
+    /// A field name's fingerprint (a name with lone surrogates raises, as
+    /// `str.encode()` did in Python).
     pub fn field_fingerprint(&self, name: &Bound<'py, PyString>) -> PyResult<u64> {
-        self.field_fingerprint.call1((name,))?.extract()
+        Ok(u64::from(fingerprint::field_fingerprint(name.to_str()?)))
     }
 
     /// No sensitive field name remembered yet (`not state.field_names`).
@@ -249,9 +215,7 @@ impl<'py> SessionState<'py> {
 pub struct Rules<'py> {
     /// Counter the Python scrubber adds to (the batch's `MaskResult.counts`).
     pub py_counts: Bound<'py, PyAny>,
-    element_value: Bound<'py, PyAny>,
-    change_marks: Bound<'py, PyAny>,
-    change_ancestor_marks: Bound<'py, PyAny>,
+    element_rules: Bound<'py, policy::ElementRules>,
     scrub: Bound<'py, PyAny>,
     scrub_url: Bound<'py, PyAny>,
     mask_text: Bound<'py, PyAny>,
@@ -265,30 +229,30 @@ pub struct Rules<'py> {
 }
 
 impl<'py> Rules<'py> {
-    /// rpol: `policy.element_value(tag: &str, attrs: &Bound<PyDict>, parent: u64) -> u64`.
+    /// An element's bits and its children's selector context (rpol's `ElementRules`).
+    #[inline]
     pub fn element_value(
         &self,
         tag: &Bound<'py, PyString>,
         attrs: &Bound<'py, PyDict>,
         parent: u64,
     ) -> PyResult<u64> {
-        self.element_value.call1((tag, attrs, parent))?.extract()
+        // a tag with lone surrogates raises, as the Python face's `tag: str` did
+        self.element_rules.get().element_value(tag.to_str()?, attrs, parent)
     }
 
-    /// rpol: `policy.change_marks(changed: &Bound<PyDict>, value: u64) -> u64`.
+    /// Marks an attribute mutation adds to an element.
     pub fn change_marks(&self, changed: &Bound<'py, PyDict>, value: u64) -> PyResult<u64> {
-        self.change_marks.call1((changed, value))?.extract()
+        self.element_rules.get().change_marks(changed, value)
     }
 
-    /// rpol: `policy.change_ancestor_marks(changed, value) -> (u64, u64)`.
+    /// What an attribute mutation means for the element's descendants.
     pub fn change_ancestor_marks(
         &self,
         changed: &Bound<'py, PyDict>,
         value: u64,
     ) -> PyResult<(u64, u64)> {
-        self.change_ancestor_marks
-            .call1((changed, value))?
-            .extract()
+        self.element_rules.get().change_ancestor_marks(changed, value)
     }
 
     /// rdet: `scrubber.scrub(value: &str, counts: &mut Counts, opts) -> Option<String>`.
@@ -388,7 +352,6 @@ impl<'py> Deps<'py> {
         let scrubber = policy.getattr(intern!(py, "scrubber"))?;
         let detectors = py.import(intern!(py, "services.masker.detectors"))?;
         let sensitivity = py.import(intern!(py, "services.masker.sensitivity"))?;
-        let state_module = py.import(intern!(py, "services.masker.state"))?;
         let kwargs = |key: &Bound<'py, PyString>, value: bool| -> PyResult<Bound<'py, PyDict>> {
             let kw = PyDict::new(py);
             kw.set_item(key, value)?;
@@ -396,9 +359,7 @@ impl<'py> Deps<'py> {
         };
         let rules = Rules {
             py_counts: py_counts.clone(),
-            element_value: policy.getattr(intern!(py, "element_value"))?,
-            change_marks: policy.getattr(intern!(py, "change_marks"))?,
-            change_ancestor_marks: policy.getattr(intern!(py, "change_ancestor_marks"))?,
+            element_rules: policy::ElementRules::of_policy(policy)?,
             scrub: scrubber.getattr(intern!(py, "scrub"))?,
             scrub_url: scrubber.getattr(intern!(py, "scrub_url"))?,
             mask_text: detectors.getattr(intern!(py, "mask_text"))?,
@@ -413,7 +374,7 @@ impl<'py> Deps<'py> {
         let facts = PolicyFacts {
             consent_mode: policy.getattr(intern!(py, "consent_mode"))?.extract()?,
             record_inputs: policy.getattr(intern!(py, "record_inputs"))?.is_truthy()?,
-            has_selector_rules: policy.getattr(intern!(py, "selector_rules"))?.is_truthy()?,
+            has_selector_rules: rules.element_rules.get().has_selector_rules(),
             selector_key: policy.getattr(intern!(py, "selector_key"))?,
         };
         let field_names = state
@@ -425,7 +386,6 @@ impl<'py> Deps<'py> {
             state: SessionState {
                 obj: state.clone(),
                 field_names,
-                field_fingerprint: state_module.getattr(intern!(py, "field_fingerprint"))?,
             },
             rules,
             policy: facts,
