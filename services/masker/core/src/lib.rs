@@ -5,11 +5,15 @@ use pyo3::prelude::*;
 
 pub mod counts;
 pub mod flags;
+pub mod detectors;
+pub mod sensitivity;
+pub mod token_rules;
 
 /// The Python module `replaypipe_masker_core`.
 #[pymodule]
 fn replaypipe_masker_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     // Each part registers its classes and functions here, one line each.
+    detectors::register(m)?;
     Ok(())
 }
