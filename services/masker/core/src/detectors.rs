@@ -252,9 +252,10 @@ fn is_label(c: char) -> bool {
 /// whose last label is 2-63 ASCII letters.
 fn email_domain_end(value: &str, pos: usize) -> Option<usize> {
     // (end, ascii letters only, characters) of each dot-separated label
-    let mut labels: Vec<(usize, bool, usize)> = Vec::with_capacity(10);
+    let mut labels = [(0usize, false, 0usize); 10];
+    let mut count = 0;
     let mut i = pos;
-    while labels.len() < 10 {
+    while count < 10 {
         let mut n = 0;
         let mut letters = true;
         let mut j = i;
@@ -269,20 +270,18 @@ fn email_domain_end(value: &str, pos: usize) -> Option<usize> {
                 break;
             }
         }
-        if n == 0 || n > 63 {
-            if n > 63 {
-                labels.push((j, false, n)); // too long: ends the chain
-            }
+        if n == 0 {
             break;
         }
-        labels.push((j, letters, n));
-        if !value[j..].starts_with('.') {
-            break;
+        labels[count] = (j, letters && n <= 63, n);
+        count += 1;
+        if n > 63 || !value[j..].starts_with('.') {
+            break; // a label too long ends the chain
         }
         i = j + 1;
     }
     // the first label is followed by a dot; the last is the TLD
-    for k in (1..labels.len().min(10)).rev() {
+    for k in (1..count).rev() {
         let (end, letters, n) = labels[k];
         if !(letters && (2..=63).contains(&n)) {
             continue;
@@ -298,30 +297,26 @@ fn email_domain_end(value: &str, pos: usize) -> Option<usize> {
 /// as Python's `(?<![\w.%+-])[\w.%+-]{1,64}(?:@|%40)<domain>(?![\w-])`.
 fn email_spans(value: &str, found: &mut Vec<(usize, usize)>, counts: &mut Counts) {
     let n = value.len();
+    let b = value.as_bytes();
     let mut i = 0;
     while i < n {
         // the start of a run of local-part characters (not preceded by one)
         let Some((r, _)) = value[i..].char_indices().find(|&(_, c)| is_local(c)) else { return };
         let r = i + r;
         let run_end = value[r..].char_indices().find(|&(_, c)| !is_local(c)).map_or(n, |(k, _)| r + k);
-        // separators at most 64 characters in, the rightmost first (greedy)
-        let limit = advance_chars(value, r, 64);
-        let mut seps: Vec<(usize, usize)> = Vec::new();
-        let mut j = r + 1;
-        while j < run_end.min(limit + 1) {
-            if value.as_bytes()[j..].starts_with(b"%40") {
-                seps.push((j, j + 3));
-            }
-            j += 1;
-        }
-        if run_end <= limit && value[run_end..].starts_with('@') {
-            seps.push((run_end, run_end + 1));
-        }
+        // separators at most 64 characters in, the rightmost first (greedy):
+        // "@" ends the run, "%40" can be inside it
+        let limit = if run_end - r <= 64 { run_end } else { advance_chars(value, r, 64) };
         let mut matched = None;
-        for &(_, after) in seps.iter().rev() {
-            if let Some(end) = email_domain_end(value, after) {
-                matched = Some(end);
-                break;
+        if run_end <= limit && b.get(run_end) == Some(&b'@') {
+            matched = email_domain_end(value, run_end + 1);
+        }
+        let mut j = run_end.min(limit + 1);
+        while matched.is_none() && j > r + 1 {
+            let Some(k) = b[r + 1..j].iter().rposition(|&c| c == b'%') else { break };
+            j = r + 1 + k;
+            if b[j..].starts_with(b"%40") {
+                matched = email_domain_end(value, j + 3);
             }
         }
         match matched {
@@ -344,7 +339,7 @@ fn email_spans(value: &str, found: &mut Vec<(usize, usize)>, counts: &mut Counts
 static CARD_CANDIDATE: LazyLock<Regex> = LazyLock::new(|| {
     let sep = format!("[{}]", regex::escape(CARD_SEPARATORS));
     let pattern = format!(
-        r"(?:^|\D)(?P<m>\d{{13,19}}|\d{{6}}{sep}\d{{13}}|\d{{4}}(?:{sep}\d{{1,6}}){{1,5}})(?:\D|$)"
+        r"(?:^|\D)(?:\d{{13,19}}|\d{{6}}{sep}\d{{13}}|\d{{4}}(?:{sep}\d{{1,6}}){{1,5}})(?:\D|$)"
     );
     RegexBuilder::new(&pattern).size_limit(64 << 20).build().expect("card candidate")
 });
@@ -358,10 +353,16 @@ fn card_spans(value: &str) -> Vec<(usize, usize)> {
     while pos < value.len() {
         // (?<!\d) at pos looks at the character before it
         let from = if pos == 0 { 0 } else { pos - char_before(value, pos).map_or(0, char::len_utf8) };
-        let Some(caps) = CARD_CANDIDATE.captures_at(value, from) else { break };
-        let m = caps.name("m").expect("group m");
-        let start = m.start();
-        let end = card_end(m.as_str());
+        let Some(m) = CARD_CANDIDATE.find_at(value, from) else { break };
+        // the candidate without the consumed guards (it starts and ends with a digit)
+        let (mut start, mut stop) = (m.start(), m.end());
+        if let Some(c) = char_at(value, start).filter(|&c| !is_digit(c)) {
+            start += c.len_utf8();
+        }
+        if let Some(c) = char_before(value, stop).filter(|&c| !is_digit(c)) {
+            stop -= c.len_utf8();
+        }
+        let end = card_end(&value[start..stop]);
         if end > 0 {
             found.push((start, start + end));
             pos = start + end;

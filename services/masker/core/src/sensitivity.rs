@@ -3,8 +3,9 @@
 //! classes. The word lists stay in Python (they are configuration read by
 //! settings); the default secret names are compiled here once.
 use std::collections::HashSet;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock, Mutex};
 
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use pyo3::prelude::*;
 use pyo3::types::{PyFrozenSet, PyString, PyTuple};
 
@@ -39,18 +40,44 @@ pub const WEAK_SECRET_WORDS: &[&str] = &["key", "api", "access", "creds"];
 /// Names longer than this are never weak secrets (and were never cached in Python).
 pub const MAX_CACHED_NAME_CHARS: usize = 256;
 
-/// A name list split for matching: substring names and whole-word names.
+/// A name list split for matching: substring names and whole-word names, with
+/// one automaton finding any long name in a single pass.
 #[derive(Debug, Clone, Default)]
 pub struct SplitNames {
     pub long: Vec<String>,
     pub short: HashSet<String>,
+    finder: Option<AhoCorasick>,
 }
 
 impl SplitNames {
-    /// Whether `value` contains a long name or has a short one as a whole word.
+    /// Whether `value` contains a long name or has a short one as a whole word
+    /// (as [`name_is_sensitive`] with these names).
     pub fn matches(&self, value: &str) -> bool {
-        name_is_sensitive(value, &self.long, &self.short)
+        if let Some(finder) = &self.finder {
+            let found = with_compact(value, |compact| finder.is_match(compact));
+            if found {
+                return true;
+            }
+        }
+        short_word_matches(value, &self.short)
     }
+}
+
+/// Calls `f` with [`compact_name`] of `value`, on the stack for short ASCII names.
+fn with_compact<R>(value: &str, f: impl FnOnce(&str) -> R) -> R {
+    if value.len() <= 256 && value.is_ascii() {
+        let mut buf = [0u8; 256];
+        let mut n = 0;
+        for b in value.bytes() {
+            let b = b.to_ascii_lowercase();
+            if b.is_ascii_alphanumeric() {
+                buf[n] = b;
+                n += 1;
+            }
+        }
+        return f(std::str::from_utf8(&buf[..n]).unwrap_or(""));
+    }
+    f(&compact_name(value))
 }
 
 static SECRET_NAMES: LazyLock<SplitNames> =
@@ -120,12 +147,13 @@ fn any_camel_word(value: &str, mut found: impl FnMut(&str) -> bool) -> bool {
 /// True if a field name/id contains a long name or has a short one as a whole
 /// word. `long`/`short` are already lower-cased without separators.
 pub fn name_is_sensitive(value: &str, long: &[String], short: &HashSet<String>) -> bool {
-    if !long.is_empty() {
-        let compact = compact_name(value);
-        if long.iter().any(|name| compact.contains(name.as_str())) {
-            return true;
-        }
+    if !long.is_empty() && with_compact(value, |compact| long.iter().any(|name| compact.contains(name.as_str()))) {
+        return true;
     }
+    short_word_matches(value, short)
+}
+
+fn short_word_matches(value: &str, short: &HashSet<String>) -> bool {
     if short.is_empty() {
         return false;
     }
@@ -151,6 +179,12 @@ pub fn split_names<'a>(names: impl IntoIterator<Item = &'a str>) -> SplitNames {
             split.short.insert(n);
         }
     }
+    if !split.long.is_empty() {
+        split.finder = AhoCorasick::builder()
+            .kind(Some(AhoCorasickKind::DFA))
+            .build(&split.long)
+            .ok();
+    }
     split
 }
 
@@ -165,7 +199,7 @@ pub fn key_is_weak_secret(key: &str) -> bool {
     if key.chars().count() > MAX_CACHED_NAME_CHARS {
         return false;
     }
-    name_is_sensitive(key, &[], &WEAK_NAMES)
+    short_word_matches(key, &WEAK_NAMES)
 }
 
 /// Python's `str.isspace` (Unicode White_Space plus the separators \x1c-\x1f).
@@ -200,16 +234,43 @@ pub fn recording_ignore_marks(marker: Option<&str>) -> u64 {
 
 // --- the Python face ---------------------------------------------------------
 
-fn names_of(long: &Bound<'_, PyAny>, short: &Bound<'_, PyAny>) -> PyResult<(Vec<String>, HashSet<String>)> {
-    let long: Vec<String> = long.try_iter()?.map(|n| n?.extract()).collect::<PyResult<_>>()?;
-    let short: HashSet<String> = short.try_iter()?.map(|n| n?.extract()).collect::<PyResult<_>>()?;
-    Ok((long, short))
+/// Name lists the Python face was given, compiled, by the identity of the
+/// (immutable, long-lived: a policy's) tuple and frozenset; a few at a time.
+type CompiledNames = (Py<PyAny>, Py<PyAny>, Arc<SplitNames>);
+static COMPILED: Mutex<Vec<CompiledNames>> = Mutex::new(Vec::new());
+const MAX_COMPILED: usize = 32;
+
+fn compiled_names(long: &Bound<'_, PyAny>, short: &Bound<'_, PyAny>) -> PyResult<Arc<SplitNames>> {
+    let immutable = (long.is_exact_instance_of::<PyTuple>() || long.is_exact_instance_of::<PyFrozenSet>())
+        && short.is_exact_instance_of::<PyFrozenSet>();
+    if immutable {
+        let cache = COMPILED.lock().expect("compiled names");
+        if let Some((_, _, names)) = cache.iter().find(|(l, s, _)| l.is(long) && s.is(short)) {
+            return Ok(names.clone());
+        }
+    }
+    let long_names: Vec<String> = long.try_iter()?.map(|n| n?.extract()).collect::<PyResult<_>>()?;
+    let short_names: HashSet<String> = short.try_iter()?.map(|n| n?.extract()).collect::<PyResult<_>>()?;
+    let finder = if long_names.is_empty() {
+        None
+    } else {
+        AhoCorasick::builder().kind(Some(AhoCorasickKind::DFA)).build(&long_names).ok()
+    };
+    let names = Arc::new(SplitNames { long: long_names, short: short_names, finder });
+    if immutable {
+        let mut cache = COMPILED.lock().expect("compiled names");
+        if cache.len() >= MAX_COMPILED {
+            cache.remove(0);
+        }
+        cache.push((long.clone().unbind(), short.clone().unbind(), names.clone()));
+    }
+    Ok(names)
 }
 
 #[pyfunction(name = "name_is_sensitive")]
 fn py_name_is_sensitive(value: &Bound<'_, PyString>, long_names: &Bound<'_, PyAny>, short_names: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let (long, short) = names_of(long_names, short_names)?;
-    Ok(name_is_sensitive(&crate::detectors::py_str(value)?, &long, &short))
+    let names = compiled_names(long_names, short_names)?;
+    Ok(names.matches(&crate::detectors::py_str(value)?))
 }
 
 #[pyfunction(name = "split_names")]
