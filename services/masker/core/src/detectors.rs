@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
 use pyo3::prelude::*;
-use pyo3::types::{PyFrozenSet, PyList, PyString};
+use pyo3::types::{PyBytes, PyFrozenSet, PyList, PyString};
 use regex::{Regex, RegexBuilder};
 
 use crate::counts::Counts;
@@ -97,12 +97,16 @@ fn stars(out: &mut String, n: usize) {
     out.extend(std::iter::repeat_n(MASK_CHAR, n));
 }
 
-/// A Python string's text, borrowed where it can be (lone surrogates, which
-/// UTF-8 cannot hold, become U+FFFD: the same number of characters).
+/// A Python string's text, borrowed where it can be (a lone surrogate, which
+/// UTF-8 cannot hold, becomes one `?`: the same number of characters).
 pub fn py_str<'a>(value: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
     match value.to_cow() {
         Ok(text) => Ok(text),
-        Err(_) => Ok(value.to_string_lossy()),
+        Err(_) => {
+            let encoded = value.call_method1(pyo3::intern!(value.py(), "encode"), ("utf-8", "replace"))?;
+            let bytes = encoded.cast::<PyBytes>()?;
+            Ok(Cow::Owned(String::from_utf8_lossy(bytes.as_bytes()).into_owned()))
+        }
     }
 }
 
