@@ -40,10 +40,14 @@ def test_masked_text_keeps_the_character_length_of_non_ascii_text() -> None:
     assert masked == "Grüße an " + "*" * len("jane.doe@example.com") + ", Ihr Team"
 
 
+def arabic_indic(digits: str) -> str:
+    return digits.translate({ord(d): 0x0660 + int(d) for d in "0123456789"})
+
+
 def test_a_card_in_digits_of_another_script_is_masked() -> None:
-    # Arabic-Indic digits: no checksum is computed, 13+ digits are masked
-    text = "card ٤١١١ ١١١١ ١١١١ ١١١١ ok"
-    assert scrub(text) == "card " + mask_text("٤١١١ ١١١١ ١١١١ ١١١١") + " ok"
+    # no checksum is computed on such digits: 13+ of them in card groups are masked
+    card = arabic_indic("4111 1111 1111 1111")
+    assert scrub(f"card {card} ok") == f"card {mask_text(card)} ok"
 
 
 def test_a_token_right_after_a_letter_of_another_script_is_masked() -> None:
