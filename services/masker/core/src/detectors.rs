@@ -24,7 +24,7 @@ use regex::{Regex, RegexBuilder};
 
 use crate::counts::Counts;
 use crate::sensitivity::{key_is_weak_secret, name_is_sensitive, py_isspace, secret_names};
-use crate::token_rules::{may_hold_token, token_spans, TOKEN_HINTS};
+use crate::token_rules::{may_hold_token, token_spans};
 
 pub const MASK_CHAR: char = '*';
 /// Every PII candidate is at most this many characters (a bounded cost per start).
@@ -216,20 +216,27 @@ pub fn iban_valid(compact: &str) -> bool {
 
 // --- the gate -----------------------------------------------------------------
 
-/// `[@\d="]|%40` or a token hint: what every text `scrub` may change holds.
-static SCRUB_GATE: LazyLock<Regex> = LazyLock::new(|| {
-    let mut pattern = String::from(r#"[@\d="]|%40"#);
-    for hint in TOKEN_HINTS.iter() {
-        pattern.push('|');
-        pattern.push_str(&regex::escape(hint));
-    }
-    Regex::new(&pattern).expect("scrub gate")
-});
+static ANY_DIGIT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d").expect("digit"));
 
 /// Whether [`Scrubber::scrub`] may change `value`: exactly Python's
-/// `re.search(r'[@\d="]|%40', value) or any(hint in value for hint in TOKEN_HINTS)`.
+/// `re.search(r'[@\d="]|%40', value) or any(hint in value for hint in TOKEN_HINTS)`
+/// (one byte pass for the ASCII triggers, then the token hints' automaton).
 pub fn may_need_scrub(value: &str) -> bool {
-    SCRUB_GATE.is_match(value)
+    let b = value.as_bytes();
+    let mut percent = false;
+    for &c in b {
+        if matches!(c, b'@' | b'=' | b'"' | b'0'..=b'9') {
+            return true;
+        }
+        percent |= c == b'%';
+    }
+    if percent && value.contains("%40") {
+        return true;
+    }
+    if !value.is_ascii() && ANY_DIGIT.is_match(value) {
+        return true;
+    }
+    may_hold_token(value)
 }
 
 /// False only if `value` holds no 13 digits (a card needs them).
@@ -427,32 +434,51 @@ fn iban_spans(value: &str, found: &mut Vec<(usize, usize)>, counts: &mut Counts)
     let b = value.as_bytes();
     let n = b.len();
     let mut i = 0;
-    while i + 4 <= n {
-        if !(b[i].is_ascii_alphabetic() && b[i + 1].is_ascii_alphabetic()) {
+    // \b before a letter: a candidate starts only where a run of word characters does
+    while i < n {
+        let c = b[i];
+        if c < 0x80 && !(c.is_ascii_alphanumeric() || c == b'_') {
             i += 1;
             continue;
         }
-        if i > 0 && char_before(value, i).is_some_and(is_word) {
-            i += 1;
+        let ch = char_at(value, i).unwrap_or(' ');
+        if !is_word(ch) {
+            i += ch.len_utf8();
             continue;
         }
-        let Some(after_digits) = two_digits(value, i + 2) else {
-            i += 1;
-            continue;
-        };
-        let mut rest = value[after_digits..].chars();
-        let lookahead = match rest.next() {
-            Some(c) if is_card_separator(c) => rest.next().is_some_and(|d| d.is_ascii_alphanumeric()),
-            Some(c) => c.is_ascii_alphanumeric(),
-            None => false,
-        };
-        if lookahead {
-            if let Some(span) = iban_span(value, i) {
-                found.push(span);
-                counts.inc("pii_iban");
+        if c.is_ascii_alphabetic() && i + 4 <= n && b[i + 1].is_ascii_alphabetic() {
+            if let Some(after_digits) = two_digits(value, i + 2) {
+                let mut rest = value[after_digits..].chars();
+                let lookahead = match rest.next() {
+                    Some(c) if is_card_separator(c) => rest.next().is_some_and(|d| d.is_ascii_alphanumeric()),
+                    Some(c) => c.is_ascii_alphanumeric(),
+                    None => false,
+                };
+                if lookahead {
+                    if let Some(span) = iban_span(value, i) {
+                        found.push(span);
+                        counts.inc("pii_iban");
+                    }
+                }
             }
         }
-        i = after_digits;
+        // past the run of word characters: no other candidate starts inside it
+        let mut j = i + ch.len_utf8();
+        while j < n {
+            let d = b[j];
+            if d < 0x80 {
+                if d.is_ascii_alphanumeric() || d == b'_' {
+                    j += 1;
+                    continue;
+                }
+                break;
+            }
+            match char_at(value, j) {
+                Some(w) if is_word(w) => j += w.len_utf8(),
+                _ => break,
+            }
+        }
+        i = j;
     }
 }
 
@@ -1340,13 +1366,12 @@ impl Scrubber {
         }
         let text: &str = &cur;
         let mut spans = self.pii_spans(text, counts, fast);
-        if !fast || may_hold_token(text) {
-            let mut found = Vec::new();
-            token_spans(text, &mut found);
-            for (count, span) in found {
-                counts.inc(count);
-                spans.push(span);
-            }
+        // token_spans runs only the rules whose hints occur (one automaton pass)
+        let mut found = Vec::new();
+        token_spans(text, &mut found);
+        for (count, span) in found {
+            counts.inc(count);
+            spans.push(span);
         }
         if opts.random_tokens && !opts.url && text.len() >= 20 {
             let before = spans.len();

@@ -9,7 +9,7 @@
 //! (a token right after an accented letter is masked too).
 use std::sync::LazyLock;
 
-use aho_corasick::AhoCorasick;
+use aho_corasick::{AhoCorasick, AhoCorasickKind};
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use base64::Engine;
@@ -176,7 +176,11 @@ static HINT_SCAN: LazyLock<(AhoCorasick, Vec<usize>)> = LazyLock::new(|| {
             owners.push(i);
         }
     }
-    (AhoCorasick::new(hints).expect("token hints"), owners)
+    let scan = AhoCorasick::builder()
+        .kind(Some(AhoCorasickKind::DFA))
+        .build(hints)
+        .expect("token hints");
+    (scan, owners)
 });
 
 /// Exactly `any(hint in value for hint in TOKEN_HINTS)`.
