@@ -222,15 +222,29 @@ static ANY_DIGIT: LazyLock<Regex> = LazyLock::new(|| Regex::new(r"\d").expect("d
 /// `re.search(r'[@\d="]|%40', value) or any(hint in value for hint in TOKEN_HINTS)`
 /// (one byte pass for the ASCII triggers, then the token hints' automaton).
 pub fn may_need_scrub(value: &str) -> bool {
-    let b = value.as_bytes();
-    let mut percent = false;
-    for &c in b {
-        if matches!(c, b'@' | b'=' | b'"' | b'0'..=b'9') {
+    // a table per byte, OR-ed over chunks (the compiler vectorises the chunk)
+    const fn triggers() -> [u8; 256] {
+        let mut table = [0u8; 256];
+        let mut b = b'0';
+        while b <= b'9' {
+            table[b as usize] = 1;
+            b += 1;
+        }
+        table[b'@' as usize] = 1;
+        table[b'=' as usize] = 1;
+        table[b'"' as usize] = 1;
+        table[b'%' as usize] = 2;
+        table
+    }
+    static TRIGGERS: [u8; 256] = triggers();
+    let mut seen = 0u8;
+    for chunk in value.as_bytes().chunks(64) {
+        seen |= chunk.iter().fold(0u8, |acc, &c| acc | TRIGGERS[c as usize]);
+        if seen & 1 != 0 {
             return true;
         }
-        percent |= c == b'%';
     }
-    if percent && value.contains("%40") {
+    if seen & 2 != 0 && value.contains("%40") {
         return true;
     }
     if !value.is_ascii() && ANY_DIGIT.is_match(value) {

@@ -183,9 +183,16 @@ static HINT_SCAN: LazyLock<(AhoCorasick, Vec<usize>)> = LazyLock::new(|| {
     (scan, owners)
 });
 
+/// The hints as one literal alternation: `regex` searches it with a vectorised
+/// literal scanner, several times faster than the automaton on text without any.
+static HINT_GATE: LazyLock<Regex> = LazyLock::new(|| {
+    let alternation: Vec<String> = TOKEN_HINTS.iter().map(|h| regex::escape(h)).collect();
+    Regex::new(&alternation.join("|")).expect("token hints")
+});
+
 /// Exactly `any(hint in value for hint in TOKEN_HINTS)`.
 pub fn may_hold_token(value: &str) -> bool {
-    HINT_SCAN.0.is_match(value)
+    HINT_GATE.is_match(value)
 }
 
 /// Bit i set: rule i has a hint in `value` (at most 64 rules).
