@@ -18,6 +18,7 @@ use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{LazyLock, Mutex};
 
+use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyFrozenSet, PyList, PyString};
 use regex::{Regex, RegexBuilder};
@@ -1479,6 +1480,23 @@ fn strings(items: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     items.try_iter()?.map(|item| item?.extract::<String>()).collect()
 }
 
+/// Runs a rule for the Python face; a panic (a bug) becomes a `RuntimeError`
+/// the masker's error path handles (dead-letter queue), not a
+/// `BaseException` that would stop the worker. The message names no content.
+fn guarded<T>(rule: &str, run: impl FnOnce() -> T) -> PyResult<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
+        .map_err(|_| PyRuntimeError::new_err(format!("masker core: {rule} failed (a bug; the text is not shown)")))
+}
+
+/// Reports where a panic happened, never its message: messages of slicing
+/// errors quote the text, which is client content.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        eprintln!("replaypipe_masker_core: panic at {at}");
+    }));
+}
+
 /// The Python string for a scrub result: the same object when unchanged.
 fn result_str<'py>(value: &Bound<'py, PyString>, result: Option<String>) -> Bound<'py, PyString> {
     match result {
@@ -1541,7 +1559,8 @@ impl Scrubber {
     ) -> PyResult<Bound<'py, PyString>> {
         let text = py_str(value)?;
         let mut found = Counts::new();
-        let result = self.scrub(&text, &mut found, ScrubOptions { url, payload, keep_paths, random_tokens });
+        let opts = ScrubOptions { url, payload, keep_paths, random_tokens };
+        let result = guarded("scrub", || self.scrub(&text, &mut found, opts))?;
         found.add_to_py(counts)?;
         Ok(result_str(value, result))
     }
@@ -1550,7 +1569,7 @@ impl Scrubber {
     fn py_scrub_url<'py>(&self, value: &Bound<'py, PyString>, counts: &Bound<'py, PyAny>, asset: bool) -> PyResult<Bound<'py, PyString>> {
         let text = py_str(value)?;
         let mut found = Counts::new();
-        let result = self.scrub_url(&text, &mut found, asset);
+        let result = guarded("scrub_url", || self.scrub_url(&text, &mut found, asset))?;
         found.add_to_py(counts)?;
         Ok(result_str(value, result))
     }
@@ -1559,7 +1578,7 @@ impl Scrubber {
     fn py_scrub_query<'py>(&self, value: &Bound<'py, PyString>, counts: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
         let text = py_str(value)?;
         let mut found = Counts::new();
-        let result = self.scrub_query(&text, &mut found);
+        let result = guarded("scrub_query", || self.scrub_query(&text, &mut found))?;
         found.add_to_py(counts)?;
         Ok(result_str(value, result))
     }
@@ -1568,7 +1587,7 @@ impl Scrubber {
     fn py_find_pii(&self, value: &Bound<'_, PyString>, counts: &Bound<'_, PyAny>) -> PyResult<Vec<(usize, usize)>> {
         let text = py_str(value)?;
         let mut found = Counts::new();
-        let spans = self.find_pii(&text, &mut found);
+        let spans = guarded("find_pii", || self.find_pii(&text, &mut found))?;
         found.add_to_py(counts)?;
         Ok(byte_to_char_spans(&text, &spans))
     }
@@ -1656,6 +1675,7 @@ fn py_set_fast_paths(enabled: bool) {
 
 /// Registers the string rules with the Python module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    quiet_panics();
     m.add_class::<Scrubber>()?;
     m.add_function(wrap_pyfunction!(py_mask_text, m)?)?;
     m.add_function(wrap_pyfunction!(py_luhn_valid, m)?)?;
