@@ -14,26 +14,17 @@ from collections.abc import Callable
 
 import pytest
 
+from bench.bench_detectors import CASES, repeat_to
 from services.masker import sensitivity
 from services.masker.detectors import MAX_CANDIDATE_CHARS, Scrubber
 
 SCRUBBER = Scrubber.build(("email", "card", "iban"), ("token", "email", "password"))
 
 
-def repeat_to(piece: str, size: int) -> str:
-    return (piece * (size // len(piece) + 1))[:size]
-
-
-# Texts built to make one detector work hardest (as bench/bench_detectors.py).
+# Texts built to make one detector work hardest: bench/bench_detectors.py's,
+# and a few for the scanners it has no case for.
 ADVERSARIAL: dict[str, Callable[[int], str]] = {
-    "digits joined by single spaces": lambda n: repeat_to("1 ", n),
-    "groups of four digits": lambda n: repeat_to("4111 ", n),
-    "one long digit run": lambda n: "7" * n,
-    "IBAN-like runs": lambda n: repeat_to("DE12 3456 7890 1234 5678 90 ", n),
-    "e-mail-like local part": lambda n: "@" + "a" * (n - 1),
-    "e-mail-like dotted domain": lambda n: "a@" + repeat_to("a.", n - 2),
-    "%40 storm": lambda n: repeat_to("a%40", n),
-    "query string storm": lambda n: "?" + repeat_to("token=x&", n - 1),
+    **CASES,
     "JSON keys without colons": lambda n: repeat_to('"k" ', n),
     "header-like words": lambda n: repeat_to("Secret:Bearer ", n),
     "token alphabet run": lambda n: repeat_to("aB3", n),
