@@ -1,12 +1,16 @@
 """The masker's fast paths answer exactly what the slow paths they skip would.
 
-Each gate in :mod:`services.masker.detectors` is a cheap proof that a detector
-cannot match; these properties check the proof on generated text, and that a
-whole masked batch is the same with the fast paths as with the slow ones.
+The scrub gate (:func:`services.masker.detectors.may_need_scrub`) is a cheap
+proof that no detector can match; the core's other gates (card digits, token
+hints, the clean-text memory) skip scans. These properties check the gate
+against the pattern it stands for, and that scrubbing and a whole masked batch
+are the same with the fast paths as with every scan run
+(``replaypipe_masker_core.set_fast_paths(False)``).
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,6 +18,7 @@ from typing import Any
 from unittest import mock
 
 import orjson
+import replaypipe_masker_core as core
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -46,40 +51,34 @@ texts = st.lists(
 ).map("".join)
 
 
+# What every text scrub() may change holds: this pattern or a token hint.
+_SCRUB_CANDIDATE = re.compile(r'[@\d="]|%40')
+_NON_SPACE = re.compile(r"\S")
+
+
 def _slow_scrub_gate(value: str) -> bool:
-    return detectors._MAYBE_SENSITIVE.search(value) is not None or any(
-        hint in value for hint in TOKEN_HINTS
-    )
+    return _SCRUB_CANDIDATE.search(value) is not None or any(hint in value for hint in TOKEN_HINTS)
 
 
 def _slow_mask_text(value: str) -> str:
-    return detectors._NON_SPACE.sub(detectors.MASK_CHAR, value)
+    return _NON_SPACE.sub(detectors.MASK_CHAR, value)
 
 
 @contextmanager
 def slow_paths() -> Iterator[None]:
-    """The masker with every fast path replaced by the test it stands for."""
-    with (
-        mock.patch.object(detectors, "may_need_scrub", _slow_scrub_gate),
-        mock.patch.object(detectors, "_may_hold_token", lambda value: True),
-        mock.patch.object(detectors, "_may_hold_card", lambda value: True),
-        mock.patch.object(detectors, "_may_hold_iban", lambda value: True),
-        mock.patch.object(detectors, "MAX_CLEAN_CHARS", -1),
-        mock.patch.object(detectors, "mask_text", _slow_mask_text),
-        mock.patch.object(batch, "_TEXT_RULE_BITS", -1),
-    ):
-        yield
+    """The masker with every fast path replaced by the scan it stands for."""
+    core.set_fast_paths(False)
+    try:
+        with mock.patch.object(batch, "_TEXT_RULE_BITS", -1):
+            yield
+    finally:
+        core.set_fast_paths(True)
 
 
 @FAST_PATH_SETTINGS
 @given(texts)
 def test_scrub_gate_answers_exactly_what_the_pattern_and_hint_scan_answer(value: str) -> None:
     assert may_need_scrub(value) == _slow_scrub_gate(value)
-
-
-def test_the_scrub_gate_was_built_for_the_current_candidate_pattern() -> None:
-    # _SCRUB_GATE_CHARS stands for exactly this pattern: a change to it must change both.
-    assert detectors._MAYBE_SENSITIVE.pattern == '[@\\d="]|%40'
 
 
 def test_scrub_gate_and_mask_text_are_exact_for_every_character_alone_and_in_words() -> None:
@@ -100,21 +99,36 @@ def test_mask_text_of_ascii_text_equals_the_regex_substitution(value: str) -> No
 @FAST_PATH_SETTINGS
 @given(texts)
 def test_token_gate_answers_exactly_whether_a_token_hint_occurs(value: str) -> None:
-    assert detectors._may_hold_token(value) == any(hint in value for hint in TOKEN_HINTS)
-    if not detectors._may_hold_token(value):
+    assert core.may_hold_token(value) == any(hint in value for hint in TOKEN_HINTS)
+    if not core.may_hold_token(value):
         assert token_spans(value) == []
 
 
 @FAST_PATH_SETTINGS
 @given(texts)
-def test_card_and_iban_gates_skip_only_text_without_any_card_or_iban(value: str) -> None:
-    if not detectors._may_hold_card(value):
-        assert detectors._card_spans(value) == []
-    if not detectors._may_hold_iban(value):
-        with slow_paths():
-            counts: Counter[str] = Counter()
-            Scrubber().find_pii(value, counts)
-        assert counts["pii_iban"] == 0
+def test_a_text_the_gate_calls_clean_is_unchanged_by_every_scan(value: str) -> None:
+    if may_need_scrub(value):
+        return
+    scrubber = Scrubber.build(["email", "card", "iban"], ["q"])
+    with slow_paths():
+        counts: Counter[str] = Counter()
+        assert scrubber.find_pii(value, counts) == []
+        assert core.card_spans(value) == []
+        assert token_spans(value) == []
+        assert scrubber.scrub(value, counts) == value
+    assert counts == Counter()
+
+
+@FAST_PATH_SETTINGS
+@given(texts)
+def test_pii_found_with_and_without_the_card_gate_is_the_same(value: str) -> None:
+    scrubber = Scrubber()
+    fast_counts: Counter[str] = Counter()
+    fast = scrubber.find_pii(value, fast_counts)
+    slow_counts: Counter[str] = Counter()
+    with slow_paths():
+        slow = scrubber.find_pii(value, slow_counts)
+    assert (fast, fast_counts) == (slow, slow_counts)
 
 
 @FAST_PATH_SETTINGS
@@ -154,7 +168,7 @@ def test_the_scrubbers_memory_of_clean_texts_is_bounded() -> None:
     scrubber = Scrubber()
     for n in range(detectors.MAX_CLEAN_TEXTS * 2):
         scrubber.scrub(f"plain text {n:x}", Counter())
-    assert 0 < len(scrubber._clean) <= detectors.MAX_CLEAN_TEXTS
+    assert 0 < scrubber.clean_texts() <= detectors.MAX_CLEAN_TEXTS
 
 
 def _masked(scenario: Scenario) -> tuple[Any, Counter[str], list[int]]:

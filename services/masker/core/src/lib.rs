@@ -13,6 +13,9 @@ pub mod policy_deps;
 pub mod selectors;
 pub mod walk;
 pub mod walk_deps;
+pub mod detectors;
+pub mod sensitivity;
+pub mod token_rules;
 
 /// The Python module `replaypipe_masker_core`.
 #[pymodule]
@@ -22,5 +25,6 @@ fn replaypipe_masker_core(m: &Bound<'_, PyModule>) -> PyResult<()> {
     node_tree::register(m)?;
     policy::register(m)?;
     walk::register(m)?;
+    detectors::register(m)?;
     Ok(())
 }
