@@ -40,9 +40,9 @@ WHOLE_WORD_NAMES: Final = frozenset(_core.WHOLE_WORD_NAMES)
 # "api_version", "access_level"): a value under them is masked only when it
 # looks generated (detectors.looks_secret_value). Whole words only.
 WEAK_SECRET_WORDS: Final[tuple[str, ...]] = tuple(_core.WEAK_SECRET_WORDS)
-SENSITIVE_AUTOCOMPLETE: Final = frozenset({"one-time-code", "current-password", "new-password"})
+SENSITIVE_AUTOCOMPLETE: Final = frozenset(_core.SENSITIVE_AUTOCOMPLETE)
 # autocomplete tokens starting with "cc-" (cc-number, cc-csc, cc-exp*, cc-name, ...)
-SENSITIVE_AUTOCOMPLETE_PREFIX = "cc-"
+SENSITIVE_AUTOCOMPLETE_PREFIX: Final[str] = _core.SENSITIVE_AUTOCOMPLETE_PREFIX
 
 # --- node bits -----------------------------------------------------------------
 

@@ -192,6 +192,8 @@ SECRET_WORDS: list[str]
 DEFAULT_SENSITIVE_NAMES: list[str]
 WHOLE_WORD_NAMES: list[str]
 WEAK_SECRET_WORDS: list[str]
+SENSITIVE_AUTOCOMPLETE: list[str]
+SENSITIVE_AUTOCOMPLETE_PREFIX: str
 
 class Scrubber:
     """The string scrubbers enabled for one site (built once per settings version)."""

@@ -1483,7 +1483,7 @@ fn strings(items: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
 /// Runs a rule for the Python face; a panic (a bug) becomes a `RuntimeError`
 /// the masker's error path handles (dead-letter queue), not a
 /// `BaseException` that would stop the worker. The message names no content.
-fn guarded<T>(rule: &str, run: impl FnOnce() -> T) -> PyResult<T> {
+pub(crate) fn guarded<T>(rule: &str, run: impl FnOnce() -> T) -> PyResult<T> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(run))
         .map_err(|_| PyRuntimeError::new_err(format!("masker core: {rule} failed (a bug; the text is not shown)")))
 }

@@ -9,7 +9,6 @@ pub mod fingerprint;
 pub mod node_index;
 pub mod node_tree;
 pub mod policy;
-pub mod policy_deps;
 pub mod selectors;
 pub mod walk;
 pub mod walk_deps;

@@ -17,7 +17,7 @@ use crate::flags::{
     CONTEXT_SHIFT, FLAG_BITS, F_BLOCK, F_IGNORE, F_INPUT_TEXT, F_MASK, F_MASK_INPUT,
     F_SCRIPT_ELEMENT, F_STYLE_ELEMENT, MAX_CONTEXT_BITS, NOT_INHERITED,
 };
-use crate::policy_deps::{self, SplitNames};
+use crate::sensitivity::{self, SplitNames};
 use crate::selectors::{
     compile_selectors, compound_matches_known, compound_may_match_change, split_py_whitespace,
     str_value, Compound, Selector,
@@ -163,7 +163,7 @@ impl ElementRules {
                 });
             }
         }
-        let names = policy_deps::split_names(sensitive_names.iter().map(AsRef::as_ref));
+        let names = sensitivity::split_names(sensitive_names.iter().map(AsRef::as_ref));
         let join = |texts: &[S]| {
             texts
                 .iter()
@@ -215,7 +215,7 @@ impl ElementRules {
 
     /// True if a field name/id matches the sensitive-name list.
     pub fn name_is_sensitive(&self, value: &str) -> bool {
-        policy_deps::name_is_sensitive(value, &self.names.long, &self.names.short)
+        self.names.matches(value)
     }
 
     /// Password type, card/OTP/password autocomplete, or a sensitive name or id.
@@ -260,11 +260,11 @@ impl ElementRules {
         let mut bits = 0;
         if let Some(cls) = own.class.as_ref().and_then(str_value) {
             if cls.contains("rr-") {
-                bits |= policy_deps::class_marks(&cls);
+                bits |= sensitivity::class_marks(&cls);
             }
         }
         if let Some(marker) = own.recording_ignore.as_ref().filter(|m| !m.is_none()) {
-            bits |= policy_deps::recording_ignore_marks(str_value(marker).as_deref());
+            bits |= sensitivity::recording_ignore_marks(str_value(marker).as_deref());
         }
         if self.own_field_is_sensitive(own) {
             bits |= F_MASK_INPUT;
@@ -374,8 +374,8 @@ impl ElementRules {
 /// ASCII case folding is Python's lower() on these words: the only non-ASCII
 /// characters lower-casing into ASCII are U+0130 (adds U+0307) and U+212A ("k").
 fn autocomplete_token_is_sensitive(token: &str) -> bool {
-    let prefix = policy_deps::sensitive_autocomplete_prefix();
-    policy_deps::sensitive_autocomplete()
+    let prefix = sensitivity::SENSITIVE_AUTOCOMPLETE_PREFIX;
+    sensitivity::SENSITIVE_AUTOCOMPLETE
         .iter()
         .any(|w| token.eq_ignore_ascii_case(w))
         || token

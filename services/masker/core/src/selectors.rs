@@ -399,11 +399,8 @@ fn py_repr(py: Python<'_>, text: &str) -> String {
         .unwrap_or_else(|_| format!("{text:?}"))
 }
 
-/// Python's `str.isspace()` (what `\s`, `split()` and `strip()` use): Unicode
-/// White_Space plus the four ASCII information separators.
-pub fn is_py_space(c: char) -> bool {
-    c.is_whitespace() || ('\x1c'..='\x1f').contains(&c)
-}
+/// Python's `str.isspace()` (what `\s`, `split()` and `strip()` use).
+pub use crate::sensitivity::py_isspace as is_py_space;
 
 /// Python's `str.split()` with no arguments.
 pub fn split_py_whitespace(text: &str) -> impl Iterator<Item = &str> {

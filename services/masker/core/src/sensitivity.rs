@@ -39,6 +39,10 @@ pub const WHOLE_WORD_NAMES: &[&str] = &["auth", "pass"];
 pub const WEAK_SECRET_WORDS: &[&str] = &["key", "api", "access", "creds"];
 /// Names longer than this are never weak secrets (and were never cached in Python).
 pub const MAX_CACHED_NAME_CHARS: usize = 256;
+/// Autocomplete tokens of secret fields (lower case; compared ignoring ASCII case).
+pub const SENSITIVE_AUTOCOMPLETE: &[&str] = &["current-password", "new-password", "one-time-code"];
+/// Autocomplete tokens starting with this are card fields (cc-number, cc-csc, cc-exp*, cc-name...).
+pub const SENSITIVE_AUTOCOMPLETE_PREFIX: &str = "cc-";
 
 /// A name list split for matching: substring names and whole-word names, with
 /// one automaton finding any long name in a single pass.
@@ -318,5 +322,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("DEFAULT_SENSITIVE_NAMES", DEFAULT_SENSITIVE_NAMES.clone())?;
     m.add("WHOLE_WORD_NAMES", WHOLE_WORD_NAMES.to_vec())?;
     m.add("WEAK_SECRET_WORDS", WEAK_SECRET_WORDS.to_vec())?;
+    m.add("SENSITIVE_AUTOCOMPLETE", SENSITIVE_AUTOCOMPLETE.to_vec())?;
+    m.add("SENSITIVE_AUTOCOMPLETE_PREFIX", SENSITIVE_AUTOCOMPLETE_PREFIX)?;
     Ok(())
 }

@@ -282,7 +282,7 @@ pub struct WalkOutcome<'py> {
 pub struct BatchWalk<'py> {
     py: Python<'py>,
     deps: Deps<'py>,
-    /// What the walk itself counted (the scrubber counts into `deps.rules.py_counts`).
+    /// What the walk and the rules it called counted (folded into `deps.rules.py_counts` at the end).
     pub counts: Counts,
     dropped: u64,
     consent_mask: bool,

@@ -1,21 +1,22 @@
 //! Everything the batch walk (`walk.rs`) calls outside itself, one small
-//! function per call: the node index and tree (ridx), the site policy (rpol)
-//! and the string rules (rdet).
+//! function per call: the node index and tree (`node_index.rs`,
+//! `node_tree.rs`), the element rules (`policy.rs`) and the string rules
+//! (`detectors.rs`, `sensitivity.rs`), all called natively: the handles (the
+//! index, tree, element rules and scrubber of the batch's state and policy)
+//! are fetched once per batch in [`Deps::new`], and each call borrows them
+//! without going through Python.
 //!
-//! Until those parts are compiled in, each body calls today's Python object or
-//! function; the handles (bound methods, functions, keyword dicts) are fetched
-//! once per batch in [`Deps::new`], never per node. After the merge only the
-//! bodies change: each function's comment names the native call it becomes.
-//!
-//! Strings go in as the Python string the walk holds (a native body borrows it
-//! with `PyString::to_str`, the Python body passes it on without a copy) and a
-//! changed string comes back as `Some` (`None`: unchanged, nothing to set).
+//! Strings go in as the Python string the walk holds (borrowed as `&str`) and
+//! a changed string comes back as `Some` (`None`: unchanged, nothing to set).
+use std::borrow::Cow;
+
 use pyo3::intern;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyString};
 
 use crate::counts::Counts;
-use crate::{fingerprint, node_index, node_tree, policy};
+use crate::detectors::{self, ScrubOptions};
+use crate::{fingerprint, node_index, node_tree, policy, sensitivity};
 
 /// How a string is scrubbed (the keyword arguments of `Scrubber.scrub`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,22 +211,29 @@ impl<'py> SessionState<'py> {
     }
 }
 
-/// The site's policy and the string rules (rpol, rdet), plus the Counter the
-/// Python scrubber counts into until rdet's scrubber takes `&mut Counts`.
+/// The site's element rules (rpol) and string rules (rdet), plus the Counter of
+/// the batch's result that the walk's counts are folded into at the end.
 pub struct Rules<'py> {
-    /// Counter the Python scrubber adds to (the batch's `MaskResult.counts`).
+    /// The batch's `MaskResult.counts`.
     pub py_counts: Bound<'py, PyAny>,
     element_rules: Bound<'py, policy::ElementRules>,
-    scrub: Bound<'py, PyAny>,
-    scrub_url: Bound<'py, PyAny>,
-    mask_text: Bound<'py, PyAny>,
-    looks_secret_value: Bound<'py, PyAny>,
-    card_number: Bound<'py, PyAny>,
-    key_is_secret: Bound<'py, PyAny>,
-    key_is_weak_secret: Bound<'py, PyAny>,
-    kw_no_random_tokens: Bound<'py, PyDict>,
-    kw_payload: Bound<'py, PyDict>,
-    kw_asset: Bound<'py, PyDict>,
+    scrubber: Bound<'py, detectors::Scrubber>,
+}
+
+/// A Python string as the string rules read it (lone surrogates replaced, as
+/// their Python face does).
+#[inline]
+fn text<'a>(value: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
+    detectors::py_str(value)
+}
+
+/// The walk's answer for a rule's result: None (unchanged) or the new Python string.
+#[inline]
+fn changed<'py>(
+    value: &Bound<'py, PyString>,
+    result: Option<String>,
+) -> Option<Bound<'py, PyString>> {
+    result.map(|masked| PyString::new(value.py(), &masked))
 }
 
 impl<'py> Rules<'py> {
@@ -255,70 +263,71 @@ impl<'py> Rules<'py> {
         self.element_rules.get().change_ancestor_marks(changed, value)
     }
 
-    /// rdet: `scrubber.scrub(value: &str, counts: &mut Counts, opts) -> Option<String>`.
+    /// The site's scrubber on a text (rdet's `Scrubber::scrub`); a panic in a
+    /// rule is a `RuntimeError` (the batch goes to the DLQ as `mask_error`).
+    #[inline]
     pub fn scrub(
         &self,
         value: &Bound<'py, PyString>,
-        _counts: &mut Counts,
+        counts: &mut Counts,
         kind: ScrubKind,
     ) -> PyResult<Option<Bound<'py, PyString>>> {
-        let kwargs = match kind {
-            ScrubKind::Text => None,
-            ScrubKind::NoRandomTokens => Some(&self.kw_no_random_tokens),
-            ScrubKind::Payload => Some(&self.kw_payload),
+        let opts = match kind {
+            ScrubKind::Text => ScrubOptions::TEXT,
+            ScrubKind::NoRandomTokens => ScrubOptions {
+                random_tokens: false,
+                ..ScrubOptions::TEXT
+            },
+            ScrubKind::Payload => ScrubOptions {
+                payload: true,
+                ..ScrubOptions::TEXT
+            },
         };
-        let result = self.scrub.call((value, &self.py_counts), kwargs)?;
-        unchanged_or(value, result)
+        let input = text(value)?;
+        let scrubber = self.scrubber.get();
+        let result = detectors::guarded("scrub", || scrubber.scrub(&input, counts, opts))?;
+        Ok(changed(value, result))
     }
 
-    /// rdet: `scrubber.scrub_url(value: &str, counts: &mut Counts, asset: bool) -> Option<String>`.
+    /// The site's scrubber on a URL (`asset`: its path segments are kept).
     pub fn scrub_url(
         &self,
         value: &Bound<'py, PyString>,
-        _counts: &mut Counts,
+        counts: &mut Counts,
         asset: bool,
     ) -> PyResult<Option<Bound<'py, PyString>>> {
-        let kwargs = if asset { Some(&self.kw_asset) } else { None };
-        let result = self.scrub_url.call((value, &self.py_counts), kwargs)?;
-        unchanged_or(value, result)
+        let input = text(value)?;
+        let scrubber = self.scrubber.get();
+        let result =
+            detectors::guarded("scrub_url", || scrubber.scrub_url(&input, counts, asset))?;
+        Ok(changed(value, result))
     }
 
-    /// rdet: `mask_text(value: &str) -> String`.
+    /// Every non-space character as `*` (length kept).
     pub fn mask_text(&self, value: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyString>> {
-        Ok(self.mask_text.call1((value,))?.cast_into::<PyString>()?)
+        Ok(PyString::new(value.py(), &detectors::mask_text(&text(value)?)))
     }
 
-    /// rdet: `looks_secret_value(value: &str) -> bool`.
+    /// A value under a weak secret word that reads like a credential.
     pub fn looks_secret_value(&self, value: &Bound<'py, PyString>) -> PyResult<bool> {
-        self.looks_secret_value.call1((value,))?.is_truthy()
+        Ok(detectors::looks_secret_value(&text(value)?))
     }
 
-    /// rdet: `card_number(number: u64) -> bool` (a Python int that is negative or
-    /// wider than 64 bits has no card number's digits: false).
+    /// A JSON integer with a card number's length and checksum.
     pub fn card_number(&self, number: &Bound<'py, PyAny>) -> PyResult<bool> {
-        self.card_number.call1((number,))?.is_truthy()
+        let digits = number.str()?;
+        Ok(detectors::card_number(&text(&digits)?))
     }
 
-    /// rdet: `key_is_secret(key: &str) -> bool`.
+    /// A key that names a secret word.
     pub fn key_is_secret(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
-        self.key_is_secret.call1((key,))?.is_truthy()
+        Ok(sensitivity::key_is_secret(&text(key)?))
     }
 
-    /// rdet: `key_is_weak_secret(key: &str) -> bool`.
+    /// A key with a weak secret word (`key`, `api`...).
     pub fn key_is_weak_secret(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
-        self.key_is_weak_secret.call1((key,))?.is_truthy()
+        Ok(sensitivity::key_is_weak_secret(&text(key)?))
     }
-}
-
-/// The scrubber's answer as "changed or not": Python returns the same object unchanged.
-fn unchanged_or<'py>(
-    value: &Bound<'py, PyString>,
-    result: Bound<'py, PyAny>,
-) -> PyResult<Option<Bound<'py, PyString>>> {
-    if result.is(value) {
-        return Ok(None);
-    }
-    Ok(Some(result.cast_into::<PyString>()?))
 }
 
 /// What one batch's walk needs from the policy (rpol) that is plain data.
@@ -349,27 +358,12 @@ impl<'py> Deps<'py> {
         max_node_runs: usize,
     ) -> PyResult<Self> {
         let py = policy.py();
-        let scrubber = policy.getattr(intern!(py, "scrubber"))?;
-        let detectors = py.import(intern!(py, "services.masker.detectors"))?;
-        let sensitivity = py.import(intern!(py, "services.masker.sensitivity"))?;
-        let kwargs = |key: &Bound<'py, PyString>, value: bool| -> PyResult<Bound<'py, PyDict>> {
-            let kw = PyDict::new(py);
-            kw.set_item(key, value)?;
-            Ok(kw)
-        };
         let rules = Rules {
             py_counts: py_counts.clone(),
             element_rules: policy::ElementRules::of_policy(policy)?,
-            scrub: scrubber.getattr(intern!(py, "scrub"))?,
-            scrub_url: scrubber.getattr(intern!(py, "scrub_url"))?,
-            mask_text: detectors.getattr(intern!(py, "mask_text"))?,
-            looks_secret_value: detectors.getattr(intern!(py, "looks_secret_value"))?,
-            card_number: detectors.getattr(intern!(py, "card_number"))?,
-            key_is_secret: sensitivity.getattr(intern!(py, "key_is_secret"))?,
-            key_is_weak_secret: sensitivity.getattr(intern!(py, "key_is_weak_secret"))?,
-            kw_no_random_tokens: kwargs(intern!(py, "random_tokens"), false)?,
-            kw_payload: kwargs(intern!(py, "payload"), true)?,
-            kw_asset: kwargs(intern!(py, "asset"), true)?,
+            scrubber: policy
+                .getattr(intern!(py, "scrubber"))?
+                .cast_into::<detectors::Scrubber>()?,
         };
         let facts = PolicyFacts {
             consent_mode: policy.getattr(intern!(py, "consent_mode"))?.extract()?,
