@@ -6,8 +6,8 @@
 //! walk reads them with interned keys, borrows strings, writes a value back
 //! only when it changed, and walks trees and payloads with explicit stacks
 //! (trees can be 10,000+ deep). Every rule it applies lives elsewhere and is
-//! reached through `walk_deps` (the policy, the scrubber, the node index and
-//! tree): what is here is only the walk itself.
+//! reached through `walk_deps` (the element rules, the scrubber, the node index
+//! and tree, all native): what is here is only the walk itself.
 //!
 //! Type checks reproduce the Python ones exactly: `isinstance(x, int)` is true
 //! for bools, `x == 3` for `3.0` and `True == 1`, and hashing a list or dict
