@@ -109,6 +109,7 @@ def faust_app(settings: MaskerSettings, app_id: str | None = None) -> faust.App:
         # default is 60 s of standstill); heartbeats every 3 s keep a busy one in.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        table_standby_replicas=settings.standby_replicas,
     )
 
 

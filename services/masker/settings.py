@@ -81,6 +81,15 @@ class MaskerSettings:
         262_144,
         "batches at least this big are masked in a worker thread (probes keep answering)",
     )
+    # A standby keeps a copy of another worker's session state, so a takeover
+    # masks with it at once; it costs the standby CPU for every state change of
+    # the partitions it follows (docs/operations.md, "Scale-out").
+    standby_replicas: int = setting(
+        "MASKER_STANDBY_REPLICAS",
+        1,
+        "workers that keep a warm copy of each partition's session state (faust standbys);"
+        " 0 = a takeover restores the state from the changelog first",
+    )
     log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     # Opening sealed recordings.raw values (RAW_* variables, docs/security.md).
@@ -98,6 +107,8 @@ class MaskerSettings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingError(f"MASKER_{name.upper()} must be a positive number of seconds")
+        if self.standby_replicas < 0:
+            raise SettingError("MASKER_STANDBY_REPLICAS must be 0 or more workers")
         if self.thread_batch_bytes < 0:
             raise SettingError("MASKER_THREAD_BATCH_BYTES must be 0 (always) or more bytes")
 
