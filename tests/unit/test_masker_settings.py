@@ -121,3 +121,22 @@ def test_a_negative_standby_count_is_refused_naming_the_variable() -> None:
 
     with pytest.raises(SettingError, match="MASKER_STANDBY_REPLICAS"):
         MaskerSettings(standby_replicas=-1)
+
+
+async def test_the_worker_consumer_waits_for_the_configured_fetch_size_or_time() -> None:
+    from services.masker.app import faust_app
+
+    app = faust_app(MaskerSettings(fetch_min_bytes=65_536, fetch_max_wait_ms=80))
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)
+    # What AIOKafkaConsumer.start() hands to its Fetcher.
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (65_536, 80)
+
+
+def test_fetch_settings_out_of_range_are_refused_naming_the_variable() -> None:
+    from services.shared.env import SettingError
+
+    with pytest.raises(SettingError, match="MASKER_FETCH_MIN_BYTES"):
+        MaskerSettings(fetch_min_bytes=0)
+    with pytest.raises(SettingError, match="MASKER_FETCH_MAX_WAIT_MS"):
+        MaskerSettings(fetch_max_wait_ms=-1)
