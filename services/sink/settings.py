@@ -81,19 +81,21 @@ class SinkSettings:
         " passed since the previous insert started (about 1 insert/s beyond what the"
         " maximum size forces)",
     )
-    # Below saturation a fetch would return each message on its own (aiokafka's
-    # fetch_min_bytes is 1); waiting a little for more bounds the fetches per
-    # worker. Small next to the batch interval, so freshness barely moves.
+    # aiokafka's defaults: a fetch returns as soon as one message is there. Waiting
+    # for more (e.g. 1 MiB or 100 ms) halves the writer's Python CPU below
+    # saturation, but every ms of it is a ms later in ClickHouse, and it does not
+    # change what a second sink costs (its inserts do: docs/benchmarks.md, soak).
     fetch_min_bytes: int = setting(
         "SINK_FETCH_MIN_BYTES",
-        1_048_576,
+        1,
         "a fetch of `recordings.masked` returns once it has this many bytes,"
         " or after `SINK_FETCH_MAX_WAIT_MS`",
     )
     fetch_max_wait_ms: int = setting(
         "SINK_FETCH_MAX_WAIT_MS",
-        100,
-        "longest a fetch waits for `SINK_FETCH_MIN_BYTES` (adds at most this to freshness)",
+        500,
+        "longest a fetch waits for `SINK_FETCH_MIN_BYTES` (adds up to this to freshness"
+        " when that is more than 1)",
     )
     # Read side (docs/sink.md, "Read API"): the read API's lane of connections;
     # analyst SQL runs on its own connections, on its own DSN when set (a
