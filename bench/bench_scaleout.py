@@ -606,7 +606,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--profile",
         action="store_true",
-        help="py-spy (pip install py-spy==0.4.3) each busy window into WORK/NAME/busy.folded",
+        help="py-spy (pip install -e '.[bench]') each busy window into WORK/NAME/busy.folded",
     )
     parser.add_argument(
         "--baseline", type=Path, default=None, help="another checkout, measured in the same rounds"
