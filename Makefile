@@ -64,3 +64,10 @@ clean:
 .PHONY: soak
 soak: setup-python
 	$(PY) -m bench.soak.run $(SOAK_ARGS)
+
+# What a second masker and a second sink cost (issue 16 item 3; not in `make test`):
+# 1 vs 2 workers per stage at a fixed rate, alternating rounds, idle CPU apart.
+# `make bench-scaleout BENCH_SCALEOUT_ARGS=--quick` for ~8 min. docs/benchmarks.md (soak).
+.PHONY: bench-scaleout
+bench-scaleout: setup-python
+	$(PY) -m bench.bench_scaleout $(BENCH_SCALEOUT_ARGS)

@@ -30,11 +30,13 @@ from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, cast
 
+import aiokafka
 import faust
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from aiokafka.errors import IllegalStateError
-from faust.types import TP, TableT
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP, TableT, TransportT
 
 from services.masker import metrics
 from services.masker.ack_order import AckInOrder
@@ -78,12 +80,54 @@ def warn_about_site_selectors(site_id: str, site: SiteSettings | None) -> None:
         )
 
 
+class _FetchTunedConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """faust's consumer thread, its aiokafka consumer given the masker's fetch settings.
+
+    faust fixes ``fetch_max_wait_ms`` (1.5 s) and leaves ``fetch_min_bytes`` at 1,
+    so below saturation every fetch returns as soon as one record arrives: one
+    fetch round trip and one hand-over between faust's threads per record, on
+    ``recordings.raw`` and, for a standby, on the state changelog. Two workers
+    sharing a rate each take half as many records per fetch, so the same events
+    cost more fetches. Waiting up to ``MASKER_FETCH_MAX_WAIT_MS`` for
+    ``MASKER_FETCH_MIN_BYTES`` bounds the fetches per worker instead.
+    """
+
+    def _create_worker_consumer(
+        self, transport: faust_aiokafka.Transport
+    ) -> aiokafka.AIOKafkaConsumer:
+        consumer = super()._create_worker_consumer(transport)
+        app = cast("MaskerFaustApp", self.app)
+        # Read by AIOKafkaConsumer.start() when it builds its Fetcher (aiokafka 0.14).
+        consumer._fetch_min_bytes = app.fetch_min_bytes
+        consumer._fetch_max_wait_ms = app.fetch_max_wait_ms
+        return consumer
+
+
+class _FetchTunedConsumer(faust_aiokafka.Consumer):
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return _FetchTunedConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class _FetchTunedTransport(faust_aiokafka.Transport):
+    Consumer = _FetchTunedConsumer
+
+
+class MaskerFaustApp(faust.App):
+    """A faust App whose worker consumer takes the masker's fetch settings."""
+
+    fetch_min_bytes: int = 1
+    fetch_max_wait_ms: int = 1500
+
+    def _new_transport(self) -> TransportT:
+        return _FetchTunedTransport(self.conf.broker_consumer, self)
+
+
 def faust_app(settings: MaskerSettings, app_id: str | None = None) -> faust.App:
-    """A faust App with the masker's broker (and its TLS/SASL), producer and commit settings.
+    """A faust App with the masker's broker (and its TLS/SASL), producer, fetch and commit settings.
 
     Shared with the benchmark's pass-through agent so both run the same config.
     """
-    return faust.App(
+    app = MaskerFaustApp(
         app_id or settings.app_id,
         **faust_broker_settings(settings.kafka),
         store="memory://",
@@ -109,7 +153,11 @@ def faust_app(settings: MaskerSettings, app_id: str | None = None) -> faust.App:
         # default is 60 s of standstill); heartbeats every 3 s keep a busy one in.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        table_standby_replicas=settings.standby_replicas,
     )
+    app.fetch_min_bytes = settings.fetch_min_bytes
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    return app
 
 
 def bytes_topic(app: faust.App, name: str, partitions: int | None = None) -> faust.TopicT:

@@ -81,6 +81,29 @@ class MaskerSettings:
         262_144,
         "batches at least this big are masked in a worker thread (probes keep answering)",
     )
+    # A standby keeps a copy of another worker's session state, so a takeover
+    # masks with it at once; it costs the standby CPU for every state change of
+    # the partitions it follows (docs/operations.md, "Scale-out").
+    standby_replicas: int = setting(
+        "MASKER_STANDBY_REPLICAS",
+        1,
+        "workers that keep a warm copy of each partition's session state (faust standbys);"
+        " 0 = a takeover restores the state from the changelog first",
+    )
+    # Below saturation a fetch would return each record on its own (faust's
+    # fetch_min_bytes is 1): waiting a little for more bounds the fetches per
+    # worker, so two workers sharing a rate cost about what one does.
+    fetch_min_bytes: int = setting(
+        "MASKER_FETCH_MIN_BYTES",
+        1_048_576,
+        "a fetch of `recordings.raw` (and a standby's changelog) returns once it has this"
+        " many bytes, or after `MASKER_FETCH_MAX_WAIT_MS`",
+    )
+    fetch_max_wait_ms: int = setting(
+        "MASKER_FETCH_MAX_WAIT_MS",
+        100,
+        "longest a fetch waits for `MASKER_FETCH_MIN_BYTES` (adds at most this to freshness)",
+    )
     log_level: str = log_level_setting()
     kafka: KafkaSettings = field(default_factory=KafkaSettings)
     # Opening sealed recordings.raw values (RAW_* variables, docs/security.md).
@@ -98,6 +121,12 @@ class MaskerSettings:
         ):
             if getattr(self, name) <= 0:
                 raise SettingError(f"MASKER_{name.upper()} must be a positive number of seconds")
+        if self.fetch_min_bytes < 1:
+            raise SettingError("MASKER_FETCH_MIN_BYTES must be 1 or more bytes")
+        if not 0 <= self.fetch_max_wait_ms <= 10_000:
+            raise SettingError("MASKER_FETCH_MAX_WAIT_MS must be 0 to 10000 milliseconds")
+        if self.standby_replicas < 0:
+            raise SettingError("MASKER_STANDBY_REPLICAS must be 0 or more workers")
         if self.thread_batch_bytes < 0:
             raise SettingError("MASKER_THREAD_BATCH_BYTES must be 0 (always) or more bytes")
 

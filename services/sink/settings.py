@@ -81,6 +81,22 @@ class SinkSettings:
         " passed since the previous insert started (about 1 insert/s beyond what the"
         " maximum size forces)",
     )
+    # aiokafka's defaults: a fetch returns as soon as one message is there. Waiting
+    # for more (e.g. 1 MiB or 100 ms) halves the writer's Python CPU below
+    # saturation, but every ms of it is a ms later in ClickHouse, and it does not
+    # change what a second sink costs (its inserts do: docs/benchmarks.md, soak).
+    fetch_min_bytes: int = setting(
+        "SINK_FETCH_MIN_BYTES",
+        1,
+        "a fetch of `recordings.masked` returns once it has this many bytes,"
+        " or after `SINK_FETCH_MAX_WAIT_MS`",
+    )
+    fetch_max_wait_ms: int = setting(
+        "SINK_FETCH_MAX_WAIT_MS",
+        500,
+        "longest a fetch waits for `SINK_FETCH_MIN_BYTES` (adds up to this to freshness"
+        " when that is more than 1)",
+    )
     # Read side (docs/sink.md, "Read API"): the read API's lane of connections;
     # analyst SQL runs on its own connections, on its own DSN when set (a
     # read-only ClickHouse user on a server), with these limits per query.

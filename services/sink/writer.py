@@ -188,6 +188,8 @@ class EventWriter:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=max_bytes,
             fetch_max_bytes=max_bytes * 4,
+            fetch_min_bytes=self.settings.fetch_min_bytes,
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             max_poll_interval_ms=600_000,
         )
         self.consumer.subscribe([self.topic], listener=_FollowRebalance(self))

@@ -105,3 +105,38 @@ def test_the_envelope_page_url_is_scrubbed_like_a_meta_href() -> None:
     assert b"T0KEN-S3CRET" not in masked.value
     assert b"jane.doe@mail.example" not in masked.value
     assert b"https://shop.example/reset?token=" in masked.value
+
+
+def test_standby_replicas_default_and_reach_the_faust_app(monkeypatch: pytest.MonkeyPatch) -> None:
+    from services.masker.app import faust_app
+
+    monkeypatch.setenv("MASKER_STANDBY_REPLICAS", "1")
+    assert faust_app(MaskerSettings.from_env()).conf.table_standby_replicas == 1
+    monkeypatch.delenv("MASKER_STANDBY_REPLICAS")
+    assert MaskerSettings.from_env().standby_replicas == MaskerSettings().standby_replicas
+
+
+def test_a_negative_standby_count_is_refused_naming_the_variable() -> None:
+    from services.shared.env import SettingError
+
+    with pytest.raises(SettingError, match="MASKER_STANDBY_REPLICAS"):
+        MaskerSettings(standby_replicas=-1)
+
+
+async def test_the_worker_consumer_waits_for_the_configured_fetch_size_or_time() -> None:
+    from services.masker.app import faust_app
+
+    app = faust_app(MaskerSettings(fetch_min_bytes=65_536, fetch_max_wait_ms=80))
+    thread = app.consumer._thread  # type: ignore[attr-defined]
+    consumer = thread._create_worker_consumer(app.transport)
+    # What AIOKafkaConsumer.start() hands to its Fetcher.
+    assert (consumer._fetch_min_bytes, consumer._fetch_max_wait_ms) == (65_536, 80)
+
+
+def test_fetch_settings_out_of_range_are_refused_naming_the_variable() -> None:
+    from services.shared.env import SettingError
+
+    with pytest.raises(SettingError, match="MASKER_FETCH_MIN_BYTES"):
+        MaskerSettings(fetch_min_bytes=0)
+    with pytest.raises(SettingError, match="MASKER_FETCH_MAX_WAIT_MS"):
+        MaskerSettings(fetch_max_wait_ms=-1)
