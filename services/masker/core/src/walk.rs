@@ -12,6 +12,7 @@
 //! Type checks reproduce the Python ones exactly: `isinstance(x, int)` is true
 //! for bools, `x == 3` for `3.0` and `True == 1`, and hashing a list or dict
 //! (set membership) raises `TypeError` as it does in Python.
+use std::cell::Cell;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
@@ -231,13 +232,39 @@ fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
     }
 }
 
-fn check_deadline(deadline: Option<Instant>) -> PyResult<()> {
-    match deadline {
-        Some(deadline) if Instant::now() > deadline => Err(WalkOverBudget::new_err(
-            "masking took longer than its budget",
-        )),
-        _ => Ok(()),
+/// A long walk hands the GIL to other threads at least this often, as Python
+/// code does (`sys.getswitchinterval()`): the masker's event loop (`/healthz`,
+/// heartbeats) keeps answering while a big batch is masked in its thread.
+const GIL_SWITCH_INTERVAL: Duration = Duration::from_millis(5);
+
+thread_local! {
+    static LAST_GIL_SWITCH: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Lets other Python threads run if this thread has held the GIL for a switch interval.
+fn switch_gil(py: Python<'_>, now: Instant) {
+    LAST_GIL_SWITCH.with(|last| match last.get() {
+        Some(at) if now.duration_since(at) < GIL_SWITCH_INTERVAL => {}
+        Some(_) => {
+            py.detach(|| ());
+            last.set(Some(Instant::now()));
+        }
+        None => last.set(Some(now)),
+    });
+}
+
+/// The budget check, read between events and every [`BUDGET_CHECK_EVERY`]
+/// nodes or containers: past the deadline the walk stops; otherwise other
+/// threads may get the GIL.
+fn check_deadline(py: Python<'_>, deadline: Option<Instant>) -> PyResult<()> {
+    let now = Instant::now();
+    if let Some(deadline) = deadline {
+        if now > deadline {
+            return Err(WalkOverBudget::new_err("masking took longer than its budget"));
+        }
     }
+    switch_gil(py, now);
+    Ok(())
 }
 
 /// Nodes or containers walked since the clock was last read: inside one event the
@@ -246,11 +273,11 @@ fn check_deadline(deadline: Option<Instant>) -> PyResult<()> {
 struct Ticks(u32);
 
 impl Ticks {
-    fn tick(&mut self, deadline: Option<Instant>) -> PyResult<()> {
+    fn tick(&mut self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<()> {
         self.0 += 1;
         if self.0 == BUDGET_CHECK_EVERY {
             self.0 = 0;
-            check_deadline(deadline)?;
+            check_deadline(py, deadline)?;
         }
         Ok(())
     }
@@ -430,12 +457,7 @@ impl<'py> BatchWalk<'py> {
     }
 
     fn check_budget(&self) -> PyResult<()> {
-        match self.deadline {
-            Some(deadline) if Instant::now() > deadline => Err(WalkOverBudget::new_err(
-                "masking took longer than its budget",
-            )),
-            _ => Ok(()),
-        }
+        check_deadline(self.py, self.deadline)
     }
 
     fn drop_event(&mut self, reason: &'static str) -> PyResult<bool> {
@@ -589,7 +611,7 @@ impl<'py> BatchWalk<'py> {
         let mut stack: Vec<Bound<'py, PyAny>> = vec![data.clone().into_any()];
         let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks.tick(self.deadline)?;
+            ticks.tick(self.py, self.deadline)?;
             if let Ok(current) = current.cast::<PyDict>() {
                 let property = current.get_item(intern!(py, "property"))?;
                 if eq_str(property.as_ref(), "fillText")?
@@ -948,7 +970,7 @@ impl<'py> BatchWalk<'py> {
             up,
         }) = stack.pop()
         {
-            ticks.tick(self.deadline)?;
+            ticks.tick(self.py, self.deadline)?;
             let node_id = node.get_item(intern!(py, "id"))?;
             let node_type = Num::of(node.get_item(intern!(py, "type"))?.as_ref());
             let children = node.get_item(intern!(py, "childNodes"))?;
@@ -1234,7 +1256,7 @@ impl<'py> BatchWalk<'py> {
         let mut stack: Vec<Bound<'py, PyAny>> = vec![root.clone()];
         let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks.tick(self.deadline)?;
+            ticks.tick(self.py, self.deadline)?;
             if let Ok(current) = current.cast::<PyDict>() {
                 let name = current.get_item(intern!(py, "name"))?;
                 if self.pair_names_secret(name.as_ref())? {
@@ -1315,7 +1337,7 @@ impl<'py> BatchWalk<'py> {
         let mut stack: Vec<Bound<'py, PyAny>> = vec![root.clone()];
         let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks.tick(self.deadline)?;
+            ticks.tick(self.py, self.deadline)?;
             if let Ok(current) = current.cast::<PyDict>() {
                 for (key, item) in current.iter() {
                     if let Ok(text) = item.cast::<PyString>() {
