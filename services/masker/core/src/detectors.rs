@@ -287,7 +287,8 @@ const G_CONT: u8 = 32;
 /// Bytes read in one block of the gate pass (see [`TextGates::of`]).
 const GATE_BLOCK: usize = 8;
 
-static GATE_CLASSES: [u8; 256] = {
+/// The classes of UTF-8 bytes (`latin1`: of Latin-1 code units, one per character).
+const fn gate_classes(latin1: bool) -> [u8; 256] {
     let mut table = [0u8; 256];
     let mut b = 0;
     while b < 256 {
@@ -305,7 +306,7 @@ static GATE_CLASSES: [u8; 256] = {
         if matches!(c, b' ' | b'-') {
             k |= G_CARD_SEP;
         }
-        if c >= 0xC0 {
+        if c >= 0xC0 || (latin1 && c >= 0x80) {
             k |= G_WIDE;
         } else if c >= 0x80 {
             k |= G_CONT;
@@ -314,7 +315,10 @@ static GATE_CLASSES: [u8; 256] = {
         b += 1;
     }
     table
-};
+}
+
+static GATE_CLASSES: [u8; 256] = gate_classes(false);
+static LATIN1_GATE_CLASSES: [u8; 256] = gate_classes(true);
 
 /// The chain of card digits being read by [`TextGates::of`] in blocks with digits.
 #[derive(Default)]
@@ -351,6 +355,19 @@ impl DigitChain {
     }
 }
 
+/// The OR and the AND of the classes of `block`'s bytes; marks them in `present`.
+#[inline(always)]
+fn classes_of(block: &[u8], classes: &[u8; 256], present: &mut [u8; 256]) -> (u8, u8) {
+    let (mut any, mut all) = (0u8, u8::MAX);
+    for &c in block {
+        let k = classes[c as usize];
+        any |= k;
+        all &= k;
+        present[c as usize] = 1;
+    }
+    (any, all)
+}
+
 /// The set of bytes below 128 whose `present` entry is 1, as bits (8 at a time:
 /// the multiplication gathers the low bit of each of 8 bytes into the top byte).
 fn ascii_set(present: &[u8; 256]) -> u128 {
@@ -371,39 +388,44 @@ impl TextGates {
     /// a block of token bytes only, since every run of 15+ such bytes holds a
     /// whole block.
     fn of(value: &str) -> Self {
-        let b = value.as_bytes();
+        Self::of_units(value.as_bytes(), &GATE_CLASSES)
+    }
+
+    /// The gates of a text given as UTF-8 bytes or as Latin-1 code units
+    /// (`classes`: [`GATE_CLASSES`] or [`LATIN1_GATE_CLASSES`]).
+    fn of_units(b: &[u8], classes: &[u8; 256]) -> Self {
         let mut gates = TextGates::default();
         let mut present = [0u8; 256];
         let mut chain = DigitChain::default();
         let mut chain_at = usize::MAX; // where `chain` stopped reading
         let mut run_checked_to = 0; // runs before this were measured
         let mut wide = 0u8;
-        for (n, block) in b.chunks(GATE_BLOCK).enumerate() {
+        let whole = b.len() - b.len() % GATE_BLOCK;
+        let blocks = b[..whole].chunks_exact(GATE_BLOCK).chain(std::iter::once(&b[whole..]));
+        for (n, block) in blocks.enumerate() {
             let start = n * GATE_BLOCK;
-            let (mut any, mut all) = (0u8, u8::MAX);
-            for &c in block {
-                let k = GATE_CLASSES[c as usize];
-                any |= k;
-                all &= k;
-                present[c as usize] = 1;
-            }
+            let (any, all) = if block.len() == GATE_BLOCK {
+                classes_of(block, classes, &mut present) // unrolled: a whole block
+            } else {
+                classes_of(block, classes, &mut present)
+            };
             wide |= any;
             if any & (G_DIGIT | G_WIDE) != 0 {
                 if chain_at != start {
                     // the chain starts afresh; the letters before the block count
                     chain = DigitChain::default();
                     for &c in &b[start.saturating_sub(2)..start] {
-                        let letter = GATE_CLASSES[c as usize] & G_LETTER != 0;
+                        let letter = classes[c as usize] & G_LETTER != 0;
                         chain.letters = if letter { chain.letters + 1 } else { 0 };
                     }
                 }
                 for &c in block {
-                    chain.read(GATE_CLASSES[c as usize], &mut gates);
+                    chain.read(classes[c as usize], &mut gates);
                 }
                 chain_at = start + block.len();
             }
             if all & G_TOKEN != 0 && block.len() == GATE_BLOCK && !gates.token_run && start >= run_checked_to {
-                let token = |c: &u8| GATE_CLASSES[*c as usize] & G_TOKEN != 0;
+                let token = |c: &u8| classes[*c as usize] & G_TOKEN != 0;
                 let left = b[..start].iter().rev().take_while(|c| token(c)).count();
                 let right = b[start..].iter().take_while(|c| token(c)).count();
                 gates.token_run = left + right >= 20;
@@ -506,9 +528,17 @@ fn email_spans(value: &str, found: &mut Vec<(usize, usize)>, counts: &mut Counts
     let b = value.as_bytes();
     let mut i = 0;
     while i < n {
-        // the start of a run of local-part characters (not preceded by one)
-        let Some((r, _)) = value[i..].char_indices().find(|&(_, c)| is_local(c)) else { return };
-        let r = i + r;
+        // Only a run of local-part characters that holds a `%` or ends at an `@`
+        // can match: the next such run is the one around the next `%` or `@`
+        // (the runs before it are skipped, as the search would skip them).
+        let Some(q) = b[i..].iter().position(|&c| c == b'@' || c == b'%') else { return };
+        let q = i + q;
+        // the start of the run (not preceded by a local-part character), at or after i
+        let r = value[i..q].char_indices().rev().take_while(|&(_, c)| is_local(c)).last().map_or(q, |(k, _)| i + k);
+        if b[q] == b'@' && r == q {
+            i = q + 1; // no local part before this @
+            continue;
+        }
         let run_end = value[r..].char_indices().find(|&(_, c)| !is_local(c)).map_or(n, |(k, _)| r + k);
         // separators at most 64 characters in, the rightmost first (greedy):
         // "@" ends the run, "%40" can be inside it
@@ -1507,6 +1537,30 @@ impl Scrubber {
             self.remember_clean(value);
         }
         result
+    }
+
+    /// False only if [`scrub`](Self::scrub) with `opts` cannot change the text
+    /// whose Latin-1 code units (one byte per character) are `units`: the
+    /// gates `scrub` reads, read from the code units without making the UTF-8
+    /// text (a character outside ASCII counts as anything a scan could need;
+    /// no Latin-1 character outside ASCII is a decimal digit, the rest of the
+    /// gates hold as for UTF-8 since every hint is ASCII). True on the slow paths.
+    pub fn latin1_may_change(&self, units: &[u8], opts: ScrubOptions) -> bool {
+        if !fast_paths() {
+            return true;
+        }
+        let gates = TextGates::of_units(units, &LATIN1_GATE_CLASSES);
+        let contains = |needle: &str| memchr::memmem::find(units, needle.as_bytes()).is_some();
+        let url_scan = !opts.keep_paths && (opts.url || (gates.has(b'/') && contains("//")));
+        gates.has(b'=')
+            || (gates.has(b'"') && gates.has(b':'))
+            || (opts.payload && gates.has(b':'))
+            || url_scan
+            || (self.email && (gates.has(b'@') || (gates.has(b'%') && contains("%40"))))
+            || (self.card && gates.card_digits >= 13)
+            || (self.iban && gates.iban_start)
+            || (opts.random_tokens && !opts.url && gates.token_run)
+            || crate::token_rules::any_hint_in(gates.seen, contains)
     }
 
     fn remember_clean(&self, value: &str) {
