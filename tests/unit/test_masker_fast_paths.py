@@ -208,8 +208,8 @@ def _page_of(values: list[str]) -> list[Any]:
 def test_latin1_page_text_masks_the_same_with_and_without_fast_paths(
     values: list[str], prefix: str
 ) -> None:
-    # Text stored one byte per character (Latin-1, "£") is gated from its code
-    # units, without its UTF-8 form; the result must be what every scan gives.
+    # Characters outside ASCII ("£" before a price) count as digits and separators
+    # to the gates; the result must be what every scan gives.
     site = SiteSettings(site_id="demo", pii_detectors=("email", "card", "iban"))
     page = _page_of([prefix + value for value in values])
 

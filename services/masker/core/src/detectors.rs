@@ -287,8 +287,8 @@ const G_CONT: u8 = 32;
 /// Bytes read in one block of the gate pass (see [`TextGates::of`]).
 const GATE_BLOCK: usize = 8;
 
-/// The classes of UTF-8 bytes (`latin1`: of Latin-1 code units, one per character).
-const fn gate_classes(latin1: bool) -> [u8; 256] {
+/// The classes of UTF-8 bytes.
+const fn gate_classes() -> [u8; 256] {
     let mut table = [0u8; 256];
     let mut b = 0;
     while b < 256 {
@@ -306,7 +306,7 @@ const fn gate_classes(latin1: bool) -> [u8; 256] {
         if matches!(c, b' ' | b'-') {
             k |= G_CARD_SEP;
         }
-        if c >= 0xC0 || (latin1 && c >= 0x80) {
+        if c >= 0xC0 {
             k |= G_WIDE;
         } else if c >= 0x80 {
             k |= G_CONT;
@@ -317,8 +317,7 @@ const fn gate_classes(latin1: bool) -> [u8; 256] {
     table
 }
 
-static GATE_CLASSES: [u8; 256] = gate_classes(false);
-static LATIN1_GATE_CLASSES: [u8; 256] = gate_classes(true);
+static GATE_CLASSES: [u8; 256] = gate_classes();
 
 /// The chain of card digits being read by [`TextGates::of`] in blocks with digits.
 #[derive(Default)]
@@ -388,12 +387,8 @@ impl TextGates {
     /// a block of token bytes only, since every run of 15+ such bytes holds a
     /// whole block.
     fn of(value: &str) -> Self {
-        Self::of_units(value.as_bytes(), &GATE_CLASSES)
-    }
-
-    /// The gates of a text given as UTF-8 bytes or as Latin-1 code units
-    /// (`classes`: [`GATE_CLASSES`] or [`LATIN1_GATE_CLASSES`]).
-    fn of_units(b: &[u8], classes: &[u8; 256]) -> Self {
+        let b = value.as_bytes();
+        let classes = &GATE_CLASSES;
         let mut gates = TextGates::default();
         let mut present = [0u8; 256];
         let mut chain = DigitChain::default();
@@ -1537,30 +1532,6 @@ impl Scrubber {
             self.remember_clean(value);
         }
         result
-    }
-
-    /// False only if [`scrub`](Self::scrub) with `opts` cannot change the text
-    /// whose Latin-1 code units (one byte per character) are `units`: the
-    /// gates `scrub` reads, read from the code units without making the UTF-8
-    /// text (a character outside ASCII counts as anything a scan could need;
-    /// no Latin-1 character outside ASCII is a decimal digit, the rest of the
-    /// gates hold as for UTF-8 since every hint is ASCII). True on the slow paths.
-    pub fn latin1_may_change(&self, units: &[u8], opts: ScrubOptions) -> bool {
-        if !fast_paths() {
-            return true;
-        }
-        let gates = TextGates::of_units(units, &LATIN1_GATE_CLASSES);
-        let contains = |needle: &str| memchr::memmem::find(units, needle.as_bytes()).is_some();
-        let url_scan = !opts.keep_paths && (opts.url || (gates.has(b'/') && contains("//")));
-        gates.has(b'=')
-            || (gates.has(b'"') && gates.has(b':'))
-            || (opts.payload && gates.has(b':'))
-            || url_scan
-            || (self.email && (gates.has(b'@') || (gates.has(b'%') && contains("%40"))))
-            || (self.card && gates.card_digits >= 13)
-            || (self.iban && gates.iban_start)
-            || (opts.random_tokens && !opts.url && gates.token_run)
-            || crate::token_rules::any_hint_in(gates.seen, contains)
     }
 
     fn remember_clean(&self, value: &str) {

@@ -210,12 +210,6 @@ pub fn may_hold_token_with(value: &str, seen: u128) -> bool {
     HINT_BYTES.iter().any(|&(hint, _, bytes)| bytes & !seen == 0 && value.contains(hint))
 }
 
-/// Whether a hint occurs in a text whose [`ascii_bytes`] are `seen`, by
-/// `contains` (a hint is searched only if all its bytes occur).
-pub fn any_hint_in(seen: u128, contains: impl Fn(&str) -> bool) -> bool {
-    HINT_BYTES.iter().any(|&(hint, _, bytes)| bytes & !seen == 0 && contains(hint))
-}
-
 /// Bit i set: rule i has a hint in `value` (at most 64 rules); `seen`: the
 /// [`ascii_bytes`] of `value`, or None for the one automaton pass over every
 /// hint (the scan the byte gate stands for; tests compare the two).

@@ -12,7 +12,6 @@ use std::borrow::Cow;
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::string::PyStringData;
 use pyo3::types::{PyDict, PyString};
 
 use crate::counts::Counts;
@@ -228,24 +227,6 @@ fn text<'a>(value: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
     detectors::py_str(value)
 }
 
-/// The code units of a Python string stored one byte per character that is not
-/// ASCII (Latin-1 text); None for any other string.
-#[inline]
-fn latin1_units<'a>(value: &'a Bound<'_, PyString>) -> Option<&'a [u8]> {
-    // SAFETY: `value` is a live `str` (orjson and Python make them ready and
-    // compact, PEP 393), immutable, and borrowed for as long as the slice is;
-    // `PyUnicode_IS_ASCII` only reads its state bits.
-    unsafe {
-        if pyo3::ffi::PyUnicode_IS_ASCII(value.as_ptr()) != 0 {
-            return None; // its UTF-8 form is its data: nothing to save
-        }
-        match value.data() {
-            Ok(PyStringData::Ucs1(units)) => Some(units),
-            _ => None,
-        }
-    }
-}
-
 /// The walk's answer for a rule's result: None (unchanged) or the new Python string.
 #[inline]
 fn changed<'py>(
@@ -303,13 +284,6 @@ impl<'py> Rules<'py> {
             },
         };
         let scrubber = self.scrubber.get();
-        if let Some(units) = latin1_units(value) {
-            // page text with a "£" or an "é": proven clean from its code units,
-            // without making (and caching) its UTF-8 form
-            if !scrubber.latin1_may_change(units, opts) {
-                return Ok(None);
-            }
-        }
         let input = text(value)?;
         let result = detectors::guarded("scrub", || scrubber.scrub(&input, counts, opts))?;
         Ok(changed(value, result))
