@@ -262,8 +262,6 @@ pub fn may_need_scrub(value: &str) -> bool {
 struct TextGates {
     /// The ASCII bytes that occur ([`ascii_bytes`](crate::token_rules::ascii_bytes)).
     seen: u128,
-    /// A character outside ASCII occurs.
-    non_ascii: bool,
     /// The most digits in one chain of digit groups joined by single card
     /// separators: a card is 13+ digits in such a chain (the candidate pattern).
     card_digits: usize,
@@ -394,7 +392,6 @@ impl TextGates {
         let mut chain = DigitChain::default();
         let mut chain_at = usize::MAX; // where `chain` stopped reading
         let mut run_checked_to = 0; // runs before this were measured
-        let mut wide = 0u8;
         let whole = b.len() - b.len() % GATE_BLOCK;
         let blocks = b[..whole].chunks_exact(GATE_BLOCK).chain(std::iter::once(&b[whole..]));
         for (n, block) in blocks.enumerate() {
@@ -404,7 +401,6 @@ impl TextGates {
             } else {
                 classes_of(block, classes, &mut present)
             };
-            wide |= any;
             if any & (G_DIGIT | G_WIDE) != 0 {
                 if chain_at != start {
                     // the chain starts afresh; the letters before the block count
@@ -427,7 +423,6 @@ impl TextGates {
                 run_checked_to = start + right;
             }
         }
-        gates.non_ascii = wide & G_WIDE != 0;
         gates.seen = ascii_set(&present);
         gates
     }
@@ -435,19 +430,6 @@ impl TextGates {
     #[inline]
     fn has(&self, b: u8) -> bool {
         self.seen & (1u128 << b) != 0
-    }
-
-    /// Exactly [`may_need_scrub`]: `[@\d="]|%40`, a digit of any script, or a token hint.
-    fn may_need_scrub(&self, value: &str) -> bool {
-        const DIGITS: u128 = ((1u128 << 10) - 1) << b'0';
-        const TRIGGERS: u128 = DIGITS | 1 << b'@' | 1 << b'=' | 1 << b'"';
-        if self.seen & TRIGGERS != 0 || (self.has(b'%') && value.contains("%40")) {
-            return true;
-        }
-        if self.non_ascii && ANY_DIGIT.is_match(value) {
-            return true;
-        }
-        crate::token_rules::may_hold_token_with(value, self.seen)
     }
 
     /// False only if the e-mail scan cannot match (it needs `@` or `%40`).
@@ -1519,13 +1501,15 @@ impl Scrubber {
         if plain && self.clean.lock().expect("clean texts").contains(value) {
             return None;
         }
-        let gates = TextGates::of(value);
-        if !gates.may_need_scrub(value) {
+        // the cheap gate first (one vectorised pass, left at the first digit):
+        // most text has no trigger and needs no more than this
+        if !may_need_scrub(value) {
             if plain {
                 self.remember_clean(value);
             }
             return None;
         }
+        let gates = TextGates::of(value);
         let before = counts.total();
         let result = self.scrub_all(value, counts, opts, fast, gates).filter(|r| r != value);
         if plain && result.is_none() && counts.total() == before {
