@@ -283,8 +283,8 @@ impl<'py> Rules<'py> {
                 ..ScrubOptions::TEXT
             },
         };
-        let scrubber = self.scrubber.get();
         let input = text(value)?;
+        let scrubber = self.scrubber.get();
         let result = detectors::guarded("scrub", || scrubber.scrub(&input, counts, opts))?;
         Ok(changed(value, result))
     }
