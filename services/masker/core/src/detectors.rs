@@ -254,9 +254,188 @@ pub fn may_need_scrub(value: &str) -> bool {
     may_hold_token(value)
 }
 
-/// False only if `value` holds no 13 digits (a card needs them).
-fn may_hold_card(value: &str) -> bool {
-    !value.is_ascii() || value.bytes().filter(u8::is_ascii_digit).count() >= 13
+/// What one pass over a text's bytes found: enough to prove, for each scan of
+/// [`Scrubber::scrub`], that it cannot match (and skip it). Every field is an
+/// upper bound of what a scan needs; a character outside ASCII counts as
+/// whatever could let a scan match (a digit of another script, a separator).
+#[derive(Debug, Clone, Copy, Default)]
+struct TextGates {
+    /// The ASCII bytes that occur ([`ascii_bytes`](crate::token_rules::ascii_bytes)).
+    seen: u128,
+    /// The most digits in one chain of digit groups joined by single card
+    /// separators: a card is 13+ digits in such a chain (the candidate pattern).
+    card_digits: usize,
+    /// Two ASCII letters right before a digit: where an IBAN starts.
+    iban_start: bool,
+    /// A run of 20+ bytes of the random-token alphabet (`[A-Za-z0-9_+/-]`).
+    token_run: bool,
+}
+
+// The byte classes the gate pass reads.
+const G_DIGIT: u8 = 1;
+const G_LETTER: u8 = 2;
+/// `[A-Za-z0-9_+/-]`, the alphabet of `random_token_spans`.
+const G_TOKEN: u8 = 4;
+/// The ASCII card separators (space, dash).
+const G_CARD_SEP: u8 = 8;
+/// The first byte of a character outside ASCII.
+const G_WIDE: u8 = 16;
+/// A later byte of a character outside ASCII.
+const G_CONT: u8 = 32;
+/// Bytes read in one block of the gate pass (see [`TextGates::of`]).
+const GATE_BLOCK: usize = 8;
+
+/// The classes of UTF-8 bytes.
+const fn gate_classes() -> [u8; 256] {
+    let mut table = [0u8; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        let mut k = 0;
+        if c.is_ascii_digit() {
+            k |= G_DIGIT | G_TOKEN;
+        }
+        if c.is_ascii_alphabetic() {
+            k |= G_LETTER | G_TOKEN;
+        }
+        if matches!(c, b'_' | b'+' | b'/' | b'-') {
+            k |= G_TOKEN;
+        }
+        if matches!(c, b' ' | b'-') {
+            k |= G_CARD_SEP;
+        }
+        if c >= 0xC0 {
+            k |= G_WIDE;
+        } else if c >= 0x80 {
+            k |= G_CONT;
+        }
+        table[b] = k;
+        b += 1;
+    }
+    table
+}
+
+static GATE_CLASSES: [u8; 256] = gate_classes();
+
+/// The chain of card digits being read by [`TextGates::of`] in blocks with digits.
+#[derive(Default)]
+struct DigitChain {
+    digits: usize,
+    seps: usize,
+    letters: usize,
+}
+
+impl DigitChain {
+    /// Reads one byte (its class `k`) into `gates`.
+    #[inline]
+    fn read(&mut self, k: u8, gates: &mut TextGates) {
+        if k & G_CONT != 0 {
+            return; // the character was read at its first byte
+        }
+        if k & (G_DIGIT | G_WIDE) != 0 {
+            // A character outside ASCII may be a digit (the chain goes on, an
+            // IBAN may start) or a separator.
+            self.digits += 1;
+            self.seps = 0;
+            gates.iban_start |= self.letters >= 2;
+            gates.card_digits = gates.card_digits.max(self.digits);
+        } else if k & G_CARD_SEP != 0 {
+            self.seps += 1;
+            if self.seps > 1 {
+                self.digits = 0; // two separators in a row end a chain
+            }
+        } else {
+            self.digits = 0;
+            self.seps = 0;
+        }
+        self.letters = if k & G_LETTER != 0 { self.letters + 1 } else { 0 };
+    }
+}
+
+/// The OR and the AND of the classes of `block`'s bytes; marks them in `present`.
+#[inline(always)]
+fn classes_of(block: &[u8], classes: &[u8; 256], present: &mut [u8; 256]) -> (u8, u8) {
+    let (mut any, mut all) = (0u8, u8::MAX);
+    for &c in block {
+        let k = classes[c as usize];
+        any |= k;
+        all &= k;
+        present[c as usize] = 1;
+    }
+    (any, all)
+}
+
+/// The set of bytes below 128 whose `present` entry is 1, as bits (8 at a time:
+/// the multiplication gathers the low bit of each of 8 bytes into the top byte).
+fn ascii_set(present: &[u8; 256]) -> u128 {
+    let mut set = 0u128;
+    for (i, eight) in present[..128].chunks_exact(8).enumerate() {
+        let word = u64::from_le_bytes(eight.try_into().unwrap_or([0; 8]));
+        let bits = word.wrapping_mul(0x0102_0408_1020_4080) >> 56;
+        set |= u128::from(bits) << (8 * i);
+    }
+    set
+}
+
+impl TextGates {
+    /// One pass in blocks of [`GATE_BLOCK`] bytes: the bytes seen and each
+    /// block's classes; the card chain and IBAN starts are read byte by byte
+    /// only in blocks holding a digit (or a character outside ASCII), since a
+    /// block without one ends any chain; a token run is measured only around
+    /// a block of token bytes only, since every run of 15+ such bytes holds a
+    /// whole block.
+    fn of(value: &str) -> Self {
+        let b = value.as_bytes();
+        let classes = &GATE_CLASSES;
+        let mut gates = TextGates::default();
+        let mut present = [0u8; 256];
+        let mut chain = DigitChain::default();
+        let mut chain_at = usize::MAX; // where `chain` stopped reading
+        let mut run_checked_to = 0; // runs before this were measured
+        let whole = b.len() - b.len() % GATE_BLOCK;
+        let blocks = b[..whole].chunks_exact(GATE_BLOCK).chain(std::iter::once(&b[whole..]));
+        for (n, block) in blocks.enumerate() {
+            let start = n * GATE_BLOCK;
+            let (any, all) = if block.len() == GATE_BLOCK {
+                classes_of(block, classes, &mut present) // unrolled: a whole block
+            } else {
+                classes_of(block, classes, &mut present)
+            };
+            if any & (G_DIGIT | G_WIDE) != 0 {
+                if chain_at != start {
+                    // the chain starts afresh; the letters before the block count
+                    chain = DigitChain::default();
+                    for &c in &b[start.saturating_sub(2)..start] {
+                        let letter = classes[c as usize] & G_LETTER != 0;
+                        chain.letters = if letter { chain.letters + 1 } else { 0 };
+                    }
+                }
+                for &c in block {
+                    chain.read(classes[c as usize], &mut gates);
+                }
+                chain_at = start + block.len();
+            }
+            if all & G_TOKEN != 0 && block.len() == GATE_BLOCK && !gates.token_run && start >= run_checked_to {
+                let token = |c: &u8| classes[*c as usize] & G_TOKEN != 0;
+                let left = b[..start].iter().rev().take_while(|c| token(c)).count();
+                let right = b[start..].iter().take_while(|c| token(c)).count();
+                gates.token_run = left + right >= 20;
+                run_checked_to = start + right;
+            }
+        }
+        gates.seen = ascii_set(&present);
+        gates
+    }
+
+    #[inline]
+    fn has(&self, b: u8) -> bool {
+        self.seen & (1u128 << b) != 0
+    }
+
+    /// False only if the e-mail scan cannot match (it needs `@` or `%40`).
+    fn may_hold_email(&self, value: &str) -> bool {
+        self.has(b'@') || (self.has(b'%') && value.contains("%40"))
+    }
 }
 
 // --- e-mail addresses ---------------------------------------------------------
@@ -326,9 +505,17 @@ fn email_spans(value: &str, found: &mut Vec<(usize, usize)>, counts: &mut Counts
     let b = value.as_bytes();
     let mut i = 0;
     while i < n {
-        // the start of a run of local-part characters (not preceded by one)
-        let Some((r, _)) = value[i..].char_indices().find(|&(_, c)| is_local(c)) else { return };
-        let r = i + r;
+        // Only a run of local-part characters that holds a `%` or ends at an `@`
+        // can match: the next such run is the one around the next `%` or `@`
+        // (the runs before it are skipped, as the search would skip them).
+        let Some(q) = b[i..].iter().position(|&c| c == b'@' || c == b'%') else { return };
+        let q = i + q;
+        // the start of the run (not preceded by a local-part character), at or after i
+        let r = value[i..q].char_indices().rev().take_while(|&(_, c)| is_local(c)).last().map_or(q, |(k, _)| i + k);
+        if b[q] == b'@' && r == q {
+            i = q + 1; // no local part before this @
+            continue;
+        }
         let run_end = value[r..].char_indices().find(|&(_, c)| !is_local(c)).map_or(n, |(k, _)| r + k);
         // separators at most 64 characters in, the rightmost first (greedy):
         // "@" ends the run, "%40" can be inside it
@@ -1314,14 +1501,17 @@ impl Scrubber {
         if plain && self.clean.lock().expect("clean texts").contains(value) {
             return None;
         }
+        // the cheap gate first (one vectorised pass, left at the first digit):
+        // most text has no trigger and needs no more than this
         if !may_need_scrub(value) {
             if plain {
                 self.remember_clean(value);
             }
             return None;
         }
+        let gates = TextGates::of(value);
         let before = counts.total();
-        let result = self.scrub_all(value, counts, opts, fast).filter(|r| r != value);
+        let result = self.scrub_all(value, counts, opts, fast, gates).filter(|r| r != value);
         if plain && result.is_none() && counts.total() == before {
             self.remember_clean(value);
         }
@@ -1341,34 +1531,39 @@ impl Scrubber {
         self.clean.lock().expect("clean texts").len()
     }
 
-    fn scrub_all(&self, value: &str, counts: &mut Counts, opts: ScrubOptions, fast: bool) -> Option<String> {
+    /// Every scan in order on `value`, whose [`TextGates`] are `gates`: with
+    /// `fast`, a scan the gates prove cannot match is skipped.
+    fn scrub_all(&self, value: &str, counts: &mut Counts, opts: ScrubOptions, fast: bool, gates: TextGates) -> Option<String> {
         let mut cur: Cow<'_, str> = Cow::Borrowed(value);
-        let replace = |cur: &mut Cow<'_, str>, new: Option<String>| {
+        // the gates of `cur`: read again after a scan changed it
+        let mut gates = gates;
+        let replace = |cur: &mut Cow<'_, str>, gates: &mut TextGates, new: Option<String>| {
             if let Some(s) = new {
+                *gates = TextGates::of(&s);
                 *cur = Cow::Owned(s);
             }
         };
-        if cur.contains('=') {
+        if gates.has(b'=') {
             let new = self.scrub_query(&cur, counts);
-            replace(&mut cur, new);
-            if cur.contains('%') {
+            replace(&mut cur, &mut gates, new);
+            if gates.has(b'%') {
                 let new = scrub_encoded_params(&cur, &self.query_params, counts);
-                replace(&mut cur, new);
+                replace(&mut cur, &mut gates, new);
             }
         }
-        if cur.contains('"') && cur.contains(':') {
+        if gates.has(b'"') && gates.has(b':') {
             let new = scrub_json_members(&cur, &self.query_params, counts);
-            replace(&mut cur, new);
+            replace(&mut cur, &mut gates, new);
         }
-        if opts.payload && cur.contains(':') {
+        if opts.payload && gates.has(b':') {
             let new = scrub_header_lines(&cur, &self.query_params, counts);
-            replace(&mut cur, new);
+            replace(&mut cur, &mut gates, new);
         }
         if opts.keep_paths {
         } else if opts.url {
             let new = scrub_path_segments(&cur, counts);
-            replace(&mut cur, new);
-        } else if cur.contains("//") {
+            replace(&mut cur, &mut gates, new);
+        } else if gates.has(b'/') && cur.contains("//") {
             let text: &str = &cur;
             let mut out = Rebuild::new(text);
             urls_in_text(text, |s, e| {
@@ -1377,18 +1572,20 @@ impl Scrubber {
                 }
             });
             let new = out.finish();
-            replace(&mut cur, new);
+            replace(&mut cur, &mut gates, new);
         }
+        let fast_gates = fast.then_some(&gates);
         let text: &str = &cur;
-        let mut spans = self.pii_spans(text, counts, fast);
-        // token_spans runs only the rules whose hints occur (one automaton pass)
+        let mut spans = self.pii_spans(text, counts, fast_gates);
+        // token_spans runs only the rules whose hints occur
         let mut found = Vec::new();
-        token_spans(text, &mut found);
+        token_spans(text, fast_gates.map(|g| g.seen), &mut found);
         for (count, span) in found {
             counts.inc(count);
             spans.push(span);
         }
-        if opts.random_tokens && !opts.url && text.len() >= 20 {
+        // a random token is a run of 20+ characters of its alphabet
+        if opts.random_tokens && !opts.url && text.len() >= 20 && fast_gates.is_none_or(|g| g.token_run) {
             let before = spans.len();
             random_token_spans(text, &mut spans);
             counts.add("text_random_token", (spans.len() - before) as u64);
@@ -1451,20 +1648,27 @@ impl Scrubber {
 
     /// Sorted byte spans of every enabled detector's matches in `value`.
     pub fn find_pii(&self, value: &str, counts: &mut Counts) -> Vec<(usize, usize)> {
-        self.pii_spans(value, counts, fast_paths())
+        let gates = fast_paths().then(|| TextGates::of(value));
+        self.pii_spans(value, counts, gates.as_ref())
     }
 
-    fn pii_spans(&self, value: &str, counts: &mut Counts, fast: bool) -> Vec<(usize, usize)> {
+    /// `gates`: [`TextGates`] of `value`, to skip the scans they prove cannot
+    /// match (None: every enabled scan runs).
+    fn pii_spans(&self, value: &str, counts: &mut Counts, gates: Option<&TextGates>) -> Vec<(usize, usize)> {
         let mut spans = Vec::new();
-        if self.email && (value.contains('@') || value.contains("%40")) {
+        let may_hold_email = match gates {
+            Some(g) => g.may_hold_email(value),
+            None => value.contains('@') || value.contains("%40"),
+        };
+        if self.email && may_hold_email {
             email_spans(value, &mut spans, counts);
         }
-        if self.card && value.len() >= 13 && (!fast || may_hold_card(value)) {
+        if self.card && value.len() >= 13 && gates.is_none_or(|g| g.card_digits >= 13) {
             let found = card_spans(value);
             counts.add("pii_card", found.len() as u64);
             spans.extend(found);
         }
-        if self.iban && value.len() >= SHORTEST_IBAN {
+        if self.iban && value.len() >= SHORTEST_IBAN && gates.is_none_or(|g| g.iban_start) {
             iban_spans(value, &mut spans, counts);
         }
         if spans.len() > 1 {

@@ -183,47 +183,52 @@ static HINT_SCAN: LazyLock<(AhoCorasick, Vec<usize>)> = LazyLock::new(|| {
     (scan, owners)
 });
 
-/// The hints by a marker byte each holds (its first ASCII byte other than a
-/// lower-case letter), and the hints without one (`bearer`, `xox`, `basic`):
-/// a text holding a hint holds its marker, so only the hints of the markers
-/// present are searched (most text lacks most markers).
-struct HintGate {
-    by_marker: Vec<Vec<String>>,
-    words: Vec<String>,
+/// The ASCII bytes a text holds, as a set: bit `b` is set if byte `b` occurs.
+/// A text lacking one byte of a literal cannot hold the literal.
+pub fn ascii_bytes(value: &str) -> u128 {
+    value.as_bytes().iter().fold(0u128, |seen, &b| if b < 0x80 { seen | 1 << b } else { seen })
 }
 
-static HINT_GATE: LazyLock<HintGate> = LazyLock::new(|| {
-    let mut gate = HintGate { by_marker: vec![Vec::new(); 256], words: Vec::new() };
-    for hint in TOKEN_HINTS.iter() {
-        match hint.bytes().find(|b| b.is_ascii() && !b.is_ascii_lowercase()) {
-            Some(marker) if hint.is_ascii() => gate.by_marker[marker as usize].push(hint.clone()),
-            _ => gate.words.push(hint.clone()),
-        }
-    }
-    gate
+/// Every hint with its rule and its bytes (as [`ascii_bytes`] reads them).
+static HINT_BYTES: LazyLock<Vec<(&'static str, usize, u128)>> = LazyLock::new(|| {
+    TOKEN_RULES
+        .iter()
+        .enumerate()
+        .flat_map(|(i, rule)| rule.hints.iter().map(move |h| (h.as_str(), i, ascii_bytes(h))))
+        .collect()
 });
 
 /// Exactly `any(hint in value for hint in TOKEN_HINTS)`.
 pub fn may_hold_token(value: &str) -> bool {
-    let gate = &*HINT_GATE;
-    let mut present = [false; 256];
-    for &c in value.as_bytes() {
-        present[c as usize] = true;
-    }
-    for (marker, hints) in gate.by_marker.iter().enumerate() {
-        if present[marker] && hints.iter().any(|h| value.contains(h.as_str())) {
-            return true;
-        }
-    }
-    gate.words.iter().any(|h| value.contains(h.as_str()))
+    may_hold_token_with(value, ascii_bytes(value))
 }
 
-/// Bit i set: rule i has a hint in `value` (at most 64 rules).
-fn rules_hinted(value: &str) -> u64 {
-    let (scan, owners) = &*HINT_SCAN;
+/// [`may_hold_token`] given `seen`, the [`ascii_bytes`] of `value`: a hint is
+/// searched only if all its bytes occur (most text lacks most hints' capitals
+/// and punctuation).
+pub fn may_hold_token_with(value: &str, seen: u128) -> bool {
+    HINT_BYTES.iter().any(|&(hint, _, bytes)| bytes & !seen == 0 && value.contains(hint))
+}
+
+/// Bit i set: rule i has a hint in `value` (at most 64 rules); `seen`: the
+/// [`ascii_bytes`] of `value`, or None for the one automaton pass over every
+/// hint (the scan the byte gate stands for; tests compare the two).
+fn rules_hinted(value: &str, seen: Option<u128>) -> u64 {
     let mut bits = 0u64;
-    for m in scan.find_overlapping_iter(value) {
-        bits |= 1 << owners[m.pattern().as_usize()];
+    match seen {
+        Some(seen) => {
+            for &(hint, rule, bytes) in HINT_BYTES.iter() {
+                if bits & (1 << rule) == 0 && bytes & !seen == 0 && value.contains(hint) {
+                    bits |= 1 << rule;
+                }
+            }
+        }
+        None => {
+            let (scan, owners) = &*HINT_SCAN;
+            for m in scan.find_overlapping_iter(value) {
+                bits |= 1 << owners[m.pattern().as_usize()];
+            }
+        }
     }
     bits
 }
@@ -286,8 +291,11 @@ fn private_key_end(value: &str, pos: usize) -> usize {
 }
 
 /// (count name, byte span to mask) of every known credential format in `value`.
-pub fn token_spans(value: &str, found: &mut Vec<(&'static str, (usize, usize))>) {
-    let hinted = rules_hinted(value);
+///
+/// `seen`: the [`ascii_bytes`] of `value` (None: every hint searched in one
+/// automaton pass instead of the byte gate).
+pub fn token_spans(value: &str, seen: Option<u128>, found: &mut Vec<(&'static str, (usize, usize))>) {
+    let hinted = rules_hinted(value, seen);
     if hinted == 0 {
         return;
     }
@@ -348,7 +356,7 @@ fn rule_spans(rule: &TokenRule, value: &str, found: &mut Vec<(&'static str, (usi
 fn py_token_spans<'py>(py: Python<'py>, value: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyList>> {
     let text = py_str(value)?;
     let mut found = Vec::new();
-    token_spans(&text, &mut found);
+    token_spans(&text, Some(ascii_bytes(&text)), &mut found);
     let spans: Vec<(usize, usize)> = found.iter().map(|(_, s)| *s).collect();
     let spans = byte_to_char_spans(&text, &spans);
     let items: Vec<(&str, (usize, usize))> =
