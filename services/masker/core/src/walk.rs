@@ -27,6 +27,7 @@ use crate::flags::{
     F_SCRIPT_TEXT, F_STYLE_ELEMENT, NOT_INHERITED, UNKNOWN_NODE,
 };
 use crate::walk_deps::{Deps, NodeIndex, ScrubKind, SnapshotShape};
+use crate::{node_index, node_tree};
 
 // --- the rrweb vocabulary the walk reads (services/masker/rrweb.py re-states it;
 // a unit test checks they agree) ---------------------------------------------------
@@ -119,23 +120,15 @@ pyo3::create_exception!(
 // --- Python's type checks, exactly ---------------------------------------------------
 
 /// `isinstance(x, int)` (bools included) as an id; None for other types and for
-/// ints beyond 64 bits (no page has those: unknown, so masked).
+/// ints beyond 64 bits (no page has those: unknown, so masked). The node index's rule.
 fn int_id(obj: Option<&Bound<'_, PyAny>>) -> Option<i64> {
-    let obj = obj?;
-    if obj.is_instance_of::<PyInt>() {
-        obj.extract::<i64>().ok()
-    } else {
-        None
-    }
+    obj.and_then(node_index::int_id)
 }
 
-/// A snapshot shape's id: a non-negative int that is no bool (`node_tree._is_id`).
+/// A snapshot shape's id (the shape's own rule: a non-negative exact int); None
+/// for anything else, which the shape records as a placeholder.
 fn shape_id(obj: Option<&Bound<'_, PyAny>>) -> Option<i64> {
-    let obj = obj?;
-    if obj.is_instance_of::<PyBool>() {
-        return None;
-    }
-    int_id(Some(obj)).filter(|id| *id >= 0)
+    obj.map(node_tree::shape_id).filter(|id| *id >= 0)
 }
 
 /// A JSON value as Python's `==` compares it with an int: read once, compared often.
