@@ -1,13 +1,8 @@
 """Type information for the masker's compiled core (services/masker/core)."""
 
 from collections import Counter
-from collections import Counter as _Counter
-from collections.abc import Callable, Iterable
-from collections.abc import Iterable as _Iterable
-from collections.abc import Sequence as _Sequence
-from typing import Any
-from typing import Any as _Any
-from typing import final as _final
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, final
 
 __version__: str
 
@@ -77,7 +72,7 @@ class SessionNodeTree:
 class SelectorError(ValueError):
     """A selector outside the supported subset; the message names the selector."""
 
-@_final
+@final
 class Compound:
     """One compound selector: every part must hold on the same element."""
 
@@ -85,8 +80,8 @@ class Compound:
         cls,
         tag: str | None = None,
         element_id: str | None = None,
-        classes: _Sequence[str] = ...,
-        attrs: _Sequence[tuple[str, str, str]] = ...,
+        classes: Sequence[str] = ...,
+        attrs: Sequence[tuple[str, str, str]] = ...,
     ) -> Compound: ...
     @property
     def tag(self) -> str | None: ...
@@ -99,11 +94,11 @@ class Compound:
     def referenced_attributes(self) -> frozenset[str]: ...
     def __hash__(self) -> int: ...
 
-@_final
+@final
 class Selector:
     """A chain of compounds joined by descendant combinators (outermost first)."""
 
-    def __new__(cls, source: str, parts: _Sequence[Compound]) -> Selector: ...
+    def __new__(cls, source: str, parts: Sequence[Compound]) -> Selector: ...
     @property
     def source(self) -> str: ...
     @property
@@ -111,11 +106,11 @@ class Selector:
     def __hash__(self) -> int: ...
 
 def parse_selector_list(text: str) -> list[Selector]: ...
-def compile_selectors(texts: _Iterable[str]) -> tuple[list[Selector], list[str]]: ...
-def compound_matches(part: Compound, tag: str, attrs: dict[str, _Any]) -> bool: ...
-def compound_may_match_change(part: Compound, changed: dict[str, _Any]) -> bool: ...
+def compile_selectors(texts: Iterable[str]) -> tuple[list[Selector], list[str]]: ...
+def compound_matches(part: Compound, tag: str, attrs: dict[str, Any]) -> bool: ...
+def compound_may_match_change(part: Compound, changed: dict[str, Any]) -> bool: ...
 
-@_final
+@final
 class SelectorRule:
     """A compiled site selector and the bit it sets on matching elements."""
 
@@ -126,16 +121,16 @@ class SelectorRule:
     @property
     def context_base(self) -> int: ...
 
-@_final
+@final
 class ElementRules:
     """The element rules of one site's settings (with the deployment's sensitive names)."""
 
     def __new__(
         cls,
-        mask_text_selectors: _Sequence[str],
-        block_selectors: _Sequence[str],
-        ignore_input_selectors: _Sequence[str],
-        sensitive_names: _Sequence[str],
+        mask_text_selectors: Sequence[str],
+        block_selectors: Sequence[str],
+        ignore_input_selectors: Sequence[str],
+        sensitive_names: Sequence[str],
     ) -> ElementRules: ...
     @property
     def selector_rules(self) -> tuple[SelectorRule, ...]: ...
@@ -148,11 +143,11 @@ class ElementRules:
     @property
     def short_sensitive_names(self) -> frozenset[str]: ...
     def name_is_sensitive(self, value: str) -> bool: ...
-    def field_is_sensitive(self, attrs: dict[str, _Any]) -> bool: ...
-    def attribute_marks(self, attrs: dict[str, _Any]) -> int: ...
-    def element_value(self, tag: str, attrs: dict[str, _Any], parent_value: int) -> int: ...
-    def change_marks(self, changed: dict[str, _Any], value: int) -> int: ...
-    def change_ancestor_marks(self, changed: dict[str, _Any], value: int) -> tuple[int, int]: ...
+    def field_is_sensitive(self, attrs: dict[str, Any]) -> bool: ...
+    def attribute_marks(self, attrs: dict[str, Any]) -> int: ...
+    def element_value(self, tag: str, attrs: dict[str, Any], parent_value: int) -> int: ...
+    def change_marks(self, changed: dict[str, Any], value: int) -> int: ...
+    def change_ancestor_marks(self, changed: dict[str, Any], value: int) -> tuple[int, int]: ...
 # --- rwalk ---
 
 class WalkOverBudget(Exception):
@@ -162,19 +157,19 @@ INHERITED_MARKS: int
 TEXT_RULE_BITS: int
 BUDGET_CHECK_EVERY: int
 # The rrweb vocabulary and consent states the walk reads (rrweb.py, state.py agree).
-WALK_VOCABULARY: dict[str, _Any]
+WALK_VOCABULARY: dict[str, Any]
 
 def walk_batch(
-    events: list[_Any],
-    state: _Any,
-    policy: _Any,
+    events: list[Any],
+    state: Any,
+    policy: Any,
     consent: bool | None,
-    counts: _Counter[str],
+    counts: Counter[str],
     *,
     budget_s: float | None,
     text_rule_bits: int,
     max_node_runs: int,
-) -> tuple[list[_Any], str, int]:
+) -> tuple[list[Any], str, int]:
     """Mask one batch in place: (kept events, consent state, dropped).
 
     The counts are added into ``counts``.
