@@ -58,7 +58,7 @@ from bench.heavy_pages import PAGE_KINDS, grow_session
 from bench.masker_sealed import SEALED_TOPIC, seal_values, sealed_opener
 from services.dev.kafka_broker import LocalKafkaBroker, free_port
 from services.dev.rrweb_gen import generate_session
-from services.masker.message import mask_message
+from services.masker.message import collection_paused, mask_message
 from services.shared import topics
 from services.shared.envelope import BatchEnvelope
 from services.shared.kafka import MAX_MESSAGE_BYTES, KafkaSettings, ensure_topics, topic_specs
@@ -242,8 +242,11 @@ def pure_floor(messages: list[Message]) -> float:
     with other work they then measure the code, not the neighbours' load.
     """
     started = time.process_time()
-    for m in messages:
-        orjson.dumps(orjson.loads(m.value))
+    # Paused as the masker pauses it (``mask_message``): the floor is what parsing
+    # and serialising once more would cost the masker.
+    with collection_paused():
+        for m in messages:
+            orjson.dumps(orjson.loads(m.value))
     return time.process_time() - started
 
 
@@ -347,6 +350,11 @@ def main() -> None:
         "--baseline", type=Path, default=None,
         help="another checkout (e.g. a git worktree of the previous commit) measured in the "
         "same rounds: its masker as (b0), its pure masking as (d0)",
+    )
+    parser.add_argument(
+        "--baseline-env", action="append", default=[], metavar="NAME=VALUE",
+        help="an environment variable set for (b0) only (repeatable): with --baseline . it "
+        "compares a setting, say MASKER_THREAD_BATCH_BYTES, in the same rounds",
     )
     parser.add_argument(
         "--raw-encryption", action="store_true",
@@ -504,10 +512,12 @@ def _workers(
             args.partitions,
         )
 
-    def masker(name: str, checkout: Path = PROJECT_ROOT) -> float:
+    def masker(
+        name: str, checkout: Path = PROJECT_ROOT, extra_env: dict[str, str] | None = None
+    ) -> float:
         env_mask = {
             **env, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
-            "MASKER_STATE_DIR": str(tmp / name), "PYTHONPATH": str(checkout),
+            "MASKER_STATE_DIR": str(tmp / name), "PYTHONPATH": str(checkout), **(extra_env or {}),
         }
         return run_worker(
             masker_cmd, env_mask, bootstrap, topics.MASKED, len(messages), args.partitions,
@@ -538,7 +548,8 @@ def _workers(
         workers["passthrough_sealed"] = passthrough_sealed
     if args.baseline is not None:
         baseline = args.baseline.resolve()
-        workers["baseline"] = lambda name: masker(name, baseline)
+        baseline_env = dict(item.partition("=")[::2] for item in args.baseline_env)
+        workers["baseline"] = lambda name: masker(name, baseline, baseline_env)
     return workers
 
 

@@ -23,6 +23,7 @@ docs/masker-operations.md describes this for operators.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -236,6 +237,10 @@ class MaskerWorker:
         self.agent_started = True
         self.agent_running = True
         metrics.AGENT_UP.set(1)
+        # What the worker built to start (faust, aiokafka, the rules) lives as long
+        # as it does: out of the collector's full passes, which would walk it again
+        # and again (mask_message pauses the collector for the batches themselves).
+        gc.freeze()
         try:
             # Manual acks: an offset becomes committable only when its output is delivered.
             manual_acks = cast("faust.Stream[bytes]", stream).noack()
