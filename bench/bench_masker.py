@@ -197,6 +197,26 @@ async def append_time_span(
     return last - first
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerRun:
+    """One worker's run: the span of its output, and its CPU per output record.
+
+    ``cpu_per_record`` is the process's CPU-seconds (user + system) between the
+    first poll that saw output and the last one, over the records written
+    meanwhile: startup and group join are left out, and on a machine shared with
+    other work it measures the worker's cost where the span measures its speed.
+    """
+
+    span_s: float
+    cpu_per_record: float
+
+
+def process_cpu_s(pid: int) -> float:
+    """User + system CPU-seconds of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_worker(
     command: list[str],
     env: dict[str, str],
@@ -206,18 +226,22 @@ def run_worker(
     parts: int,
     *,
     cwd: Path = PROJECT_ROOT,
-) -> float:
+) -> WorkerRun:
     """Start a worker process, wait for ``expected`` new records on ``topic``; their span."""
     before = asyncio.run(end_offsets(bootstrap, topic, parts))
     with open(os.devnull, "wb") as devnull:
         proc = subprocess.Popen(
             command, env=env, cwd=cwd, stdout=devnull, stderr=subprocess.STDOUT
         )
+    first: tuple[int, float] | None = None  # records done, CPU-s at the first poll with output
     try:
         deadline = time.monotonic() + 900
         while True:
             now = asyncio.run(end_offsets(bootstrap, topic, parts))
             done = sum(now[tp] - before[tp] for tp in now)
+            cpu = process_cpu_s(proc.pid)
+            if first is None and done > 0:
+                first = (done, cpu)
             if done >= expected:
                 break
             if proc.poll() is not None:
@@ -232,7 +256,10 @@ def run_worker(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-    return asyncio.run(append_time_span(bootstrap, before, now))
+    assert first is not None
+    measured = done - first[0]
+    per_record = (cpu - first[1]) / measured if measured else float("nan")
+    return WorkerRun(asyncio.run(append_time_span(bootstrap, before, now)), per_record)
 
 
 def pure_floor(messages: list[Message]) -> float:
@@ -390,6 +417,7 @@ def main() -> None:
         if not args.pure_only:
             rates["baseline"] = []
     state_sizes: list[int] = []
+    cpu_per_m: dict[str, list[float]] = {}  # Kafka workers: CPU-s per million events
 
     with tempfile.TemporaryDirectory(prefix="bench-masker-") as tmp:
         data_file = Path(tmp) / "messages.json"
@@ -424,7 +452,11 @@ def main() -> None:
                 if round_no % 2:
                     order.reverse()
                 for variant in order:
-                    rates[variant].append(events / workers[variant](f"bench-{variant}-{round_no}"))
+                    run = workers[variant](f"bench-{variant}-{round_no}")
+                    rates[variant].append(events / run.span_s)
+                    cpu_per_m.setdefault(variant, []).append(
+                        run.cpu_per_record * len(messages) / events * 1e6
+                    )
                 rates["floor"].append(events / pure_floor(messages))
                 elapsed, state_sizes = pure_masking(messages, registry)
                 rates["pure"].append(events / elapsed)
@@ -481,12 +513,28 @@ def main() -> None:
                 + f"; median {statistics.median(paired):.2f}"
             )
     print("Raw rounds:", {k: [round(x) for x in v] for k, v in rates.items()})
+    if cpu_per_m:
+        # The workers' own CPU per event (busy window): robust where the speed is not.
+        print()
+        print("| Kafka worker | CPU-s per million events (median) | per round |")
+        print("|---|---:|---|")
+        for key, values in cpu_per_m.items():
+            rounds = ", ".join(f"{v:.1f}" for v in values)
+            print(f"| {NAMES[key]} | {statistics.median(values):.1f} | {rounds} |")
+        for top, bottom in (("masker", "passthrough"), ("baseline", "masker")):
+            if top in cpu_per_m and bottom in cpu_per_m:
+                paired = [b / t for t, b in zip(cpu_per_m[top], cpu_per_m[bottom], strict=True)]
+                print(
+                    f"CPU per event, {bottom} / {top} per round: "
+                    + ", ".join(f"{r:.2f}" for r in paired)
+                    + f"; median {statistics.median(paired):.2f}"
+                )
 
 
 def _workers(
     bootstrap: str, tmp: Path, args: argparse.Namespace, messages: list[Message]
-) -> dict[str, Callable[[str], float]]:
-    """Run-one-round functions of the Kafka workers: name -> seconds for all messages."""
+) -> dict[str, Callable[[str], WorkerRun]]:
+    """Run-one-round functions of the Kafka workers: name -> its run over all messages."""
     asyncio.run(create_topics(bootstrap, args.partitions))
     asyncio.run(produce(bootstrap, messages))
     env = {
@@ -505,7 +553,7 @@ def _workers(
     passthrough_cmd = [sys.executable, "-m", "bench.masker_passthrough"]
     masker_cmd = [sys.executable, "-m", "services.cli", "masker"]
 
-    def passthrough(name: str) -> float:
+    def passthrough(name: str) -> WorkerRun:
         env_pass = {**env, "BENCH_APP_ID": name, "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC}
         return run_worker(
             passthrough_cmd, env_pass, bootstrap, PASSTHROUGH_TOPIC, len(messages),
@@ -514,7 +562,7 @@ def _workers(
 
     def masker(
         name: str, checkout: Path = PROJECT_ROOT, extra_env: dict[str, str] | None = None
-    ) -> float:
+    ) -> WorkerRun:
         env_mask = {
             **env, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
             "MASKER_STATE_DIR": str(tmp / name), "PYTHONPATH": str(checkout), **(extra_env or {}),
@@ -524,10 +572,12 @@ def _workers(
             cwd=checkout,
         )
 
-    workers: dict[str, Callable[[str], float]] = {"passthrough": passthrough, "masker": masker}
+    workers: dict[str, Callable[[str], WorkerRun]] = {
+        "passthrough": passthrough, "masker": masker,
+    }
     if args.raw_encryption:
 
-        def sealed(name: str) -> float:
+        def sealed(name: str) -> WorkerRun:
             env_run = {
                 **env_sealed, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
                 "MASKER_STATE_DIR": str(tmp / name),
@@ -537,7 +587,7 @@ def _workers(
                 topics.MASKED, len(messages), args.partitions,
             )
 
-        def passthrough_sealed(name: str) -> float:
+        def passthrough_sealed(name: str) -> WorkerRun:
             env_pass = {**env, "BENCH_APP_ID": name, "BENCH_OUTPUT_TOPIC": PASSTHROUGH_TOPIC}
             return run_worker(
                 [sys.executable, "-m", "bench.masker_sealed", "passthrough"], env_pass,
