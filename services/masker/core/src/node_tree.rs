@@ -783,12 +783,21 @@ impl SessionNodeTree {
             return Ok(Vec::new());
         }
         self.encoded_parents = None;
-        let in_shape: Option<HashSet<i64>> = match self.readable_shape(py)? {
-            Some(shape) => Some(shape.bind(py).try_borrow_mut()?.ids(py).into_iter().collect()),
+        // Sorted for a binary search, not hashed: rrweb numbers a snapshot's nodes
+        // in document order, so the ids are sorted already and this costs one
+        // pass (hashing every id of a big page cost more than the sweep itself).
+        let in_shape: Option<Vec<i64>> = match self.readable_shape(py)? {
+            Some(shape) => {
+                let mut ids = shape.bind(py).try_borrow_mut()?.ids(py);
+                if !ids.is_sorted() {
+                    ids.sort_unstable();
+                }
+                Some(ids)
+            }
             None => None,
         };
         let attached = follow_parents(&self.parents, &HashSet::new(), |top| {
-            in_shape.as_ref().is_none_or(|ids| ids.contains(&top))
+            in_shape.as_ref().is_none_or(|ids| ids.binary_search(&top).is_ok())
         });
         for (node, result) in attached {
             if !result {
