@@ -13,7 +13,7 @@ on the same messages in one process, the garbage collector paused as
 
 ``--walk-seconds N`` instead only runs the walk for N seconds on fresh parses
 (parsed ahead, outside the clock), a loop for ``perf record`` that is mostly
-the walk:
+the walk; ``--pure-seconds N`` loops ``mask_message`` (pure masking) alone:
 
     .venv/bin/python -m bench.walk_parts --page mixed --snapshot-bytes 300000
     perf record -o /tmp/walk.perf -- .venv/bin/python -m bench.walk_parts \
@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--walk-seconds", type=float, default=0.0)
+    parser.add_argument("--pure-seconds", type=float, default=0.0)
     args = parser.parse_args()
     messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
     values = [(m.key, m.value) for m in messages]
@@ -80,6 +81,13 @@ def main() -> None:
             docs = parsed(values)
             passes.append(walk_seconds(docs, registry))
         print(f"walk: {len(passes)} passes, best {min(passes):.4f} s")
+        return
+    if args.pure_seconds:
+        end = time.monotonic() + args.pure_seconds
+        passes = []
+        while time.monotonic() < end:
+            passes.append(pure_masking(messages, registry)[0])
+        print(f"pure: {len(passes)} passes, best {min(passes):.4f} s")
         return
     best: dict[str, float] = {}
 
