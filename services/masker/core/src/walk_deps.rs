@@ -229,16 +229,17 @@ struct KeyWords {
     weak: bool,
 }
 
-/// Slots of [`KeyWordMemo`] (a power of two).
+/// Slots of [`KeyWordMemo`] (a power of two), and how many a key may take.
 const KEY_WORD_SLOTS: usize = 256;
+const KEY_WORD_WAYS: usize = 4;
 
 /// The word rules' answers for the keys a batch asked about. A page repeats a
 /// few dozen attribute names (`class`, `href`, `src`...) thousands of times, and
 /// the rules are a pure function of the key's text, so each name is read once.
-/// Direct-mapped by the key's Python hash (cached on the string by the dict
-/// that holds it): a slot keeps the key it answers for and is taken only for
-/// the same object or the same text, so two names that share a slot only evict
-/// each other.
+/// A key takes one of [`KEY_WORD_WAYS`] slots from where its Python hash (cached
+/// on the string by the dict that holds it) points: a slot keeps the key it
+/// answers for and is taken only for the same object or the same text, so names
+/// that share slots only evict each other.
 struct KeyWordMemo<'py> {
     slots: Vec<Option<(Bound<'py, PyString>, KeyWords)>>,
 }
@@ -254,14 +255,22 @@ impl<'py> KeyWordMemo<'py> {
             // a str subclass (only in hand-made events) may hash as it likes
             return Self::read(key);
         }
-        let slot = (key.hash()? as usize) & (KEY_WORD_SLOTS - 1);
-        if let Some((known, words)) = &self.slots[slot] {
-            if known.is(key) || same_text(known, key) {
-                return Ok(*words);
+        let first = (key.hash()? as usize) & (KEY_WORD_SLOTS - 1);
+        let ways = (0..KEY_WORD_WAYS).map(|way| (first + way) & (KEY_WORD_SLOTS - 1));
+        let mut free = None;
+        for slot in ways {
+            match &self.slots[slot] {
+                Some((known, words)) if known.is(key) || same_text(known, key) => return Ok(*words),
+                Some(_) => {}
+                None => {
+                    free = Some(slot);
+                    break;
+                }
             }
         }
         let words = Self::read(key)?;
-        self.slots[slot] = Some((key.clone(), words));
+        // all ways taken (a page with hundreds of names): the first one is replaced
+        self.slots[free.unwrap_or(first)] = Some((key.clone(), words));
         Ok(words)
     }
 
