@@ -276,6 +276,103 @@ impl Ticks {
     }
 }
 
+/// The fields of a serialised node that the walk reads (`node.get(...)` of each).
+#[derive(Default)]
+struct NodeFields<'py> {
+    id: Option<Bound<'py, PyAny>>,
+    node_type: Option<Bound<'py, PyAny>>,
+    child_nodes: Option<Bound<'py, PyAny>>,
+    tag_name: Option<Bound<'py, PyAny>>,
+    attributes: Option<Bound<'py, PyAny>>,
+    text_content: Option<Bound<'py, PyAny>>,
+    is_style: Option<Bound<'py, PyAny>>,
+}
+
+/// The keys of [`NodeFields`], in its order.
+const NODE_FIELDS: [&str; 7] =
+    ["id", "type", "childNodes", "tagName", "attributes", "textContent", "isStyle"];
+/// Up to this many keys, one pass over a node's dict beats a look-up per field.
+const SCAN_NODE_KEYS_UP_TO: usize = 8;
+/// Other keys (`rootId`, `isSVG`...) remembered as not being fields.
+const OTHER_NODE_KEYS: usize = 8;
+
+/// Reads nodes' fields in one pass over each dict (a node has 3 to 6 keys).
+///
+/// orjson makes one string object per key text, so a key is recognised by the
+/// object it is (remembered the first time its text was read) and only a key
+/// never seen is compared by text. A dict with more keys, or with a key that is
+/// not exactly a `str`, is read by look-ups, as Python's `node.get` would.
+struct NodeReader<'py> {
+    fields: [Option<Bound<'py, PyString>>; 7],
+    others: Vec<Bound<'py, PyString>>,
+}
+
+impl<'py> NodeReader<'py> {
+    fn new() -> Self {
+        Self { fields: Default::default(), others: Vec::with_capacity(OTHER_NODE_KEYS) }
+    }
+
+    fn read(&mut self, node: &Bound<'py, PyDict>) -> PyResult<NodeFields<'py>> {
+        if node.len() <= SCAN_NODE_KEYS_UP_TO {
+            if let Some(fields) = self.scan(node)? {
+                return Ok(fields);
+            }
+        }
+        let py = node.py();
+        Ok(NodeFields {
+            id: node.get_item(intern!(py, "id"))?,
+            node_type: node.get_item(intern!(py, "type"))?,
+            child_nodes: node.get_item(intern!(py, "childNodes"))?,
+            tag_name: node.get_item(intern!(py, "tagName"))?,
+            attributes: node.get_item(intern!(py, "attributes"))?,
+            text_content: node.get_item(intern!(py, "textContent"))?,
+            is_style: node.get_item(intern!(py, "isStyle"))?,
+        })
+    }
+
+    /// The fields in one pass; None if a key is not exactly a `str`.
+    fn scan(&mut self, node: &Bound<'py, PyDict>) -> PyResult<Option<NodeFields<'py>>> {
+        let mut read = NodeFields::default();
+        for (key, value) in node.iter() {
+            let field = match self.fields.iter().position(|k| k.as_ref().is_some_and(|k| k.is(&key))) {
+                Some(field) => field,
+                None if self.others.iter().any(|k| k.is(&key)) => continue,
+                None => {
+                    if !key.is_exact_instance_of::<PyString>() {
+                        return Ok(None);
+                    }
+                    let key = key.cast_into::<PyString>()?;
+                    // text with lone surrogates equals no field name
+                    let field = key.to_str().ok().and_then(|text| NODE_FIELDS.iter().position(|f| *f == text));
+                    match field {
+                        Some(field) => {
+                            self.fields[field] = Some(key);
+                            field
+                        }
+                        None => {
+                            if self.others.len() < OTHER_NODE_KEYS {
+                                self.others.push(key);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let slot = match field {
+                0 => &mut read.id,
+                1 => &mut read.node_type,
+                2 => &mut read.child_nodes,
+                3 => &mut read.tag_name,
+                4 => &mut read.attributes,
+                5 => &mut read.text_content,
+                _ => &mut read.is_style,
+            };
+            *slot = Some(value);
+        }
+        Ok(Some(read))
+    }
+}
+
 /// A tree frame: the node, its parent's bits, its depth, its parent's id.
 struct Frame<'py> {
     node: Bound<'py, PyDict>,
@@ -310,6 +407,7 @@ pub struct BatchWalk<'py> {
     vacated: HashSet<i64>,
     deadline: Option<Instant>,
     text_rule_bits: u64,
+    nodes: NodeReader<'py>,
 }
 
 impl<'py> BatchWalk<'py> {
@@ -336,6 +434,7 @@ impl<'py> BatchWalk<'py> {
             vacated: HashSet::new(),
             deadline,
             text_rule_bits,
+            nodes: NodeReader::new(),
         };
         let stored_key = walk.deps.state.selector_key()?;
         if !stored_key.eq(&walk.deps.policy.selector_key)? {
@@ -964,9 +1063,10 @@ impl<'py> BatchWalk<'py> {
         }) = stack.pop()
         {
             ticks.tick(self.py, self.deadline)?;
-            let node_id = node.get_item(intern!(py, "id"))?;
-            let node_type = Num::of(node.get_item(intern!(py, "type"))?.as_ref());
-            let children = node.get_item(intern!(py, "childNodes"))?;
+            let fields = self.nodes.read(&node)?;
+            let node_id = fields.id;
+            let node_type = Num::of(fields.node_type.as_ref());
+            let children = fields.child_nodes;
             if let Some(shape) = mode.shape {
                 shape.visit(shape_id(node_id.as_ref()), depth)?;
             } else if let (Some(id), Some(up_id)) = (int_id(node_id.as_ref()), int_id(up.as_ref()))
@@ -979,14 +1079,14 @@ impl<'py> BatchWalk<'py> {
                 // its id is remembered so later events on it are dropped
                 value = parent & !NOT_INHERITED;
             } else if node_type.is(NODE_ELEMENT) {
-                let tag_obj = node.get_item(intern!(py, "tagName"))?;
+                let tag_obj = fields.tag_name;
                 let tag: Bound<'py, PyString> =
                     match tag_obj.as_ref().and_then(|t| t.cast::<PyString>().ok()) {
                         Some(t) => lowercase(t)?,
                         None => empty_tag.clone(),
                     };
                 let tag_str = tag.to_str()?;
-                let attrs = match node.get_item(intern!(py, "attributes"))? {
+                let attrs = match fields.attributes {
                     Some(a) => a.cast_into::<PyDict>().unwrap_or_else(|_| PyDict::new(py)),
                     None => PyDict::new(py),
                 };
@@ -1033,13 +1133,13 @@ impl<'py> BatchWalk<'py> {
             {
                 let mut v = parent & !NOT_INHERITED;
                 if parent & F_STYLE_ELEMENT != 0
-                    || is_true(node.get_item(intern!(py, "isStyle"))?.as_ref())
+                    || is_true(fields.is_style.as_ref())
                 {
                     v |= F_CSS_TEXT;
                 } else if parent & F_SCRIPT_ELEMENT != 0 {
                     v |= F_SCRIPT_TEXT;
                 }
-                let text = node.get_item(intern!(py, "textContent"))?;
+                let text = fields.text_content;
                 if let Some(text) = nonempty_str(text.as_ref()) {
                     if let Some(masked) = self.mask_text_content(text, v)? {
                         node.set_item(intern!(py, "textContent"), masked)?;
