@@ -3,8 +3,10 @@
 //! (`services/masker/batch.py` is the thin Python face; docs/masking.md).
 //!
 //! The events are the Python objects orjson made (dicts, lists, strings): the
-//! walk reads them with interned keys, borrows strings, writes a value back
-//! only when it changed, and walks trees and payloads with explicit stacks
+//! walk reads them with the key objects orjson made (a node's dict in one pass,
+//! [`NodeReader`]; events' fields with keys learned once, [`EventKeys`]) or
+//! interned keys, borrows strings, writes a value back only when it changed,
+//! and walks trees and payloads with explicit stacks
 //! (trees can be 10,000+ deep). Every rule it applies lives elsewhere and is
 //! reached through `walk_deps` (the element rules, the scrubber, the node index
 //! and tree, all native): what is here is only the walk itself.
