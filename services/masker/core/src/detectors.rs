@@ -1456,7 +1456,44 @@ pub struct Scrubber {
     /// Short texts `scrub` (default options) returned unchanged without counting
     /// anything: class names, labels, prices repeat across pages and sessions.
     /// `scrub` is a pure function of the fields and the text; bounded, cleared when full.
-    clean: Mutex<HashSet<String>>,
+    clean: Mutex<HashSet<CleanText>>,
+}
+
+/// Bytes of a remembered clean text, kept in the memory's own slot (a longer
+/// text is not remembered).
+const CLEAN_TEXT_BYTES: usize = 63;
+
+/// A clean text stored inline: a look-up reads the table's slot and nothing else
+/// (a `String` there sent every comparison to another cache line for the bytes).
+#[derive(Clone, PartialEq, Eq)]
+struct CleanText {
+    len: u8,
+    bytes: [u8; CLEAN_TEXT_BYTES],
+}
+
+impl CleanText {
+    fn new(value: &str) -> Option<Self> {
+        let len = value.len();
+        if len > CLEAN_TEXT_BYTES {
+            return None;
+        }
+        let mut bytes = [0u8; CLEAN_TEXT_BYTES];
+        bytes[..len].copy_from_slice(value.as_bytes());
+        Some(Self { len: len as u8, bytes })
+    }
+}
+
+impl std::borrow::Borrow<[u8]> for CleanText {
+    fn borrow(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
+impl Hash for CleanText {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        // as the borrowed form hashes, so a look-up by `&[u8]` finds it
+        std::borrow::Borrow::<[u8]>::borrow(self).hash(state);
+    }
 }
 
 impl PartialEq for Scrubber {
@@ -1498,7 +1535,7 @@ impl Scrubber {
         // only texts scrubbed with the default rules are remembered: a value found
         // clean as a class or id (no random-token rule) may not be clean as text
         let plain = fast && opts == ScrubOptions::TEXT && value.len() <= 4 * MAX_CLEAN_CHARS && char_len(value) <= MAX_CLEAN_CHARS;
-        if plain && self.clean.lock().expect("clean texts").contains(value) {
+        if plain && value.len() <= CLEAN_TEXT_BYTES && self.clean.lock().expect("clean texts").contains(value.as_bytes()) {
             return None;
         }
         // the cheap gate first (one vectorised pass, left at the first digit):
@@ -1519,11 +1556,12 @@ impl Scrubber {
     }
 
     fn remember_clean(&self, value: &str) {
+        let Some(text) = CleanText::new(value) else { return };
         let mut clean = self.clean.lock().expect("clean texts");
         if clean.len() >= MAX_CLEAN_TEXTS {
             clean.clear();
         }
-        clean.insert(value.to_owned());
+        clean.insert(text);
     }
 
     /// How many clean texts the scrubber remembers.

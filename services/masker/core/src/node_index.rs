@@ -285,7 +285,12 @@ pub(crate) fn py_difference<'py>(py: Python<'py>, a: i64, b: i64) -> PyResult<Bo
 pub(crate) fn py_ints(flat: &Bound<'_, PyAny>) -> PyResult<Option<Vec<i128>>> {
     fn one(item: &Bound<'_, PyAny>) -> Option<i128> {
         if item.is_instance_of::<PyInt>() {
-            item.extract::<i128>().ok()
+            // the same value, read as 64 bits first: a stored state's numbers fit,
+            // and pyo3's 128-bit read goes through a byte array
+            match item.extract::<i64>() {
+                Ok(n) => Some(i128::from(n)),
+                Err(_) => item.extract::<i128>().ok(),
+            }
         } else {
             None
         }

@@ -562,38 +562,48 @@ pub struct SessionNodeTree {
 
 /// For every node with a pointer: does its chain of parents (itself included)
 /// meet a node of `reached`? If not, `at_top` of the node the chain ends at
-/// (one without a pointer). Memoised: each pointer is followed once.
+/// (one without a pointer). Memoised: each pointer is followed once. In the
+/// order of the node ids.
+///
+/// The pointers are read into a sorted array first, so a chain step is a binary
+/// search and the memo an array beside it: a sweep follows every pointer, and
+/// hashing each one cost more than the walk of the mutations that made them.
 fn follow_parents(
     parents: &BTreeMap<i64, i64>,
     reached: &HashSet<i64>,
     at_top: impl Fn(i64) -> bool,
-) -> HashMap<i64, bool> {
-    let mut verdict: HashMap<i64, bool> = HashMap::with_capacity(parents.len());
-    let mut chain: Vec<i64> = Vec::new();
-    for &start in parents.keys() {
+) -> Vec<(i64, bool)> {
+    const UNKNOWN: u8 = 2;
+    let nodes: Vec<(i64, i64)> = parents.iter().map(|(node, parent)| (*node, *parent)).collect();
+    let position = |id: i64| nodes.binary_search_by_key(&id, |(node, _)| *node).ok();
+    let mut verdict: Vec<u8> = vec![UNKNOWN; nodes.len()];
+    let mut chain: Vec<usize> = Vec::new();
+    for start in 0..nodes.len() {
         chain.clear();
-        let mut current = start;
+        let mut at = start; // `current` below: a node with a pointer, at this position
         let result = loop {
-            if let Some(known) = verdict.get(&current) {
-                break *known;
+            if verdict[at] != UNKNOWN {
+                break verdict[at] == 1;
             }
+            let (current, parent) = nodes[at];
             if reached.contains(&current) {
                 break true;
             }
-            let Some(&parent) = parents.get(&current) else {
-                break at_top(current);
-            };
-            if chain.len() > parents.len() {
+            if chain.len() > nodes.len() {
                 break false; // a cycle: no page looks like this
             }
-            chain.push(current);
-            current = parent;
+            chain.push(at);
+            match position(parent) {
+                Some(next) => at = next,
+                // the chain ends at `parent` (no pointer, so never in the memo)
+                None => break reached.contains(&parent) || at_top(parent),
+            }
         };
-        for node in &chain {
-            verdict.insert(*node, result);
+        for &at in &chain {
+            verdict[at] = u8::from(result);
         }
     }
-    verdict
+    nodes.iter().zip(verdict).map(|((node, _), result)| (*node, result == 1)).collect()
 }
 
 impl SessionNodeTree {
@@ -783,17 +793,31 @@ impl SessionNodeTree {
             return Ok(Vec::new());
         }
         self.encoded_parents = None;
-        let in_shape: Option<HashSet<i64>> = match self.readable_shape(py)? {
-            Some(shape) => Some(shape.bind(py).try_borrow_mut()?.ids(py).into_iter().collect()),
+        // Sorted for a binary search, not hashed: rrweb numbers a snapshot's nodes
+        // in document order, so the ids are sorted already and this costs one
+        // pass (hashing every id of a big page cost more than the sweep itself).
+        let in_shape: Option<Vec<i64>> = match self.readable_shape(py)? {
+            Some(shape) => {
+                let mut ids = shape.bind(py).try_borrow_mut()?.ids(py);
+                if !ids.is_sorted() {
+                    ids.sort_unstable();
+                }
+                Some(ids)
+            }
             None => None,
         };
         let attached = follow_parents(&self.parents, &HashSet::new(), |top| {
-            in_shape.as_ref().is_none_or(|ids| ids.contains(&top))
+            in_shape.as_ref().is_none_or(|ids| ids.binary_search(&top).is_ok())
         });
-        for (node, result) in attached {
-            if !result {
-                self.parents.remove(&node);
-            }
+        if attached.iter().any(|(_, result)| !result) {
+            // rebuilt from the sorted survivors in one pass (cheaper than a removal each)
+            let kept: Vec<(i64, i64)> = attached
+                .iter()
+                .zip(&self.parents)
+                .filter(|((_, result), _)| *result)
+                .map(|(_, (node, parent))| (*node, *parent))
+                .collect();
+            self.parents = kept.into_iter().collect();
         }
         let mut evicted = Vec::new();
         let max = self.limits.max_added_parents;

@@ -74,6 +74,12 @@ impl<'py> OwnAttrs<'py> {
     }
 }
 
+/// `cls.contains("rr-")` (where rrweb's marker classes start), read byte by byte:
+/// a class attribute is short, and a substring searcher is built per call.
+fn holds_rr_mark(cls: &str) -> bool {
+    cls.as_bytes().windows(3).any(|w| w == b"rr-")
+}
+
 /// A compiled site selector and the bit it sets on matching elements.
 #[pyclass(frozen, module = "replaypipe_masker_core")]
 pub struct SelectorRule {
@@ -259,7 +265,7 @@ impl ElementRules {
     fn own_marks(&self, own: &OwnAttrs<'_>) -> u64 {
         let mut bits = 0;
         if let Some(cls) = own.class.as_ref().and_then(str_value) {
-            if cls.contains("rr-") {
+            if holds_rr_mark(&cls) {
                 bits |= sensitivity::class_marks(&cls);
             }
         }

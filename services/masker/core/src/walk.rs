@@ -3,8 +3,10 @@
 //! (`services/masker/batch.py` is the thin Python face; docs/masking.md).
 //!
 //! The events are the Python objects orjson made (dicts, lists, strings): the
-//! walk reads them with interned keys, borrows strings, writes a value back
-//! only when it changed, and walks trees and payloads with explicit stacks
+//! walk reads them with the key objects orjson made (a node's dict in one pass,
+//! [`NodeReader`]; events' fields with keys learned once, [`EventKeys`]) or
+//! interned keys, borrows strings, writes a value back only when it changed,
+//! and walks trees and payloads with explicit stacks
 //! (trees can be 10,000+ deep). Every rule it applies lives elsewhere and is
 //! reached through `walk_deps` (the element rules, the scrubber, the node index
 //! and tree, all native): what is here is only the walk itself.
@@ -276,6 +278,188 @@ impl Ticks {
     }
 }
 
+/// The fields of a serialised node that the walk reads (`node.get(...)` of each).
+#[derive(Default)]
+struct NodeFields<'py> {
+    id: Option<Bound<'py, PyAny>>,
+    node_type: Option<Bound<'py, PyAny>>,
+    child_nodes: Option<Bound<'py, PyAny>>,
+    tag_name: Option<Bound<'py, PyAny>>,
+    attributes: Option<Bound<'py, PyAny>>,
+    text_content: Option<Bound<'py, PyAny>>,
+    is_style: Option<Bound<'py, PyAny>>,
+}
+
+/// The keys of [`NodeFields`], in its order.
+const NODE_FIELDS: [&str; 7] =
+    ["id", "type", "childNodes", "tagName", "attributes", "textContent", "isStyle"];
+/// Up to this many keys, one pass over a node's dict beats a look-up per field.
+const SCAN_NODE_KEYS_UP_TO: usize = 8;
+/// Other keys (`rootId`, `isSVG`...) remembered as not being fields.
+const OTHER_NODE_KEYS: usize = 8;
+
+/// Reads nodes' fields in one pass over each dict (a node has 3 to 6 keys).
+///
+/// orjson makes one string object per key text, so a key is recognised by the
+/// object it is (remembered the first time its text was read) and only a key
+/// never seen is compared by text. A dict with more keys, or with a key that is
+/// not exactly a `str`, is read by look-ups, as Python's `node.get` would.
+struct NodeReader<'py> {
+    fields: [Option<Bound<'py, PyString>>; 7],
+    others: Vec<Bound<'py, PyString>>,
+}
+
+impl<'py> NodeReader<'py> {
+    fn new() -> Self {
+        Self { fields: Default::default(), others: Vec::with_capacity(OTHER_NODE_KEYS) }
+    }
+
+    fn read(&mut self, node: &Bound<'py, PyDict>) -> PyResult<NodeFields<'py>> {
+        if node.len() <= SCAN_NODE_KEYS_UP_TO {
+            if let Some(fields) = self.scan(node)? {
+                return Ok(fields);
+            }
+        }
+        let py = node.py();
+        Ok(NodeFields {
+            id: node.get_item(intern!(py, "id"))?,
+            node_type: node.get_item(intern!(py, "type"))?,
+            child_nodes: node.get_item(intern!(py, "childNodes"))?,
+            tag_name: node.get_item(intern!(py, "tagName"))?,
+            attributes: node.get_item(intern!(py, "attributes"))?,
+            text_content: node.get_item(intern!(py, "textContent"))?,
+            is_style: node.get_item(intern!(py, "isStyle"))?,
+        })
+    }
+
+    /// The fields in one pass; None if a key is not exactly a `str`.
+    fn scan(&mut self, node: &Bound<'py, PyDict>) -> PyResult<Option<NodeFields<'py>>> {
+        let mut read = NodeFields::default();
+        for (key, value) in node.iter() {
+            let field = match self.fields.iter().position(|k| k.as_ref().is_some_and(|k| k.is(&key))) {
+                Some(field) => field,
+                None if self.others.iter().any(|k| k.is(&key)) => continue,
+                None => {
+                    if !key.is_exact_instance_of::<PyString>() {
+                        return Ok(None);
+                    }
+                    let key = key.cast_into::<PyString>()?;
+                    // text with lone surrogates equals no field name
+                    let field = key.to_str().ok().and_then(|text| NODE_FIELDS.iter().position(|f| *f == text));
+                    match field {
+                        Some(field) => {
+                            self.fields[field] = Some(key);
+                            field
+                        }
+                        None => {
+                            if self.others.len() < OTHER_NODE_KEYS {
+                                self.others.push(key);
+                            }
+                            continue;
+                        }
+                    }
+                }
+            };
+            let slot = match field {
+                0 => &mut read.id,
+                1 => &mut read.node_type,
+                2 => &mut read.child_nodes,
+                3 => &mut read.tag_name,
+                4 => &mut read.attributes,
+                5 => &mut read.text_content,
+                _ => &mut read.is_style,
+            };
+            *slot = Some(value);
+        }
+        Ok(Some(read))
+    }
+}
+
+/// Event-level keys the walk looks up, by [`EventKeys`] slot.
+#[derive(Clone, Copy)]
+#[repr(usize)]
+enum Key {
+    Data,
+    Type,
+    Source,
+    Id,
+    Text,
+    ParentId,
+    Node,
+    Value,
+    Attributes,
+    Adds,
+    Removes,
+    Texts,
+}
+
+const EVENT_KEY_NAMES: [&str; 12] = [
+    "data", "type", "source", "id", "text", "parentId", "node", "value", "attributes", "adds",
+    "removes", "texts",
+];
+/// Dicts read to learn a key's object before the walk stops trying (per batch).
+const KEY_LEARNING_TRIES: u8 = 8;
+
+/// The key objects to look events' fields up with: the ones orjson made.
+///
+/// A dict look-up whose key is the very object stored in the dict skips the text
+/// comparison, and orjson makes one object per key text, which is not the interned
+/// string `intern!` gives. So each name's object is learned the first time a dict
+/// holding it is read, and used for every later look-up. A look-up with it is the
+/// same look-up (an exact `str` of the same text: same hash, equal), so this only
+/// changes how fast a key is found.
+struct EventKeys<'py> {
+    learned: [Option<Bound<'py, PyString>>; 12],
+    tries: [u8; 12],
+}
+
+impl<'py> EventKeys<'py> {
+    fn new() -> Self {
+        Self { learned: Default::default(), tries: [0; 12] }
+    }
+
+    /// `dict.get(name)`, with the learned key object when there is one.
+    fn get(&mut self, dict: &Bound<'py, PyDict>, key: Key) -> PyResult<Option<Bound<'py, PyAny>>> {
+        let slot = key as usize;
+        if self.learned[slot].is_none() && self.tries[slot] < KEY_LEARNING_TRIES {
+            self.tries[slot] += 1;
+            self.learned[slot] = learn_key(dict, EVENT_KEY_NAMES[slot]);
+        }
+        match &self.learned[slot] {
+            Some(known) => dict.get_item(known),
+            None => dict.get_item(interned(dict.py(), key)),
+        }
+    }
+}
+
+/// The interned string of a key (made once per process).
+fn interned(py: Python<'_>, key: Key) -> &Bound<'_, PyString> {
+    match key {
+        Key::Data => intern!(py, "data"),
+        Key::Type => intern!(py, "type"),
+        Key::Source => intern!(py, "source"),
+        Key::Id => intern!(py, "id"),
+        Key::Text => intern!(py, "text"),
+        Key::ParentId => intern!(py, "parentId"),
+        Key::Node => intern!(py, "node"),
+        Key::Value => intern!(py, "value"),
+        Key::Attributes => intern!(py, "attributes"),
+        Key::Adds => intern!(py, "adds"),
+        Key::Removes => intern!(py, "removes"),
+        Key::Texts => intern!(py, "texts"),
+    }
+}
+
+/// The key object of `dict` whose text is `name`, if it is exactly a `str` (small dicts only).
+fn learn_key<'py>(dict: &Bound<'py, PyDict>, name: &str) -> Option<Bound<'py, PyString>> {
+    if dict.len() > SCAN_NODE_KEYS_UP_TO {
+        return None;
+    }
+    dict.iter()
+        .filter_map(|(key, _)| key.cast_into_exact::<PyString>().ok())
+        .find(|key| key.to_str().is_ok_and(|text| text == name))
+}
+
 /// A tree frame: the node, its parent's bits, its depth, its parent's id.
 struct Frame<'py> {
     node: Bound<'py, PyDict>,
@@ -310,6 +494,8 @@ pub struct BatchWalk<'py> {
     vacated: HashSet<i64>,
     deadline: Option<Instant>,
     text_rule_bits: u64,
+    nodes: NodeReader<'py>,
+    keys: EventKeys<'py>,
 }
 
 impl<'py> BatchWalk<'py> {
@@ -336,6 +522,8 @@ impl<'py> BatchWalk<'py> {
             vacated: HashSet::new(),
             deadline,
             text_rule_bits,
+            nodes: NodeReader::new(),
+            keys: EventKeys::new(),
         };
         let stored_key = walk.deps.state.selector_key()?;
         if !stored_key.eq(&walk.deps.policy.selector_key)? {
@@ -474,12 +662,12 @@ impl<'py> BatchWalk<'py> {
         let Ok(event) = event.cast::<PyDict>() else {
             return self.drop_event("malformed_event");
         };
-        let data = event.get_item(intern!(py, "data"))?;
-        let etype = Num::of(event.get_item(intern!(py, "type"))?.as_ref());
+        let data = self.keys.get(event, Key::Data)?;
+        let etype = Num::of(self.keys.get(event, Key::Type)?.as_ref());
         let dict = data.as_ref().and_then(|d| d.cast::<PyDict>().ok());
         if etype.is(EVENT_INCREMENTAL) && dict.is_some() {
             let data = dict.unwrap_or_else(|| unreachable!());
-            let source_obj = data.get_item(intern!(py, "source"))?;
+            let source_obj = self.keys.get(data, Key::Source)?;
             if in_int_set(source_obj.as_ref(), &PASS_THROUGH_SOURCES)? {
                 return Ok(true);
             }
@@ -562,9 +750,19 @@ impl<'py> BatchWalk<'py> {
         Ok(true)
     }
 
+    /// `data[key]` if it is a non-empty list (a mutation's adds, removes, texts, attributes).
+    fn nonempty_list(&mut self, data: &Bound<'py, PyDict>, key: Key) -> PyResult<Option<Bound<'py, PyList>>> {
+        Ok(self
+            .keys
+            .get(data, key)?
+            .and_then(|c| c.cast_into::<PyList>().ok())
+            .filter(|c| !c.is_empty()))
+    }
+
     fn mask_input(&mut self, data: &Bound<'py, PyDict>) -> PyResult<bool> {
         let py = self.py;
-        let value = self.bits_of(data.get_item(intern!(py, "id"))?.as_ref())?;
+        let id = self.keys.get(data, Key::Id)?;
+        let value = self.bits_of(id.as_ref())?;
         if let Some(v) = value {
             if v & F_BLOCK != 0 {
                 return self.drop_event("block");
@@ -573,7 +771,7 @@ impl<'py> BatchWalk<'py> {
                 return self.drop_event("ignore");
             }
         }
-        if let Some(text) = data.get_item(intern!(py, "text"))? {
+        if let Some(text) = self.keys.get(data, Key::Text)? {
             if let Ok(text) = text.cast::<PyString>() {
                 if let Some(reason) = self.input_mask_reason(value) {
                     data.set_item(intern!(py, "text"), self.deps.rules.mask_text(text)?)?;
@@ -645,14 +843,14 @@ impl<'py> BatchWalk<'py> {
 
     fn mask_mutation(&mut self, data: &Bound<'py, PyDict>) -> PyResult<()> {
         let py = self.py;
-        let changes = nonempty_list(data, intern!(py, "attributes"))?;
+        let changes = self.nonempty_list(data, Key::Attributes)?;
         if let Some(changes) = &changes {
             // Marks first, so nodes added in this mutation under a newly marked
             // element inherit them.
             self.apply_change_marks(changes)?;
         }
 
-        let removes = nonempty_list(data, intern!(py, "removes"))?;
+        let removes = self.nonempty_list(data, Key::Removes)?;
         if let Some(removes) = removes {
             // Node ids are never reused by rrweb, so removed nodes stay in the
             // index (forgetting them would fragment the runs and grow the state).
@@ -662,9 +860,9 @@ impl<'py> BatchWalk<'py> {
                     kept.push(remove);
                     continue;
                 };
-                let parent_id = entry.get_item(intern!(py, "parentId"))?;
+                let parent_id = self.keys.get(entry, Key::ParentId)?;
                 let parent = self.bits_of(parent_id.as_ref())?;
-                let removed_id = int_id(entry.get_item(intern!(py, "id"))?.as_ref());
+                let removed_id = int_id(self.keys.get(entry, Key::Id)?.as_ref());
                 if let Some(removed) = removed_id {
                     self.deps.tree.remove(removed)?;
                 }
@@ -687,7 +885,7 @@ impl<'py> BatchWalk<'py> {
             keep_only(data, intern!(py, "removes"), &removes, kept)?;
         }
 
-        let adds = nonempty_list(data, intern!(py, "adds"))?;
+        let adds = self.nonempty_list(data, Key::Adds)?;
         if let Some(adds) = adds {
             let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(adds.len());
             let mode = TreeMode {
@@ -699,13 +897,13 @@ impl<'py> BatchWalk<'py> {
                 let Ok(entry) = add.cast::<PyDict>() else {
                     continue;
                 };
-                let Some(node) = entry.get_item(intern!(py, "node"))? else {
+                let Some(node) = self.keys.get(entry, Key::Node)? else {
                     continue;
                 };
                 let Ok(node) = node.cast_into::<PyDict>() else {
                     continue;
                 };
-                let parent_id = entry.get_item(intern!(py, "parentId"))?;
+                let parent_id = self.keys.get(entry, Key::ParentId)?;
                 let parent = match self.bits_of(parent_id.as_ref())? {
                     Some(parent) => parent,
                     None => {
@@ -732,12 +930,11 @@ impl<'py> BatchWalk<'py> {
                 let Ok(entry) = change.cast::<PyDict>() else {
                     continue;
                 };
-                let Some(value) =
-                    self.bits_unless_blocked(entry.get_item(intern!(py, "id"))?.as_ref())?
-                else {
+                let id = self.keys.get(entry, Key::Id)?;
+                let Some(value) = self.bits_unless_blocked(id.as_ref())? else {
                     continue;
                 };
-                if let Some(attrs) = entry.get_item(intern!(py, "attributes"))? {
+                if let Some(attrs) = self.keys.get(entry, Key::Attributes)? {
                     if let Ok(attrs) = attrs.cast::<PyDict>() {
                         self.mask_attributes(attrs, value)?;
                     }
@@ -747,19 +944,18 @@ impl<'py> BatchWalk<'py> {
             keep_only(data, intern!(py, "attributes"), changes, kept)?;
         }
 
-        let texts = nonempty_list(data, intern!(py, "texts"))?;
+        let texts = self.nonempty_list(data, Key::Texts)?;
         if let Some(texts) = texts {
             let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(texts.len());
             for text_change in texts.iter() {
                 let Ok(entry) = text_change.cast::<PyDict>() else {
                     continue;
                 };
-                let Some(value) =
-                    self.bits_unless_blocked(entry.get_item(intern!(py, "id"))?.as_ref())?
-                else {
+                let id = self.keys.get(entry, Key::Id)?;
+                let Some(value) = self.bits_unless_blocked(id.as_ref())? else {
                     continue;
                 };
-                let text = entry.get_item(intern!(py, "value"))?;
+                let text = self.keys.get(entry, Key::Value)?;
                 if let Some(text) = nonempty_str(text.as_ref()) {
                     if let Some(masked) = self.mask_text_content(text, value)? {
                         entry.set_item(intern!(py, "value"), masked)?;
@@ -794,10 +990,10 @@ impl<'py> BatchWalk<'py> {
             let Ok(change) = change.cast::<PyDict>() else {
                 continue;
             };
-            let Some(node_id) = int_id(change.get_item(intern!(py, "id"))?.as_ref()) else {
+            let Some(node_id) = int_id(self.keys.get(change, Key::Id)?.as_ref()) else {
                 continue;
             };
-            let Some(attrs) = change.get_item(intern!(py, "attributes"))? else {
+            let Some(attrs) = self.keys.get(change, Key::Attributes)? else {
                 continue;
             };
             let Some(value) = self.deps.index.get(node_id)? else {
@@ -964,9 +1160,10 @@ impl<'py> BatchWalk<'py> {
         }) = stack.pop()
         {
             ticks.tick(self.py, self.deadline)?;
-            let node_id = node.get_item(intern!(py, "id"))?;
-            let node_type = Num::of(node.get_item(intern!(py, "type"))?.as_ref());
-            let children = node.get_item(intern!(py, "childNodes"))?;
+            let fields = self.nodes.read(&node)?;
+            let node_id = fields.id;
+            let node_type = Num::of(fields.node_type.as_ref());
+            let children = fields.child_nodes;
             if let Some(shape) = mode.shape {
                 shape.visit(shape_id(node_id.as_ref()), depth)?;
             } else if let (Some(id), Some(up_id)) = (int_id(node_id.as_ref()), int_id(up.as_ref()))
@@ -979,14 +1176,14 @@ impl<'py> BatchWalk<'py> {
                 // its id is remembered so later events on it are dropped
                 value = parent & !NOT_INHERITED;
             } else if node_type.is(NODE_ELEMENT) {
-                let tag_obj = node.get_item(intern!(py, "tagName"))?;
+                let tag_obj = fields.tag_name;
                 let tag: Bound<'py, PyString> =
                     match tag_obj.as_ref().and_then(|t| t.cast::<PyString>().ok()) {
                         Some(t) => lowercase(t)?,
                         None => empty_tag.clone(),
                     };
                 let tag_str = tag.to_str()?;
-                let attrs = match node.get_item(intern!(py, "attributes"))? {
+                let attrs = match fields.attributes {
                     Some(a) => a.cast_into::<PyDict>().unwrap_or_else(|_| PyDict::new(py)),
                     None => PyDict::new(py),
                 };
@@ -1033,13 +1230,13 @@ impl<'py> BatchWalk<'py> {
             {
                 let mut v = parent & !NOT_INHERITED;
                 if parent & F_STYLE_ELEMENT != 0
-                    || is_true(node.get_item(intern!(py, "isStyle"))?.as_ref())
+                    || is_true(fields.is_style.as_ref())
                 {
                     v |= F_CSS_TEXT;
                 } else if parent & F_SCRIPT_ELEMENT != 0 {
                     v |= F_SCRIPT_TEXT;
                 }
-                let text = node.get_item(intern!(py, "textContent"))?;
+                let text = fields.text_content;
                 if let Some(text) = nonempty_str(text.as_ref()) {
                     if let Some(masked) = self.mask_text_content(text, v)? {
                         node.set_item(intern!(py, "textContent"), masked)?;
@@ -1389,17 +1586,6 @@ impl<'py> BatchWalk<'py> {
             Err(_) => self.deps.rules.mask_text(&item.str()?),
         }
     }
-}
-
-/// `data[key]` if it is a non-empty list (a mutation's adds, removes, texts, attributes).
-fn nonempty_list<'py>(
-    data: &Bound<'py, PyDict>,
-    key: &Bound<'py, PyString>,
-) -> PyResult<Option<Bound<'py, PyList>>> {
-    Ok(data
-        .get_item(key)?
-        .and_then(|c| c.cast_into::<PyList>().ok())
-        .filter(|c| !c.is_empty()))
 }
 
 /// `data[key] = kept` when an entry of `list` was dropped (the list is left alone otherwise).

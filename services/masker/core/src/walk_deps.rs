@@ -9,6 +9,7 @@
 //! Strings go in as the Python string the walk holds (borrowed as `&str`) and
 //! a changed string comes back as `Some` (`None`: unchanged, nothing to set).
 use std::borrow::Cow;
+use std::cell::RefCell;
 
 use pyo3::intern;
 use pyo3::prelude::*;
@@ -218,6 +219,75 @@ pub struct Rules<'py> {
     pub py_counts: Bound<'py, PyAny>,
     element_rules: Bound<'py, policy::ElementRules>,
     scrubber: Bound<'py, detectors::Scrubber>,
+    key_words: RefCell<KeyWordMemo<'py>>,
+}
+
+/// What the word rules say of one key: it names a secret, it has a weak secret word.
+#[derive(Debug, Clone, Copy)]
+struct KeyWords {
+    secret: bool,
+    weak: bool,
+}
+
+/// Slots of [`KeyWordMemo`] (a power of two), and how many a key may take.
+const KEY_WORD_SLOTS: usize = 256;
+const KEY_WORD_WAYS: usize = 4;
+
+/// The word rules' answers for the keys a batch asked about. A page repeats a
+/// few dozen attribute names (`class`, `href`, `src`...) thousands of times, and
+/// the rules are a pure function of the key's text, so each name is read once.
+/// A key takes one of [`KEY_WORD_WAYS`] slots from where its Python hash (cached
+/// on the string by the dict that holds it) points: a slot keeps the key it
+/// answers for and is taken only for the same object or the same text, so names
+/// that share slots only evict each other.
+struct KeyWordMemo<'py> {
+    slots: Vec<Option<(Bound<'py, PyString>, KeyWords)>>,
+}
+
+impl<'py> KeyWordMemo<'py> {
+    fn new() -> Self {
+        Self { slots: vec![None; KEY_WORD_SLOTS] }
+    }
+
+    /// The memoised answer for `key`, or the rules' (remembered for the next time).
+    fn words(&mut self, key: &Bound<'py, PyString>) -> PyResult<KeyWords> {
+        if !key.is_exact_instance_of::<PyString>() {
+            // a str subclass (only in hand-made events) may hash as it likes
+            return Self::read(key);
+        }
+        let first = (key.hash()? as usize) & (KEY_WORD_SLOTS - 1);
+        let ways = (0..KEY_WORD_WAYS).map(|way| (first + way) & (KEY_WORD_SLOTS - 1));
+        let mut free = None;
+        for slot in ways {
+            match &self.slots[slot] {
+                Some((known, words)) if known.is(key) || same_text(known, key) => return Ok(*words),
+                Some(_) => {}
+                None => {
+                    free = Some(slot);
+                    break;
+                }
+            }
+        }
+        let words = Self::read(key)?;
+        // all ways taken (a page with hundreds of names): the first one is replaced
+        self.slots[free.unwrap_or(first)] = Some((key.clone(), words));
+        Ok(words)
+    }
+
+    /// The rules' answer, not memoised.
+    fn read(key: &Bound<'py, PyString>) -> PyResult<KeyWords> {
+        let name = text(key)?;
+        Ok(KeyWords {
+            secret: sensitivity::key_is_secret(&name),
+            weak: sensitivity::key_is_weak_secret(&name),
+        })
+    }
+}
+
+/// The same text in both strings (false for text with lone surrogates, which
+/// UTF-8 cannot hold: such a key is looked up again, never confused).
+fn same_text(a: &Bound<'_, PyString>, b: &Bound<'_, PyString>) -> bool {
+    matches!((a.to_str(), b.to_str()), (Ok(a), Ok(b)) if a == b)
 }
 
 /// A Python string as the string rules read it (lone surrogates replaced, as
@@ -321,12 +391,12 @@ impl<'py> Rules<'py> {
 
     /// A key that names a secret word.
     pub fn key_is_secret(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
-        Ok(sensitivity::key_is_secret(&text(key)?))
+        Ok(self.key_words.borrow_mut().words(key)?.secret)
     }
 
     /// A key with a weak secret word (`key`, `api`...).
     pub fn key_is_weak_secret(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
-        Ok(sensitivity::key_is_weak_secret(&text(key)?))
+        Ok(self.key_words.borrow_mut().words(key)?.weak)
     }
 }
 
@@ -364,6 +434,7 @@ impl<'py> Deps<'py> {
             scrubber: policy
                 .getattr(intern!(py, "scrubber"))?
                 .cast_into::<detectors::Scrubber>()?,
+            key_words: RefCell::new(KeyWordMemo::new()),
         };
         let facts = PolicyFacts {
             consent_mode: policy.getattr(intern!(py, "consent_mode"))?.extract()?,
