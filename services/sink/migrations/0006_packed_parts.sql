@@ -12,8 +12,9 @@
 -- deduplication, TTL, mutations and lightweight DELETE work the same on both kinds.
 --
 -- Metadata only: existing parts keep their storage until merged, every read works on
--- both. Packed storage is open source since ClickHouse 26.x (chdb 26.9 here); older
--- servers accept the setting and keep writing Full parts, and a store that holds
--- Packed parts cannot be read by a server older than 26.x (no downgrade).
+-- both. Packed storage is open source since ClickHouse 26.x (chdb 26.9 here); before
+-- that the setting was documented as ClickHouse Cloud only (docs/sink.md: check a
+-- server before migrating it), and a store that holds Packed parts cannot be read by
+-- a server that lacks Packed storage (no downgrade).
 ALTER TABLE events MODIFY SETTING min_bytes_for_full_part_storage = 10485760;
 ALTER TABLE sessions MODIFY SETTING min_bytes_for_full_part_storage = 10485760;
