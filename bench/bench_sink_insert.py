@@ -74,6 +74,11 @@ def _one_session_view() -> tuple[str, ...]:
     return (*_NO_SESSIONS, f"{head}FROM ({batch_query}) AS b{tail}")
 
 
+def _on_both_tables(alteration: str) -> tuple[str, ...]:
+    """``ALTER TABLE … alteration`` of the two tables an insert writes parts into."""
+    return tuple(f"ALTER TABLE {table} {alteration}" for table in ("events", "sessions"))
+
+
 _PLAIN = ("CREATE TABLE plain_batches AS incoming_batches ENGINE = MergeTree ORDER BY tuple()",)
 
 VARIANTS: dict[str, Variant] = {
@@ -104,7 +109,7 @@ VARIANTS: dict[str, Variant] = {
     ),
     "no_ttl": Variant(
         "events and sessions without TTL",
-        ddl=("ALTER TABLE events REMOVE TTL", "ALTER TABLE sessions REMOVE TTL"),
+        ddl=_on_both_tables("REMOVE TTL"),
     ),
     "no_optimize_on_insert": Variant(
         "insert with optimize_on_insert = 0", settings={"optimize_on_insert": 0}
@@ -112,14 +117,7 @@ VARIANTS: dict[str, Variant] = {
     "parallel_views": Variant(
         "insert with parallel_view_processing = 1", settings={"parallel_view_processing": 1}
     ),
-    "insert_threads_1": Variant("insert with max_insert_threads = 1", settings={"max_threads": 1}),
-    "packed_parts": Variant(
-        "events and sessions parts under 10 MiB as one file (Packed storage)",
-        ddl=(
-            "ALTER TABLE events MODIFY SETTING min_bytes_for_full_part_storage = 10485760",
-            "ALTER TABLE sessions MODIFY SETTING min_bytes_for_full_part_storage = 10485760",
-        ),
-    ),
+    "one_thread": Variant("insert with max_threads = 1", settings={"max_threads": 1}),
     "no_jit": Variant("insert with compile_expressions = 0", settings={"compile_expressions": 0}),
     "sessions_one_view": Variant(
         "session_batches_mv and sessions_mv as one view (parsed_batches → sessions)",
@@ -127,10 +125,7 @@ VARIANTS: dict[str, Variant] = {
     ),
     "fsync_after_insert": Variant(
         "insert with fsync_after_insert = 1 (for scale)",
-        ddl=(
-            "ALTER TABLE events MODIFY SETTING fsync_after_insert = 1",
-            "ALTER TABLE sessions MODIFY SETTING fsync_after_insert = 1",
-        ),
+        ddl=_on_both_tables("MODIFY SETTING fsync_after_insert = 1"),
     ),
     "no_dedup": Variant("insert with insert_deduplicate = 0", settings={"insert_deduplicate": 0}),
 }

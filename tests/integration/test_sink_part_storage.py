@@ -6,12 +6,11 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import clickhouse_connect
 import pytest
 
 from services.sink.queries import REPLAY_SQL
 from services.sink.store import ClickHouseStore, run_migrations
-from tests.integration.sink_support import envelopes, insert_envelopes
+from tests.integration.sink_support import envelopes, insert_envelopes, store_migrated_upto
 
 pytestmark = pytest.mark.integration
 
@@ -33,18 +32,16 @@ def storage_of_parts(client: Any) -> set[tuple[str, str]]:
 
 @pytest.fixture
 def store_before_packed_parts(store: ClickHouseStore) -> Iterator[ClickHouseStore]:
-    """A database of the session's engine migrated only up to 0005 (chdb: one engine path
-    per process, so a fresh store is a fresh database of it)."""
-    database = f"before_packed_{uuid.uuid4().hex[:8]}"
-    path = store.client.query(
-        "SELECT value FROM system.server_settings WHERE name = 'path'"
-    ).result_rows[0][0]
-    store.client.command(f"CREATE DATABASE {database}")
-    client = clickhouse_connect.get_client(dsn=f"chdb://{path}", database=database)
-    run_migrations(client, upto=5)
-    yield ClickHouseStore(client)
-    client.close()
-    store.client.command(f"DROP DATABASE {database} SYNC")
+    """A store migrated only up to 0005 (Full parts)."""
+    with store_migrated_upto(store, 5) as old:
+        yield old
+
+
+@pytest.fixture
+def fresh_store(store: ClickHouseStore) -> Iterator[ClickHouseStore]:
+    """A new store with every migration (its parts are the test's alone)."""
+    with store_migrated_upto(store, None) as fresh:
+        yield fresh
 
 
 async def replays(store: ClickHouseStore, site: str, sessions: list[str]) -> list[bytes]:
@@ -61,10 +58,9 @@ async def summaries(store: ClickHouseStore, site: str) -> list[tuple[Any, ...]]:
 
 
 async def test_an_insert_writes_packed_parts_into_events_and_sessions(
-    store_before_packed_parts: ClickHouseStore,
+    fresh_store: ClickHouseStore,
 ) -> None:
-    fresh = store_before_packed_parts
-    run_migrations(fresh.client)
+    fresh = fresh_store
     await insert_envelopes(fresh, envelopes("packed", sessions=2, seed=61), uuid.uuid4().hex)
 
     assert storage_of_parts(fresh.client) == {("events", "Packed"), ("sessions", "Packed")}
@@ -103,10 +99,9 @@ async def test_the_packed_parts_migration_keeps_every_replay_and_summary_identic
 
 
 async def test_a_retried_insert_into_packed_parts_is_dropped_by_its_token(
-    store_before_packed_parts: ClickHouseStore,
+    fresh_store: ClickHouseStore,
 ) -> None:
-    fresh = store_before_packed_parts
-    run_migrations(fresh.client)
+    fresh = fresh_store
     batch = envelopes("packed-retry", sessions=2, seed=63)
     token = uuid.uuid4().hex
     await insert_envelopes(fresh, batch, token)
@@ -117,10 +112,9 @@ async def test_a_retried_insert_into_packed_parts_is_dropped_by_its_token(
 
 
 async def test_erasing_a_session_stored_in_packed_parts_removes_only_it(
-    store_before_packed_parts: ClickHouseStore,
+    fresh_store: ClickHouseStore,
 ) -> None:
-    fresh = store_before_packed_parts
-    run_migrations(fresh.client)
+    fresh = fresh_store
     batch = envelopes("packed-erase", sessions=2, seed=64)
     await insert_envelopes(fresh, batch, uuid.uuid4().hex)
     gone, kept = sorted({e.session_id for e in batch})

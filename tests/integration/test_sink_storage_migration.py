@@ -6,13 +6,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import clickhouse_connect
 import orjson
 import pytest
 
 from services.sink.queries import REPLAY_SQL
 from services.sink.store import ClickHouseStore, run_migrations
-from tests.integration.sink_support import envelopes, insert_envelopes
+from tests.integration.sink_support import envelopes, insert_envelopes, store_migrated_upto
 
 pytestmark = pytest.mark.integration
 
@@ -42,18 +41,9 @@ def codecs(client: Any) -> dict[str, str]:
 
 @pytest.fixture
 def store_before_codecs(store: ClickHouseStore) -> Iterator[ClickHouseStore]:
-    """A database of the session's engine migrated only up to 0004 (chdb: one engine path
-    per process, so a fresh store is a fresh database of it)."""
-    database = f"before_codecs_{uuid.uuid4().hex[:8]}"
-    path = store.client.query(
-        "SELECT value FROM system.server_settings WHERE name = 'path'"
-    ).result_rows[0][0]
-    store.client.command(f"CREATE DATABASE {database}")
-    client = clickhouse_connect.get_client(dsn=f"chdb://{path}", database=database)
-    run_migrations(client, upto=4)
-    yield ClickHouseStore(client)
-    client.close()
-    store.client.command(f"DROP DATABASE {database} SYNC")
+    """A store migrated only up to 0004."""
+    with store_migrated_upto(store, 4) as old:
+        yield old
 
 
 async def replay(store: ClickHouseStore, site: str, session: str) -> bytes:
