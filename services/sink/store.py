@@ -192,6 +192,8 @@ class ClickHouseStore:
         self._read = _Lane("read", read_clients or [client])
         self._analyst = _Lane("sql", analyst_clients or [client])
         self._cluster: str | bool | None = False  # False: not looked up yet
+        # (table, column names) -> clickhouse-connect column types, read once (insert_columns)
+        self._column_types: dict[tuple[str, tuple[str, ...]], Sequence[Any]] = {}
 
     @classmethod
     def open(
@@ -235,17 +237,39 @@ class ClickHouseStore:
         column_names: Sequence[str],
         dedup_token: str,
     ) -> None:
-        """Columnar insert; a retry with the same token is dropped by ClickHouse."""
+        """Columnar insert; a retry with the same token is dropped by ClickHouse.
+
+        The columns' types are read from the table once per store and columns
+        (clickhouse-connect would otherwise run a ``DESCRIBE TABLE`` before every
+        insert, one more engine query each time); a failed insert forgets them, so
+        its retry reads them again (a migration may have changed the table).
+        """
+        key = (table, tuple(column_names))
         async with self._lock:
-            await self._write.run(
-                lambda client: client.insert(
-                    table,
-                    columns,
-                    column_names=list(column_names),
-                    column_oriented=True,
-                    settings={"insert_deduplication_token": dedup_token},
+            types = self._column_types.get(key)
+            if types is None:
+                read: Sequence[Any] = await self._write.run(
+                    lambda client: (
+                        client.create_insert_context(
+                            table, list(column_names), column_oriented=True
+                        ).column_types
+                    )
                 )
-            )
+                self._column_types[key] = types = read
+            try:
+                await self._write.run(
+                    lambda client: client.insert(
+                        table,
+                        columns,
+                        column_names=list(column_names),
+                        column_types=types,
+                        column_oriented=True,
+                        settings={"insert_deduplication_token": dedup_token},
+                    )
+                )
+            except BaseException:
+                self._column_types.pop(key, None)
+                raise
 
     async def command(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
         """Run a statement without a result set (write lane)."""

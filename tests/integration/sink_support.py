@@ -10,8 +10,11 @@ import asyncio
 import random
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+import clickhouse_connect
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from prometheus_client import REGISTRY
@@ -23,7 +26,7 @@ from services.shared.kafka import KafkaSettings
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.shared.topics import session_key
 from services.sink.settings import SinkSettings
-from services.sink.store import ClickHouseStore
+from services.sink.store import ClickHouseStore, run_migrations
 from services.sink.writer import EventWriter
 
 ADMIN = "admin-secret"
@@ -164,3 +167,22 @@ async def committed_and_end(writer: EventWriter) -> tuple[dict[int, int], dict[i
     ends = await consumer.end_offsets(tps)
     committed = {tp.partition: (await consumer.committed(tp)) or 0 for tp in tps}
     return committed, {tp.partition: ends[tp] for tp in tps}
+
+
+@contextmanager
+def store_migrated_upto(store: ClickHouseStore, version: int | None) -> Iterator[ClickHouseStore]:
+    """A new database of the session's engine with the migrations up to ``version`` (all
+    with None), dropped afterwards (chdb: one engine path per process, so a fresh store is
+    a fresh database of it)."""
+    database = f"upto_{version or 'all'}_{uuid.uuid4().hex[:8]}"
+    path = store.client.query(
+        "SELECT value FROM system.server_settings WHERE name = 'path'"
+    ).result_rows[0][0]
+    store.client.command(f"CREATE DATABASE {database}")
+    client = clickhouse_connect.get_client(dsn=f"chdb://{path}", database=database)
+    try:
+        run_migrations(client, upto=version)
+        yield ClickHouseStore(client)
+    finally:
+        client.close()
+        store.client.command(f"DROP DATABASE {database} SYNC")

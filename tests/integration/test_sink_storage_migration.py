@@ -6,13 +6,12 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import clickhouse_connect
 import orjson
 import pytest
 
 from services.sink.queries import REPLAY_SQL
 from services.sink.store import ClickHouseStore, run_migrations
-from tests.integration.sink_support import envelopes, insert_envelopes
+from tests.integration.sink_support import envelopes, insert_envelopes, store_migrated_upto
 
 pytestmark = pytest.mark.integration
 
@@ -42,18 +41,9 @@ def codecs(client: Any) -> dict[str, str]:
 
 @pytest.fixture
 def store_before_codecs(store: ClickHouseStore) -> Iterator[ClickHouseStore]:
-    """A database of the session's engine migrated only up to 0004 (chdb: one engine path
-    per process, so a fresh store is a fresh database of it)."""
-    database = f"before_codecs_{uuid.uuid4().hex[:8]}"
-    path = store.client.query(
-        "SELECT value FROM system.server_settings WHERE name = 'path'"
-    ).result_rows[0][0]
-    store.client.command(f"CREATE DATABASE {database}")
-    client = clickhouse_connect.get_client(dsn=f"chdb://{path}", database=database)
-    run_migrations(client, upto=4)
-    yield ClickHouseStore(client)
-    client.close()
-    store.client.command(f"DROP DATABASE {database} SYNC")
+    """A store migrated only up to 0004."""
+    with store_migrated_upto(store, 4) as old:
+        yield old
 
 
 async def replay(store: ClickHouseStore, site: str, session: str) -> bytes:
@@ -73,7 +63,7 @@ async def test_the_codecs_migration_on_a_store_with_events_keeps_every_replay_id
     sessions = sorted({e.session_id for e in batch})
     before = [await replay(old, "codecs", s) for s in sessions]
 
-    assert run_migrations(old.client) == [5]
+    assert run_migrations(old.client, upto=5) == [5]
 
     assert codecs(old.client) == CHOSEN_CODECS
     # Metadata only: nothing rewrites the stored parts until they merge.

@@ -27,6 +27,9 @@ class BlockingClient:
         assert self.release.wait(10), "the test never released this client"
         return type("Result", (), {"result_rows": [("ok",)]})()
 
+    def create_insert_context(self, table: str, *args: Any, **kwargs: Any) -> Any:
+        return type("Context", (), {"column_types": []})()
+
     def insert(self, table: str, *args: Any, **kwargs: Any) -> Any:
         return self._call(f"insert {table}")
 
@@ -148,3 +151,42 @@ async def test_an_insert_error_reaches_the_writer_as_raised() -> None:
     store = ClickHouseStore(Refusing())
     with pytest.raises(DatabaseError, match="not a valid envelope"):
         await store.insert_columns("incoming_batches", [[1]], ["a"], "t")
+
+
+class TypedClient:
+    """A clickhouse-connect stand-in that records how inserts learn their column types."""
+
+    def __init__(self, failures: int = 0) -> None:
+        self.described: list[str] = []
+        self.inserted_types: list[Any] = []
+        self.failures = failures
+
+    def create_insert_context(self, table: str, column_names: list[str], **kwargs: Any) -> Any:
+        self.described.append(table)
+        return type("Context", (), {"column_types": [f"type of {n}" for n in column_names]})()
+
+    def insert(self, table: str, data: Any, **kwargs: Any) -> None:
+        self.inserted_types.append(kwargs["column_types"])
+        if self.failures:
+            self.failures -= 1
+            raise RuntimeError("ClickHouse is down")
+
+
+async def test_an_insert_reads_its_column_types_once_not_before_every_insert() -> None:
+    client = TypedClient()
+    store = ClickHouseStore(client)
+    for token in ("t1", "t2", "t3"):
+        await store.insert_columns("incoming_batches", [[1], [2]], ["a", "b"], token)
+
+    assert client.described == ["incoming_batches"]
+    assert client.inserted_types == [["type of a", "type of b"]] * 3
+
+
+async def test_a_failed_insert_reads_the_column_types_again_on_its_retry() -> None:
+    client = TypedClient(failures=1)
+    store = ClickHouseStore(client)
+    with pytest.raises(RuntimeError):
+        await store.insert_columns("incoming_batches", [[1]], ["a"], "t")
+    await store.insert_columns("incoming_batches", [[1]], ["a"], "t")
+
+    assert client.described == ["incoming_batches", "incoming_batches"]
