@@ -182,11 +182,3 @@ def test_cluster_variant_changes_the_event_codecs_on_every_shards_local_table() 
             "ALTER TABLE events_local ON CLUSTER 'replaypipe' MODIFY COLUMN "
         )
 
-
-def test_cluster_variant_packs_small_parts_of_every_shards_local_tables() -> None:
-    plan = {name: statements for _, name, statements in planned_statements("replaypipe")}
-    assert plan["packed_parts"] == [
-        f"ALTER TABLE {table}_local ON CLUSTER 'replaypipe' "
-        "MODIFY SETTING min_bytes_for_full_part_storage = 10485760"
-        for table in ("events", "sessions")
-    ]
