@@ -506,12 +506,7 @@ def main() -> None:
              ("baseline_pure", "floor")]
     for top, bottom in pairs:
         if top in rates and bottom in rates:
-            paired = [t / b for t, b in zip(rates[top], rates[bottom], strict=True)]
-            print(
-                f"{top} / {bottom} per round (same minute): "
-                + ", ".join(f"{r:.2f}" for r in paired)
-                + f"; median {statistics.median(paired):.2f}"
-            )
+            print_paired(f"{top} / {bottom} per round (same minute)", rates[top], rates[bottom])
     print("Raw rounds:", {k: [round(x) for x in v] for k, v in rates.items()})
     if cpu_per_m:
         # The workers' own CPU per event (busy window): robust where the speed is not.
@@ -523,12 +518,19 @@ def main() -> None:
             print(f"| {NAMES[key]} | {statistics.median(values):.1f} | {rounds} |")
         for top, bottom in (("masker", "passthrough"), ("baseline", "masker")):
             if top in cpu_per_m and bottom in cpu_per_m:
-                paired = [b / t for t, b in zip(cpu_per_m[top], cpu_per_m[bottom], strict=True)]
-                print(
-                    f"CPU per event, {bottom} / {top} per round: "
-                    + ", ".join(f"{r:.2f}" for r in paired)
-                    + f"; median {statistics.median(paired):.2f}"
+                # Inverted (bottom / top), so that like the speeds, higher is better for top.
+                print_paired(
+                    f"CPU per event, {bottom} / {top} per round", cpu_per_m[bottom], cpu_per_m[top]
                 )
+
+
+def print_paired(label: str, tops: list[float], bottoms: list[float]) -> None:
+    """One line: ``label``, each round's top / bottom, and their median."""
+    paired = [t / b for t, b in zip(tops, bottoms, strict=True)]
+    print(
+        f"{label}: " + ", ".join(f"{r:.2f}" for r in paired)
+        + f"; median {statistics.median(paired):.2f}"
+    )
 
 
 def _workers(
