@@ -161,6 +161,7 @@ def collection_paused() -> Iterator[None]:
         gc.enable()
 
 
+@collection_paused()
 def mask_message(
     raw_value: bytes,
     state_value: bytes | None,
@@ -181,30 +182,9 @@ def mask_message(
     :class:`BatchTooDeep` for events nested too deep to serialise and
     :class:`BatchOverBudget` when masking takes longer than ``budget_s``; then
     nothing of the batch may be published (:func:`rejection_for` names why).
-    The garbage collector is paused meanwhile (:func:`collection_paused`).
+    The garbage collector is paused meanwhile (:func:`collection_paused`; the parsed
+    batch is freed when this returns, before the collector is switched back on).
     """
-    with collection_paused():
-        return _mask_message(
-            raw_value,
-            state_value,
-            registry,
-            partition=partition,
-            offset=offset,
-            sensitive_names=sensitive_names,
-            budget_s=budget_s,
-        )
-
-
-def _mask_message(
-    raw_value: bytes,
-    state_value: bytes | None,
-    registry: SiteRegistry,
-    *,
-    partition: int,
-    offset: int,
-    sensitive_names: Sequence[str] | None,
-    budget_s: float | None,
-) -> MaskedBatch:
     envelope = BatchEnvelope.from_json(raw_value)
     site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
     doc = stored_state(state_value)
