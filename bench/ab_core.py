@@ -29,7 +29,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.heavy_pages import PAGE_KINDS
+from bench.bench_masker import add_message_arguments
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PARTS = {"walk": r"walk ([\d.]+) s", "pure": r"pure ([\d.]+) s", "ratio": r"floor/pure ([\d.]+)"}
@@ -57,9 +57,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("before", type=Path)
     parser.add_argument("after", type=Path)
-    parser.add_argument("--page", choices=PAGE_KINDS, default="mixed")
-    parser.add_argument("--snapshot-bytes", type=int, default=300_000)
-    parser.add_argument("--sessions", type=int, default=20)
+    add_message_arguments(parser)
     parser.add_argument("--pairs", type=int, default=3)
     args = parser.parse_args()
     runs: dict[str, list[dict[str, float]]] = {"before": [], "after": []}

@@ -19,8 +19,12 @@ from pathlib import Path
 
 import orjson
 
-from bench.bench_masker import baseline_pure_masking, build_messages, pure_floor
-from bench.heavy_pages import PAGE_KINDS
+from bench.bench_masker import (
+    add_message_arguments,
+    baseline_pure_masking,
+    messages_for,
+    pure_floor,
+)
 
 
 def main() -> None:
@@ -28,12 +32,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--after", type=Path, required=True)
     parser.add_argument("--before", type=Path, required=True)
-    parser.add_argument("--page", choices=PAGE_KINDS, default="paragraphs")
-    parser.add_argument("--snapshot-bytes", type=int, default=30_000)
-    parser.add_argument("--sessions", type=int, default=150)
+    add_message_arguments(parser, page="paragraphs", snapshot_bytes=30_000, sessions=150)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
+    messages = messages_for(args)
     ratios: dict[str, list[float]] = {"after": [], "before": []}
     with tempfile.TemporaryDirectory(prefix="ab-pure-") as tmp:
         data = Path(tmp) / "messages.json"

@@ -113,6 +113,37 @@ def build_messages(
     return out
 
 
+def add_message_arguments(
+    parser: argparse.ArgumentParser,
+    *,
+    page: str = "mixed",
+    snapshot_bytes: int = 300_000,
+    sessions: int = 20,
+) -> None:
+    """The options of the generated messages (:func:`messages_for`), with these defaults."""
+    parser.add_argument("--sessions", type=int, default=sessions)
+    parser.add_argument(
+        "--snapshot-bytes",
+        type=int,
+        default=snapshot_bytes,
+        help="grow each full snapshot to about this much JSON (0: generator's 11 KB page)",
+    )
+    parser.add_argument(
+        "--page", choices=PAGE_KINDS, default=page,
+        help="how snapshots grow (bench/heavy_pages.py)",
+    )
+
+
+def messages_for(args: argparse.Namespace) -> list[Message]:
+    """The messages :func:`add_message_arguments`' options ask for."""
+    return build_messages(args.sessions, args.snapshot_bytes, page=args.page)
+
+
+def bench_registry() -> SiteRegistry:
+    """The benchmarks' site settings (``config/sites.json``: the demo site's defaults)."""
+    return SiteRegistry(load_sites_file(PROJECT_ROOT / "config" / "sites.json"))
+
+
 async def create_topics(bootstrap: str, partitions: int) -> None:
     """The pipeline topics, with the two output topics stamped by the broker.
 
@@ -357,19 +388,9 @@ NAMES = {
 def main() -> None:
     """Run the benchmark and print the results as Markdown."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sessions", type=int, default=2000)
+    add_message_arguments(parser, page="paragraphs", snapshot_bytes=30_000, sessions=2000)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument(
-        "--snapshot-bytes",
-        type=int,
-        default=30_000,
-        help="grow each full snapshot to about this much JSON (0: generator's 11 KB page)",
-    )
-    parser.add_argument(
-        "--page", choices=PAGE_KINDS, default="paragraphs",
-        help="how snapshots grow (bench/heavy_pages.py)",
-    )
     parser.add_argument(
         "--pure-only", action="store_true", help="only (c) and (d): no broker, no workers"
     )
@@ -396,7 +417,7 @@ def main() -> None:
     if args.raw_encryption and args.pure_only:
         parser.error("--raw-encryption seals through keys.raw on the broker: drop --pure-only")
 
-    messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
+    messages = messages_for(args)
     events = sum(m.events for m in messages)
     data_mb = sum(len(m.value) for m in messages) / 1e6
     print(
@@ -404,7 +425,7 @@ def main() -> None:
         f"{data_mb:.1f} MB",
         flush=True,
     )
-    registry = SiteRegistry(load_sites_file(PROJECT_ROOT / "config" / "sites.json"))
+    registry = bench_registry()
     rates: dict[str, list[float]] = {"floor": [], "pure": []}
     if not args.pure_only:
         rates = {"passthrough": [], "masker": [], **rates}

@@ -16,25 +16,24 @@ from __future__ import annotations
 
 import argparse
 import time
-from pathlib import Path
 
-from bench.bench_masker import build_messages, pure_floor, pure_masking
-from bench.heavy_pages import PAGE_KINDS
-from services.shared.site_settings import SiteRegistry, load_sites_file
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from bench.bench_masker import (
+    add_message_arguments,
+    bench_registry,
+    messages_for,
+    pure_floor,
+    pure_masking,
+)
 
 
 def main() -> None:
     """Mask the messages in a loop for the given time and print each pass's CPU seconds."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--page", choices=PAGE_KINDS, default="mixed")
-    parser.add_argument("--snapshot-bytes", type=int, default=300_000)
-    parser.add_argument("--sessions", type=int, default=20)
+    add_message_arguments(parser)
     parser.add_argument("--seconds", type=float, default=20.0)
     args = parser.parse_args()
-    messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
-    registry = SiteRegistry(load_sites_file(PROJECT_ROOT / "config" / "sites.json"))
+    messages = messages_for(args)
+    registry = bench_registry()
     end = time.monotonic() + args.seconds
     passes: list[float] = []
     floors: list[float] = []

@@ -25,14 +25,12 @@ from pathlib import Path
 
 import orjson
 
-from bench.bench_masker import build_messages
-from bench.heavy_pages import PAGE_KINDS
+from bench.bench_masker import add_message_arguments, bench_registry, messages_for
 from services.masker.batch import mask_batch
 from services.masker.state import SessionMaskState
 from services.shared.envelope import BatchEnvelope
-from services.shared.site_settings import SiteRegistry, load_sites_file
+from services.shared.site_settings import SiteRegistry
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Python functions the walk reaches through walk_deps.rs, by the part that owns them.
 OWNERS = {
     "detectors.py": "rdet (scrubber, mask_text, detectors)",
@@ -68,14 +66,12 @@ def _cpu(run: Callable[[], None]) -> float:
 def main() -> None:
     """Profile the walk on the benchmark's batches and print the split."""
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--sessions", type=int, default=100)
-    parser.add_argument("--snapshot-bytes", type=int, default=300_000)
-    parser.add_argument("--page", choices=PAGE_KINDS, default="mixed")
+    add_message_arguments(parser, sessions=100)
     args = parser.parse_args()
-    messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
+    messages = messages_for(args)
     raw = [(m.key, m.value) for m in messages]
     BatchEnvelope.from_json(raw[0][1])  # the data is well-formed
-    registry = SiteRegistry(load_sites_file(PROJECT_ROOT / "config" / "sites.json"))
+    registry = bench_registry()
 
     _mask_all(_fresh(raw), registry)  # warm-up: caches, imports
     batches = _fresh(raw)

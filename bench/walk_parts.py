@@ -25,19 +25,21 @@ from __future__ import annotations
 import argparse
 import gc
 import time
-from pathlib import Path
 from typing import Any
 
 import orjson
 
-from bench.bench_masker import build_messages, pure_floor, pure_masking
-from bench.heavy_pages import PAGE_KINDS
+from bench.bench_masker import (
+    add_message_arguments,
+    bench_registry,
+    messages_for,
+    pure_floor,
+    pure_masking,
+)
 from services.masker.batch import mask_batch
 from services.masker.message import collection_paused
 from services.masker.state import SessionMaskState
-from services.shared.site_settings import SiteRegistry, SiteSettings, load_sites_file
-
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
+from services.shared.site_settings import SiteRegistry, SiteSettings
 
 
 def parsed(values: list[tuple[bytes, bytes]]) -> list[tuple[bytes, dict[str, Any]]]:
@@ -60,16 +62,14 @@ def walk_seconds(docs: list[tuple[bytes, dict[str, Any]]], registry: SiteRegistr
 def main() -> None:
     """Print the parts' best CPU seconds, or loop the walk for a profiler."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--page", choices=PAGE_KINDS, default="mixed")
-    parser.add_argument("--snapshot-bytes", type=int, default=300_000)
-    parser.add_argument("--sessions", type=int, default=20)
+    add_message_arguments(parser)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--walk-seconds", type=float, default=0.0)
     parser.add_argument("--pure-seconds", type=float, default=0.0)
     args = parser.parse_args()
-    messages = build_messages(args.sessions, args.snapshot_bytes, page=args.page)
+    messages = messages_for(args)
     values = [(m.key, m.value) for m in messages]
-    registry = SiteRegistry(load_sites_file(PROJECT_ROOT / "config" / "sites.json"))
+    registry = bench_registry()
     # Paused for the whole run, not only inside each part: parsed envelopes are
     # kept alive between the parse and the walk, and a collection after a pause
     # would walk them all (mask_message frees them before its pause ends).
