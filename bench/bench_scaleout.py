@@ -40,7 +40,6 @@ import asyncio
 import os
 import platform
 import random
-import shutil
 import signal
 import statistics
 import subprocess
@@ -54,7 +53,13 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.soak.run import ClusterWatch, cpu_seconds, metric_value, seconds_until
+from bench.soak.run import (
+    ClusterWatch,
+    cpu_seconds,
+    metric_value,
+    run_in_fresh_work,
+    seconds_until,
+)
 from services.dev.kafka_broker import PROJECT_ROOT, LocalKafkaBroker, exit_with_parent, free_port
 from services.dev.rrweb_gen import generate_session
 from services.shared import topics
@@ -634,11 +639,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the JSON figures and the Markdown table."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    work: Path = args.work.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    result = asyncio.run(run(args, work))
-    (work / "results.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    result = run_in_fresh_work(args.work, lambda work: run(args, work))
     print(orjson.dumps(result["figures"], option=orjson.OPT_INDENT_2).decode())
     print(markdown(result))
     return 0

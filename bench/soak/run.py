@@ -48,7 +48,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -948,14 +948,22 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def run_in_fresh_work(
+    work: Path, run: Callable[[Path], Coroutine[Any, Any, dict[str, Any]]]
+) -> dict[str, Any]:
+    """Empty the run's folder, run ``run`` in it and keep its result as ``results.json``."""
+    work = work.resolve()
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    result = asyncio.run(run(work))
+    (work / "results.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    return result
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the soak; exit 1 unless every acknowledged event is stored once."""
     args = parse_args(sys.argv[1:] if argv is None else argv)
-    work: Path = args.work.resolve()
-    shutil.rmtree(work, ignore_errors=True)
-    work.mkdir(parents=True)
-    result = asyncio.run(soak(args, work))
-    (work / "results.json").write_bytes(orjson.dumps(result, option=orjson.OPT_INDENT_2))
+    result = run_in_fresh_work(args.work, lambda work: soak(args, work))
     summary = {k: v for k, v in result.items() if k != "series"}
     print(orjson.dumps(summary, option=orjson.OPT_INDENT_2).decode())
     print(markdown(result))
