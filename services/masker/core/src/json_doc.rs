@@ -30,9 +30,11 @@
 //! characters), writes other text as UTF-8 and floats in their shortest
 //! round-trip form, always with a `.` or an exponent so that they read back as
 //! floats.
+use std::borrow::Cow;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::ser::{Serialize, SerializeMap, SerializeSeq, Serializer};
 
 /// The deepest document parsed here (sonic-rs's serde limit is 255 levels;
 /// orjson writes at most 254); a deeper one takes the fallback.
@@ -40,9 +42,16 @@ pub const MAX_PARSE_DEPTH: usize = 254;
 /// orjson refuses to write containers nested this deep (or deeper).
 pub const MAX_WRITE_DEPTH: usize = 255;
 
+/// A string of a parsed document: borrowed from the raw bytes when it has no
+/// escapes (most keys and texts: no copy), owned when unescaped or changed.
+pub type Str<'a> = Cow<'a, str>;
+
+/// An object's pairs.
+pub type Pairs<'a> = [(Str<'a>, Json<'a>)];
+
 /// A JSON value as orjson's Python objects hold it.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Json {
+pub enum Json<'a> {
     Null,
     Bool(bool),
     /// An integer that fits `i64` (Python `int`).
@@ -50,17 +59,17 @@ pub enum Json {
     /// An integer above `i64::MAX` that fits `u64` (a Python `int` too).
     UInt(u64),
     Float(f64),
-    Str(String),
-    Array(Vec<Json>),
+    Str(Str<'a>),
+    Array(Vec<Json<'a>>),
     /// Keys in first-seen order, each once (the last value of a repeated key).
-    Object(Vec<(String, Json)>),
+    Object(Vec<(Str<'a>, Json<'a>)>),
 }
 
 /// Dropped without recursion: a value may nest as deep as a page's DOM
 /// (tests walk 20,000 levels), deeper than the stack allows frames.
-impl Drop for Json {
+impl Drop for Json<'_> {
     fn drop(&mut self) {
-        let mut stack: Vec<Json> = Vec::new();
+        let mut stack: Vec<Json<'_>> = Vec::new();
         take_nested(self, &mut stack);
         while let Some(mut child) = stack.pop() {
             take_nested(&mut child, &mut stack);
@@ -70,7 +79,7 @@ impl Drop for Json {
 
 /// Moves the children of a container that holds containers onto `stack`.
 #[inline]
-fn take_nested(value: &mut Json, stack: &mut Vec<Json>) {
+fn take_nested<'a>(value: &mut Json<'a>, stack: &mut Vec<Json<'a>>) {
     match value {
         Json::Array(items) if items.iter().any(Json::is_container) => stack.append(items),
         Json::Object(pairs) if pairs.iter().any(|(_, v)| v.is_container()) => {
@@ -105,61 +114,61 @@ const SCAN_KEYS_UP_TO: usize = 16;
 struct JsonVisitor;
 
 impl<'de> Visitor<'de> for JsonVisitor {
-    type Value = Json;
+    type Value = Json<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JSON value")
     }
 
-    fn visit_unit<E: de::Error>(self) -> Result<Json, E> {
+    fn visit_unit<E: de::Error>(self) -> Result<Json<'de>, E> {
         Ok(Json::Null)
     }
 
-    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json, E> {
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Json<'de>, E> {
         Ok(Json::Bool(v))
     }
 
-    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json, E> {
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Json<'de>, E> {
         Ok(Json::Int(v))
     }
 
-    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json, E> {
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Json<'de>, E> {
         Ok(match i64::try_from(v) {
             Ok(v) => Json::Int(v),
             Err(_) => Json::UInt(v),
         })
     }
 
-    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
         Ok(Json::Float(v))
     }
 
-    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json, E> {
-        Ok(Json::Str(v.to_owned()))
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v.to_owned())))
     }
 
-    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json, E> {
-        Ok(Json::Str(v.to_owned()))
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Borrowed(v)))
     }
 
-    fn visit_string<E: de::Error>(self, v: String) -> Result<Json, E> {
-        Ok(Json::Str(v))
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Json<'de>, E> {
+        Ok(Json::Str(Cow::Owned(v)))
     }
 
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json, A::Error> {
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
-        while let Some(item) = seq.next_element::<Json>()? {
+        while let Some(item) = seq.next_element::<Json<'de>>()? {
             items.push(item);
         }
         Ok(Json::Array(items))
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json, A::Error> {
-        let mut pairs: Vec<(String, Json)> = Vec::with_capacity(map.size_hint().unwrap_or(0));
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        let mut pairs: Vec<(Str<'de>, Json<'de>)> = Vec::with_capacity(map.size_hint().unwrap_or(0));
         // built only for a big object: where each key first stood
-        let mut positions: Option<std::collections::HashMap<String, usize>> = None;
-        while let Some(key) = map.next_key::<String>()? {
-            let value = map.next_value::<Json>()?;
+        let mut positions: Option<std::collections::HashMap<Str<'de>, usize>> = None;
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            let value = map.next_value::<Json<'de>>()?;
             let seen = match &mut positions {
                 Some(positions) => positions.get(&key).copied(),
                 None => pairs.iter().position(|(k, _)| *k == key),
@@ -184,9 +193,74 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 }
 
-impl<'de> Deserialize<'de> for Json {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json, D::Error> {
+impl<'de> Deserialize<'de> for Json<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Json<'de>, D::Error> {
         deserializer.deserialize_any(JsonVisitor)
+    }
+}
+
+/// An object key, borrowed from the input when it has no escapes (serde's own
+/// `Cow<str>` always copies).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Str<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Str<'de>, D::Error> {
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+struct KeyVisitor;
+
+impl<'de> Visitor<'de> for KeyVisitor {
+    type Value = Str<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Str<'de>, E> {
+        Ok(Cow::Borrowed(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Str<'de>, E> {
+        Ok(Cow::Owned(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Str<'de>, E> {
+        Ok(Cow::Owned(v))
+    }
+}
+
+/// Written by sonic-rs's serializer (its SIMD string escaping; floats in their
+/// shortest round-trip form, which orjson reads back as the same floats).
+impl Serialize for Json<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Json::Null => serializer.serialize_unit(),
+            Json::Bool(b) => serializer.serialize_bool(*b),
+            Json::Int(v) => serializer.serialize_i64(*v),
+            Json::UInt(v) => serializer.serialize_u64(*v),
+            // never parsed, and no rule makes one: written `null`, as orjson writes it
+            Json::Float(v) if !v.is_finite() => serializer.serialize_unit(),
+            Json::Float(v) => serializer.serialize_f64(*v),
+            Json::Str(s) => serializer.serialize_str(s),
+            Json::Array(items) => {
+                let mut seq = serializer.serialize_seq(Some(items.len()))?;
+                for item in items {
+                    seq.serialize_element(item)?;
+                }
+                seq.end()
+            }
+            Json::Object(pairs) => {
+                let mut map = serializer.serialize_map(Some(pairs.len()))?;
+                for (key, item) in pairs {
+                    map.serialize_entry(key.as_ref(), item)?;
+                }
+                map.end()
+            }
+        }
     }
 }
 
@@ -259,7 +333,7 @@ fn scan(bytes: &[u8]) -> Scan {
 }
 
 /// Parses a document as orjson would (see the module doc).
-pub fn parse(bytes: &[u8]) -> Result<Json, ParseError> {
+pub fn parse(bytes: &[u8]) -> Result<Json<'_>, ParseError> {
     let found = scan(bytes);
     if found.depth > MAX_PARSE_DEPTH {
         return Err(ParseError::Fallback);
@@ -272,9 +346,9 @@ pub fn parse(bytes: &[u8]) -> Result<Json, ParseError> {
 }
 
 /// How deep containers nest in `value` (a scalar is 0, `[]` is 1), without recursing.
-pub fn depth(value: &Json) -> usize {
+pub fn depth(value: &Json<'_>) -> usize {
     let mut deepest = 0;
-    let mut stack: Vec<(&Json, usize)> = vec![(value, 0)];
+    let mut stack: Vec<(&Json<'_>, usize)> = vec![(value, 0)];
     while let Some((current, level)) = stack.pop() {
         match current {
             Json::Array(items) => {
@@ -293,7 +367,7 @@ pub fn depth(value: &Json) -> usize {
     deepest
 }
 
-impl Json {
+impl<'a> Json<'a> {
     /// An array or an object.
     #[inline]
     pub fn is_container(&self) -> bool {
@@ -302,7 +376,7 @@ impl Json {
 
     /// The value under `key` of an object (None for other values).
     #[inline]
-    pub fn get(&self, key: &str) -> Option<&Json> {
+    pub fn get(&self, key: &str) -> Option<&Json<'a>> {
         match self {
             Json::Object(pairs) => obj_get(pairs, key),
             _ => None,
@@ -321,108 +395,35 @@ impl Json {
 
 /// `pairs[key]`.
 #[inline]
-pub fn obj_get<'a>(pairs: &'a [(String, Json)], key: &str) -> Option<&'a Json> {
-    pairs.iter().find(|(k, _)| k == key).map(|(_, v)| v)
+pub fn obj_get<'p, 'a>(pairs: &'p Pairs<'a>, key: &str) -> Option<&'p Json<'a>> {
+    pairs.iter().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v)
 }
 
 /// `pairs[key]`, mutable.
 #[inline]
-pub fn obj_get_mut<'a>(pairs: &'a mut [(String, Json)], key: &str) -> Option<&'a mut Json> {
-    pairs.iter_mut().find(|(k, _)| k == key).map(|(_, v)| v)
+pub fn obj_get_mut<'p, 'a>(pairs: &'p mut Pairs<'a>, key: &str) -> Option<&'p mut Json<'a>> {
+    pairs.iter_mut().find(|(k, _)| k.as_ref() == key).map(|(_, v)| v)
 }
 
 /// `pairs[key] = value` (in place if present, appended otherwise, as a dict).
-pub fn obj_set(pairs: &mut Vec<(String, Json)>, key: &str, value: Json) {
+pub fn obj_set<'a>(pairs: &mut Vec<(Str<'a>, Json<'a>)>, key: &'static str, value: Json<'a>) {
     match obj_get_mut(pairs, key) {
         Some(slot) => *slot = value,
-        None => pairs.push((key.to_owned(), value)),
+        None => pairs.push((Cow::Borrowed(key), value)),
     }
 }
 
 // --- writing -------------------------------------------------------------------
 
-/// Appends `value` as JSON (orjson's output, up to the spelling of floats).
-/// Recurses: callers check [`depth`] against [`MAX_WRITE_DEPTH`] first.
-pub fn write_json(out: &mut Vec<u8>, value: &Json) {
-    match value {
-        Json::Null => out.extend_from_slice(b"null"),
-        Json::Bool(true) => out.extend_from_slice(b"true"),
-        Json::Bool(false) => out.extend_from_slice(b"false"),
-        Json::Int(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
-        Json::UInt(v) => out.extend_from_slice(itoa::Buffer::new().format(*v).as_bytes()),
-        Json::Float(v) => write_float(out, *v),
-        Json::Str(s) => write_str(out, s),
-        Json::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_json(out, item);
-            }
-            out.push(b']');
-        }
-        Json::Object(pairs) => {
-            out.push(b'{');
-            for (i, (key, item)) in pairs.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_str(out, key);
-                out.push(b':');
-                write_json(out, item);
-            }
-            out.push(b'}');
-        }
-    }
-}
-
-/// A finite float in its shortest round-trip form (`{:?}`: `100.0`, `1e300`,
-/// `5e-324`), which always has a `.` or an exponent. A non-finite one (never
-/// parsed, and no rule makes one) is written `null`, as orjson writes it.
-fn write_float(out: &mut Vec<u8>, v: f64) {
-    if v.is_finite() {
-        use std::io::Write;
-        let _ = write!(out, "{v:?}");
-    } else {
-        out.extend_from_slice(b"null");
-    }
-}
-
-/// Escapes `"`, `\` and the control characters below U+0020, as orjson does.
-fn write_str(out: &mut Vec<u8>, s: &str) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.push(b'"');
-    let bytes = s.as_bytes();
-    let mut start = 0;
-    for (i, &b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0c => b"\\f",
-            0x00..=0x1f => b"",
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        if escape.is_empty() {
-            out.extend_from_slice(b"\\u00");
-            out.push(HEX[(b >> 4) as usize]);
-            out.push(HEX[(b & 0xf) as usize]);
-        } else {
-            out.extend_from_slice(escape);
-        }
-        start = i + 1;
-    }
-    out.extend_from_slice(&bytes[start..]);
-    out.push(b'"');
+/// Appends `value` as JSON (see the `Serialize` impl). Recurses: callers
+/// check [`depth`] against [`MAX_WRITE_DEPTH`] first, or hold a parsed value.
+pub fn write_json(out: &mut Vec<u8>, value: &Json<'_>) {
+    // writing into memory cannot fail, and every float is finite
+    let _ = sonic_rs::to_writer(out, value);
 }
 
 /// The JSON text of a value (see [`write_json`]).
-pub fn to_vec(value: &Json) -> Vec<u8> {
+pub fn to_vec(value: &Json<'_>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     write_json(&mut out, value);
     out

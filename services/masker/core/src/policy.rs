@@ -12,7 +12,7 @@
 use pyo3::intern;
 use pyo3::prelude::*;
 
-use crate::json_doc::Json;
+use crate::json_doc::{Json, Pairs};
 use crate::py_json::py_attrs;
 use pyo3::types::{PyDict, PyFrozenSet, PyTuple};
 
@@ -29,21 +29,21 @@ use crate::selectors::{
 /// The attributes the element rules read of every element, looked up once.
 #[derive(Default)]
 struct OwnAttrs<'a> {
-    class: Option<&'a Json>,
-    id: Option<&'a Json>,
-    name: Option<&'a Json>,
-    field_type: Option<&'a Json>,
-    autocomplete: Option<&'a Json>,
-    recording_ignore: Option<&'a Json>,
-    contenteditable: Option<&'a Json>,
+    class: Option<&'a Json<'a>>,
+    id: Option<&'a Json<'a>>,
+    name: Option<&'a Json<'a>>,
+    field_type: Option<&'a Json<'a>>,
+    autocomplete: Option<&'a Json<'a>>,
+    recording_ignore: Option<&'a Json<'a>>,
+    contenteditable: Option<&'a Json<'a>>,
 }
 
 impl<'a> OwnAttrs<'a> {
     /// One pass over the attributes (each key is there once: see json_doc).
-    fn read(attrs: &'a [(String, Json)]) -> OwnAttrs<'a> {
+    fn read(attrs: &'a Pairs<'a>) -> OwnAttrs<'a> {
         let mut own = OwnAttrs::default();
         for (key, value) in attrs {
-            let slot = match key.as_str() {
+            let slot = match key.as_ref() {
                 "class" => &mut own.class,
                 "id" => &mut own.id,
                 "name" => &mut own.name,
@@ -210,7 +210,7 @@ impl ElementRules {
     }
 
     /// Password type, card/OTP/password autocomplete, or a sensitive name or id.
-    pub fn field_is_sensitive(&self, attrs: &[(String, Json)]) -> bool {
+    pub fn field_is_sensitive(&self, attrs: &Pairs<'_>) -> bool {
         self.own_field_is_sensitive(&OwnAttrs::read(attrs))
     }
 
@@ -238,7 +238,7 @@ impl ElementRules {
 
     /// Marks an element's own attributes carry, whether snapshotted or changed
     /// later: rrweb classes, `data-recording-ignore`, sensitive fields, contenteditable.
-    pub fn attribute_marks(&self, attrs: &[(String, Json)]) -> u64 {
+    pub fn attribute_marks(&self, attrs: &Pairs<'_>) -> u64 {
         if attrs.is_empty() {
             return 0;
         }
@@ -271,7 +271,7 @@ impl ElementRules {
     pub fn element_value(
         &self,
         tag: &str,
-        attrs: &[(String, Json)],
+        attrs: &Pairs<'_>,
         parent_value: u64,
     ) -> u64 {
         let own = OwnAttrs::read(attrs);
@@ -309,7 +309,7 @@ impl ElementRules {
     }
 
     /// Marks an attribute mutation adds to an element (marks are never removed).
-    pub fn change_marks(&self, changed: &[(String, Json)], value: u64) -> u64 {
+    pub fn change_marks(&self, changed: &Pairs<'_>, value: u64) -> u64 {
         let mut bits = self.attribute_marks(changed);
         let context = value >> CONTEXT_SHIFT;
         for rule in &self.rules {
@@ -336,7 +336,7 @@ impl ElementRules {
     /// attributes are not kept, so they all get the flag: more masked, never less.
     pub fn change_ancestor_marks(
         &self,
-        changed: &[(String, Json)],
+        changed: &Pairs<'_>,
         value: u64,
     ) -> (u64, u64) {
         let mut flags = 0;

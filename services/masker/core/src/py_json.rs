@@ -4,18 +4,20 @@
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString, PyTuple};
 
-use crate::json_doc::Json;
+use std::borrow::Cow;
+
+use crate::json_doc::{Json, Str};
 
 /// An attribute dict as the rules read it. A key that is not a `str` is left
 /// out (it never equals an attribute name); a string with lone surrogates is
 /// read with U+FFFD in their place, as the rules always read Python strings.
-pub fn py_attrs(attrs: &Bound<'_, PyDict>) -> PyResult<Vec<(String, Json)>> {
+pub fn py_attrs(attrs: &Bound<'_, PyDict>) -> PyResult<Vec<(Str<'static>, Json<'static>)>> {
     let mut pairs = Vec::with_capacity(attrs.len());
     for (key, value) in attrs.iter() {
         let Ok(key) = key.cast::<PyString>() else {
             continue;
         };
-        pairs.push((key.to_string_lossy().into_owned(), py_to_json(&value, 0, MAX_DEPTH)?));
+        pairs.push((Cow::Owned(key.to_string_lossy().into_owned()), py_to_json(&value, 0, MAX_DEPTH)?));
     }
     Ok(pairs)
 }
@@ -28,7 +30,7 @@ const MAX_DEPTH: usize = 64;
 /// Types JSON has no word for (only in hand-made dicts) become an empty list
 /// too: what the rules ask of such a value (is it a string? is it None?) has
 /// the same answer.
-pub fn py_to_json(value: &Bound<'_, PyAny>, depth: usize, max_depth: usize) -> PyResult<Json> {
+pub fn py_to_json(value: &Bound<'_, PyAny>, depth: usize, max_depth: usize) -> PyResult<Json<'static>> {
     if value.is_none() {
         return Ok(Json::Null);
     }
@@ -36,7 +38,7 @@ pub fn py_to_json(value: &Bound<'_, PyAny>, depth: usize, max_depth: usize) -> P
         return Ok(Json::Bool(b.is_true()));
     }
     if let Ok(s) = value.cast::<PyString>() {
-        return Ok(Json::Str(s.to_string_lossy().into_owned()));
+        return Ok(Json::Str(Cow::Owned(s.to_string_lossy().into_owned())));
     }
     if value.is_instance_of::<PyInt>() {
         if let Ok(v) = value.extract::<i64>() {
@@ -57,7 +59,7 @@ pub fn py_to_json(value: &Bound<'_, PyAny>, depth: usize, max_depth: usize) -> P
         let mut pairs = Vec::with_capacity(d.len());
         for (k, v) in d.iter() {
             if let Ok(k) = k.cast::<PyString>() {
-                pairs.push((k.to_string_lossy().into_owned(), py_to_json(&v, depth + 1, max_depth)?));
+                pairs.push((Cow::Owned(k.to_string_lossy().into_owned()), py_to_json(&v, depth + 1, max_depth)?));
             }
         }
         return Ok(Json::Object(pairs));

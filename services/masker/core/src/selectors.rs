@@ -18,7 +18,7 @@ use std::hash::{Hash, Hasher};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 
-use crate::json_doc::{obj_get, Json};
+use crate::json_doc::{obj_get, Json, Pairs};
 use crate::py_json::py_attrs;
 use pyo3::types::{PyDict, PyFrozenSet, PyString, PyTuple};
 
@@ -699,7 +699,7 @@ pub fn compile_selectors<S: AsRef<str>>(
 /// A string attribute value as text (`None` for any other type, as the
 /// `isinstance(value, str)` checks had it).
 #[inline]
-pub fn str_value(value: &Json) -> Option<&str> {
+pub fn str_value<'v>(value: &'v Json<'_>) -> Option<&'v str> {
     value.as_str()
 }
 
@@ -711,7 +711,7 @@ fn has_classes(cls: &str, wanted: &[String]) -> bool {
 }
 
 /// True if an element with this (lower-case) tag and attributes matches `part`.
-pub fn compound_matches(part: &Compound, tag: &str, attrs: &[(String, Json)]) -> bool {
+pub fn compound_matches(part: &Compound, tag: &str, attrs: &Pairs<'_>) -> bool {
     if part.tag.as_deref().is_some_and(|t| t != tag) {
         return false;
     }
@@ -732,9 +732,9 @@ pub fn compound_matches(part: &Compound, tag: &str, attrs: &[(String, Json)]) ->
 pub fn compound_matches_known(
     part: &Compound,
     tag: &str,
-    attrs: &[(String, Json)],
-    class: Option<&Json>,
-    id: Option<&Json>,
+    attrs: &Pairs<'_>,
+    class: Option<&Json<'_>>,
+    id: Option<&Json<'_>>,
 ) -> bool {
     if part.tag.as_deref().is_some_and(|t| t != tag) {
         return false;
@@ -765,7 +765,7 @@ pub fn compound_matches_known(
 /// Only the changed attributes are known (not the tag, not the other
 /// attributes), so unknown parts count as matching; the change must touch at
 /// least one attribute the compound looks at, otherwise nothing new is learnt.
-pub fn compound_may_match_change(part: &Compound, changed: &[(String, Json)]) -> bool {
+pub fn compound_may_match_change(part: &Compound, changed: &Pairs<'_>) -> bool {
     let touched = part.referenced.iter().any(|(name, _)| obj_get(changed, name).is_some());
     if !touched {
         return false;

@@ -27,7 +27,7 @@ use crate::flags::{
     FLAG_BITS, F_BLOCK, F_CSS_TEXT, F_IGNORE, F_INPUT_TEXT, F_MASK, F_MASK_INPUT, F_SCRIPT_ELEMENT,
     F_SCRIPT_TEXT, F_STYLE_ELEMENT, NOT_INHERITED, UNKNOWN_NODE,
 };
-use crate::json_doc::{self, obj_get, obj_get_mut, obj_set, Json, ParseError};
+use crate::json_doc::{self, obj_get, obj_get_mut, obj_set, Json, Pairs, ParseError, Str};
 use crate::node_index::SessionNodeIndex;
 use crate::py_json::py_to_json;
 use crate::walk_deps::{Deps, ScrubKind};
@@ -125,7 +125,7 @@ pyo3::create_exception!(
 /// `isinstance(x, int)` (bools included) as an id; None for other types and for
 /// ints beyond `i64` (no page has those: unknown, so masked). The node index's rule.
 #[inline]
-fn int_id(value: Option<&Json>) -> Option<i64> {
+fn int_id(value: Option<&Json<'_>>) -> Option<i64> {
     match value? {
         Json::Int(v) => Some(*v),
         Json::Bool(b) => Some(i64::from(*b)),
@@ -136,7 +136,7 @@ fn int_id(value: Option<&Json>) -> Option<i64> {
 /// A snapshot shape's id (the shape's own rule: a non-negative exact int, not a
 /// bool); None for anything else, which the shape records as a placeholder.
 #[inline]
-fn shape_id(value: Option<&Json>) -> Option<i64> {
+fn shape_id(value: Option<&Json<'_>>) -> Option<i64> {
     match value? {
         Json::Int(v) if *v >= 0 => Some(*v),
         _ => None,
@@ -152,7 +152,7 @@ enum Num {
 }
 
 impl Num {
-    fn of(value: Option<&Json>) -> Num {
+    fn of(value: Option<&Json<'_>>) -> Num {
         match value {
             // bools are ints (`True == 1`); an int beyond 64 bits equals no constant
             Some(Json::Int(v)) => Num::Int(*v),
@@ -173,14 +173,14 @@ impl Num {
 }
 
 /// The `TypeError` Python raises when a list or dict is looked up in a set.
-fn unhashable(value: &Json) -> PyErr {
+fn unhashable(value: &Json<'_>) -> PyErr {
     let kind = if matches!(value, Json::Array(_)) { "list" } else { "dict" };
     PyTypeError::new_err(format!("unhashable type: '{kind}'"))
 }
 
 /// Python's `value in {ints}`: equality as [`Num::is`], and `TypeError` for an
 /// unhashable value (a list or dict), as the set lookup raises.
-fn in_int_set(value: Option<&Json>, set: &[i64]) -> PyResult<bool> {
+fn in_int_set(value: Option<&Json<'_>>, set: &[i64]) -> PyResult<bool> {
     match value {
         Some(v @ (Json::Array(_) | Json::Object(_))) => Err(unhashable(v)),
         _ => {
@@ -192,25 +192,25 @@ fn in_int_set(value: Option<&Json>, set: &[i64]) -> PyResult<bool> {
 
 /// Python's `value == "text"`.
 #[inline]
-fn eq_str(value: Option<&Json>, text: &str) -> bool {
+fn eq_str(value: Option<&Json<'_>>, text: &str) -> bool {
     matches!(value, Some(Json::Str(s)) if s == text)
 }
 
 /// `value is True`.
 #[inline]
-fn is_true(value: Option<&Json>) -> bool {
+fn is_true(value: Option<&Json<'_>>) -> bool {
     matches!(value, Some(Json::Bool(true)))
 }
 
 /// A string or number leaf (booleans and null say nothing secret).
 #[inline]
-fn is_value(value: &Json) -> bool {
+fn is_value(value: &Json<'_>) -> bool {
     matches!(value, Json::Str(_) | Json::Int(_) | Json::UInt(_) | Json::Float(_))
 }
 
 /// A non-empty string.
 #[inline]
-fn nonempty_str(value: Option<&Json>) -> Option<&str> {
+fn nonempty_str<'v>(value: Option<&'v Json<'_>>) -> Option<&'v str> {
     match value {
         Some(Json::Str(s)) if !s.is_empty() => Some(s),
         _ => None,
@@ -218,9 +218,9 @@ fn nonempty_str(value: Option<&Json>) -> Option<&str> {
 }
 
 /// Python's `str(value)` of a JSON leaf (`repr` for floats: `1e+16`, `100.0`).
-fn py_str(value: &Json) -> String {
+fn py_str(value: &Json<'_>) -> String {
     match value {
-        Json::Str(s) => s.clone(),
+        Json::Str(s) => s.to_string(),
         Json::Int(v) => v.to_string(),
         Json::UInt(v) => v.to_string(),
         Json::Float(f) => json_doc::py_float_repr(*f),
@@ -253,7 +253,7 @@ enum UpId {
 }
 
 impl UpId {
-    fn of(value: Option<&Json>) -> UpId {
+    fn of(value: Option<&Json<'_>>) -> UpId {
         match value {
             None => UpId::Absent,
             Some(Json::Int(v)) => UpId::Int(*v),
@@ -316,10 +316,10 @@ struct NodeFields {
 
 impl NodeFields {
     /// One pass over the node's keys (each is there once: json_doc normalises).
-    fn read(node: &[(String, Json)]) -> NodeFields {
+    fn read(node: &Pairs<'_>) -> NodeFields {
         let mut fields = NodeFields::default();
         for (at, (key, _)) in node.iter().enumerate() {
-            let slot = match key.as_str() {
+            let slot = match key.as_ref() {
                 "id" => &mut fields.id,
                 "type" => &mut fields.node_type,
                 "childNodes" => &mut fields.child_nodes,
@@ -337,13 +337,13 @@ impl NodeFields {
 
 /// `node[field]` by its position.
 #[inline]
-fn at(node: &[(String, Json)], field: Option<usize>) -> Option<&Json> {
+fn at<'p, 'a>(node: &'p Pairs<'a>, field: Option<usize>) -> Option<&'p Json<'a>> {
     field.map(|i| &node[i].1)
 }
 
 /// A tree frame: the node, its parent's bits, its depth, its parent's id.
-struct Frame<'a> {
-    node: &'a mut Json,
+struct Frame<'f, 'a> {
+    node: &'f mut Json<'a>,
     parent: u64,
     depth: u32,
     up: UpId,
@@ -484,14 +484,14 @@ impl<'d> BatchWalk<'d> {
     }
 
     #[inline]
-    fn bits_of(&self, id: Option<&Json>) -> Option<u64> {
+    fn bits_of(&self, id: Option<&Json<'_>>) -> Option<u64> {
         int_id(id).and_then(|id| self.deps.index.get(id))
     }
 
     // --- events ----------------------------------------------------------------------
 
     /// Masks one event in place; false if it must not be published.
-    fn mask_event(&mut self, event: &mut Json) -> PyResult<bool> {
+    fn mask_event(&mut self, event: &mut Json<'_>) -> PyResult<bool> {
         let Json::Object(event) = event else {
             return self.drop_event("malformed_event");
         };
@@ -543,7 +543,7 @@ impl<'d> BatchWalk<'d> {
             } else if etype.is(EVENT_META) {
                 if let Some(Json::Str(href)) = obj_get_mut(dict, "href") {
                     if let Some(masked) = self.deps.rules.scrub_url(href, &mut self.counts, false)? {
-                        *href = masked;
+                        *href = Str::from(masked);
                     }
                 }
                 return Ok(true);
@@ -572,7 +572,7 @@ impl<'d> BatchWalk<'d> {
         Ok(true)
     }
 
-    fn mask_input(&mut self, data: &mut [(String, Json)]) -> PyResult<bool> {
+    fn mask_input(&mut self, data: &mut Pairs<'_>) -> PyResult<bool> {
         let value = self.bits_of(obj_get(data, "id"));
         if let Some(v) = value {
             if v & F_BLOCK != 0 {
@@ -585,16 +585,16 @@ impl<'d> BatchWalk<'d> {
         let reason = self.input_mask_reason(value);
         if let Some(Json::Str(text)) = obj_get_mut(data, "text") {
             if let Some(reason) = reason {
-                *text = self.deps.rules.mask_text(text);
+                *text = Str::from(self.deps.rules.mask_text(text));
                 self.counts.inc(reason);
             } else if let Some(scrubbed) = self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)? {
-                *text = scrubbed;
+                *text = Str::from(scrubbed);
             }
         }
         Ok(true)
     }
 
-    fn mask_canvas(&mut self, data: &mut Json) -> PyResult<bool> {
+    fn mask_canvas(&mut self, data: &mut Json<'_>) -> PyResult<bool> {
         let value = self.bits_of(data.get("id"));
         if value.is_some_and(|v| v & F_BLOCK != 0) {
             return self.drop_event("block");
@@ -617,7 +617,7 @@ impl<'d> BatchWalk<'d> {
                                 if let Some(scrubbed) =
                                     self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)?
                                 {
-                                    *text = scrubbed;
+                                    *text = Str::from(scrubbed);
                                 }
                             }
                         }
@@ -633,7 +633,7 @@ impl<'d> BatchWalk<'d> {
         Ok(true)
     }
 
-    fn mask_mutation(&mut self, data: &mut [(String, Json)]) -> PyResult<()> {
+    fn mask_mutation(&mut self, data: &mut Pairs<'_>) -> PyResult<()> {
         let has_changes = matches!(obj_get(data, "attributes"), Some(Json::Array(c)) if !c.is_empty());
         if has_changes {
             // Marks first, so nodes added in this mutation under a newly marked
@@ -750,7 +750,7 @@ impl<'d> BatchWalk<'d> {
                 if let Some(Json::Str(text)) = obj_get_mut(entry, "value") {
                     if !text.is_empty() {
                         if let Some(masked) = self.mask_text_content(text, value)? {
-                            *text = masked;
+                            *text = Str::from(masked);
                         }
                     }
                 }
@@ -763,7 +763,7 @@ impl<'d> BatchWalk<'d> {
 
     /// The node's bits for a mutation entry; None (entry dropped) inside a blocked
     /// element. A node the state does not know is treated as masked, never passed through.
-    fn bits_unless_blocked(&mut self, id: Option<&Json>) -> Option<u64> {
+    fn bits_unless_blocked(&mut self, id: Option<&Json<'_>>) -> Option<u64> {
         match self.bits_of(id) {
             None => {
                 self.counts.inc("unknown_node");
@@ -843,7 +843,7 @@ impl<'d> BatchWalk<'d> {
 
     // --- sensitive fields by name (show-password toggles) ------------------------------
 
-    fn remember_field(&mut self, attrs: &[(String, Json)]) {
+    fn remember_field(&mut self, attrs: &Pairs<'_>) {
         for key in ["name", "id"] {
             if let Some(name) = nonempty_str(obj_get(attrs, key)) {
                 let fingerprint = self.deps.state.field_fingerprint(name);
@@ -852,7 +852,7 @@ impl<'d> BatchWalk<'d> {
         }
     }
 
-    fn field_name_remembered(&self, attrs: &[(String, Json)]) -> bool {
+    fn field_name_remembered(&self, attrs: &Pairs<'_>) -> bool {
         if self.deps.state.no_field_names() {
             return false;
         }
@@ -885,7 +885,7 @@ impl<'d> BatchWalk<'d> {
     /// has the name or id of a sensitive field seen in the session, or is added
     /// where one was just removed. Its own name and id are remembered in turn (not
     /// those of fields that only inherit the bit from a container).
-    fn field_value(&mut self, mut value: u64, attrs: &[(String, Json)], parent: u64, up: UpId) -> PyResult<u64> {
+    fn field_value(&mut self, mut value: u64, attrs: &Pairs<'_>, parent: u64, up: UpId) -> PyResult<u64> {
         if value & F_MASK_INPUT == 0 && (self.vacated_holds(up)? || self.field_name_remembered(attrs)) {
             value |= F_MASK_INPUT;
         }
@@ -905,7 +905,7 @@ impl<'d> BatchWalk<'d> {
     /// was a sensitive input there stays one. `shape`: records the snapshot's tree;
     /// otherwise (mutation adds under `parent_id`) each node's parent is
     /// remembered. Either way a mark added later finds the subtree.
-    fn mask_tree(&mut self, root: &mut Json, parent_value: u64, mode: &TreeMode<'_>, parent_id: UpId) -> PyResult<()> {
+    fn mask_tree(&mut self, root: &mut Json<'_>, parent_value: u64, mode: &TreeMode<'_>, parent_id: UpId) -> PyResult<()> {
         let mut stack = vec![Frame { node: root, parent: parent_value, depth: 0, up: parent_id }];
         let mut ticks = Ticks::default();
         while let Some(Frame { node, parent, depth, up }) = stack.pop() {
@@ -929,8 +929,8 @@ impl<'d> BatchWalk<'d> {
                     Some(Json::Str(t)) => lowercase(t),
                     _ => Cow::Borrowed(""),
                 };
-                let empty: Vec<(String, Json)> = Vec::new();
-                let attrs: &[(String, Json)] = match at(node, fields.attributes) {
+                let empty: Vec<(Str<'_>, Json<'_>)> = Vec::new();
+                let attrs: &Pairs<'_> = match at(node, fields.attributes) {
                     Some(Json::Object(a)) => a,
                     _ => &empty,
                 };
@@ -954,14 +954,14 @@ impl<'d> BatchWalk<'d> {
                 }
                 if v & F_BLOCK != 0 {
                     self.counts.inc("block");
-                    let kept: Vec<(String, Json)> = PLACEHOLDER_ATTRIBUTES
+                    let kept: Vec<(Str<'_>, Json<'_>)> = PLACEHOLDER_ATTRIBUTES
                         .iter()
-                        .filter_map(|key| obj_get(attrs, key).map(|item| ((*key).to_owned(), item.clone())))
+                        .filter_map(|key| obj_get(attrs, key).map(|item| (Str::Borrowed(*key), item.clone())))
                         .collect();
                     obj_set(node, "attributes", Json::Object(kept));
                     let children = fields.child_nodes.map(|i| std::mem::replace(&mut node[i].1, Json::Array(Vec::new())));
                     if fields.child_nodes.is_none() {
-                        node.push(("childNodes".to_owned(), Json::Array(Vec::new())));
+                        node.push((Str::Borrowed("childNodes"), Json::Array(Vec::new())));
                     }
                     blocked_children = children;
                 } else if let Some(Json::Object(attrs)) = fields.attributes.map(|i| &mut node[i].1) {
@@ -980,7 +980,7 @@ impl<'d> BatchWalk<'d> {
                 if let Some(Json::Str(text)) = fields.text_content.map(|i| &mut node[i].1) {
                     if !text.is_empty() {
                         if let Some(masked) = self.mask_text_content(text, v)? {
-                            *text = masked;
+                            *text = Str::from(masked);
                         }
                     }
                 }
@@ -993,7 +993,7 @@ impl<'d> BatchWalk<'d> {
                     for (key, item) in node.iter_mut() {
                         if let Json::Str(text) = item {
                             if !structural(key) {
-                                *text = self.deps.rules.mask_text(text);
+                                *text = Str::from(self.deps.rules.mask_text(text));
                             }
                         }
                     }
@@ -1037,7 +1037,7 @@ impl<'d> BatchWalk<'d> {
     /// for every node under a block.
     fn remember_blocked(
         &mut self,
-        children: &Json,
+        children: &Json<'_>,
         parent: u64,
         depth: u32,
         up: UpId,
@@ -1130,14 +1130,14 @@ impl<'d> BatchWalk<'d> {
         self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)
     }
 
-    fn mask_attributes(&mut self, attrs: &mut [(String, Json)], value: u64) -> PyResult<()> {
+    fn mask_attributes(&mut self, attrs: &mut Pairs<'_>, value: u64) -> PyResult<()> {
         let mut text_reason: Option<Option<&'static str>> = None; // computed once, if needed
         for (name, item) in attrs.iter_mut() {
             let Json::Str(item) = item else { continue };
             if item.is_empty() {
                 continue;
             }
-            let name = name.as_str();
+            let name = name.as_ref();
             let masked: Option<String> = if name == "value" {
                 match self.input_mask_reason(Some(value)) {
                     Some(reason) => {
@@ -1181,7 +1181,7 @@ impl<'d> BatchWalk<'d> {
                 self.deps.rules.scrub(item, &mut self.counts, kind)?
             };
             if let Some(masked) = masked {
-                *item = masked;
+                *item = Str::from(masked);
             }
         }
         Ok(())
@@ -1201,7 +1201,7 @@ impl<'d> BatchWalk<'d> {
     /// the value of a name/value pair that names a secret (HAR headers
     /// `{"name": "X-Api-Key", "value": …}`, `["Authorization", …]`, as Relay's
     /// pair lists).
-    fn scrub_leaves(&mut self, root: &mut Json) -> PyResult<()> {
+    fn scrub_leaves(&mut self, root: &mut Json<'_>) -> PyResult<()> {
         let mut stack: Vec<&mut Json> = vec![root];
         let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
@@ -1212,7 +1212,7 @@ impl<'d> BatchWalk<'d> {
                         if let Some(value) = obj_get_mut(pairs, "value") {
                             if is_value(value) {
                                 self.counts.inc("secret_key");
-                                *value = Json::Str(self.masked_leaf(value));
+                                *value = Json::Str(Str::from(self.masked_leaf(value)));
                             }
                         }
                     }
@@ -1226,7 +1226,7 @@ impl<'d> BatchWalk<'d> {
                             }
                         } else if is_value(item) && self.secret_under(key, item) {
                             self.counts.inc("secret_key");
-                            *item = Json::Str(self.masked_leaf(item));
+                            *item = Json::Str(Str::from(self.masked_leaf(item)));
                         } else if let Some(scrubbed) = self.scrub_leaf(item)? {
                             *item = scrubbed;
                         }
@@ -1235,7 +1235,7 @@ impl<'d> BatchWalk<'d> {
                 Json::Array(items) => {
                     if items.len() == 2 && self.pair_names_secret(items.first()) && is_value(&items[1]) {
                         self.counts.inc("secret_key");
-                        items[1] = Json::Str(self.masked_leaf(&items[1]));
+                        items[1] = Json::Str(Str::from(self.masked_leaf(&items[1])));
                     }
                     for item in items.iter_mut() {
                         if item.is_container() {
@@ -1252,12 +1252,14 @@ impl<'d> BatchWalk<'d> {
     }
 
     /// A payload leaf scrubbed; None: unchanged.
-    fn scrub_leaf(&mut self, item: &Json) -> PyResult<Option<Json>> {
+    fn scrub_leaf(&mut self, item: &Json<'_>) -> PyResult<Option<Json<'static>>> {
         match item {
-            Json::Str(text) => Ok(self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Payload)?.map(Json::Str)),
+            Json::Str(text) => {
+                Ok(self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Payload)?.map(|s| Json::Str(Str::Owned(s))))
+            }
             Json::Int(_) | Json::UInt(_) if self.deps.rules.card_number(&py_str(item)) => {
                 self.counts.inc("pii_card");
-                Ok(Some(Json::Str(self.masked_leaf(item))))
+                Ok(Some(Json::Str(Str::from(self.masked_leaf(item)))))
             }
             _ => Ok(None),
         }
@@ -1265,7 +1267,7 @@ impl<'d> BatchWalk<'d> {
 
     /// Masks every string leaf except structural keys (unknown event shapes);
     /// `numbers`: numbers too (everything under a secret-named key).
-    fn mask_leaves(&mut self, root: &mut Json, numbers: bool) -> PyResult<()> {
+    fn mask_leaves(&mut self, root: &mut Json<'_>, numbers: bool) -> PyResult<()> {
         let mut stack: Vec<&mut Json> = vec![root];
         let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
@@ -1275,23 +1277,23 @@ impl<'d> BatchWalk<'d> {
                     for (key, item) in pairs.iter_mut() {
                         if let Json::Str(text) = item {
                             if !structural(key) {
-                                *text = self.deps.rules.mask_text(text);
+                                *text = Str::from(self.deps.rules.mask_text(text));
                             }
                         } else if item.is_container() {
                             stack.push(item);
                         } else if numbers && is_value(item) {
-                            *item = Json::Str(self.masked_leaf(item));
+                            *item = Json::Str(Str::from(self.masked_leaf(item)));
                         }
                     }
                 }
                 Json::Array(items) => {
                     for item in items.iter_mut() {
                         if let Json::Str(text) = item {
-                            *text = self.deps.rules.mask_text(text);
+                            *text = Str::from(self.deps.rules.mask_text(text));
                         } else if item.is_container() {
                             stack.push(item);
                         } else if numbers && is_value(item) {
-                            *item = Json::Str(self.masked_leaf(item));
+                            *item = Json::Str(Str::from(self.masked_leaf(item)));
                         }
                     }
                 }
@@ -1303,14 +1305,14 @@ impl<'d> BatchWalk<'d> {
 
     /// The name of a name/value pair (a header, a cookie, a log's first argument),
     /// possibly JSON-quoted as the console plugin writes strings, names a secret.
-    fn pair_names_secret(&mut self, name: Option<&Json>) -> bool {
+    fn pair_names_secret(&mut self, name: Option<&Json<'_>>) -> bool {
         let Some(Json::Str(name)) = name else { return false };
         let chars = name.chars().count(); // code points, as Python's len
         chars > 0 && chars <= 128 && self.deps.rules.key_is_secret(name)
     }
 
     /// A leaf under a secret-named key, or a generated-looking one under a weak word.
-    fn secret_under(&mut self, key: &str, item: &Json) -> bool {
+    fn secret_under(&mut self, key: &str, item: &Json<'_>) -> bool {
         let rules = &mut self.deps.rules;
         if rules.key_is_secret(key) {
             return true;
@@ -1319,7 +1321,7 @@ impl<'d> BatchWalk<'d> {
     }
 
     /// A masked string as long as the leaf's text (a number becomes `*` digits).
-    fn masked_leaf(&self, item: &Json) -> String {
+    fn masked_leaf(&self, item: &Json<'_>) -> String {
         match item {
             Json::Str(text) => self.deps.rules.mask_text(text),
             _ => self.deps.rules.mask_text(&py_str(item)),
@@ -1348,7 +1350,7 @@ fn lowercase(tag: &str) -> Cow<'_, str> {
     }
 }
 
-fn feeds_node_index(event: &Json) -> PyResult<bool> {
+fn feeds_node_index(event: &Json<'_>) -> PyResult<bool> {
     let Json::Object(event) = event else {
         // Python's `event.get` on a non-dict
         return Err(PyAttributeError::new_err("an event is not an object"));
@@ -1368,7 +1370,7 @@ fn feeds_node_index(event: &Json) -> PyResult<bool> {
 
 /// `granted` of a `replaypipe.consent` custom event, None for other events.
 /// Anything but `granted: true` counts as a refusal: when unsure, mask.
-fn consent_signal(event: &Json) -> Option<bool> {
+fn consent_signal(event: &Json<'_>) -> Option<bool> {
     let Json::Object(event) = event else { return None };
     if !Num::of(obj_get(event, "type")).is(EVENT_CUSTOM) {
         return None;
@@ -1389,11 +1391,17 @@ fn consent_signal(event: &Json) -> Option<bool> {
 /// masks them in place, and the kept ones are written back to JSON from here.
 #[pyclass(module = "replaypipe_masker_core")]
 pub struct ParsedEvents {
-    events: Vec<Json>,
+    // SAFETY: the strings of `events` may borrow from `raw`'s buffer (the 'static
+    // is not true). `raw` is an immutable Python bytes object this struct keeps
+    // alive, so the buffer neither moves nor changes, and `events` is declared
+    // first, so it is dropped first; no `Json` is handed out of this struct.
+    events: Vec<Json<'static>>,
+    #[allow(dead_code)] // only kept alive
+    raw: Option<Py<PyBytes>>,
 }
 
 /// orjson's error for a value nested past its limit: the caller raises `BatchTooDeep`.
-fn write_checked(py: Python<'_>, value: &Json, envelope_levels: usize) -> (Option<Vec<u8>>, usize) {
+fn write_checked(py: Python<'_>, value: &Json<'_>, envelope_levels: usize) -> (Option<Vec<u8>>, usize) {
     py.detach(|| {
         let depth = json_doc::depth(value);
         if depth + envelope_levels >= json_doc::MAX_WRITE_DEPTH {
@@ -1463,8 +1471,8 @@ fn events_from_objects(events: &Bound<'_, PyList>) -> PyResult<ParsedEvents> {
     /// A container being filled: its items still to read (reversed) and what is read.
     struct Building<'py> {
         todo: Vec<(Option<String>, Bound<'py, PyAny>)>,
-        array: Option<Vec<Json>>,
-        object: Vec<(String, Json)>,
+        array: Option<Vec<Json<'static>>>,
+        object: Vec<(Str<'static>, Json<'static>)>,
         key: Option<String>,
     }
     fn open<'py>(value: &Bound<'py, PyAny>, key: Option<String>) -> Option<Building<'py>> {
@@ -1496,7 +1504,7 @@ fn events_from_objects(events: &Bound<'_, PyList>) -> PyResult<ParsedEvents> {
                     let leaf = py_to_json(&value, 0, 0)?;
                     match (&mut top.array, key) {
                         (Some(items), _) => items.push(leaf),
-                        (None, Some(key)) => top.object.push((key, leaf)),
+                        (None, Some(key)) => top.object.push((Str::Owned(key), leaf)),
                         (None, None) => {}
                     }
                 }
@@ -1513,13 +1521,13 @@ fn events_from_objects(events: &Bound<'_, PyList>) -> PyResult<ParsedEvents> {
                         Json::Array(items) => std::mem::take(items),
                         _ => Vec::new(), // the root is a list
                     };
-                    return Ok(ParsedEvents { events });
+                    return Ok(ParsedEvents { events, raw: None });
                 };
                 match (&mut parent.array, done.key.take()) {
                     (Some(items), _) => items.push(value),
                     (None, Some(key)) => {
                         // a dict's keys are distinct already
-                        parent.object.push((key, value));
+                        parent.object.push((Str::Owned(key), value));
                     }
                     (None, None) => {}
                 }
@@ -1529,8 +1537,8 @@ fn events_from_objects(events: &Bound<'_, PyList>) -> PyResult<ParsedEvents> {
 }
 
 /// A [`Json`] value as Python objects (what `orjson.loads` makes), without recursion.
-fn json_to_py<'py>(py: Python<'py>, value: &Json) -> PyResult<Bound<'py, PyAny>> {
-    fn leaf<'py>(py: Python<'py>, value: &Json) -> PyResult<Option<Bound<'py, PyAny>>> {
+fn json_to_py<'py>(py: Python<'py>, value: &Json<'_>) -> PyResult<Bound<'py, PyAny>> {
+    fn leaf<'py>(py: Python<'py>, value: &Json<'_>) -> PyResult<Option<Bound<'py, PyAny>>> {
         Ok(Some(match value {
             Json::Null => py.None().into_bound(py),
             Json::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any(),
@@ -1541,7 +1549,7 @@ fn json_to_py<'py>(py: Python<'py>, value: &Json) -> PyResult<Bound<'py, PyAny>>
             Json::Array(_) | Json::Object(_) => return Ok(None),
         }))
     }
-    fn empty<'py>(py: Python<'py>, value: &Json) -> Bound<'py, PyAny> {
+    fn empty<'py>(py: Python<'py>, value: &Json<'_>) -> Bound<'py, PyAny> {
         match value {
             Json::Array(_) => PyList::empty(py).into_any(),
             _ => PyDict::new(py).into_any(),
@@ -1617,16 +1625,22 @@ fn split_envelope(mut doc: Json) -> (Json, Option<Vec<Json>>) {
 #[pyfunction]
 fn parse_envelope<'py>(
     py: Python<'py>,
-    raw: &[u8],
+    raw: &Bound<'py, PyBytes>,
 ) -> PyResult<Option<(Bound<'py, PyBytes>, Option<ParsedEvents>)>> {
+    let bytes = raw.as_bytes();
     let split = py.detach(|| {
-        json_doc::parse(raw).ok().map(|doc| {
+        json_doc::parse(bytes).ok().map(|doc| {
             let (header, events) = split_envelope(doc);
             (json_doc::to_vec(&header), events)
         })
     });
     Ok(split.map(|(header, events)| {
-        (PyBytes::new(py, &header), events.map(|events| ParsedEvents { events }))
+        let events = events.map(|events| ParsedEvents {
+            // SAFETY: see `ParsedEvents`: it keeps `raw`, whose buffer these borrow.
+            events: unsafe { std::mem::transmute::<Vec<Json<'_>>, Vec<Json<'static>>>(events) },
+            raw: Some(raw.clone().unbind()),
+        });
+        (PyBytes::new(py, &header), events)
     }))
 }
 

@@ -22,7 +22,7 @@ use pyo3::types::PyDict;
 
 use crate::counts::Counts;
 use crate::detectors::{self, ScrubOptions};
-use crate::json_doc::Json;
+use crate::json_doc::Pairs;
 use crate::node_index::SessionNodeIndex;
 use crate::node_tree::{SessionNodeTree, SnapshotShape};
 use crate::{fingerprint, policy, sensitivity};
@@ -176,17 +176,17 @@ impl Rules {
 
     /// An element's bits and its children's selector context.
     #[inline]
-    pub fn element_value(&self, tag: &str, attrs: &[(String, Json)], parent: u64) -> u64 {
+    pub fn element_value(&self, tag: &str, attrs: &Pairs<'_>, parent: u64) -> u64 {
         self.elements().element_value(tag, attrs, parent)
     }
 
     /// Marks an attribute mutation adds to an element.
-    pub fn change_marks(&self, changed: &[(String, Json)], value: u64) -> u64 {
+    pub fn change_marks(&self, changed: &Pairs<'_>, value: u64) -> u64 {
         self.elements().change_marks(changed, value)
     }
 
     /// What an attribute mutation means for the element's descendants.
-    pub fn change_ancestor_marks(&self, changed: &[(String, Json)], value: u64) -> (u64, u64) {
+    pub fn change_ancestor_marks(&self, changed: &Pairs<'_>, value: u64) -> (u64, u64) {
         self.elements().change_ancestor_marks(changed, value)
     }
 
