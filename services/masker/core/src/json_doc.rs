@@ -10,15 +10,16 @@
 //!   key's position, and so does [`Json::Object`] (normalised while parsing, so
 //!   nothing ever reads an object with two copies of a key: a walk that masked
 //!   one copy while the writer wrote the other would leak it);
-//! * **nesting**: sonic-rs recurses and refuses 255 levels (orjson reads 1024
-//!   and writes 254), so the depth is counted first, without recursion, and a
-//!   document nested deeper than [`MAX_PARSE_DEPTH`] is never handed to it:
-//!   the caller takes the fallback (orjson reads it, as before, and refuses past
-//!   1024). No input can overflow the stack;
+//! * **nesting**: sonic-rs's deserializer recurses, counting: past 254 levels
+//!   ([`MAX_PARSE_DEPTH`]; orjson reads 1024 and writes 254) it refuses the
+//!   document before its stack can overflow, and the caller takes the fallback
+//!   (orjson reads it, as before, and refuses past 1024). The parse records
+//!   the depth it saw ([`Parsed::depth`]);
 //! * **negative zero**: sonic-rs reads `-0` as a float and `-0.0` as `+0.0`;
-//!   orjson reads `-0` as the int 0 and `-0.0` as `-0.0`. The depth scan spots
-//!   a negative number whose digits are all zero and the caller takes the
-//!   fallback too. No recorder sends either: the fallback is for correctness;
+//!   orjson reads `-0` as the int 0 and `-0.0` as `-0.0`. When the parse met a
+//!   float zero, the text is scanned for a negative number whose digits are
+//!   all zero, and if there is one the caller takes the fallback too. No
+//!   recorder sends either: the fallback is for correctness;
 //! * integers beyond 64 bits become floats, `NaN`/`Infinity`, a BOM, trailing
 //!   content, invalid UTF-8, control characters and lone surrogate escapes are
 //!   refused: both agree (tests/unit/test_masker_json_doc.py checks each).
@@ -65,16 +66,15 @@ pub enum Json<'a> {
     Object(Vec<(Str<'a>, Json<'a>)>),
 }
 
-/// Dropped without recursion: a value may nest as deep as a page's DOM
-/// (tests walk 20,000 levels), deeper than the stack allows frames.
-impl Drop for Json<'_> {
-    fn drop(&mut self) {
-        let mut stack: Vec<Json<'_>> = Vec::new();
-        take_nested(self, &mut stack);
-        while let Some(mut child) = stack.pop() {
-            take_nested(&mut child, &mut stack);
-        } // `child` is dropped here with no containers left inside
-    }
+/// Drops a value without recursion: one built from Python objects may nest as
+/// deep as a page's DOM (tests walk 20,000 levels), deeper than the stack
+/// allows frames. (A parsed one nests at most [`MAX_PARSE_DEPTH`] levels and
+/// may be dropped as usual.)
+pub fn dispose(value: Json<'_>) {
+    let mut stack: Vec<Json<'_>> = vec![value];
+    while let Some(mut child) = stack.pop() {
+        take_nested(&mut child, &mut stack);
+    } // `child` is dropped here with no containers left inside
 }
 
 /// Moves the children of a container that holds containers onto `stack`.
@@ -106,6 +106,28 @@ impl fmt::Display for ParseError {
             ParseError::Fallback => f.write_str("too deep or a negative zero: read with orjson"),
         }
     }
+}
+
+thread_local! {
+    /// The parse under way on this thread: its nesting now, the deepest it
+    /// reached, and whether it met a float zero (maybe a negative one misread).
+    static PARSING: std::cell::Cell<(usize, usize, bool)> = const { std::cell::Cell::new((0, 0, false)) };
+}
+
+#[inline]
+fn enter() {
+    PARSING.with(|p| {
+        let (now, deepest, zero) = p.get();
+        p.set((now + 1, deepest.max(now + 1), zero));
+    });
+}
+
+#[inline]
+fn leave() {
+    PARSING.with(|p| {
+        let (now, deepest, zero) = p.get();
+        p.set((now.saturating_sub(1), deepest, zero));
+    });
 }
 
 /// Objects up to this many keys look a repeated key up by scanning.
@@ -140,6 +162,12 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_f64<E: de::Error>(self, v: f64) -> Result<Json<'de>, E> {
+        if v == 0.0 {
+            PARSING.with(|p| {
+                let (now, deepest, _) = p.get();
+                p.set((now, deepest, true));
+            });
+        }
         Ok(Json::Float(v))
     }
 
@@ -156,14 +184,17 @@ impl<'de> Visitor<'de> for JsonVisitor {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Json<'de>, A::Error> {
+        enter();
         let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
         while let Some(item) = seq.next_element::<Json<'de>>()? {
             items.push(item);
         }
+        leave();
         Ok(Json::Array(items))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Json<'de>, A::Error> {
+        enter();
         let mut pairs: Vec<(Str<'de>, Json<'de>)> = Vec::with_capacity(map.size_hint().unwrap_or(0));
         // built only for a big object: where each key first stood
         let mut positions: Option<std::collections::HashMap<Str<'de>, usize>> = None;
@@ -189,6 +220,7 @@ impl<'de> Visitor<'de> for JsonVisitor {
                 }
             }
         }
+        leave();
         Ok(Json::Object(pairs))
     }
 }
@@ -264,19 +296,15 @@ impl Serialize for Json<'_> {
     }
 }
 
-/// What the scan before parsing found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Scan {
-    depth: usize,
-    negative_zero: bool,
+/// A parsed document and how deep it nests (a scalar is 0, `[]` is 1).
+pub struct Parsed<'a> {
+    pub value: Json<'a>,
+    pub depth: usize,
 }
 
-/// Counts the nesting (outside strings) and spots negative zeros, without parsing.
-/// Stops at the first level past [`MAX_PARSE_DEPTH`].
-fn scan(bytes: &[u8]) -> Scan {
-    let mut depth = 0usize;
-    let mut deepest = 0usize;
-    let mut negative_zero = false;
+/// A negative number whose digits before any exponent are all zeros (`-0`,
+/// `-0.0`, `-0e5`), outside strings: what sonic-rs reads otherwise than orjson.
+fn has_negative_zero(bytes: &[u8]) -> bool {
     let mut i = 0;
     let n = bytes.len();
     while i < n {
@@ -284,44 +312,24 @@ fn scan(bytes: &[u8]) -> Scan {
             b'"' => {
                 // skip the string: to the next unescaped quote
                 i += 1;
-                loop {
-                    match memchr::memchr2(b'"', b'\\', &bytes[i.min(n)..]) {
-                        Some(at) => {
-                            i += at;
-                            if bytes[i] == b'\\' {
-                                i += 2;
-                            } else {
-                                break;
-                            }
-                        }
-                        None => {
-                            i = n;
-                            break;
-                        }
-                    }
-                }
-            }
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > deepest {
-                    deepest = depth;
-                    if deepest > MAX_PARSE_DEPTH {
+                while let Some(at) = memchr::memchr2(b'"', b'\\', &bytes[i.min(n)..]) {
+                    i += at;
+                    if bytes[i] == b'"' {
                         break;
                     }
+                    i += 2;
                 }
             }
-            b']' | b'}' => depth = depth.saturating_sub(1),
             b'-' => {
-                // a number: are all its digits before any exponent zeros?
                 let mut j = i + 1;
                 let mut all_zero = j < n && bytes[j].is_ascii_digit();
                 while j < n && (bytes[j].is_ascii_digit() || bytes[j] == b'.') {
-                    if bytes[j].is_ascii_digit() && bytes[j] != b'0' {
-                        all_zero = false;
-                    }
+                    all_zero &= bytes[j] == b'0' || bytes[j] == b'.';
                     j += 1;
                 }
-                negative_zero |= all_zero;
+                if all_zero {
+                    return true;
+                }
                 i = j;
                 continue;
             }
@@ -329,20 +337,24 @@ fn scan(bytes: &[u8]) -> Scan {
         }
         i += 1;
     }
-    Scan { depth: deepest, negative_zero }
+    false
 }
 
 /// Parses a document as orjson would (see the module doc).
-pub fn parse(bytes: &[u8]) -> Result<Json<'_>, ParseError> {
-    let found = scan(bytes);
-    if found.depth > MAX_PARSE_DEPTH {
+pub fn parse(bytes: &[u8]) -> Result<Parsed<'_>, ParseError> {
+    PARSING.with(|p| p.set((0, 0, false)));
+    let parsed = sonic_rs::from_slice::<Json>(bytes);
+    let (_, depth, zero) = PARSING.with(|p| p.get());
+    let value = match parsed {
+        Ok(value) => value,
+        // sonic-rs's depth limit: orjson reads up to 1024 levels
+        Err(_) if depth >= MAX_PARSE_DEPTH => return Err(ParseError::Fallback),
+        Err(_) => return Err(ParseError::Invalid),
+    };
+    if zero && has_negative_zero(bytes) {
         return Err(ParseError::Fallback);
     }
-    let parsed = sonic_rs::from_slice::<Json>(bytes).map_err(|_| ParseError::Invalid)?;
-    if found.negative_zero {
-        return Err(ParseError::Fallback);
-    }
-    Ok(parsed)
+    Ok(Parsed { value, depth })
 }
 
 /// How deep containers nest in `value` (a scalar is 0, `[]` is 1), without recursing.

@@ -1398,6 +1398,19 @@ pub struct ParsedEvents {
     events: Vec<Json<'static>>,
     #[allow(dead_code)] // only kept alive
     raw: Option<Py<PyBytes>>,
+    /// How deep the parsed document nested (None: built from Python objects,
+    /// which may nest deeper than a recursive drop or writer may go).
+    depth: Option<usize>,
+}
+
+impl Drop for ParsedEvents {
+    fn drop(&mut self) {
+        if self.depth.is_none() {
+            for event in self.events.drain(..) {
+                json_doc::dispose(event);
+            }
+        }
+    }
 }
 
 /// orjson's error for a value nested past its limit: the caller raises `BatchTooDeep`.
@@ -1457,7 +1470,18 @@ impl ParsedEvents {
             chosen.push(std::mem::replace(event, Json::Null));
         }
         let array = Json::Array(chosen);
-        let (bytes, depth) = write_checked(py, &array, envelope_levels);
+        // A parsed document's events nest less deep than the document, and the
+        // walk adds at most one level (a blocked element's placeholder attributes):
+        // when that cannot reach orjson's limit, the depth need not be counted.
+        let (bytes, depth) = match self.depth {
+            Some(depth) if depth + envelope_levels < json_doc::MAX_WRITE_DEPTH => {
+                (Some(py.detach(|| json_doc::to_vec(&array))), depth)
+            }
+            _ => write_checked(py, &array, envelope_levels),
+        };
+        if self.depth.is_none() {
+            json_doc::dispose(array);
+        }
         Ok((bytes.map(|b| PyBytes::new(py, &b)), depth))
     }
 }
@@ -1521,7 +1545,7 @@ fn events_from_objects(events: &Bound<'_, PyList>) -> PyResult<ParsedEvents> {
                         Json::Array(items) => std::mem::take(items),
                         _ => Vec::new(), // the root is a list
                     };
-                    return Ok(ParsedEvents { events, raw: None });
+                    return Ok(ParsedEvents { events, raw: None, depth: None });
                 };
                 match (&mut parent.array, done.key.take()) {
                     (Some(items), _) => items.push(value),
@@ -1630,15 +1654,16 @@ fn parse_envelope<'py>(
     let bytes = raw.as_bytes();
     let split = py.detach(|| {
         json_doc::parse(bytes).ok().map(|doc| {
-            let (header, events) = split_envelope(doc);
-            (json_doc::to_vec(&header), events)
+            let (header, events) = split_envelope(doc.value);
+            (json_doc::to_vec(&header), events, doc.depth)
         })
     });
-    Ok(split.map(|(header, events)| {
+    Ok(split.map(|(header, events, depth)| {
         let events = events.map(|events| ParsedEvents {
             // SAFETY: see `ParsedEvents`: it keeps `raw`, whose buffer these borrow.
             events: unsafe { std::mem::transmute::<Vec<Json<'_>>, Vec<Json<'static>>>(events) },
             raw: Some(raw.clone().unbind()),
+            depth: Some(depth),
         });
         (PyBytes::new(py, &header), events)
     }))
@@ -1648,7 +1673,7 @@ fn parse_envelope<'py>(
 /// parser means what orjson means); None where the fallback is taken.
 #[pyfunction]
 fn json_roundtrip<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
-    match py.detach(|| json_doc::parse(raw).map(|doc| json_doc::to_vec(&doc))) {
+    match py.detach(|| json_doc::parse(raw).map(|doc| json_doc::to_vec(&doc.value))) {
         Ok(bytes) => Ok(Some(PyBytes::new(py, &bytes))),
         Err(ParseError::Fallback) => Ok(None),
         Err(err) => Err(PyValueError::new_err(err.to_string())),

@@ -165,7 +165,7 @@ pub struct Rules {
     scrubber: Py<detectors::Scrubber>,
     /// The word rules are a pure function of the key's text, and a page repeats
     /// a few dozen attribute names (`class`, `href`, `src`...) thousands of times.
-    key_words: HashMap<String, KeyWords>,
+    key_words: HashMap<String, KeyWords, ahash::RandomState>,
 }
 
 impl Rules {
@@ -327,7 +327,7 @@ impl Deps {
                 max_field_names,
                 remembered: Vec::new(),
             },
-            rules: Rules { element_rules, scrubber, key_words: HashMap::new() },
+            rules: Rules { element_rules, scrubber, key_words: HashMap::default() },
             policy: facts,
             max_node_runs,
         })
