@@ -1387,8 +1387,8 @@ fn consent_signal(event: &Json<'_>) -> Option<bool> {
 
 // --- the Python face -------------------------------------------------------------
 
-/// A raw message's events, parsed (`parse_envelope`, `parse_events`): the walk
-/// masks them in place, and the kept ones are written back to JSON from here.
+/// A raw message's events, parsed (`parse_envelope`, or `events_from_objects`):
+/// the walk masks them in place, and the kept ones are written to JSON from here.
 #[pyclass(module = "replaypipe_masker_core")]
 pub struct ParsedEvents {
     // SAFETY: the strings of `events` may borrow from `raw`'s buffer (the 'static
@@ -1413,7 +1413,9 @@ impl Drop for ParsedEvents {
     }
 }
 
-/// orjson's error for a value nested past its limit: the caller raises `BatchTooDeep`.
+/// `value` as JSON and how deep it nests; no JSON when the envelope around it
+/// (`envelope_levels`) would nest past what orjson writes (the caller raises
+/// `BatchTooDeep`).
 fn write_checked(py: Python<'_>, value: &Json<'_>, envelope_levels: usize) -> (Option<Vec<u8>>, usize) {
     py.detach(|| {
         let depth = json_doc::depth(value);
@@ -1435,27 +1437,10 @@ impl ParsedEvents {
         self.events.iter().map(|event| json_to_py(py, event)).collect()
     }
 
-    /// Every event (as masked so far) as a JSON array.
-    fn to_json<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyBytes>> {
-        let events = &self.events;
-        let bytes = py.detach(|| {
-            let mut out = Vec::with_capacity(1024);
-            out.push(b'[');
-            for (i, event) in events.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                json_doc::write_json(&mut out, event);
-            }
-            out.push(b']');
-            out
-        });
-        Ok(PyBytes::new(py, &bytes))
-    }
-
-    /// The events at the positions `kept` as a JSON array for an envelope
-    /// (`envelope_levels` around it), and how deep the array nests; no bytes
-    /// when it nests too deep for orjson to write the envelope.
+    /// Takes the events at the positions `kept` out, as a JSON array for an
+    /// envelope (`envelope_levels` around it), with how deep the array nests (or
+    /// a bound above it, when it cannot be too deep); no bytes when it nests too
+    /// deep for orjson to write the envelope.
     fn kept_json<'py>(
         &mut self,
         py: Python<'py>,
@@ -1475,13 +1460,16 @@ impl ParsedEvents {
         // when that cannot reach orjson's limit, the depth need not be counted.
         let (bytes, depth) = match self.depth {
             Some(depth) if depth + envelope_levels < json_doc::MAX_WRITE_DEPTH => {
-                (Some(py.detach(|| json_doc::to_vec(&array))), depth)
+                // written and freed with the GIL released
+                let bytes = py.detach(move || json_doc::to_vec(&array));
+                (Some(bytes), depth)
             }
-            _ => write_checked(py, &array, envelope_levels),
+            _ => {
+                let written = write_checked(py, &array, envelope_levels);
+                json_doc::dispose(array);
+                written
+            }
         };
-        if self.depth.is_none() {
-            json_doc::dispose(array);
-        }
         Ok((bytes.map(|b| PyBytes::new(py, &b)), depth))
     }
 }
