@@ -83,7 +83,8 @@ class MaskerSettings:
     thread_batch_bytes: int = setting(
         "MASKER_THREAD_BATCH_BYTES",
         262_144,
-        "batches at least this big are masked in a worker thread (probes keep answering)",
+        "batches at least this big are masked in a worker thread, off the GIL"
+        " (probes and the Kafka client keep running)",
     )
     # A standby keeps a copy of another worker's session state, so a takeover
     # masks with it at once; it costs the standby CPU for every state change of
