@@ -1641,10 +1641,15 @@ fn parse_envelope<'py>(
 ) -> PyResult<Option<(Bound<'py, PyBytes>, Option<ParsedEvents>)>> {
     let bytes = raw.as_bytes();
     let split = py.detach(|| {
-        json_doc::parse(bytes).ok().map(|doc| {
-            let (header, events) = split_envelope(doc.value);
-            (json_doc::to_vec(&header), events, doc.depth)
+        // a panic (a bug) takes orjson's way too
+        std::panic::catch_unwind(|| {
+            json_doc::parse(bytes).ok().map(|doc| {
+                let (header, events) = split_envelope(doc.value);
+                (json_doc::to_vec(&header), events, doc.depth)
+            })
         })
+        .ok()
+        .flatten()
     });
     Ok(split.map(|(header, events, depth)| {
         let events = events.map(|events| ParsedEvents {
@@ -1694,7 +1699,10 @@ fn mask_events(
     let deadline = deadline_after(budget_s);
     let (outcome, walked) = py.detach(|| {
         let mut walk = BatchWalk::new(&mut deps, deadline, text_rule_bits as u64);
-        let outcome = walk.run(&mut list, consent);
+        // a panic (a bug) is a RuntimeError, a DLQ pointer (`mask_error`), not
+        // a BaseException that would stop the worker
+        let outcome = crate::detectors::guarded("walk", || walk.run(&mut list, consent))
+            .and_then(|outcome| outcome);
         (outcome, std::mem::take(&mut walk.counts))
     });
     events.try_borrow_mut()?.events = list;
