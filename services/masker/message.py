@@ -240,7 +240,8 @@ def parse_raw(raw_value: bytes) -> tuple[BatchEnvelope, core.ParsedEvents]:
     holds a negative zero, which no recorder sends) orjson reads it, as before:
     its error is the rejection, or its objects are handed to the core.
     """
-    parsed = core.parse_envelope(raw_value)
+    # (a value that is not ``bytes``, a memoryview say, is read by orjson as before)
+    parsed = core.parse_envelope(raw_value) if isinstance(raw_value, bytes) else None
     if parsed is None:
         envelope = BatchEnvelope.from_json(raw_value)
         return envelope, core.events_from_objects(envelope.events)

@@ -175,6 +175,13 @@ def test_a_message_orjson_reads_but_with_a_negative_zero_is_masked_through_orjso
     assert strict(payload) == strict({"n": -0.0, "m": 0})
 
 
+def test_a_raw_value_given_as_a_memoryview_is_masked_as_bytes_are() -> None:
+    raw = orjson.dumps(_envelope([{"type": 3, "data": {"source": 5, "id": 1, "text": "x"}}]))
+    as_bytes = mask_message(raw, None, SiteRegistry(), partition=0, offset=0)
+    as_view = mask_message(memoryview(raw), None, SiteRegistry(), partition=0, offset=0)  # type: ignore[arg-type]
+    assert as_view.value == as_bytes.value and as_view.counts == as_bytes.counts
+
+
 def test_a_value_that_is_not_json_is_refused_with_orjsons_reason() -> None:
     with pytest.raises(EnvelopeError, match="value is not JSON: trailing comma"):
         mask_message(b'{"v":1,"events":[1,]}', None, SiteRegistry(), partition=0, offset=0)
