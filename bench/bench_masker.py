@@ -362,14 +362,21 @@ print(time.process_time() - started)
 """
 
 
-def baseline_pure_masking(checkout: Path, data_file: Path) -> float:
-    """CPU seconds for the pure masking of the messages in ``data_file`` by another checkout."""
-    env = {**os.environ, "PYTHONPATH": str(checkout)}
+def baseline_pure_masking(checkout: Path, data_file: Path, core: Path | None = None) -> float:
+    """CPU seconds for the pure masking of the messages in ``data_file`` by another checkout
+    (with the compiled core in ``core``, if given, instead of the installed one)."""
+    env = {**os.environ, "PYTHONPATH": baseline_path(checkout, core)}
     out = subprocess.run(
         [sys.executable, "-c", _BASELINE_PURE, str(data_file)],
         cwd=checkout, env=env, check=True, capture_output=True, text=True,
     )
     return float(out.stdout.split()[-1])
+
+
+def baseline_path(checkout: Path, core: Path | None) -> str:
+    """``PYTHONPATH`` of a baseline: its checkout, after ``core`` (a directory holding a
+    ``replaypipe_masker_core`` package, as ``bench/ab_core.py`` uses) when given."""
+    return str(checkout) if core is None else f"{core}{os.pathsep}{checkout}"
 
 
 NAMES = {
@@ -398,6 +405,11 @@ def main() -> None:
         "--baseline", type=Path, default=None,
         help="another checkout (e.g. a git worktree of the previous commit) measured in the "
         "same rounds: its masker as (b0), its pure masking as (d0)",
+    )
+    parser.add_argument(
+        "--baseline-core", type=Path, default=None,
+        help="a copy of an older build of the compiled core (a directory holding the "
+        "replaypipe_masker_core package) for the baseline's (b0) and (d0)",
     )
     parser.add_argument(
         "--baseline-env", action="append", default=[], metavar="NAME=VALUE",
@@ -487,7 +499,9 @@ def main() -> None:
                     )
                 if args.baseline is not None:
                     rates["baseline_pure"].append(
-                        events / baseline_pure_masking(args.baseline.resolve(), data_file)
+                        events / baseline_pure_masking(
+                            args.baseline.resolve(), data_file, args.baseline_core
+                        )
                     )
                 print(
                     f"round {round_no + 1}: "
@@ -622,6 +636,8 @@ def _workers(
     if args.baseline is not None:
         baseline = args.baseline.resolve()
         baseline_env = dict(item.partition("=")[::2] for item in args.baseline_env)
+        if args.baseline_core is not None:
+            baseline_env.setdefault("PYTHONPATH", baseline_path(baseline, args.baseline_core))
         workers["baseline"] = lambda name: masker(name, baseline, baseline_env)
     return workers
 

@@ -5,7 +5,7 @@ The walk is compiled (``services/masker/core/src/walk.rs``); everything it calls
 ``walk_deps.rs``, which until the other parts are compiled in calls today's
 Python objects. This masks the benchmark's batches (``bench/bench_masker.py``
 data, no broker) once under ``cProfile`` and reports, per dependency, the calls
-and the time inside them, against the walk's own time (``walk_batch``'s time
+and the time inside them, against the walk's own time (``mask_events``'s time
 outside any Python call): what wiring the parts natively can save. cProfile adds
 a fixed cost per Python call, so the dependencies' share is an upper bound; the
 unprofiled CPU time of the same masking is printed too. Run:
@@ -88,11 +88,11 @@ def main() -> None:
     walk_own = 0.0
     total = 0.0
     for (filename, _line, name), (_cc, calls, tottime, cumtime, callers) in raw_stats.items():
-        if name.endswith("walk_batch>"):
+        if name.endswith("mask_events>"):
             walk_own = tottime
             total = cumtime
             continue
-        from_walk = any("walk_batch" in str(caller) for caller in callers)  # type: ignore[attr-defined]
+        from_walk = any("mask_events" in str(caller) for caller in callers)  # type: ignore[attr-defined]
         owner = OWNERS.get(Path(filename).name)
         if owner is None and filename == "~":
             owner = (

@@ -1,7 +1,7 @@
 """Where pure masking's time goes: the compiled walk alone, beside parse and dump.
 
 ``bench/bench_masker.py``'s pure masking (``mask_message``) is ``orjson.loads`` of
-the envelope, the walk (``mask_batch``: ``core.walk_batch`` with all its rules),
+the envelope, the walk (``mask_batch``: ``core.mask_events`` with all its rules),
 the session state in and out, and ``orjson.dumps``. This script times the parts
 on the same messages in one process, the garbage collector paused as
 ``mask_message`` pauses it, CPU time, best of ``--rounds``:

@@ -342,11 +342,10 @@ class MaskerWorker:
     ) -> MaskedBatch:
         """Run ``mask`` here for a small batch, in the worker thread for a big one.
 
-        The compiled walk holds the GIL (it reads and rewrites Python objects), so
-        a thread does not mask faster; it keeps the event loop (``/healthz``,
-        ``/readyz``, ``/metrics``, the consumer's heartbeats) answering while a big
-        batch is masked. Small batches stay on
-        the loop: the hand-over costs more than they take.
+        The compiled core parses, masks and writes a batch with the GIL released,
+        so in the thread the event loop (``/healthz``, ``/readyz``, ``/metrics``,
+        the consumer's heartbeats) keeps running while a big batch is masked.
+        Small batches stay on the loop: the hand-over costs more than they take.
         """
         if size < self.settings.thread_batch_bytes:
             return mask()

@@ -17,12 +17,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
 import replaypipe_masker_core as core
 
 from services.masker.policy import MaskPolicy
-from services.masker.state import CONSENT_NOT_REQUIRED, MAX_NODE_RUNS, SessionMaskState
+from services.masker.state import (
+    CONSENT_NOT_REQUIRED,
+    MAX_FIELD_NAMES,
+    MAX_NODE_RUNS,
+    SessionMaskState,
+)
 from services.shared.envelope import RrwebEvent
 from services.shared.site_settings import SiteSettings
 
@@ -84,12 +89,48 @@ def mask_batch(
     raises :class:`BatchOverBudget`, leaving the events half masked, so the
     caller must publish none of them. ``state`` may be half updated too.
 
-    The walk itself is the compiled core's (``services/masker/core/src/walk.rs``).
+    The walk itself is the compiled core's (``services/masker/core/src/walk.rs``),
+    on the events read as JSON values: they are masked there and written back
+    into the caller's dicts (the tests' path;
+    :func:`services.masker.message.mask_message` hands the core the raw
+    message's bytes instead).
     """
+    parsed = core.events_from_objects(events)
+    try:
+        result = mask_parsed(parsed, state, site, consent,
+                             sensitive_names=sensitive_names, budget_s=budget_s)
+    finally:
+        # what the walk did to the events, also when it stopped half way
+        for target, masked in zip(events, parsed.to_objects(), strict=True):
+            write_back(target, masked)
+    return MaskResult([events[i] for i in result.kept], result.counts,
+                      result.consent_state, result.dropped)
+
+
+@dataclass(slots=True)
+class ParsedMaskResult:
+    """:func:`mask_parsed`'s outcome: the kept events' positions, counts, consent, drops."""
+
+    kept: list[int]
+    counts: Counter[str]
+    consent_state: str
+    dropped: int
+
+
+def mask_parsed(
+    events: core.ParsedEvents,
+    state: SessionMaskState,
+    site: SiteSettings,
+    consent: bool | None = None,
+    *,
+    sensitive_names: Sequence[str] | None = None,
+    budget_s: float | None = None,
+) -> ParsedMaskResult:
+    """:func:`mask_batch` on events the core parsed (masked in place, the GIL released)."""
     policy = MaskPolicy.from_site(site, sensitive_names)
     counts: Counter[str] = Counter()
     try:
-        kept, consent_state, dropped = core.walk_batch(
+        kept, consent_state, dropped = core.mask_events(
             events,
             state,
             policy,
@@ -98,7 +139,42 @@ def mask_batch(
             budget_s=budget_s,
             text_rule_bits=_TEXT_RULE_BITS,
             max_node_runs=MAX_NODE_RUNS,
+            max_field_names=MAX_FIELD_NAMES,
         )
     except core.WalkOverBudget:
         raise BatchOverBudget(budget_s or 0.0) from None
-    return MaskResult(kept, counts, consent_state, dropped)
+    return ParsedMaskResult(kept, counts, consent_state, dropped)
+
+
+def write_back(target: Any, masked: Any) -> None:
+    """Make ``target`` (a dict or list) equal ``masked`` in place, keeping the
+    nested dicts and lists that are still there (callers hold references to them)."""
+    stack: list[tuple[Any, Any]] = [(target, masked)]
+    while stack:
+        old, new = stack.pop()
+        if isinstance(old, dict) and isinstance(new, dict):
+            for key in [k for k in old if k not in new]:
+                del old[key]
+            for key, value in new.items():
+                current = old.get(key, _ABSENT)
+                if _same_container(current, value):
+                    stack.append((current, value))
+                elif current is _ABSENT or type(current) is not type(value) or current != value:
+                    old[key] = value
+        elif isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+            for i, value in enumerate(new):
+                if _same_container(old[i], value):
+                    stack.append((old[i], value))
+                elif type(old[i]) is not type(value) or old[i] != value:
+                    old[i] = value
+        elif isinstance(old, list) and isinstance(new, list):
+            old[:] = new
+
+
+_ABSENT: Final = object()
+
+
+def _same_container(old: Any, new: Any) -> bool:
+    return (isinstance(old, dict) and isinstance(new, dict)) or (
+        isinstance(old, list) and isinstance(new, list)
+    )

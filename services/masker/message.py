@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
+import replaypipe_masker_core as core
 
-from services.masker.batch import BatchOverBudget, mask_batch
+from services.masker.batch import BatchOverBudget, mask_parsed
 from services.masker.policy import MaskPolicy
 from services.masker.state import SessionMaskState
 from services.shared.envelope import BatchEnvelope, EnvelopeError
@@ -185,7 +186,7 @@ def mask_message(
     The garbage collector is paused meanwhile (:func:`collection_paused`; the parsed
     batch is freed when this returns, before the collector is switched back on).
     """
-    envelope = BatchEnvelope.from_json(raw_value)
+    envelope, events = parse_raw(raw_value)
     site = registry.get(envelope.site_id) or SiteSettings(site_id=envelope.site_id)
     doc = stored_state(state_value)
     replay = (
@@ -195,15 +196,14 @@ def mask_message(
     )
     state = SessionMaskState.from_dict(None if replay else doc)
     before = state.to_dict()
-    result = mask_batch(
-        envelope.events,
+    result = mask_parsed(
+        events,
         state,
         site,
         envelope.consent,
         sensitive_names=sensitive_names,
         budget_s=budget_s,
     )
-    envelope.events = result.events
     # The page URL travels outside the events (the recorder sends location.href):
     # scrub it like a meta event's href; other envelope extras are not forwarded.
     if envelope.page_url:
@@ -221,8 +221,8 @@ def mask_message(
             after[STATE_OFFSET] = offset
             new_state = orjson.dumps(after)
     return MaskedBatch(
-        value=_serialise(envelope) if result.events else None,
-        events=len(result.events),
+        value=_serialise(envelope, events, result.kept) if result.kept else None,
+        events=len(result.kept),
         state=new_state,
         counts=counts,
         dropped=result.dropped,
@@ -231,11 +231,32 @@ def mask_message(
     )
 
 
-def _serialise(envelope: BatchEnvelope) -> bytes:
-    try:
-        return envelope.to_json()
-    except TypeError:  # orjson.JSONEncodeError; its depth limit is the one expected here
-        depth = nesting_depth(envelope.events) + 1  # + the envelope object
-        if depth > MAX_JSON_DEPTH:
-            raise BatchTooDeep(depth) from None
-        raise
+def parse_raw(raw_value: bytes) -> tuple[BatchEnvelope, core.ParsedEvents]:
+    """The envelope (validated by :meth:`BatchEnvelope.from_dict`, so every
+    rejection and its reason stay what they were) and its events, parsed by the
+    core with the GIL released (``envelope.events`` is left empty).
+
+    Where the core cannot read the value as orjson does (it is not JSON, or it
+    holds a negative zero, which no recorder sends) orjson reads it, as before:
+    its error is the rejection, or its objects are handed to the core.
+    """
+    # (a value that is not ``bytes``, a memoryview say, is read by orjson as before)
+    parsed = core.parse_envelope(raw_value) if isinstance(raw_value, bytes) else None
+    if parsed is None:
+        envelope = BatchEnvelope.from_json(raw_value)
+        return envelope, core.events_from_objects(envelope.events)
+    header, events = parsed
+    envelope = BatchEnvelope.from_dict(orjson.loads(header))
+    if events is None:  # from_dict refuses an envelope whose events are not a list
+        raise EnvelopeError("'events' is not a list")
+    return envelope, events
+
+
+def _serialise(envelope: BatchEnvelope, events: core.ParsedEvents, kept: list[int]) -> bytes:
+    """The envelope with the kept events, written by the core (orjson.Fragment)."""
+    # the envelope object is the one level around the events
+    masked, depth = events.kept_json(kept, 1)
+    if masked is None:  # orjson could not write it: downstream stages parse with orjson
+        raise BatchTooDeep(depth + 1)
+    envelope.masked_events = masked
+    return envelope.to_json()

@@ -74,14 +74,17 @@ class MaskerSettings:
         "a partition with lag and no commit this long fails `/readyz`;"
         " a batch masking this long fails `/healthz`",
     )
-    # Big batches are masked in a worker thread, so the ops endpoints and the
-    # consumer's heartbeats keep answering meanwhile. The hand-over costs the
-    # GIL's back and forth (300 KB pages masked 20 % slower in the thread), and a
-    # batch below 2 MiB holds the loop for milliseconds (~0.2 s of the slowest text).
+    # Big batches are masked in a worker thread, with the GIL released (the
+    # compiled core parses, masks and writes them), so the ops endpoints, the
+    # consumer's heartbeats and the Kafka client's work go on meanwhile on the
+    # other core: 300 KB pages were masked faster from 256 KiB on than with 2 MiB,
+    # while sending every batch to the thread cost ~20 % more CPU per event
+    # (docs/benchmarks.md, "Masking off the GIL (gilfree)").
     thread_batch_bytes: int = setting(
         "MASKER_THREAD_BATCH_BYTES",
-        2_097_152,
-        "batches at least this big are masked in a worker thread (probes keep answering)",
+        262_144,
+        "batches at least this big are masked in a worker thread, off the GIL"
+        " (probes and the Kafka client keep running)",
     )
     # A standby keeps a copy of another worker's session state, so a takeover
     # masks with it at once; it costs the standby CPU for every state change of

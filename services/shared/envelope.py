@@ -45,6 +45,9 @@ class BatchEnvelope:
     # of serialising the parsed events again. ``from_dict`` never sets it, so an
     # envelope read back (and masked) is always written with its own "events".
     raw_batch: bytes | None = None
+    # Masker only: the masked events already serialised (by the masker's compiled
+    # core), written under "events" as they are instead of ``events``.
+    masked_events: bytes | None = None
 
     def to_json(self) -> bytes:
         """Serialise for Kafka."""
@@ -63,6 +66,8 @@ class BatchEnvelope:
         }
         if self.raw_batch is not None:
             doc["batch"] = orjson.Fragment(self.raw_batch)
+        elif self.masked_events is not None:
+            doc["events"] = orjson.Fragment(self.masked_events)
         else:
             doc["events"] = self.events
         if self.extra:

@@ -159,8 +159,25 @@ BUDGET_CHECK_EVERY: int
 # The rrweb vocabulary and consent states the walk reads (rrweb.py, state.py agree).
 WALK_VOCABULARY: dict[str, Any]
 
-def walk_batch(
-    events: list[Any],
+MAX_PARSE_DEPTH: int
+MAX_WRITE_DEPTH: int
+
+@final
+class ParsedEvents:
+    """A raw message's events parsed by the core (masked in place by ``mask_events``)."""
+
+    def __len__(self) -> int: ...
+    def to_objects(self) -> list[Any]: ...
+    def kept_json(self, kept: list[int], envelope_levels: int) -> tuple[bytes | None, int]:
+        """The kept events as a JSON array and its depth (no bytes: too deep to write)."""
+
+def events_from_objects(events: list[Any]) -> ParsedEvents: ...
+def parse_envelope(raw: bytes) -> tuple[bytes, ParsedEvents | None] | None:
+    """(header JSON with ``"events": []``, events), or None: read it with orjson instead."""
+
+def json_roundtrip(raw: bytes) -> bytes | None: ...
+def mask_events(
+    events: ParsedEvents,
     state: Any,
     policy: Any,
     consent: bool | None,
@@ -169,8 +186,9 @@ def walk_batch(
     budget_s: float | None,
     text_rule_bits: int,
     max_node_runs: int,
-) -> tuple[list[Any], str, int]:
-    """Mask one batch in place: (kept events, consent state, dropped).
+    max_field_names: int,
+) -> tuple[list[int], str, int]:
+    """Mask parsed events in place, the GIL released: (kept positions, consent state, dropped).
 
     The counts are added into ``counts``.
     """

@@ -123,6 +123,11 @@ impl SnapshotShape {
         self.nodes.as_ref().map_or(0, |nodes| nodes.ids.len())
     }
 
+    /// Nodes recorded by `visit` (a shape being built is always decoded).
+    pub fn recorded_len(&self) -> usize {
+        self.nodes.as_ref().map_or(0, |nodes| nodes.ids.len())
+    }
+
     pub fn is_empty(&mut self, py: Python<'_>) -> bool {
         self.len(py) == 0
     }
@@ -616,6 +621,68 @@ impl SessionNodeTree {
             stored: None,
             limits: Limits::default(),
         })
+    }
+
+    /// Moves the tree out (for a walk without the GIL), leaving an unknown one.
+    pub fn take_out(&mut self) -> SessionNodeTree {
+        let empty = SessionNodeTree {
+            shape: None,
+            parents: BTreeMap::new(),
+            sweep_at: self.limits.min_sweep_size,
+            encoded_parents: None,
+            stored: None,
+            limits: self.limits,
+        };
+        std::mem::replace(self, empty)
+    }
+
+    /// Still the stored form (not read since `from_dict`).
+    pub fn is_stored(&self) -> bool {
+        self.stored.is_some()
+    }
+
+    /// Reads the stored form (if still stored).
+    pub fn load_stored(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.load_if_stored(py)
+    }
+
+    /// `start_snapshot` without the new shape (the caller records one and hands it to `set_shape`).
+    pub fn forget_for_snapshot(&mut self) {
+        self.stored = None;
+        self.shape = None;
+        self.parents.clear();
+        self.encoded_parents = None;
+    }
+
+    /// Snapshots with more nodes keep no shape.
+    pub fn max_shape_nodes(&self) -> usize {
+        self.limits.max_shape_nodes
+    }
+
+    /// Keeps `shape` as the last full snapshot's.
+    pub fn set_shape(&mut self, py: Python<'_>, shape: SnapshotShape) -> PyResult<()> {
+        self.shape = Some(Py::new(py, shape)?);
+        Ok(())
+    }
+
+    /// `add_parent` on a loaded tree (no Python needed).
+    pub fn insert_parent(&mut self, id: i64, parent: i64) {
+        debug_assert!(self.stored.is_none());
+        self.parents.insert(id, parent);
+        self.encoded_parents = None;
+    }
+
+    /// `remove` on a loaded tree (no Python needed).
+    pub fn remove_parent(&mut self, id: i64) {
+        debug_assert!(self.stored.is_none());
+        if self.parents.remove(&id).is_some() {
+            self.encoded_parents = None;
+        }
+    }
+
+    /// Whether `trim` may do anything (it returns at once otherwise).
+    pub fn may_need_trim(&self) -> bool {
+        self.stored.is_none() && self.parents.len() > self.sweep_at
     }
 
     fn load_if_stored(&mut self, py: Python<'_>) -> PyResult<()> {

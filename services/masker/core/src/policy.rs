@@ -11,7 +11,10 @@
 //! masked, never less.
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyFrozenSet, PyString, PyTuple};
+
+use crate::json_doc::{Json, Pairs};
+use crate::py_json::py_attrs;
+use pyo3::types::{PyDict, PyFrozenSet, PyTuple};
 
 use crate::flags::{
     CONTEXT_SHIFT, FLAG_BITS, F_BLOCK, F_IGNORE, F_INPUT_TEXT, F_MASK, F_MASK_INPUT,
@@ -25,52 +28,34 @@ use crate::selectors::{
 
 /// The attributes the element rules read of every element, looked up once.
 #[derive(Default)]
-struct OwnAttrs<'py> {
-    class: Option<Bound<'py, PyAny>>,
-    id: Option<Bound<'py, PyAny>>,
-    name: Option<Bound<'py, PyAny>>,
-    field_type: Option<Bound<'py, PyAny>>,
-    autocomplete: Option<Bound<'py, PyAny>>,
-    recording_ignore: Option<Bound<'py, PyAny>>,
-    contenteditable: Option<Bound<'py, PyAny>>,
+struct OwnAttrs<'a> {
+    class: Option<&'a Json<'a>>,
+    id: Option<&'a Json<'a>>,
+    name: Option<&'a Json<'a>>,
+    field_type: Option<&'a Json<'a>>,
+    autocomplete: Option<&'a Json<'a>>,
+    recording_ignore: Option<&'a Json<'a>>,
+    contenteditable: Option<&'a Json<'a>>,
 }
 
-/// Up to this many attributes, one pass over the dict beats seven look-ups.
-const SCAN_ATTRS_UP_TO: usize = 8;
-
-impl<'py> OwnAttrs<'py> {
-    fn read(attrs: &Bound<'py, PyDict>) -> PyResult<OwnAttrs<'py>> {
+impl<'a> OwnAttrs<'a> {
+    /// One pass over the attributes (each key is there once: see json_doc).
+    fn read(attrs: &'a Pairs<'a>) -> OwnAttrs<'a> {
         let mut own = OwnAttrs::default();
-        if attrs.len() <= SCAN_ATTRS_UP_TO {
-            for (key, value) in attrs.iter() {
-                // a key that is not a str never equals one of these names
-                let Ok(key) = key.cast::<PyString>() else {
-                    continue;
-                };
-                let Ok(key) = key.to_str() else { continue };
-                let slot = match key {
-                    "class" => &mut own.class,
-                    "id" => &mut own.id,
-                    "name" => &mut own.name,
-                    "type" => &mut own.field_type,
-                    "autocomplete" => &mut own.autocomplete,
-                    "data-recording-ignore" => &mut own.recording_ignore,
-                    "contenteditable" => &mut own.contenteditable,
-                    _ => continue,
-                };
-                *slot = Some(value);
-            }
-            return Ok(own);
+        for (key, value) in attrs {
+            let slot = match key.as_ref() {
+                "class" => &mut own.class,
+                "id" => &mut own.id,
+                "name" => &mut own.name,
+                "type" => &mut own.field_type,
+                "autocomplete" => &mut own.autocomplete,
+                "data-recording-ignore" => &mut own.recording_ignore,
+                "contenteditable" => &mut own.contenteditable,
+                _ => continue,
+            };
+            *slot = Some(value);
         }
-        let py = attrs.py();
-        own.class = attrs.get_item(intern!(py, "class"))?;
-        own.id = attrs.get_item(intern!(py, "id"))?;
-        own.name = attrs.get_item(intern!(py, "name"))?;
-        own.field_type = attrs.get_item(intern!(py, "type"))?;
-        own.autocomplete = attrs.get_item(intern!(py, "autocomplete"))?;
-        own.recording_ignore = attrs.get_item(intern!(py, "data-recording-ignore"))?;
-        own.contenteditable = attrs.get_item(intern!(py, "contenteditable"))?;
-        Ok(own)
+        own
     }
 }
 
@@ -225,8 +210,8 @@ impl ElementRules {
     }
 
     /// Password type, card/OTP/password autocomplete, or a sensitive name or id.
-    pub fn field_is_sensitive(&self, attrs: &Bound<'_, PyDict>) -> PyResult<bool> {
-        Ok(self.own_field_is_sensitive(&OwnAttrs::read(attrs)?))
+    pub fn field_is_sensitive(&self, attrs: &Pairs<'_>) -> bool {
+        self.own_field_is_sensitive(&OwnAttrs::read(attrs))
     }
 
     fn own_field_is_sensitive(&self, own: &OwnAttrs<'_>) -> bool {
@@ -234,48 +219,46 @@ impl ElementRules {
         // lower-cases into the letters of "password".
         if own
             .field_type
-            .as_ref()
             .and_then(str_value)
             .is_some_and(|t| t.eq_ignore_ascii_case("password"))
         {
             return true;
         }
-        if let Some(autocomplete) = own.autocomplete.as_ref().and_then(str_value) {
-            if split_py_whitespace(&autocomplete).any(autocomplete_token_is_sensitive) {
+        if let Some(autocomplete) = own.autocomplete.and_then(str_value) {
+            if split_py_whitespace(autocomplete).any(autocomplete_token_is_sensitive) {
                 return true;
             }
         }
-        [&own.name, &own.id].into_iter().any(|value| {
+        [own.name, own.id].into_iter().any(|value| {
             value
-                .as_ref()
                 .and_then(str_value)
-                .is_some_and(|v| !v.is_empty() && self.name_is_sensitive(&v))
+                .is_some_and(|v| !v.is_empty() && self.name_is_sensitive(v))
         })
     }
 
     /// Marks an element's own attributes carry, whether snapshotted or changed
     /// later: rrweb classes, `data-recording-ignore`, sensitive fields, contenteditable.
-    pub fn attribute_marks(&self, attrs: &Bound<'_, PyDict>) -> PyResult<u64> {
+    pub fn attribute_marks(&self, attrs: &Pairs<'_>) -> u64 {
         if attrs.is_empty() {
-            return Ok(0);
+            return 0;
         }
-        Ok(self.own_marks(&OwnAttrs::read(attrs)?))
+        self.own_marks(&OwnAttrs::read(attrs))
     }
 
     fn own_marks(&self, own: &OwnAttrs<'_>) -> u64 {
         let mut bits = 0;
-        if let Some(cls) = own.class.as_ref().and_then(str_value) {
-            if holds_rr_mark(&cls) {
-                bits |= sensitivity::class_marks(&cls);
+        if let Some(cls) = own.class.and_then(str_value) {
+            if holds_rr_mark(cls) {
+                bits |= sensitivity::class_marks(cls);
             }
         }
-        if let Some(marker) = own.recording_ignore.as_ref().filter(|m| !m.is_none()) {
-            bits |= sensitivity::recording_ignore_marks(str_value(marker).as_deref());
+        if let Some(marker) = own.recording_ignore.filter(|m| **m != Json::Null) {
+            bits |= sensitivity::recording_ignore_marks(str_value(marker));
         }
         if self.own_field_is_sensitive(own) {
             bits |= F_MASK_INPUT;
         }
-        if let Some(editable) = own.contenteditable.as_ref().filter(|e| !e.is_none()) {
+        if let Some(editable) = own.contenteditable.filter(|e| **e != Json::Null) {
             if str_value(editable).is_none_or(|e| e != "false") {
                 bits |= F_INPUT_TEXT;
             }
@@ -288,13 +271,13 @@ impl ElementRules {
     pub fn element_value(
         &self,
         tag: &str,
-        attrs: &Bound<'_, PyDict>,
+        attrs: &Pairs<'_>,
         parent_value: u64,
-    ) -> PyResult<u64> {
-        let own = OwnAttrs::read(attrs)?;
+    ) -> u64 {
+        let own = OwnAttrs::read(attrs);
         let mut bits = (parent_value & !NOT_INHERITED & FLAG_BITS) | self.own_marks(&own);
         let matches = |part: &Compound| {
-            compound_matches_known(part, tag, attrs, own.class.as_ref(), own.id.as_ref())
+            compound_matches_known(part, tag, attrs, own.class, own.id)
         };
         match tag {
             "textarea" | "select" => bits |= F_INPUT_TEXT,
@@ -307,27 +290,27 @@ impl ElementRules {
         for rule in &self.rules {
             let last = rule.last();
             let Some(base) = rule.base else {
-                if matches(rule.part(last))? {
+                if matches(rule.part(last)) {
                     bits |= rule.flag;
                 }
                 continue;
             };
-            if bits & rule.flag == 0 && reached(context, base, last) && matches(rule.part(last))? {
+            if bits & rule.flag == 0 && reached(context, base, last) && matches(rule.part(last)) {
                 bits |= rule.flag;
             }
             for k in 0..last {
                 let bit = 1u64 << (base + k as u32);
-                if child_context & bit == 0 && reached(context, base, k) && matches(rule.part(k))? {
+                if child_context & bit == 0 && reached(context, base, k) && matches(rule.part(k)) {
                     child_context |= bit;
                 }
             }
         }
-        Ok(bits | (child_context << CONTEXT_SHIFT))
+        bits | (child_context << CONTEXT_SHIFT)
     }
 
     /// Marks an attribute mutation adds to an element (marks are never removed).
-    pub fn change_marks(&self, changed: &Bound<'_, PyDict>, value: u64) -> PyResult<u64> {
-        let mut bits = self.attribute_marks(changed)?;
+    pub fn change_marks(&self, changed: &Pairs<'_>, value: u64) -> u64 {
+        let mut bits = self.attribute_marks(changed);
         let context = value >> CONTEXT_SHIFT;
         for rule in &self.rules {
             let last = rule.last();
@@ -336,11 +319,11 @@ impl ElementRules {
                     continue;
                 }
             }
-            if compound_may_match_change(rule.part(last), changed)? {
+            if compound_may_match_change(rule.part(last), changed) {
                 bits |= rule.flag;
             }
         }
-        Ok(bits)
+        bits
     }
 
     /// What an attribute mutation means for an element's descendants through
@@ -353,9 +336,9 @@ impl ElementRules {
     /// attributes are not kept, so they all get the flag: more masked, never less.
     pub fn change_ancestor_marks(
         &self,
-        changed: &Bound<'_, PyDict>,
+        changed: &Pairs<'_>,
         value: u64,
-    ) -> PyResult<(u64, u64)> {
+    ) -> (u64, u64) {
         let mut flags = 0;
         let mut context_bits = 0u64;
         let context = value >> CONTEXT_SHIFT;
@@ -366,13 +349,13 @@ impl ElementRules {
                 continue;
             };
             for k in 0..last {
-                if reached(context, base, k) && compound_may_match_change(rule.part(k), changed)? {
+                if reached(context, base, k) && compound_may_match_change(rule.part(k), changed) {
                     flags |= rule.flag;
                     context_bits |= 1 << (base + k as u32);
                 }
             }
         }
-        Ok((flags, context_bits << CONTEXT_SHIFT))
+        (flags, context_bits << CONTEXT_SHIFT)
     }
 }
 
@@ -441,12 +424,12 @@ impl ElementRules {
 
     #[pyo3(name = "field_is_sensitive")]
     fn py_field_is_sensitive(&self, attrs: &Bound<'_, PyDict>) -> PyResult<bool> {
-        self.field_is_sensitive(attrs)
+        Ok(self.field_is_sensitive(&py_attrs(attrs)?))
     }
 
     #[pyo3(name = "attribute_marks")]
     fn py_attribute_marks(&self, attrs: &Bound<'_, PyDict>) -> PyResult<u64> {
-        self.attribute_marks(attrs)
+        Ok(self.attribute_marks(&py_attrs(attrs)?))
     }
 
     #[pyo3(name = "element_value")]
@@ -456,12 +439,12 @@ impl ElementRules {
         attrs: &Bound<'_, PyDict>,
         parent_value: u64,
     ) -> PyResult<u64> {
-        self.element_value(tag, attrs, parent_value)
+        Ok(self.element_value(tag, &py_attrs(attrs)?, parent_value))
     }
 
     #[pyo3(name = "change_marks")]
     fn py_change_marks(&self, changed: &Bound<'_, PyDict>, value: u64) -> PyResult<u64> {
-        self.change_marks(changed, value)
+        Ok(self.change_marks(&py_attrs(changed)?, value))
     }
 
     #[pyo3(name = "change_ancestor_marks")]
@@ -470,7 +453,7 @@ impl ElementRules {
         changed: &Bound<'_, PyDict>,
         value: u64,
     ) -> PyResult<(u64, u64)> {
-        self.change_ancestor_marks(changed, value)
+        Ok(self.change_ancestor_marks(&py_attrs(changed)?, value))
     }
 }
 

@@ -12,13 +12,14 @@
 //!
 //! The tokenizer is hand-written to accept exactly what the Python regex of
 //! the former implementation accepted, with Python's `\s` (`str.isspace`).
-use std::borrow::Cow;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
 use pyo3::exceptions::PyValueError;
-use pyo3::intern;
 use pyo3::prelude::*;
+
+use crate::json_doc::{obj_get, Json, Pairs};
+use crate::py_json::py_attrs;
 use pyo3::types::{PyDict, PyFrozenSet, PyString, PyTuple};
 
 pyo3::create_exception!(
@@ -96,7 +97,6 @@ pub struct AttrTest {
     pub name: String,
     pub op: AttrOp,
     pub value: String,
-    key: Py<PyString>,
 }
 
 /// One compound selector: every part must hold on the same element.
@@ -125,7 +125,6 @@ impl Compound {
         let attrs: Vec<AttrTest> = attrs
             .into_iter()
             .map(|(name, op, value)| AttrTest {
-                key: PyString::intern(py, &name).unbind(),
                 name,
                 op,
                 value,
@@ -697,15 +696,11 @@ pub fn compile_selectors<S: AsRef<str>>(
 
 // --- matching --------------------------------------------------------------
 
-/// A Python `str` value as text (`None` for any other type, as the
-/// `isinstance(value, str)` checks had it). A string with lone surrogates,
-/// which has no UTF-8 form, is read with U+FFFD in their place.
-pub fn str_value<'a>(value: &'a Bound<'_, PyAny>) -> Option<Cow<'a, str>> {
-    let s = value.cast::<PyString>().ok()?;
-    Some(match s.to_str() {
-        Ok(text) => Cow::Borrowed(text),
-        Err(_) => Cow::Owned(s.to_string_lossy().into_owned()),
-    })
+/// A string attribute value as text (`None` for any other type, as the
+/// `isinstance(value, str)` checks had it).
+#[inline]
+pub fn str_value<'v>(value: &'v Json<'_>) -> Option<&'v str> {
+    value.as_str()
 }
 
 fn has_classes(cls: &str, wanted: &[String]) -> bool {
@@ -716,20 +711,19 @@ fn has_classes(cls: &str, wanted: &[String]) -> bool {
 }
 
 /// True if an element with this (lower-case) tag and attributes matches `part`.
-pub fn compound_matches(part: &Compound, tag: &str, attrs: &Bound<'_, PyDict>) -> PyResult<bool> {
+pub fn compound_matches(part: &Compound, tag: &str, attrs: &Pairs<'_>) -> bool {
     if part.tag.as_deref().is_some_and(|t| t != tag) {
-        return Ok(false);
+        return false;
     }
-    let py = attrs.py();
     let id = match part.element_id {
-        Some(_) => attrs.get_item(intern!(py, "id"))?,
+        Some(_) => obj_get(attrs, "id"),
         None => None,
     };
     let class = match part.classes.is_empty() {
-        false => attrs.get_item(intern!(py, "class"))?,
+        false => obj_get(attrs, "class"),
         true => None,
     };
-    compound_matches_known(part, tag, attrs, class.as_ref(), id.as_ref())
+    compound_matches_known(part, tag, attrs, class, id)
 }
 
 /// `compound_matches` with the element's `class` and `id` values already
@@ -738,38 +732,32 @@ pub fn compound_matches(part: &Compound, tag: &str, attrs: &Bound<'_, PyDict>) -
 pub fn compound_matches_known(
     part: &Compound,
     tag: &str,
-    attrs: &Bound<'_, PyDict>,
-    class: Option<&Bound<'_, PyAny>>,
-    id: Option<&Bound<'_, PyAny>>,
-) -> PyResult<bool> {
+    attrs: &Pairs<'_>,
+    class: Option<&Json<'_>>,
+    id: Option<&Json<'_>>,
+) -> bool {
     if part.tag.as_deref().is_some_and(|t| t != tag) {
-        return Ok(false);
+        return false;
     }
     if let Some(wanted) = &part.element_id {
-        if id
-            .and_then(str_value)
-            .is_none_or(|id| id != wanted.as_str())
-        {
-            return Ok(false);
+        if id.and_then(str_value).is_none_or(|id| id != wanted.as_str()) {
+            return false;
         }
     }
     if !part.classes.is_empty()
-        && class
-            .and_then(str_value)
-            .is_none_or(|cls| !has_classes(&cls, &part.classes))
+        && class.and_then(str_value).is_none_or(|cls| !has_classes(cls, &part.classes))
     {
-        return Ok(false);
+        return false;
     }
-    let py = attrs.py();
     for test in &part.attrs {
-        let Some(actual) = attrs.get_item(test.key.bind(py))? else {
-            return Ok(false);
+        let Some(actual) = obj_get(attrs, &test.name) else {
+            return false;
         };
-        if str_value(&actual).is_none_or(|a| !test.op.test(&a, &test.value)) {
-            return Ok(false);
+        if str_value(actual).is_none_or(|a| !test.op.test(a, &test.value)) {
+            return false;
         }
     }
-    Ok(true)
+    true
 }
 
 /// Whether an attribute mutation can make an element match `part`.
@@ -777,41 +765,34 @@ pub fn compound_matches_known(
 /// Only the changed attributes are known (not the tag, not the other
 /// attributes), so unknown parts count as matching; the change must touch at
 /// least one attribute the compound looks at, otherwise nothing new is learnt.
-pub fn compound_may_match_change(part: &Compound, changed: &Bound<'_, PyDict>) -> PyResult<bool> {
-    let py = changed.py();
-    let mut touched = false;
-    for (_, key) in &part.referenced {
-        if changed.contains(key.bind(py))? {
-            touched = true;
-            break;
-        }
-    }
+pub fn compound_may_match_change(part: &Compound, changed: &Pairs<'_>) -> bool {
+    let touched = part.referenced.iter().any(|(name, _)| obj_get(changed, name).is_some());
     if !touched {
-        return Ok(false);
+        return false;
     }
     if let Some(wanted) = &part.element_id {
-        if let Some(id) = changed.get_item(intern!(py, "id"))? {
-            if str_value(&id).is_none_or(|id| id != wanted.as_str()) {
-                return Ok(false);
+        if let Some(id) = obj_get(changed, "id") {
+            if str_value(id).is_none_or(|id| id != wanted.as_str()) {
+                return false;
             }
         }
     }
     if !part.classes.is_empty() {
-        if let Some(cls) = changed.get_item(intern!(py, "class"))? {
-            let cls = str_value(&cls).unwrap_or_default();
-            if !has_classes(&cls, &part.classes) {
-                return Ok(false);
+        if let Some(cls) = obj_get(changed, "class") {
+            let cls = str_value(cls).unwrap_or_default();
+            if !has_classes(cls, &part.classes) {
+                return false;
             }
         }
     }
     for test in &part.attrs {
-        if let Some(actual) = changed.get_item(test.key.bind(py))? {
-            if str_value(&actual).is_none_or(|a| !test.op.test(&a, &test.value)) {
-                return Ok(false);
+        if let Some(actual) = obj_get(changed, &test.name) {
+            if str_value(actual).is_none_or(|a| !test.op.test(a, &test.value)) {
+                return false;
             }
         }
     }
-    Ok(true)
+    true
 }
 
 // --- Python face -----------------------------------------------------------
@@ -842,7 +823,7 @@ fn py_compound_matches(
     tag: &str,
     attrs: &Bound<'_, PyDict>,
 ) -> PyResult<bool> {
-    compound_matches(part.get(), tag, attrs)
+    Ok(compound_matches(part.get(), tag, &py_attrs(attrs)?))
 }
 
 /// Whether an attribute mutation can make an element match `part`.
@@ -851,7 +832,7 @@ fn py_compound_may_match_change(
     part: &Bound<'_, Compound>,
     changed: &Bound<'_, PyDict>,
 ) -> PyResult<bool> {
-    compound_may_match_change(part.get(), changed)
+    Ok(compound_may_match_change(part.get(), &py_attrs(changed)?))
 }
 
 /// Adds the selector classes and functions to the module.

@@ -2,34 +2,35 @@
 //! each in place by the site's policy and the session's node bits
 //! (`services/masker/batch.py` is the thin Python face; docs/masking.md).
 //!
-//! The events are the Python objects orjson made (dicts, lists, strings): the
-//! walk reads them with the key objects orjson made (a node's dict in one pass,
-//! [`NodeReader`]; events' fields with keys learned once, [`EventKeys`]) or
-//! interned keys, borrows strings, writes a value back only when it changed,
-//! and walks trees and payloads with explicit stacks
-//! (trees can be 10,000+ deep). Every rule it applies lives elsewhere and is
-//! reached through `walk_deps` (the element rules, the scrubber, the node index
-//! and tree, all native): what is here is only the walk itself.
+//! The events are a parsed raw message ([`Json`], `json_doc.rs`, read as orjson
+//! reads it), masked in place with the GIL released: everything the walk holds
+//! is native (`walk_deps`), so other Python threads (the masker's event loop:
+//! `/healthz`, heartbeats) run meanwhile. It writes a value back only when it
+//! changed, and walks trees and payloads with explicit stacks (trees can be
+//! 10,000+ deep). Every rule it applies lives elsewhere and is reached through
+//! `walk_deps` (the element rules, the scrubber, the node index and tree): what
+//! is here is only the walk itself.
 //!
-//! Type checks reproduce the Python ones exactly: `isinstance(x, int)` is true
-//! for bools, `x == 3` for `3.0` and `True == 1`, and hashing a list or dict
-//! (set membership) raises `TypeError` as it does in Python.
-use std::cell::Cell;
+//! Type checks reproduce the Python ones the walk was written with, exactly:
+//! `isinstance(x, int)` is true for bools, `x == 3` for `3.0` and `True == 1`,
+//! and hashing a list or dict (set membership) raises `TypeError`.
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
 
-use pyo3::exceptions::{PyAttributeError, PyException};
-use pyo3::intern;
+use pyo3::exceptions::{PyAttributeError, PyException, PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyFloat, PyInt, PyList, PyString};
+use pyo3::types::{PyBytes, PyDict, PyList};
 
 use crate::counts::Counts;
 use crate::flags::{
     FLAG_BITS, F_BLOCK, F_CSS_TEXT, F_IGNORE, F_INPUT_TEXT, F_MASK, F_MASK_INPUT, F_SCRIPT_ELEMENT,
     F_SCRIPT_TEXT, F_STYLE_ELEMENT, NOT_INHERITED, UNKNOWN_NODE,
 };
-use crate::walk_deps::{Deps, NodeIndex, ScrubKind, SnapshotShape};
-use crate::{node_index, node_tree};
+use crate::json_doc::{self, obj_get, obj_get_mut, obj_set, Json, Pairs, ParseError, Str};
+use crate::node_index::SessionNodeIndex;
+use crate::py_json::py_to_json;
+use crate::walk_deps::{Deps, ScrubKind};
 
 // --- the rrweb vocabulary the walk reads (services/masker/rrweb.py re-states it;
 // a unit test checks they agree) ---------------------------------------------------
@@ -119,18 +120,27 @@ pyo3::create_exception!(
     "The walk passed its deadline (batch.py raises BatchOverBudget for it)."
 );
 
-// --- Python's type checks, exactly ---------------------------------------------------
+// --- Python's type checks, exactly -------------------------------------------------
 
 /// `isinstance(x, int)` (bools included) as an id; None for other types and for
-/// ints beyond 64 bits (no page has those: unknown, so masked). The node index's rule.
-fn int_id(obj: Option<&Bound<'_, PyAny>>) -> Option<i64> {
-    obj.and_then(node_index::int_id)
+/// ints beyond `i64` (no page has those: unknown, so masked). The node index's rule.
+#[inline]
+fn int_id(value: Option<&Json<'_>>) -> Option<i64> {
+    match value? {
+        Json::Int(v) => Some(*v),
+        Json::Bool(b) => Some(i64::from(*b)),
+        _ => None,
+    }
 }
 
-/// A snapshot shape's id (the shape's own rule: a non-negative exact int); None
-/// for anything else, which the shape records as a placeholder.
-fn shape_id(obj: Option<&Bound<'_, PyAny>>) -> Option<i64> {
-    obj.map(node_tree::shape_id).filter(|id| *id >= 0)
+/// A snapshot shape's id (the shape's own rule: a non-negative exact int, not a
+/// bool); None for anything else, which the shape records as a placeholder.
+#[inline]
+fn shape_id(value: Option<&Json<'_>>) -> Option<i64> {
+    match value? {
+        Json::Int(v) if *v >= 0 => Some(*v),
+        _ => None,
+    }
 }
 
 /// A JSON value as Python's `==` compares it with an int: read once, compared often.
@@ -142,15 +152,13 @@ enum Num {
 }
 
 impl Num {
-    fn of(obj: Option<&Bound<'_, PyAny>>) -> Num {
-        let Some(obj) = obj else { return Num::Other };
-        if obj.is_instance_of::<PyInt>() {
+    fn of(value: Option<&Json<'_>>) -> Num {
+        match value {
             // bools are ints (`True == 1`); an int beyond 64 bits equals no constant
-            return obj.extract::<i64>().map_or(Num::Other, Num::Int);
-        }
-        match obj.cast::<PyFloat>() {
-            Ok(f) => Num::Float(f.value()),
-            Err(_) => Num::Other,
+            Some(Json::Int(v)) => Num::Int(*v),
+            Some(Json::Bool(b)) => Num::Int(i64::from(*b)),
+            Some(Json::Float(f)) => Num::Float(*f),
+            _ => Num::Other,
         }
     }
 
@@ -164,101 +172,116 @@ impl Num {
     }
 }
 
-/// Python's `obj == n` for JSON values.
-fn eq_int(obj: Option<&Bound<'_, PyAny>>, n: i64) -> bool {
-    Num::of(obj).is(n)
+/// The `TypeError` Python raises when a list or dict is looked up in a set.
+fn unhashable(value: &Json<'_>) -> PyErr {
+    let kind = if matches!(value, Json::Array(_)) { "list" } else { "dict" };
+    PyTypeError::new_err(format!("unhashable type: '{kind}'"))
 }
 
-/// Python's `obj in {ints}`: equality as [`eq_int`], and `TypeError` for an
+/// Python's `value in {ints}`: equality as [`Num::is`], and `TypeError` for an
 /// unhashable value (a list or dict), as the set lookup raises.
-fn in_int_set(obj: Option<&Bound<'_, PyAny>>, set: &[i64]) -> PyResult<bool> {
-    let Some(o) = obj else { return Ok(false) };
-    if o.is_instance_of::<PyInt>() || o.is_instance_of::<PyFloat>() {
-        let value = Num::of(obj);
-        return Ok(set.iter().any(|n| value.is(*n)));
-    }
-    if !(o.is_none() || o.is_instance_of::<PyString>()) {
-        o.hash()?;
-    }
-    Ok(false)
-}
-
-/// Python's `obj == "text"`.
-fn eq_str(obj: Option<&Bound<'_, PyAny>>, text: &str) -> PyResult<bool> {
-    match obj.and_then(|o| o.cast::<PyString>().ok()) {
-        Some(s) => Ok(s.to_str()? == text),
-        None => Ok(false),
+fn in_int_set(value: Option<&Json<'_>>, set: &[i64]) -> PyResult<bool> {
+    match value {
+        Some(v @ (Json::Array(_) | Json::Object(_))) => Err(unhashable(v)),
+        _ => {
+            let n = Num::of(value);
+            Ok(set.iter().any(|c| n.is(*c)))
+        }
     }
 }
 
-/// `obj is True`.
-fn is_true(obj: Option<&Bound<'_, PyAny>>) -> bool {
-    obj.and_then(|o| o.cast::<PyBool>().ok())
-        .is_some_and(|b| b.is_true())
+/// Python's `value == "text"`.
+#[inline]
+fn eq_str(value: Option<&Json<'_>>, text: &str) -> bool {
+    matches!(value, Some(Json::Str(s)) if s == text)
 }
 
-/// `isinstance(x, dict | list)`.
-fn is_container(obj: &Bound<'_, PyAny>) -> bool {
-    obj.is_instance_of::<PyDict>() || obj.is_instance_of::<PyList>()
+/// `value is True`.
+#[inline]
+fn is_true(value: Option<&Json<'_>>) -> bool {
+    matches!(value, Some(Json::Bool(true)))
 }
 
 /// A string or number leaf (booleans and null say nothing secret).
-fn is_value(obj: Option<&Bound<'_, PyAny>>) -> bool {
-    let Some(o) = obj else { return false };
-    (o.is_instance_of::<PyString>() || o.is_instance_of::<PyInt>() || o.is_instance_of::<PyFloat>())
-        && !o.is_instance_of::<PyBool>()
+#[inline]
+fn is_value(value: &Json<'_>) -> bool {
+    matches!(value, Json::Str(_) | Json::Int(_) | Json::UInt(_) | Json::Float(_))
 }
 
-/// A non-empty Python string, borrowed.
-fn nonempty_str<'a, 'py>(obj: Option<&'a Bound<'py, PyAny>>) -> Option<&'a Bound<'py, PyString>> {
-    // the length in code points, without reading the text
-    obj.and_then(|o| o.cast::<PyString>().ok())
-        .filter(|s| s.len().map_or(true, |n| n > 0))
-}
-
-/// A JSON key as a string; a non-string key is only possible in hand-made
-/// dicts, where Python's `name.startswith` would raise too.
-fn key_str<'a>(key: &'a Bound<'_, PyAny>) -> PyResult<&'a str> {
-    match key.cast::<PyString>() {
-        Ok(s) => s.to_str(),
-        Err(_) => Err(PyAttributeError::new_err(
-            "an attribute name is not a string",
-        )),
+/// A non-empty string.
+#[inline]
+fn nonempty_str<'v>(value: Option<&'v Json<'_>>) -> Option<&'v str> {
+    match value {
+        Some(Json::Str(s)) if !s.is_empty() => Some(s),
+        _ => None,
     }
 }
 
-/// A long walk hands the GIL to other threads at least this often, as Python
-/// code does (`sys.getswitchinterval()`): the masker's event loop (`/healthz`,
-/// heartbeats) keeps answering while a big batch is masked in its thread.
-const GIL_SWITCH_INTERVAL: Duration = Duration::from_millis(5);
-
-thread_local! {
-    static LAST_GIL_SWITCH: Cell<Option<Instant>> = const { Cell::new(None) };
+/// Python's `str(value)` of a JSON leaf (`repr` for floats: `1e+16`, `100.0`).
+fn py_str(value: &Json<'_>) -> String {
+    match value {
+        Json::Str(s) => s.to_string(),
+        Json::Int(v) => v.to_string(),
+        Json::UInt(v) => v.to_string(),
+        Json::Float(f) => json_doc::py_float_repr(*f),
+        Json::Bool(true) => "True".to_owned(),
+        Json::Bool(false) => "False".to_owned(),
+        Json::Null => "None".to_owned(),
+        // not a leaf: never asked
+        Json::Array(_) | Json::Object(_) => String::new(),
+    }
 }
 
-/// Lets other Python threads run if this thread has held the GIL for a switch interval.
-fn switch_gil(py: Python<'_>, now: Instant) {
-    LAST_GIL_SWITCH.with(|last| match last.get() {
-        Some(at) if now.duration_since(at) < GIL_SWITCH_INTERVAL => {}
-        Some(_) => {
-            py.detach(|| ());
-            last.set(Some(Instant::now()));
+/// `key in STRUCTURAL_KEYS`.
+#[inline]
+fn structural(key: &str) -> bool {
+    STRUCTURAL_KEYS.contains(&key)
+}
+
+/// A node's parent id as the walk asks about it (`parent_id in vacated`, the
+/// tree's pointer), read once from the JSON value.
+#[derive(Clone, Copy)]
+enum UpId {
+    Absent,
+    /// An int (or bool) id.
+    Int(i64),
+    Float(f64),
+    /// A string, null or an int beyond 64 bits: hashable, in no set of ids.
+    Hashable,
+    /// A list or dict: looking it up raises `TypeError`.
+    Unhashable(bool),
+}
+
+impl UpId {
+    fn of(value: Option<&Json<'_>>) -> UpId {
+        match value {
+            None => UpId::Absent,
+            Some(Json::Int(v)) => UpId::Int(*v),
+            Some(Json::Bool(b)) => UpId::Int(i64::from(*b)),
+            Some(Json::Float(f)) => UpId::Float(*f),
+            Some(Json::Array(_)) => UpId::Unhashable(true),
+            Some(Json::Object(_)) => UpId::Unhashable(false),
+            Some(_) => UpId::Hashable,
         }
-        None => last.set(Some(now)),
-    });
+    }
+
+    fn int(self) -> Option<i64> {
+        match self {
+            UpId::Int(v) => Some(v),
+            _ => None,
+        }
+    }
 }
 
 /// The budget check, read between events and every [`BUDGET_CHECK_EVERY`]
-/// nodes or containers: past the deadline the walk stops; otherwise other
-/// threads may get the GIL.
-fn check_deadline(py: Python<'_>, deadline: Option<Instant>) -> PyResult<()> {
-    let now = Instant::now();
+/// nodes or containers: past the deadline the walk stops. (The GIL is not held:
+/// no hand-over to other threads is needed.)
+fn check_deadline(deadline: Option<Instant>) -> PyResult<()> {
     if let Some(deadline) = deadline {
-        if now > deadline {
+        if Instant::now() > deadline {
             return Err(WalkOverBudget::new_err("masking took longer than its budget"));
         }
     }
-    switch_gil(py, now);
     Ok(())
 }
 
@@ -268,225 +291,82 @@ fn check_deadline(py: Python<'_>, deadline: Option<Instant>) -> PyResult<()> {
 struct Ticks(u32);
 
 impl Ticks {
-    fn tick(&mut self, py: Python<'_>, deadline: Option<Instant>) -> PyResult<()> {
+    #[inline]
+    fn tick(&mut self, deadline: Option<Instant>) -> PyResult<()> {
         self.0 += 1;
         if self.0 == BUDGET_CHECK_EVERY {
             self.0 = 0;
-            check_deadline(py, deadline)?;
+            check_deadline(deadline)?;
         }
         Ok(())
     }
 }
 
-/// The fields of a serialised node that the walk reads (`node.get(...)` of each).
+/// Where the fields of a serialised node that the walk reads stand in its object.
 #[derive(Default)]
-struct NodeFields<'py> {
-    id: Option<Bound<'py, PyAny>>,
-    node_type: Option<Bound<'py, PyAny>>,
-    child_nodes: Option<Bound<'py, PyAny>>,
-    tag_name: Option<Bound<'py, PyAny>>,
-    attributes: Option<Bound<'py, PyAny>>,
-    text_content: Option<Bound<'py, PyAny>>,
-    is_style: Option<Bound<'py, PyAny>>,
+struct NodeFields {
+    id: Option<usize>,
+    node_type: Option<usize>,
+    child_nodes: Option<usize>,
+    tag_name: Option<usize>,
+    attributes: Option<usize>,
+    text_content: Option<usize>,
+    is_style: Option<usize>,
 }
 
-/// The keys of [`NodeFields`], in its order.
-const NODE_FIELDS: [&str; 7] =
-    ["id", "type", "childNodes", "tagName", "attributes", "textContent", "isStyle"];
-/// Up to this many keys, one pass over a node's dict beats a look-up per field.
-const SCAN_NODE_KEYS_UP_TO: usize = 8;
-/// Other keys (`rootId`, `isSVG`...) remembered as not being fields.
-const OTHER_NODE_KEYS: usize = 8;
-
-/// Reads nodes' fields in one pass over each dict (a node has 3 to 6 keys).
-///
-/// orjson makes one string object per key text, so a key is recognised by the
-/// object it is (remembered the first time its text was read) and only a key
-/// never seen is compared by text. A dict with more keys, or with a key that is
-/// not exactly a `str`, is read by look-ups, as Python's `node.get` would.
-struct NodeReader<'py> {
-    fields: [Option<Bound<'py, PyString>>; 7],
-    others: Vec<Bound<'py, PyString>>,
-}
-
-impl<'py> NodeReader<'py> {
-    fn new() -> Self {
-        Self { fields: Default::default(), others: Vec::with_capacity(OTHER_NODE_KEYS) }
-    }
-
-    fn read(&mut self, node: &Bound<'py, PyDict>) -> PyResult<NodeFields<'py>> {
-        if node.len() <= SCAN_NODE_KEYS_UP_TO {
-            if let Some(fields) = self.scan(node)? {
-                return Ok(fields);
-            }
-        }
-        let py = node.py();
-        Ok(NodeFields {
-            id: node.get_item(intern!(py, "id"))?,
-            node_type: node.get_item(intern!(py, "type"))?,
-            child_nodes: node.get_item(intern!(py, "childNodes"))?,
-            tag_name: node.get_item(intern!(py, "tagName"))?,
-            attributes: node.get_item(intern!(py, "attributes"))?,
-            text_content: node.get_item(intern!(py, "textContent"))?,
-            is_style: node.get_item(intern!(py, "isStyle"))?,
-        })
-    }
-
-    /// The fields in one pass; None if a key is not exactly a `str`.
-    fn scan(&mut self, node: &Bound<'py, PyDict>) -> PyResult<Option<NodeFields<'py>>> {
-        let mut read = NodeFields::default();
-        for (key, value) in node.iter() {
-            let field = match self.fields.iter().position(|k| k.as_ref().is_some_and(|k| k.is(&key))) {
-                Some(field) => field,
-                None if self.others.iter().any(|k| k.is(&key)) => continue,
-                None => {
-                    if !key.is_exact_instance_of::<PyString>() {
-                        return Ok(None);
-                    }
-                    let key = key.cast_into::<PyString>()?;
-                    // text with lone surrogates equals no field name
-                    let field = key.to_str().ok().and_then(|text| NODE_FIELDS.iter().position(|f| *f == text));
-                    match field {
-                        Some(field) => {
-                            self.fields[field] = Some(key);
-                            field
-                        }
-                        None => {
-                            if self.others.len() < OTHER_NODE_KEYS {
-                                self.others.push(key);
-                            }
-                            continue;
-                        }
-                    }
-                }
+impl NodeFields {
+    /// One pass over the node's keys (each is there once: json_doc normalises).
+    fn read(node: &Pairs<'_>) -> NodeFields {
+        let mut fields = NodeFields::default();
+        for (at, (key, _)) in node.iter().enumerate() {
+            let slot = match key.as_ref() {
+                "id" => &mut fields.id,
+                "type" => &mut fields.node_type,
+                "childNodes" => &mut fields.child_nodes,
+                "tagName" => &mut fields.tag_name,
+                "attributes" => &mut fields.attributes,
+                "textContent" => &mut fields.text_content,
+                "isStyle" => &mut fields.is_style,
+                _ => continue,
             };
-            let slot = match field {
-                0 => &mut read.id,
-                1 => &mut read.node_type,
-                2 => &mut read.child_nodes,
-                3 => &mut read.tag_name,
-                4 => &mut read.attributes,
-                5 => &mut read.text_content,
-                _ => &mut read.is_style,
-            };
-            *slot = Some(value);
+            *slot = Some(at);
         }
-        Ok(Some(read))
+        fields
     }
 }
 
-/// Event-level keys the walk looks up, by [`EventKeys`] slot.
-#[derive(Clone, Copy)]
-#[repr(usize)]
-enum Key {
-    Data,
-    Type,
-    Source,
-    Id,
-    Text,
-    ParentId,
-    Node,
-    Value,
-    Attributes,
-    Adds,
-    Removes,
-    Texts,
-}
-
-const EVENT_KEY_NAMES: [&str; 12] = [
-    "data", "type", "source", "id", "text", "parentId", "node", "value", "attributes", "adds",
-    "removes", "texts",
-];
-/// Dicts read to learn a key's object before the walk stops trying (per batch).
-const KEY_LEARNING_TRIES: u8 = 8;
-
-/// The key objects to look events' fields up with: the ones orjson made.
-///
-/// A dict look-up whose key is the very object stored in the dict skips the text
-/// comparison, and orjson makes one object per key text, which is not the interned
-/// string `intern!` gives. So each name's object is learned the first time a dict
-/// holding it is read, and used for every later look-up. A look-up with it is the
-/// same look-up (an exact `str` of the same text: same hash, equal), so this only
-/// changes how fast a key is found.
-struct EventKeys<'py> {
-    learned: [Option<Bound<'py, PyString>>; 12],
-    tries: [u8; 12],
-}
-
-impl<'py> EventKeys<'py> {
-    fn new() -> Self {
-        Self { learned: Default::default(), tries: [0; 12] }
-    }
-
-    /// `dict.get(name)`, with the learned key object when there is one.
-    fn get(&mut self, dict: &Bound<'py, PyDict>, key: Key) -> PyResult<Option<Bound<'py, PyAny>>> {
-        let slot = key as usize;
-        if self.learned[slot].is_none() && self.tries[slot] < KEY_LEARNING_TRIES {
-            self.tries[slot] += 1;
-            self.learned[slot] = learn_key(dict, EVENT_KEY_NAMES[slot]);
-        }
-        match &self.learned[slot] {
-            Some(known) => dict.get_item(known),
-            None => dict.get_item(interned(dict.py(), key)),
-        }
-    }
-}
-
-/// The interned string of a key (made once per process).
-fn interned(py: Python<'_>, key: Key) -> &Bound<'_, PyString> {
-    match key {
-        Key::Data => intern!(py, "data"),
-        Key::Type => intern!(py, "type"),
-        Key::Source => intern!(py, "source"),
-        Key::Id => intern!(py, "id"),
-        Key::Text => intern!(py, "text"),
-        Key::ParentId => intern!(py, "parentId"),
-        Key::Node => intern!(py, "node"),
-        Key::Value => intern!(py, "value"),
-        Key::Attributes => intern!(py, "attributes"),
-        Key::Adds => intern!(py, "adds"),
-        Key::Removes => intern!(py, "removes"),
-        Key::Texts => intern!(py, "texts"),
-    }
-}
-
-/// The key object of `dict` whose text is `name`, if it is exactly a `str` (small dicts only).
-fn learn_key<'py>(dict: &Bound<'py, PyDict>, name: &str) -> Option<Bound<'py, PyString>> {
-    if dict.len() > SCAN_NODE_KEYS_UP_TO {
-        return None;
-    }
-    dict.iter()
-        .filter_map(|(key, _)| key.cast_into_exact::<PyString>().ok())
-        .find(|key| key.to_str().is_ok_and(|text| text == name))
+/// `node[field]` by its position.
+#[inline]
+fn at<'p, 'a>(node: &'p Pairs<'a>, field: Option<usize>) -> Option<&'p Json<'a>> {
+    field.map(|i| &node[i].1)
 }
 
 /// A tree frame: the node, its parent's bits, its depth, its parent's id.
-struct Frame<'py> {
-    node: Bound<'py, PyDict>,
+struct Frame<'f, 'a> {
+    node: &'f mut Json<'a>,
     parent: u64,
     depth: u32,
-    up: Option<Bound<'py, PyAny>>,
+    up: UpId,
 }
 
 /// How `mask_tree` is called: for a full snapshot or for a mutation's add.
-struct TreeMode<'a, 'py> {
+struct TreeMode<'a> {
     sticky: bool,
-    previous: Option<&'a NodeIndex<'py>>,
-    shape: Option<&'a SnapshotShape<'py>>,
+    previous: Option<&'a SessionNodeIndex>,
+    shape: bool,
 }
 
-/// What a batch's walk hands back: the kept events, the consent after it, the drops.
-pub struct WalkOutcome<'py> {
-    pub events: Bound<'py, PyList>,
-    pub consent_state: Bound<'py, PyAny>,
+/// What a batch's walk hands back: which events are kept, the consent after it, the drops.
+pub struct WalkOutcome {
+    pub kept: Vec<usize>,
+    pub consent_state: String,
     pub dropped: u64,
 }
 
 /// One batch's masking pass: the handles of its policy and state, and its counts.
-pub struct BatchWalk<'py> {
-    py: Python<'py>,
-    deps: Deps<'py>,
-    /// What the walk and the rules it called counted (folded into `deps.rules.py_counts` at the end).
+pub struct BatchWalk<'d> {
+    deps: &'d mut Deps,
+    /// What the walk and the rules it called counted (added to the Python Counter after).
     pub counts: Counts,
     dropped: u64,
     consent_mask: bool,
@@ -494,27 +374,25 @@ pub struct BatchWalk<'py> {
     vacated: HashSet<i64>,
     deadline: Option<Instant>,
     text_rule_bits: u64,
-    nodes: NodeReader<'py>,
-    keys: EventKeys<'py>,
 }
 
-impl<'py> BatchWalk<'py> {
-    /// A walk with these handles; `budget_s` None: no deadline. `text_rule_bits`
+/// The deadline `budget_s` from now (None: none; negative: already past).
+fn deadline_after(budget_s: Option<f64>) -> Option<Instant> {
+    budget_s.and_then(|b| {
+        let now = Instant::now();
+        if b < 0.0 {
+            Some(now)
+        } else {
+            Duration::try_from_secs_f64(b).ok().and_then(|d| now.checked_add(d))
+        }
+    })
+}
+
+impl<'d> BatchWalk<'d> {
+    /// A walk with these handles; `deadline` None: none. `text_rule_bits`
     /// is [`TEXT_RULE_BITS`] (all bits: no fast path, for the tests that compare).
-    pub fn new(deps: Deps<'py>, budget_s: Option<f64>, text_rule_bits: u64) -> PyResult<Self> {
-        let py = deps.policy.selector_key.py();
-        let deadline = budget_s.and_then(|b| {
-            let now = Instant::now();
-            if b < 0.0 {
-                Some(now) // a deadline already past
-            } else {
-                Duration::try_from_secs_f64(b)
-                    .ok()
-                    .and_then(|d| now.checked_add(d))
-            }
-        });
-        let walk = Self {
-            py,
+    pub fn new(deps: &'d mut Deps, deadline: Option<Instant>, text_rule_bits: u64) -> Self {
+        Self {
             deps,
             counts: Counts::new(),
             dropped: 0,
@@ -522,123 +400,81 @@ impl<'py> BatchWalk<'py> {
             vacated: HashSet::new(),
             deadline,
             text_rule_bits,
-            nodes: NodeReader::new(),
-            keys: EventKeys::new(),
-        };
-        let stored_key = walk.deps.state.selector_key()?;
-        if !stored_key.eq(&walk.deps.policy.selector_key)? {
-            // Bits above FLAG_BITS index the old selector list: drop them. Marks
-            // already set stay (never unmask).
-            if !walk.deps.index.is_empty()? {
-                walk.deps.index.map_values(FLAG_BITS)?;
-            }
-            walk.deps
-                .state
-                .set_selector_key(&walk.deps.policy.selector_key)?;
         }
-        Ok(walk)
     }
 
     // --- batch and consent -----------------------------------------------------------
 
     /// Masks the batch in order (the consent modes of the policy), as `mask_batch`.
-    pub fn run(
-        &mut self,
-        events: &Bound<'py, PyList>,
-        consent: Option<bool>,
-    ) -> PyResult<WalkOutcome<'py>> {
-        let py = self.py;
-        let out = PyList::empty(py);
+    pub fn run(&mut self, events: &mut [Json], consent: Option<bool>) -> PyResult<WalkOutcome> {
+        let mut kept = Vec::with_capacity(events.len());
         let mode = self.deps.policy.consent_mode.clone();
         if mode == "none" {
-            for event in events.iter() {
+            for (i, event) in events.iter_mut().enumerate() {
                 self.check_budget()?;
-                if self.mask_event(&event)? {
-                    out.append(event)?;
+                if self.mask_event(event)? {
+                    kept.push(i);
                 }
             }
-            return self.result(out, PyString::new(py, CONSENT_NOT_REQUIRED).into_any());
+            return self.result(kept, CONSENT_NOT_REQUIRED.to_owned());
         }
-        let mut in_stream = false;
-        for event in events.iter() {
-            if consent_signal(&event)?.is_some() {
-                in_stream = true;
-                break;
-            }
-        }
-        let consent_of = |granted: bool| {
-            if granted {
-                CONSENT_GRANTED
-            } else {
-                CONSENT_WITHDRAWN
-            }
-        };
+        let in_stream = events.iter().any(|e| consent_signal(e).is_some());
+        let consent_of = |granted: bool| if granted { CONSENT_GRANTED } else { CONSENT_WITHDRAWN };
         if let (Some(granted), false) = (consent, in_stream) {
-            self.deps.state.set_consent(consent_of(granted))?;
+            self.deps.state.consent = consent_of(granted).to_owned();
         }
-        let mut granted_now = self.deps.state.consent()? == CONSENT_GRANTED;
-        for event in events.iter() {
+        let mut granted_now = self.deps.state.consent == CONSENT_GRANTED;
+        for (i, event) in events.iter_mut().enumerate() {
             self.check_budget()?;
-            if let Some(signal) = consent_signal(&event)? {
-                self.deps.state.set_consent(consent_of(signal))?;
+            if let Some(signal) = consent_signal(event) {
+                self.deps.state.consent = consent_of(signal).to_owned();
                 granted_now = signal;
                 self.consent_mask = false;
-                let data = event.cast::<PyDict>()?.get_item(intern!(py, "data"))?;
-                self.scrub_leaves(&data)?;
-                out.append(event)?;
+                if let Json::Object(pairs) = event {
+                    if let Some(data) = obj_get_mut(pairs, "data") {
+                        self.scrub_leaves(data)?;
+                    }
+                }
+                kept.push(i);
                 continue;
             }
             let before_consent = !granted_now;
             if mode == "required" && before_consent {
                 // Nothing is kept, but snapshots and mutations still feed the node
                 // index so masking is right once consent arrives.
-                if feeds_node_index(&event)? {
-                    self.mask_event(&event)?;
+                if feeds_node_index(event)? {
+                    self.mask_event(event)?;
                 }
                 self.dropped += 1;
                 self.counts.inc("consent_drop");
                 continue;
             }
             self.consent_mask = mode == "mask_until_consent" && before_consent;
-            if self.mask_event(&event)? {
-                out.append(event)?;
+            if self.mask_event(event)? {
+                kept.push(i);
             }
         }
         if let (Some(granted), true) = (consent, in_stream) {
-            self.deps.state.set_consent(consent_of(granted))?;
+            self.deps.state.consent = consent_of(granted).to_owned();
         }
-        let consent_state = self.deps.state.consent()?;
-        self.result(out, PyString::new(py, &consent_state).into_any())
+        let consent_state = self.deps.state.consent.clone();
+        self.result(kept, consent_state)
     }
 
-    fn result(
-        &mut self,
-        out: Bound<'py, PyList>,
-        consent_state: Bound<'py, PyAny>,
-    ) -> PyResult<WalkOutcome<'py>> {
+    fn result(&mut self, kept: Vec<usize>, consent_state: String) -> PyResult<WalkOutcome> {
         let evicted = self.deps.tree.trim()?;
         if !evicted.is_empty() {
             // their place in the tree is forgotten: a later mark might miss them
-            self.deps.index.add_bits(&evicted, UNKNOWN_NODE)?;
+            self.deps.index.add_bits(&evicted, UNKNOWN_NODE);
             self.counts.add("state_trimmed", evicted.len() as u64);
         }
-        let trimmed = self.deps.index.trim(self.max_node_runs())?;
+        let trimmed = self.deps.index.trim(self.deps.max_node_runs);
         self.counts.add("state_trimmed", trimmed as u64);
-        self.counts.add_to_py(&self.deps.rules.py_counts)?;
-        self.counts = Counts::new();
-        Ok(WalkOutcome {
-            events: out,
-            consent_state,
-            dropped: self.dropped,
-        })
-    }
-
-    fn max_node_runs(&self) -> usize {
-        self.deps.max_node_runs
+        Ok(WalkOutcome { kept, consent_state, dropped: self.dropped })
     }
 
     fn check_budget(&self) -> PyResult<()> {
-        check_deadline(self.py, self.deadline)
+        check_deadline(self.deadline)
     }
 
     fn drop_event(&mut self, reason: &'static str) -> PyResult<bool> {
@@ -647,122 +483,97 @@ impl<'py> BatchWalk<'py> {
         Ok(false)
     }
 
-    fn bits_of(&self, id: Option<&Bound<'py, PyAny>>) -> PyResult<Option<u64>> {
-        match int_id(id) {
-            Some(id) => self.deps.index.get(id),
-            None => Ok(None),
-        }
+    #[inline]
+    fn bits_of(&self, id: Option<&Json<'_>>) -> Option<u64> {
+        int_id(id).and_then(|id| self.deps.index.get(id))
     }
 
     // --- events ----------------------------------------------------------------------
 
     /// Masks one event in place; false if it must not be published.
-    fn mask_event(&mut self, event: &Bound<'py, PyAny>) -> PyResult<bool> {
-        let py = self.py;
-        let Ok(event) = event.cast::<PyDict>() else {
+    fn mask_event(&mut self, event: &mut Json<'_>) -> PyResult<bool> {
+        let Json::Object(event) = event else {
             return self.drop_event("malformed_event");
         };
-        let data = self.keys.get(event, Key::Data)?;
-        let etype = Num::of(self.keys.get(event, Key::Type)?.as_ref());
-        let dict = data.as_ref().and_then(|d| d.cast::<PyDict>().ok());
-        if etype.is(EVENT_INCREMENTAL) && dict.is_some() {
-            let data = dict.unwrap_or_else(|| unreachable!());
-            let source_obj = self.keys.get(data, Key::Source)?;
-            if in_int_set(source_obj.as_ref(), &PASS_THROUGH_SOURCES)? {
+        let etype = Num::of(obj_get(event, "type"));
+        let Some(data) = obj_get_mut(event, "data") else {
+            if etype.is(EVENT_DOM_CONTENT_LOADED) || etype.is(EVENT_LOAD) {
                 return Ok(true);
             }
-            let source = Num::of(source_obj.as_ref());
-            if source.is(SOURCE_MUTATION) {
-                self.mask_mutation(data)?;
-                return Ok(true);
-            }
-            if source.is(SOURCE_INPUT) {
-                return self.mask_input(data);
-            }
-            if source.is(SOURCE_LOG) {
-                self.scrub_leaves(&Some(data.clone().into_any()))?;
-                return Ok(true);
-            }
-            if source.is(SOURCE_CANVAS) {
-                return self.mask_canvas(data);
-            }
-        } else if etype.is(EVENT_FULL_SNAPSHOT) && dict.is_some() {
-            let data = dict.unwrap_or_else(|| unreachable!());
-            if let Some(node) = data.get_item(intern!(py, "node"))? {
-                if let Ok(node) = node.cast_into::<PyDict>() {
+            // An event shape this masker does not know: keep it, text masked.
+            self.counts.inc("unknown_event");
+            return Ok(true);
+        };
+        if let Json::Object(dict) = data {
+            if etype.is(EVENT_INCREMENTAL) {
+                let source = obj_get(dict, "source");
+                if in_int_set(source, &PASS_THROUGH_SOURCES)? {
+                    return Ok(true);
+                }
+                let source = Num::of(source);
+                if source.is(SOURCE_MUTATION) {
+                    self.mask_mutation(dict)?;
+                    return Ok(true);
+                }
+                if source.is(SOURCE_INPUT) {
+                    return self.mask_input(dict);
+                }
+                if source.is(SOURCE_LOG) {
+                    self.scrub_leaves(data)?;
+                    return Ok(true);
+                }
+                if source.is(SOURCE_CANVAS) {
+                    return self.mask_canvas(data);
+                }
+            } else if etype.is(EVENT_FULL_SNAPSHOT) {
+                if let Some(node @ Json::Object(_)) = obj_get_mut(dict, "node") {
                     // rrweb keeps a node's id across the full snapshots of one page (a
                     // checkout) and starts again at 1 on a new page, so only the mark
                     // that can be lost without a trace is carried over: a sensitive
                     // input (a password shown as text by now) stays masked at the same
                     // id. On a new page this may over-mask an input at the same id,
                     // never leak.
-                    let previous = self.deps.index.take()?;
-                    let shape = self.deps.tree.start_snapshot()?;
-                    let mode = TreeMode {
-                        sticky: false,
-                        previous: Some(&previous),
-                        shape: Some(&shape),
-                    };
-                    self.mask_tree(node, 0, &mode, None)?;
+                    let previous = self.deps.index.take();
+                    self.deps.tree.start_snapshot();
+                    let mode = TreeMode { sticky: false, previous: Some(&previous), shape: true };
+                    self.mask_tree(node, 0, &mode, UpId::Absent)?;
                     self.deps.tree.end_snapshot()?;
                     return Ok(true);
                 }
-            }
-        } else if etype.is(EVENT_META) && dict.is_some() {
-            let data = dict.unwrap_or_else(|| unreachable!());
-            if let Some(href) = data.get_item(intern!(py, "href"))? {
-                if let Ok(href) = href.cast::<PyString>() {
-                    if let Some(masked) =
-                        self.deps.rules.scrub_url(href, &mut self.counts, false)?
-                    {
-                        data.set_item(intern!(py, "href"), masked)?;
+            } else if etype.is(EVENT_META) {
+                if let Some(Json::Str(href)) = obj_get_mut(dict, "href") {
+                    if let Some(masked) = self.deps.rules.scrub_url(href, &mut self.counts, false)? {
+                        *href = Str::from(masked);
                     }
                 }
+                return Ok(true);
+            } else if etype.is(EVENT_CUSTOM) {
+                self.scrub_leaves(data)?;
+                return Ok(true);
+            } else if etype.is(EVENT_PLUGIN) {
+                let plugin = obj_get(dict, "plugin");
+                if eq_str(plugin, CONSOLE_PLUGIN) || eq_str(plugin, SEQUENTIAL_ID_PLUGIN) {
+                    self.scrub_leaves(data)?;
+                } else {
+                    // network and other plugins carry bodies, headers, URLs: mask them
+                    self.counts.inc("unknown_event");
+                    self.mask_leaves(data, false)?;
+                }
+                return Ok(true);
+            } else if (etype.is(EVENT_DOM_CONTENT_LOADED) || etype.is(EVENT_LOAD)) && dict.is_empty() {
+                return Ok(true);
             }
-            return Ok(true);
-        } else if etype.is(EVENT_CUSTOM) && dict.is_some() {
-            self.scrub_leaves(&data)?;
-            return Ok(true);
-        } else if etype.is(EVENT_PLUGIN) && dict.is_some() {
-            let plugin = dict
-                .unwrap_or_else(|| unreachable!())
-                .get_item(intern!(py, "plugin"))?;
-            let plugin = plugin.as_ref();
-            if eq_str(plugin, CONSOLE_PLUGIN)? || eq_str(plugin, SEQUENTIAL_ID_PLUGIN)? {
-                self.scrub_leaves(&data)?;
-            } else {
-                // network and other plugins carry bodies, headers, URLs: mask them
-                self.counts.inc("unknown_event");
-                self.mask_leaves(&data, false)?;
-            }
-            return Ok(true);
-        } else if (etype.is(EVENT_DOM_CONTENT_LOADED) || etype.is(EVENT_LOAD))
-            && match &data {
-                None => true,
-                Some(d) => d.is_none() || dict.is_some_and(|d| d.is_empty()),
-            }
-        {
+        } else if (etype.is(EVENT_DOM_CONTENT_LOADED) || etype.is(EVENT_LOAD)) && *data == Json::Null {
             return Ok(true);
         }
         // An event shape this masker does not know: keep it, text masked.
         self.counts.inc("unknown_event");
-        self.mask_leaves(&data, false)?;
+        self.mask_leaves(data, false)?;
         Ok(true)
     }
 
-    /// `data[key]` if it is a non-empty list (a mutation's adds, removes, texts, attributes).
-    fn nonempty_list(&mut self, data: &Bound<'py, PyDict>, key: Key) -> PyResult<Option<Bound<'py, PyList>>> {
-        Ok(self
-            .keys
-            .get(data, key)?
-            .and_then(|c| c.cast_into::<PyList>().ok())
-            .filter(|c| !c.is_empty()))
-    }
-
-    fn mask_input(&mut self, data: &Bound<'py, PyDict>) -> PyResult<bool> {
-        let py = self.py;
-        let id = self.keys.get(data, Key::Id)?;
-        let value = self.bits_of(id.as_ref())?;
+    fn mask_input(&mut self, data: &mut Pairs<'_>) -> PyResult<bool> {
+        let value = self.bits_of(obj_get(data, "id"));
         if let Some(v) = value {
             if v & F_BLOCK != 0 {
                 return self.drop_event("block");
@@ -771,26 +582,20 @@ impl<'py> BatchWalk<'py> {
                 return self.drop_event("ignore");
             }
         }
-        if let Some(text) = self.keys.get(data, Key::Text)? {
-            if let Ok(text) = text.cast::<PyString>() {
-                if let Some(reason) = self.input_mask_reason(value) {
-                    data.set_item(intern!(py, "text"), self.deps.rules.mask_text(text)?)?;
-                    self.counts.inc(reason);
-                } else if let Some(scrubbed) =
-                    self.deps
-                        .rules
-                        .scrub(text, &mut self.counts, ScrubKind::Text)?
-                {
-                    data.set_item(intern!(py, "text"), scrubbed)?;
-                }
+        let reason = self.input_mask_reason(value);
+        if let Some(Json::Str(text)) = obj_get_mut(data, "text") {
+            if let Some(reason) = reason {
+                *text = Str::from(self.deps.rules.mask_text(text));
+                self.counts.inc(reason);
+            } else if let Some(scrubbed) = self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)? {
+                *text = Str::from(scrubbed);
             }
         }
         Ok(true)
     }
 
-    fn mask_canvas(&mut self, data: &Bound<'py, PyDict>) -> PyResult<bool> {
-        let py = self.py;
-        let value = self.bits_of(data.get_item(intern!(py, "id"))?.as_ref())?;
+    fn mask_canvas(&mut self, data: &mut Json<'_>) -> PyResult<bool> {
+        let value = self.bits_of(data.get("id"));
         if value.is_some_and(|v| v & F_BLOCK != 0) {
             return self.drop_event("block");
         }
@@ -799,225 +604,212 @@ impl<'py> BatchWalk<'py> {
             return self.drop_event("mask");
         }
         // Text drawn in the clear is visible text: PII-scanned like any other.
-        let mut stack: Vec<Bound<'py, PyAny>> = vec![data.clone().into_any()];
+        let mut stack: Vec<&mut Json> = vec![data];
         let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks.tick(self.py, self.deadline)?;
-            if let Ok(current) = current.cast::<PyDict>() {
-                let property = current.get_item(intern!(py, "property"))?;
-                if eq_str(property.as_ref(), "fillText")?
-                    || eq_str(property.as_ref(), "strokeText")?
-                {
-                    if let Some(args) = current.get_item(intern!(py, "args"))? {
-                        if let Ok(args) = args.cast::<PyList>() {
-                            if !args.is_empty() {
-                                let first = args.get_item(0)?;
-                                if let Ok(text) = first.cast::<PyString>() {
-                                    if let Some(scrubbed) = self.deps.rules.scrub(
-                                        text,
-                                        &mut self.counts,
-                                        ScrubKind::Text,
-                                    )? {
-                                        args.set_item(0, scrubbed)?;
-                                    }
+            ticks.tick(self.deadline)?;
+            match current {
+                Json::Object(pairs) => {
+                    let property = obj_get(pairs, "property");
+                    if eq_str(property, "fillText") || eq_str(property, "strokeText") {
+                        if let Some(Json::Array(args)) = obj_get_mut(pairs, "args") {
+                            if let Some(Json::Str(text)) = args.first_mut() {
+                                if let Some(scrubbed) =
+                                    self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)?
+                                {
+                                    *text = Str::from(scrubbed);
                                 }
                             }
                         }
                     }
+                    stack.extend(pairs.iter_mut().map(|(_, v)| v).filter(|v| v.is_container()));
                 }
-                for (_, item) in current.iter() {
-                    if is_container(&item) {
-                        stack.push(item);
-                    }
+                Json::Array(items) => {
+                    stack.extend(items.iter_mut().filter(|v| v.is_container()));
                 }
-            } else if let Ok(current) = current.cast::<PyList>() {
-                for item in current.iter() {
-                    if is_container(&item) {
-                        stack.push(item);
-                    }
-                }
+                _ => {}
             }
         }
         Ok(true)
     }
 
-    fn mask_mutation(&mut self, data: &Bound<'py, PyDict>) -> PyResult<()> {
-        let py = self.py;
-        let changes = self.nonempty_list(data, Key::Attributes)?;
-        if let Some(changes) = &changes {
+    fn mask_mutation(&mut self, data: &mut Pairs<'_>) -> PyResult<()> {
+        let has_changes = matches!(obj_get(data, "attributes"), Some(Json::Array(c)) if !c.is_empty());
+        if has_changes {
             // Marks first, so nodes added in this mutation under a newly marked
             // element inherit them.
-            self.apply_change_marks(changes)?;
+            if let Some(Json::Array(changes)) = obj_get(data, "attributes") {
+                self.apply_change_marks(changes)?;
+            }
         }
 
-        let removes = self.nonempty_list(data, Key::Removes)?;
-        if let Some(removes) = removes {
+        if let Some(Json::Array(removes)) = obj_get_mut(data, "removes") {
             // Node ids are never reused by rrweb, so removed nodes stay in the
             // index (forgetting them would fragment the runs and grow the state).
-            let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(removes.len());
+            let mut keep = Vec::with_capacity(removes.len());
             for remove in removes.iter() {
-                let Ok(entry) = remove.cast::<PyDict>() else {
-                    kept.push(remove);
+                let Json::Object(entry) = remove else {
+                    keep.push(true);
                     continue;
                 };
-                let parent_id = self.keys.get(entry, Key::ParentId)?;
-                let parent = self.bits_of(parent_id.as_ref())?;
-                let removed_id = int_id(self.keys.get(entry, Key::Id)?.as_ref());
+                let parent_id = obj_get(entry, "parentId");
+                let parent = self.bits_of(parent_id);
+                let removed_id = int_id(obj_get(entry, "id"));
                 if let Some(removed) = removed_id {
                     self.deps.tree.remove(removed)?;
                 }
-                let removed_bits = match removed_id {
-                    Some(removed) => self.deps.index.get(removed)?.unwrap_or(0),
-                    None => 0,
-                };
+                let removed_bits = removed_id.and_then(|r| self.deps.index.get(r)).unwrap_or(0);
                 if removed_bits & F_MASK_INPUT != 0 {
-                    if let Some(parent_id) = int_id(parent_id.as_ref()) {
+                    if let Some(parent_id) = int_id(parent_id) {
                         // a show-password toggle may put a new field in its place
                         self.vacated.insert(parent_id);
                     }
                 }
                 if parent.is_some_and(|p| p & F_BLOCK != 0) {
                     self.counts.inc("block");
+                    keep.push(false);
                 } else {
-                    kept.push(remove);
+                    keep.push(true);
                 }
             }
-            keep_only(data, intern!(py, "removes"), &removes, kept)?;
+            keep_only(removes, &keep);
         }
 
-        let adds = self.nonempty_list(data, Key::Adds)?;
-        if let Some(adds) = adds {
-            let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(adds.len());
-            let mode = TreeMode {
-                sticky: true,
-                previous: None,
-                shape: None,
-            };
-            for add in adds.iter() {
-                let Ok(entry) = add.cast::<PyDict>() else {
+        if let Some(Json::Array(adds)) = obj_get_mut(data, "adds") {
+            let mut keep = Vec::with_capacity(adds.len());
+            let mode = TreeMode { sticky: true, previous: None, shape: false };
+            for add in adds.iter_mut() {
+                let Json::Object(entry) = add else {
+                    keep.push(false);
                     continue;
                 };
-                let Some(node) = self.keys.get(entry, Key::Node)? else {
-                    continue;
-                };
-                let Ok(node) = node.cast_into::<PyDict>() else {
-                    continue;
-                };
-                let parent_id = self.keys.get(entry, Key::ParentId)?;
-                let parent = match self.bits_of(parent_id.as_ref())? {
+                let up = UpId::of(obj_get(entry, "parentId"));
+                let parent = match self.bits_of(obj_get(entry, "parentId")) {
                     Some(parent) => parent,
                     None => {
+                        if !matches!(obj_get(entry, "node"), Some(Json::Object(_))) {
+                            keep.push(false);
+                            continue;
+                        }
                         self.counts.inc("unknown_node");
                         UNKNOWN_NODE
                     }
                 };
+                let Some(node @ Json::Object(_)) = obj_get_mut(entry, "node") else {
+                    keep.push(false);
+                    continue;
+                };
                 // under a block this only remembers the ids: the add is dropped
-                self.mask_tree(node, parent, &mode, parent_id)?;
+                self.mask_tree(node, parent, &mode, up)?;
                 if parent & F_BLOCK != 0 {
                     self.counts.inc("block");
+                    keep.push(false);
                     continue;
                 }
-                kept.push(add);
+                keep.push(true);
             }
-            keep_only(data, intern!(py, "adds"), &adds, kept)?;
+            keep_only(adds, &keep);
         }
         self.vacated.clear();
 
-        if let Some(changes) = &changes {
-            self.apply_change_marks(changes)?; // again: for nodes added just now
-            let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(changes.len());
-            for change in changes.iter() {
-                let Ok(entry) = change.cast::<PyDict>() else {
-                    continue;
-                };
-                let id = self.keys.get(entry, Key::Id)?;
-                let Some(value) = self.bits_unless_blocked(id.as_ref())? else {
-                    continue;
-                };
-                if let Some(attrs) = self.keys.get(entry, Key::Attributes)? {
-                    if let Ok(attrs) = attrs.cast::<PyDict>() {
+        if has_changes {
+            if let Some(Json::Array(changes)) = obj_get(data, "attributes") {
+                self.apply_change_marks(changes)?; // again: for nodes added just now
+            }
+            if let Some(Json::Array(changes)) = obj_get_mut(data, "attributes") {
+                let mut keep = Vec::with_capacity(changes.len());
+                for change in changes.iter_mut() {
+                    let Json::Object(entry) = change else {
+                        keep.push(false);
+                        continue;
+                    };
+                    let Some(value) = self.bits_unless_blocked(obj_get(entry, "id")) else {
+                        keep.push(false);
+                        continue;
+                    };
+                    if let Some(Json::Object(attrs)) = obj_get_mut(entry, "attributes") {
                         self.mask_attributes(attrs, value)?;
                     }
+                    keep.push(true);
                 }
-                kept.push(change);
+                keep_only(changes, &keep);
             }
-            keep_only(data, intern!(py, "attributes"), changes, kept)?;
         }
 
-        let texts = self.nonempty_list(data, Key::Texts)?;
-        if let Some(texts) = texts {
-            let mut kept: Vec<Bound<'py, PyAny>> = Vec::with_capacity(texts.len());
-            for text_change in texts.iter() {
-                let Ok(entry) = text_change.cast::<PyDict>() else {
+        if let Some(Json::Array(texts)) = obj_get_mut(data, "texts") {
+            let mut keep = Vec::with_capacity(texts.len());
+            for text_change in texts.iter_mut() {
+                let Json::Object(entry) = text_change else {
+                    keep.push(false);
                     continue;
                 };
-                let id = self.keys.get(entry, Key::Id)?;
-                let Some(value) = self.bits_unless_blocked(id.as_ref())? else {
+                let Some(value) = self.bits_unless_blocked(obj_get(entry, "id")) else {
+                    keep.push(false);
                     continue;
                 };
-                let text = self.keys.get(entry, Key::Value)?;
-                if let Some(text) = nonempty_str(text.as_ref()) {
-                    if let Some(masked) = self.mask_text_content(text, value)? {
-                        entry.set_item(intern!(py, "value"), masked)?;
+                if let Some(Json::Str(text)) = obj_get_mut(entry, "value") {
+                    if !text.is_empty() {
+                        if let Some(masked) = self.mask_text_content(text, value)? {
+                            *text = Str::from(masked);
+                        }
                     }
                 }
-                kept.push(text_change);
+                keep.push(true);
             }
-            keep_only(data, intern!(py, "texts"), &texts, kept)?;
+            keep_only(texts, &keep);
         }
         Ok(())
     }
 
     /// The node's bits for a mutation entry; None (entry dropped) inside a blocked
     /// element. A node the state does not know is treated as masked, never passed through.
-    fn bits_unless_blocked(&mut self, id: Option<&Bound<'py, PyAny>>) -> PyResult<Option<u64>> {
-        match self.bits_of(id)? {
+    fn bits_unless_blocked(&mut self, id: Option<&Json<'_>>) -> Option<u64> {
+        match self.bits_of(id) {
             None => {
                 self.counts.inc("unknown_node");
-                Ok(Some(UNKNOWN_NODE))
+                Some(UNKNOWN_NODE)
             }
             Some(value) if value & F_BLOCK != 0 => {
                 self.counts.inc("block");
-                Ok(None)
+                None
             }
-            Some(value) => Ok(Some(value)),
+            Some(value) => Some(value),
         }
     }
 
-    fn apply_change_marks(&mut self, changes: &Bound<'py, PyList>) -> PyResult<()> {
-        let py = self.py;
-        for change in changes.iter() {
-            let Ok(change) = change.cast::<PyDict>() else {
+    fn apply_change_marks(&mut self, changes: &[Json]) -> PyResult<()> {
+        for change in changes {
+            let Json::Object(change) = change else {
                 continue;
             };
-            let Some(node_id) = int_id(self.keys.get(change, Key::Id)?.as_ref()) else {
+            let Some(node_id) = int_id(obj_get(change, "id")) else {
                 continue;
             };
-            let Some(attrs) = self.keys.get(change, Key::Attributes)? else {
+            let Some(attrs) = obj_get(change, "attributes") else {
                 continue;
             };
-            let Some(value) = self.deps.index.get(node_id)? else {
+            let Some(value) = self.deps.index.get(node_id) else {
                 continue;
             };
-            let Ok(attrs) = attrs.cast::<PyDict>() else {
+            let Json::Object(attrs) = attrs else {
                 continue;
             };
-            let mut marks = self.deps.rules.change_marks(attrs, value)?;
-            if (attrs.contains(intern!(py, "name"))? || attrs.contains(intern!(py, "id"))?)
-                && self.field_name_remembered(attrs)?
+            let mut marks = self.deps.rules.change_marks(attrs, value);
+            if (obj_get(attrs, "name").is_some() || obj_get(attrs, "id").is_some())
+                && self.field_name_remembered(attrs)
             {
                 marks |= F_MASK_INPUT; // renamed to the name of a former password field
             }
             if marks & F_MASK_INPUT != 0 {
-                self.remember_field(attrs)?;
+                self.remember_field(attrs);
             }
             let (below, context) = if self.deps.policy.has_selector_rules {
-                self.deps.rules.change_ancestor_marks(attrs, value)?
+                self.deps.rules.change_ancestor_marks(attrs, value)
             } else {
                 (0, 0)
             };
             if (marks | context) & !value != 0 {
-                self.deps.index.set(node_id, value | marks | context)?;
+                self.deps.index.set(node_id, value | marks | context);
             }
             // From this event on, everything inside the element is marked too,
             // including what was already there (a mark that arrives later).
@@ -1036,16 +828,12 @@ impl<'py> BatchWalk<'py> {
                 // The tree is unknown (older state, oversized snapshot): any known
                 // node may be below. All of them are masked; a block masks rather
                 // than drops, so the replay keeps its page.
-                let bits = if bits & F_BLOCK != 0 {
-                    (bits & !F_BLOCK) | F_MASK
-                } else {
-                    bits
-                };
-                self.deps.index.add_bits_everywhere(bits)?;
+                let bits = if bits & F_BLOCK != 0 { (bits & !F_BLOCK) | F_MASK } else { bits };
+                self.deps.index.add_bits_everywhere(bits);
                 self.counts.inc("late_mark");
             }
             Some(under) if !under.is_empty() => {
-                self.deps.index.add_bits(&under, bits)?;
+                self.deps.index.add_bits(&under, bits);
                 self.counts.inc("late_mark");
             }
             Some(_) => {}
@@ -1055,50 +843,39 @@ impl<'py> BatchWalk<'py> {
 
     // --- sensitive fields by name (show-password toggles) ------------------------------
 
-    fn remember_field(&mut self, attrs: &Bound<'py, PyDict>) -> PyResult<()> {
-        let py = self.py;
-        for key in [intern!(py, "name"), intern!(py, "id")] {
-            let name = attrs.get_item(key)?;
-            if let Some(name) = nonempty_str(name.as_ref()) {
-                let fingerprint = self.deps.state.field_fingerprint(name)?;
-                self.deps.state.remember_field_name(fingerprint)?;
+    fn remember_field(&mut self, attrs: &Pairs<'_>) {
+        for key in ["name", "id"] {
+            if let Some(name) = nonempty_str(obj_get(attrs, key)) {
+                let fingerprint = self.deps.state.field_fingerprint(name);
+                self.deps.state.remember_field_name(fingerprint);
             }
         }
-        Ok(())
     }
 
-    fn field_name_remembered(&self, attrs: &Bound<'py, PyDict>) -> PyResult<bool> {
+    fn field_name_remembered(&self, attrs: &Pairs<'_>) -> bool {
         if self.deps.state.no_field_names() {
-            return Ok(false);
+            return false;
         }
-        let py = self.py;
-        for key in [intern!(py, "name"), intern!(py, "id")] {
-            let name = attrs.get_item(key)?;
-            if let Some(name) = nonempty_str(name.as_ref()) {
-                let fingerprint = self.deps.state.field_fingerprint(name)?;
-                if self.deps.state.has_field_name(fingerprint)? {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
+        ["name", "id"].into_iter().any(|key| {
+            nonempty_str(obj_get(attrs, key))
+                .is_some_and(|name| self.deps.state.has_field_name(self.deps.state.field_fingerprint(name)))
+        })
     }
 
     /// `parent_id in self.vacated` as Python answers it (`1.0` is `1`; a list raises).
-    fn vacated_holds(&self, up: Option<&Bound<'py, PyAny>>) -> PyResult<bool> {
-        let Some(up) = up else { return Ok(false) };
-        if let Some(id) = int_id(Some(up)) {
-            return Ok(self.vacated.contains(&id));
-        }
-        if let Ok(f) = up.cast::<PyFloat>() {
-            let f = f.value();
-            let whole = f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64;
-            return Ok(whole && self.vacated.contains(&(f as i64)));
-        }
-        if !(up.is_none() || up.is_instance_of::<PyString>() || up.is_instance_of::<PyInt>()) {
-            up.hash()?;
-        }
-        Ok(false)
+    fn vacated_holds(&self, up: UpId) -> PyResult<bool> {
+        Ok(match up {
+            UpId::Int(id) => self.vacated.contains(&id),
+            UpId::Float(f) => {
+                let whole = f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64;
+                whole && self.vacated.contains(&(f as i64))
+            }
+            UpId::Unhashable(list) => {
+                let kind = if list { "list" } else { "dict" };
+                return Err(PyTypeError::new_err(format!("unhashable type: '{kind}'")));
+            }
+            UpId::Absent | UpId::Hashable => false,
+        })
     }
 
     /// A form field's bits: sensitive if it takes a sensitive field's place.
@@ -1108,20 +885,12 @@ impl<'py> BatchWalk<'py> {
     /// has the name or id of a sensitive field seen in the session, or is added
     /// where one was just removed. Its own name and id are remembered in turn (not
     /// those of fields that only inherit the bit from a container).
-    fn field_value(
-        &mut self,
-        mut value: u64,
-        attrs: &Bound<'py, PyDict>,
-        parent: u64,
-        up: Option<&Bound<'py, PyAny>>,
-    ) -> PyResult<u64> {
-        if value & F_MASK_INPUT == 0
-            && (self.vacated_holds(up)? || self.field_name_remembered(attrs)?)
-        {
+    fn field_value(&mut self, mut value: u64, attrs: &Pairs<'_>, parent: u64, up: UpId) -> PyResult<u64> {
+        if value & F_MASK_INPUT == 0 && (self.vacated_holds(up)? || self.field_name_remembered(attrs)) {
             value |= F_MASK_INPUT;
         }
         if value & F_MASK_INPUT != 0 && parent & F_MASK_INPUT == 0 {
-            self.remember_field(attrs)?;
+            self.remember_field(attrs);
         }
         Ok(value)
     }
@@ -1136,110 +905,83 @@ impl<'py> BatchWalk<'py> {
     /// was a sensitive input there stays one. `shape`: records the snapshot's tree;
     /// otherwise (mutation adds under `parent_id`) each node's parent is
     /// remembered. Either way a mark added later finds the subtree.
-    fn mask_tree(
-        &mut self,
-        root: Bound<'py, PyDict>,
-        parent_value: u64,
-        mode: &TreeMode<'_, 'py>,
-        parent_id: Option<Bound<'py, PyAny>>,
-    ) -> PyResult<()> {
-        let py = self.py;
-        let empty_tag = intern!(py, "");
-        let mut stack = vec![Frame {
-            node: root,
-            parent: parent_value,
-            depth: 0,
-            up: parent_id,
-        }];
+    fn mask_tree(&mut self, root: &mut Json<'_>, parent_value: u64, mode: &TreeMode<'_>, parent_id: UpId) -> PyResult<()> {
+        let mut stack = vec![Frame { node: root, parent: parent_value, depth: 0, up: parent_id }];
         let mut ticks = Ticks::default();
-        while let Some(Frame {
-            node,
-            parent,
-            depth,
-            up,
-        }) = stack.pop()
-        {
-            ticks.tick(self.py, self.deadline)?;
-            let fields = self.nodes.read(&node)?;
-            let node_id = fields.id;
-            let node_type = Num::of(fields.node_type.as_ref());
-            let children = fields.child_nodes;
-            if let Some(shape) = mode.shape {
-                shape.visit(shape_id(node_id.as_ref()), depth)?;
-            } else if let (Some(id), Some(up_id)) = (int_id(node_id.as_ref()), int_id(up.as_ref()))
-            {
-                self.deps.tree.add_parent(id, up_id)?;
-            }
+        while let Some(Frame { node, parent, depth, up }) = stack.pop() {
+            ticks.tick(self.deadline)?;
+            let Json::Object(node) = node else { continue };
+            let fields = NodeFields::read(node);
+            let node_id = at(node, fields.id);
+            let id = int_id(node_id);
+            let node_up = UpId::of(node_id);
+            self.record_node(mode, shape_id(node_id), id, up, depth)?;
+            let node_type = Num::of(at(node, fields.node_type));
+            // the children of a blocked element, taken out of the output
+            let mut blocked_children: Option<Json> = None;
             let value;
             if parent & F_BLOCK != 0 {
                 // inside a blocked element: the node is gone from the output, only
                 // its id is remembered so later events on it are dropped
                 value = parent & !NOT_INHERITED;
             } else if node_type.is(NODE_ELEMENT) {
-                let tag_obj = fields.tag_name;
-                let tag: Bound<'py, PyString> =
-                    match tag_obj.as_ref().and_then(|t| t.cast::<PyString>().ok()) {
-                        Some(t) => lowercase(t)?,
-                        None => empty_tag.clone(),
-                    };
-                let tag_str = tag.to_str()?;
-                let attrs = match fields.attributes {
-                    Some(a) => a.cast_into::<PyDict>().unwrap_or_else(|_| PyDict::new(py)),
-                    None => PyDict::new(py),
+                let tag = match at(node, fields.tag_name) {
+                    Some(Json::Str(t)) => lowercase(t),
+                    _ => Cow::Borrowed(""),
                 };
-                let mut v = self.deps.rules.element_value(&tag, &attrs, parent)?;
-                let form_field = FORM_FIELD_TAGS.contains(&tag_str);
+                let empty: Vec<(Str<'_>, Json<'_>)> = Vec::new();
+                let attrs: &Pairs<'_> = match at(node, fields.attributes) {
+                    Some(Json::Object(a)) => a,
+                    _ => &empty,
+                };
+                let mut v = self.deps.rules.element_value(&tag, attrs, parent);
+                let form_field = FORM_FIELD_TAGS.contains(&tag.as_ref());
                 if let Some(previous) = mode.previous {
                     if form_field || v & F_INPUT_TEXT != 0 {
-                        let before = match int_id(node_id.as_ref()) {
-                            Some(id) => previous.get(id)?.unwrap_or(0),
-                            None => 0,
-                        };
+                        let before = id.and_then(|id| previous.get(id)).unwrap_or(0);
                         if before & F_MASK_INPUT != 0 {
                             v |= F_MASK_INPUT;
                         }
                     }
                 }
                 if mode.sticky {
-                    if let Some(id) = int_id(node_id.as_ref()) {
-                        if let Some(old) = self.deps.index.get(id)? {
-                            v |= old & FLAG_BITS;
-                        }
+                    if let Some(old) = id.and_then(|id| self.deps.index.get(id)) {
+                        v |= old & FLAG_BITS;
                     }
                 }
                 if form_field {
-                    v = self.field_value(v, &attrs, parent, up.as_ref())?;
+                    v = self.field_value(v, attrs, parent, up)?;
                 }
                 if v & F_BLOCK != 0 {
                     self.counts.inc("block");
-                    let kept = PyDict::new(py);
-                    for key in PLACEHOLDER_ATTRIBUTES {
-                        if let Some(item) = attrs.get_item(key)? {
-                            kept.set_item(key, item)?;
-                        }
+                    let kept: Vec<(Str<'_>, Json<'_>)> = PLACEHOLDER_ATTRIBUTES
+                        .iter()
+                        .filter_map(|key| obj_get(attrs, key).map(|item| (Str::Borrowed(*key), item.clone())))
+                        .collect();
+                    obj_set(node, "attributes", Json::Object(kept));
+                    let children = fields.child_nodes.map(|i| std::mem::replace(&mut node[i].1, Json::Array(Vec::new())));
+                    if fields.child_nodes.is_none() {
+                        node.push((Str::Borrowed("childNodes"), Json::Array(Vec::new())));
                     }
-                    node.set_item(intern!(py, "attributes"), kept)?;
-                    node.set_item(intern!(py, "childNodes"), PyList::empty(py))?;
-                } else if !attrs.is_empty() {
-                    self.mask_attributes(&attrs, v)?;
+                    blocked_children = children;
+                } else if let Some(Json::Object(attrs)) = fields.attributes.map(|i| &mut node[i].1) {
+                    if !attrs.is_empty() {
+                        self.mask_attributes(attrs, v)?;
+                    }
                 }
                 value = v;
-            } else if node_type.is(NODE_TEXT)
-                || node_type.is(NODE_CDATA)
-                || node_type.is(NODE_COMMENT)
-            {
+            } else if node_type.is(NODE_TEXT) || node_type.is(NODE_CDATA) || node_type.is(NODE_COMMENT) {
                 let mut v = parent & !NOT_INHERITED;
-                if parent & F_STYLE_ELEMENT != 0
-                    || is_true(fields.is_style.as_ref())
-                {
+                if parent & F_STYLE_ELEMENT != 0 || is_true(at(node, fields.is_style)) {
                     v |= F_CSS_TEXT;
                 } else if parent & F_SCRIPT_ELEMENT != 0 {
                     v |= F_SCRIPT_TEXT;
                 }
-                let text = fields.text_content;
-                if let Some(text) = nonempty_str(text.as_ref()) {
-                    if let Some(masked) = self.mask_text_content(text, v)? {
-                        node.set_item(intern!(py, "textContent"), masked)?;
+                if let Some(Json::Str(text)) = fields.text_content.map(|i| &mut node[i].1) {
+                    if !text.is_empty() {
+                        if let Some(masked) = self.mask_text_content(text, v)? {
+                            *text = Str::from(masked);
+                        }
                     }
                 }
                 value = v;
@@ -1248,35 +990,81 @@ impl<'py> BatchWalk<'py> {
                 if !node_type.is(NODE_DOCUMENT) && !node_type.is(1) {
                     // unknown node type: hide its strings, keep its structure
                     self.counts.inc("unknown_node_type");
-                    for (key, item) in node.iter() {
-                        if let Ok(item) = item.cast::<PyString>() {
-                            let structural = match key.cast::<PyString>() {
-                                Ok(k) => STRUCTURAL_KEYS.contains(&k.to_str()?),
-                                Err(_) => false,
-                            };
-                            if !structural {
-                                node.set_item(&key, self.deps.rules.mask_text(item)?)?;
+                    for (key, item) in node.iter_mut() {
+                        if let Json::Str(text) = item {
+                            if !structural(key) {
+                                *text = Str::from(self.deps.rules.mask_text(text));
                             }
                         }
                     }
                 }
             }
-            if let Some(id) = int_id(node_id.as_ref()) {
-                self.deps.index.set(id, value)?;
+            if let Some(id) = id {
+                self.deps.index.set(id, value);
             }
-            if let Some(children) = children {
-                if let Ok(children) = children.cast::<PyList>() {
-                    // reversed: pop in document order, so ids arrive ascending and
-                    // the index appends instead of inserting
-                    for pos in (0..children.len()).rev() {
-                        if let Ok(child) = children.get_item(pos)?.cast_into::<PyDict>() {
-                            stack.push(Frame {
-                                node: child,
-                                parent: value,
-                                depth: depth + 1,
-                                up: node_id.clone(),
-                            });
-                        }
+            if let Some(children) = blocked_children {
+                // still walked (in document order, before the node's siblings): their
+                // ids are remembered as blocked
+                self.remember_blocked(&children, value, depth + 1, node_up, mode, &mut ticks)?;
+                continue;
+            }
+            if let Some(Json::Array(children)) = fields.child_nodes.map(|i| &mut node[i].1) {
+                // reversed: pop in document order, so ids arrive ascending and
+                // the index appends instead of inserting
+                for child in children.iter_mut().rev() {
+                    if matches!(child, Json::Object(_)) {
+                        stack.push(Frame { node: child, parent: value, depth: depth + 1, up: node_up });
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The shape's visit (full snapshot) or the node's parent pointer (mutation add).
+    #[inline]
+    fn record_node(&mut self, mode: &TreeMode<'_>, shape: Option<i64>, id: Option<i64>, up: UpId, depth: u32) -> PyResult<()> {
+        if mode.shape {
+            self.deps.tree.visit(shape, depth);
+        } else if let (Some(id), Some(up_id)) = (id, up.int()) {
+            self.deps.tree.add_parent(id, up_id)?;
+        }
+        Ok(())
+    }
+
+    /// The nodes under a blocked element, taken out of the output: each records
+    /// its place and is remembered with the block's bits, as `mask_tree` does
+    /// for every node under a block.
+    fn remember_blocked(
+        &mut self,
+        children: &Json<'_>,
+        parent: u64,
+        depth: u32,
+        up: UpId,
+        mode: &TreeMode<'_>,
+        ticks: &mut Ticks,
+    ) -> PyResult<()> {
+        let Json::Array(children) = children else { return Ok(()) };
+        let mut stack: Vec<(&Json, u32, UpId)> = children
+            .iter()
+            .rev()
+            .filter(|c| matches!(c, Json::Object(_)))
+            .map(|c| (c, depth, up))
+            .collect();
+        let value = parent & !NOT_INHERITED;
+        while let Some((node, depth, up)) = stack.pop() {
+            ticks.tick(self.deadline)?;
+            let node_id = node.get("id");
+            let id = int_id(node_id);
+            self.record_node(mode, shape_id(node_id), id, up, depth)?;
+            if let Some(id) = id {
+                self.deps.index.set(id, value);
+            }
+            if let Some(Json::Array(grandchildren)) = node.get("childNodes") {
+                let node_up = UpId::of(node_id);
+                for child in grandchildren.iter().rev() {
+                    if matches!(child, Json::Object(_)) {
+                        stack.push((child, depth + 1, node_up));
                     }
                 }
             }
@@ -1315,28 +1103,21 @@ impl<'py> BatchWalk<'py> {
     }
 
     /// A text node's (or text mutation's) text, masked by its bits; None: unchanged.
-    fn mask_text_content(
-        &mut self,
-        text: &Bound<'py, PyString>,
-        value: u64,
-    ) -> PyResult<Option<Bound<'py, PyString>>> {
+    fn mask_text_content(&mut self, text: &str, value: u64) -> PyResult<Option<String>> {
         if value & self.text_rule_bits == 0 && !self.consent_mask {
             // fast path: none of the rules below applies, only the scrubber does
-            return self
-                .deps
-                .rules
-                .scrub(text, &mut self.counts, ScrubKind::Text);
+            return self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text);
         }
         if value & F_CSS_TEXT != 0 {
             return Ok(None); // stylesheets stay intact: the replay needs them
         }
         if value & F_SCRIPT_TEXT != 0 {
-            if text.to_str()? == SCRIPT_PLACEHOLDER {
+            if text == SCRIPT_PLACEHOLDER {
                 return Ok(None);
             }
             // never executed by the replayer; inline JSON state can hold anything
             self.counts.inc("script");
-            return Ok(Some(self.deps.rules.mask_text(text)?));
+            return Ok(Some(self.deps.rules.mask_text(text)));
         }
         let mut reason = self.text_masked_reason(value);
         if reason.is_none() && value & F_INPUT_TEXT != 0 {
@@ -1344,52 +1125,45 @@ impl<'py> BatchWalk<'py> {
         }
         if let Some(reason) = reason {
             self.counts.inc(reason);
-            return Ok(Some(self.deps.rules.mask_text(text)?));
+            return Ok(Some(self.deps.rules.mask_text(text)));
         }
-        self.deps
-            .rules
-            .scrub(text, &mut self.counts, ScrubKind::Text)
+        self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Text)
     }
 
-    fn mask_attributes(&mut self, attrs: &Bound<'py, PyDict>, value: u64) -> PyResult<()> {
+    fn mask_attributes(&mut self, attrs: &mut Pairs<'_>, value: u64) -> PyResult<()> {
         let mut text_reason: Option<Option<&'static str>> = None; // computed once, if needed
-        for (key, item) in attrs.iter() {
-            let Some(item) = nonempty_str(Some(&item)) else {
+        for (name, item) in attrs.iter_mut() {
+            let Json::Str(item) = item else { continue };
+            if item.is_empty() {
                 continue;
-            };
-            let name = key_str(&key)?;
-            let masked: Option<Bound<'py, PyString>> = if name == "value" {
+            }
+            let name = name.as_ref();
+            let masked: Option<String> = if name == "value" {
                 match self.input_mask_reason(Some(value)) {
                     Some(reason) => {
                         self.counts.inc(reason);
-                        Some(self.deps.rules.mask_text(item)?)
+                        Some(self.deps.rules.mask_text(item))
                     }
-                    None => self
-                        .deps
-                        .rules
-                        .scrub(item, &mut self.counts, ScrubKind::Text)?,
+                    None => self.deps.rules.scrub(item, &mut self.counts, ScrubKind::Text)?,
                 }
             } else if UNTOUCHED_ATTRIBUTES.contains(&name) || name.starts_with("rr_") {
                 continue;
             } else if name == "srcdoc" {
                 // HTML of an iframe whose document rrweb records (and masks) anyway
                 self.counts.inc("srcdoc");
-                Some(self.deps.rules.mask_text(item)?)
-            } else if self.attribute_names_secret(&key, item)? {
+                Some(self.deps.rules.mask_text(item))
+            } else if self.attribute_names_secret(name, item) {
                 // data-api-key, data-csrf, x-auth-token: the name says what it holds
                 self.counts.inc("secret_attribute");
-                Some(self.deps.rules.mask_text(item)?)
+                Some(self.deps.rules.mask_text(item))
             } else if name == "content" && value & F_MASK_INPUT != 0 {
                 // <meta name="csrf-token" content=...>: the name makes it sensitive
                 self.counts.inc("sensitive_field");
-                Some(self.deps.rules.mask_text(item)?)
+                Some(self.deps.rules.mask_text(item))
             } else if URL_ATTRIBUTES.contains(&name) {
                 let asset = ASSET_URL_ATTRIBUTES.contains(&name);
                 self.deps.rules.scrub_url(item, &mut self.counts, asset)?
-            } else if TEXT_ATTRIBUTES.contains(&name)
-                || name.starts_with("data-")
-                || name.starts_with("aria-")
-            {
+            } else if TEXT_ATTRIBUTES.contains(&name) || name.starts_with("data-") || name.starts_with("aria-") {
                 let mut reason = *text_reason.get_or_insert_with(|| self.text_masked_reason(value));
                 if reason.is_none() && name == "placeholder" && value & F_MASK_INPUT != 0 {
                     reason = Some("sensitive_field");
@@ -1397,38 +1171,25 @@ impl<'py> BatchWalk<'py> {
                 match reason {
                     Some(reason) => {
                         self.counts.inc(reason);
-                        Some(self.deps.rules.mask_text(item)?)
+                        Some(self.deps.rules.mask_text(item))
                     }
-                    None => self
-                        .deps
-                        .rules
-                        .scrub(item, &mut self.counts, ScrubKind::Text)?,
+                    None => self.deps.rules.scrub(item, &mut self.counts, ScrubKind::Text)?,
                 }
             } else {
                 // class and id are read by CSS: a random-looking class is a build hash
-                let kind = if name != "class" && name != "id" {
-                    ScrubKind::Text
-                } else {
-                    ScrubKind::NoRandomTokens
-                };
+                let kind = if name != "class" && name != "id" { ScrubKind::Text } else { ScrubKind::NoRandomTokens };
                 self.deps.rules.scrub(item, &mut self.counts, kind)?
             };
             if let Some(masked) = masked {
-                attrs.set_item(&key, masked)?;
+                *item = Str::from(masked);
             }
         }
         Ok(())
     }
 
-    fn attribute_names_secret(
-        &self,
-        key: &Bound<'py, PyAny>,
-        item: &Bound<'py, PyString>,
-    ) -> PyResult<bool> {
-        let key = key.cast::<PyString>()?;
-        let rules = &self.deps.rules;
-        Ok(rules.key_is_secret(key)?
-            || (rules.key_is_weak_secret(key)? && rules.looks_secret_value(item)?))
+    fn attribute_names_secret(&mut self, key: &str, item: &str) -> bool {
+        let rules = &mut self.deps.rules;
+        rules.key_is_secret(key) || (rules.key_is_weak_secret(key) && rules.looks_secret_value(item))
     }
 
     // --- free-form payloads ------------------------------------------------------------
@@ -1440,121 +1201,103 @@ impl<'py> BatchWalk<'py> {
     /// the value of a name/value pair that names a secret (HAR headers
     /// `{"name": "X-Api-Key", "value": …}`, `["Authorization", …]`, as Relay's
     /// pair lists).
-    fn scrub_leaves(&mut self, root: &Option<Bound<'py, PyAny>>) -> PyResult<()> {
-        let py = self.py;
-        let Some(root) = root else { return Ok(()) };
-        let mut stack: Vec<Bound<'py, PyAny>> = vec![root.clone()];
+    fn scrub_leaves(&mut self, root: &mut Json<'_>) -> PyResult<()> {
+        let mut stack: Vec<&mut Json> = vec![root];
         let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks.tick(self.py, self.deadline)?;
-            if let Ok(current) = current.cast::<PyDict>() {
-                let name = current.get_item(intern!(py, "name"))?;
-                if self.pair_names_secret(name.as_ref())? {
-                    let value = current.get_item(intern!(py, "value"))?;
-                    if let Some(value) = value.filter(|v| is_value(Some(v))) {
-                        self.counts.inc("secret_key");
-                        current.set_item(intern!(py, "value"), self.masked_leaf(&value)?)?;
-                    }
-                }
-                for (key, item) in current.iter() {
-                    let key_s = key.cast::<PyString>().ok();
-                    if is_container(&item) {
-                        match key_s {
-                            Some(k) if self.deps.rules.key_is_secret(k)? => {
+            ticks.tick(self.deadline)?;
+            match current {
+                Json::Object(pairs) => {
+                    if self.pair_names_secret(obj_get(pairs, "name")) {
+                        if let Some(value) = obj_get_mut(pairs, "value") {
+                            if is_value(value) {
                                 self.counts.inc("secret_key");
-                                self.mask_leaves(&Some(item), true)?;
+                                *value = Json::Str(Str::from(self.masked_leaf(value)));
                             }
-                            _ => stack.push(item),
                         }
-                    } else if let Some(k) = key_s.filter(|_| is_value(Some(&item))) {
-                        if self.secret_under(k, &item)? {
+                    }
+                    for (key, item) in pairs.iter_mut() {
+                        if item.is_container() {
+                            if self.deps.rules.key_is_secret(key) {
+                                self.counts.inc("secret_key");
+                                self.mask_leaves(item, true)?;
+                            } else {
+                                stack.push(item);
+                            }
+                        } else if is_value(item) && self.secret_under(key, item) {
                             self.counts.inc("secret_key");
-                            current.set_item(&key, self.masked_leaf(&item)?)?;
-                        } else if let Some(scrubbed) = self.scrub_leaf(&item)? {
-                            current.set_item(&key, scrubbed)?;
-                        }
-                    } else if let Some(scrubbed) = self.scrub_leaf(&item)? {
-                        current.set_item(&key, scrubbed)?;
-                    }
-                }
-            } else if let Ok(current) = current.cast::<PyList>() {
-                if current.len() == 2 {
-                    let first = current.get_item(0)?;
-                    if self.pair_names_secret(Some(&first))? {
-                        let second = current.get_item(1)?;
-                        if is_value(Some(&second)) {
-                            self.counts.inc("secret_key");
-                            current.set_item(1, self.masked_leaf(&second)?)?;
+                            *item = Json::Str(Str::from(self.masked_leaf(item)));
+                        } else if let Some(scrubbed) = self.scrub_leaf(item)? {
+                            *item = scrubbed;
                         }
                     }
                 }
-                for pos in 0..current.len() {
-                    let item = current.get_item(pos)?;
-                    if is_container(&item) {
-                        stack.push(item);
-                    } else if let Some(scrubbed) = self.scrub_leaf(&item)? {
-                        current.set_item(pos, scrubbed)?;
+                Json::Array(items) => {
+                    if items.len() == 2 && self.pair_names_secret(items.first()) && is_value(&items[1]) {
+                        self.counts.inc("secret_key");
+                        items[1] = Json::Str(Str::from(self.masked_leaf(&items[1])));
+                    }
+                    for item in items.iter_mut() {
+                        if item.is_container() {
+                            stack.push(item);
+                        } else if let Some(scrubbed) = self.scrub_leaf(item)? {
+                            *item = scrubbed;
+                        }
                     }
                 }
+                _ => {}
             }
         }
         Ok(())
     }
 
     /// A payload leaf scrubbed; None: unchanged.
-    fn scrub_leaf(&mut self, item: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyAny>>> {
-        if let Ok(text) = item.cast::<PyString>() {
-            let scrubbed = self
-                .deps
-                .rules
-                .scrub(text, &mut self.counts, ScrubKind::Payload)?;
-            return Ok(scrubbed.map(Bound::into_any));
+    fn scrub_leaf(&mut self, item: &Json<'_>) -> PyResult<Option<Json<'static>>> {
+        match item {
+            Json::Str(text) => {
+                Ok(self.deps.rules.scrub(text, &mut self.counts, ScrubKind::Payload)?.map(|s| Json::Str(Str::Owned(s))))
+            }
+            Json::Int(_) | Json::UInt(_) if self.deps.rules.card_number(&py_str(item)) => {
+                self.counts.inc("pii_card");
+                Ok(Some(Json::Str(Str::from(self.masked_leaf(item)))))
+            }
+            _ => Ok(None),
         }
-        if item.is_instance_of::<PyInt>()
-            && !item.is_instance_of::<PyBool>()
-            && self.deps.rules.card_number(item)?
-        {
-            self.counts.inc("pii_card");
-            return Ok(Some(self.masked_leaf(item)?.into_any()));
-        }
-        Ok(None)
     }
 
     /// Masks every string leaf except structural keys (unknown event shapes);
     /// `numbers`: numbers too (everything under a secret-named key).
-    fn mask_leaves(&mut self, root: &Option<Bound<'py, PyAny>>, numbers: bool) -> PyResult<()> {
-        let Some(root) = root else { return Ok(()) };
-        let mut stack: Vec<Bound<'py, PyAny>> = vec![root.clone()];
+    fn mask_leaves(&mut self, root: &mut Json<'_>, numbers: bool) -> PyResult<()> {
+        let mut stack: Vec<&mut Json> = vec![root];
         let mut ticks = Ticks::default();
         while let Some(current) = stack.pop() {
-            ticks.tick(self.py, self.deadline)?;
-            if let Ok(current) = current.cast::<PyDict>() {
-                for (key, item) in current.iter() {
-                    if let Ok(text) = item.cast::<PyString>() {
-                        let structural = match key.cast::<PyString>() {
-                            Ok(k) => STRUCTURAL_KEYS.contains(&k.to_str()?),
-                            Err(_) => false,
-                        };
-                        if !structural {
-                            current.set_item(&key, self.deps.rules.mask_text(text)?)?;
+            ticks.tick(self.deadline)?;
+            match current {
+                Json::Object(pairs) => {
+                    for (key, item) in pairs.iter_mut() {
+                        if let Json::Str(text) = item {
+                            if !structural(key) {
+                                *text = Str::from(self.deps.rules.mask_text(text));
+                            }
+                        } else if item.is_container() {
+                            stack.push(item);
+                        } else if numbers && is_value(item) {
+                            *item = Json::Str(Str::from(self.masked_leaf(item)));
                         }
-                    } else if is_container(&item) {
-                        stack.push(item);
-                    } else if numbers && is_value(Some(&item)) {
-                        current.set_item(&key, self.masked_leaf(&item)?)?;
                     }
                 }
-            } else if let Ok(current) = current.cast::<PyList>() {
-                for pos in 0..current.len() {
-                    let item = current.get_item(pos)?;
-                    if let Ok(text) = item.cast::<PyString>() {
-                        current.set_item(pos, self.deps.rules.mask_text(text)?)?;
-                    } else if is_container(&item) {
-                        stack.push(item);
-                    } else if numbers && is_value(Some(&item)) {
-                        current.set_item(pos, self.masked_leaf(&item)?)?;
+                Json::Array(items) => {
+                    for item in items.iter_mut() {
+                        if let Json::Str(text) = item {
+                            *text = Str::from(self.deps.rules.mask_text(text));
+                        } else if item.is_container() {
+                            stack.push(item);
+                        } else if numbers && is_value(item) {
+                            *item = Json::Str(Str::from(self.masked_leaf(item)));
+                        }
                     }
                 }
+                _ => {}
             }
         }
         Ok(())
@@ -1562,150 +1305,427 @@ impl<'py> BatchWalk<'py> {
 
     /// The name of a name/value pair (a header, a cookie, a log's first argument),
     /// possibly JSON-quoted as the console plugin writes strings, names a secret.
-    fn pair_names_secret(&self, name: Option<&Bound<'py, PyAny>>) -> PyResult<bool> {
-        let Some(name) = name.and_then(|n| n.cast::<PyString>().ok()) else {
-            return Ok(false);
-        };
-        let chars = name.len()?; // code points, as Python's len
-        Ok(chars > 0 && chars <= 128 && self.deps.rules.key_is_secret(name)?)
+    fn pair_names_secret(&mut self, name: Option<&Json<'_>>) -> bool {
+        let Some(Json::Str(name)) = name else { return false };
+        let chars = name.chars().count(); // code points, as Python's len
+        chars > 0 && chars <= 128 && self.deps.rules.key_is_secret(name)
     }
 
     /// A leaf under a secret-named key, or a generated-looking one under a weak word.
-    fn secret_under(&self, key: &Bound<'py, PyString>, item: &Bound<'py, PyAny>) -> PyResult<bool> {
-        let rules = &self.deps.rules;
-        if rules.key_is_secret(key)? {
-            return Ok(true);
+    fn secret_under(&mut self, key: &str, item: &Json<'_>) -> bool {
+        let rules = &mut self.deps.rules;
+        if rules.key_is_secret(key) {
+            return true;
         }
-        Ok(rules.key_is_weak_secret(key)? && rules.looks_secret_value(&item.str()?)?)
+        rules.key_is_weak_secret(key) && rules.looks_secret_value(&py_str(item))
     }
 
     /// A masked string as long as the leaf's text (a number becomes `*` digits).
-    fn masked_leaf(&self, item: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyString>> {
-        match item.cast::<PyString>() {
-            Ok(text) => self.deps.rules.mask_text(text),
-            Err(_) => self.deps.rules.mask_text(&item.str()?),
+    fn masked_leaf(&self, item: &Json<'_>) -> String {
+        match item {
+            Json::Str(text) => self.deps.rules.mask_text(text),
+            _ => self.deps.rules.mask_text(&py_str(item)),
         }
     }
 }
 
-/// `data[key] = kept` when an entry of `list` was dropped (the list is left alone otherwise).
-fn keep_only<'py>(
-    data: &Bound<'py, PyDict>,
-    key: &Bound<'py, PyString>,
-    list: &Bound<'py, PyList>,
-    kept: Vec<Bound<'py, PyAny>>,
-) -> PyResult<()> {
-    if kept.len() != list.len() {
-        data.set_item(key, PyList::new(data.py(), kept)?)?;
+/// Keeps the entries of `list` whose flag is set (the list is left alone if all are).
+fn keep_only(list: &mut Vec<Json>, keep: &[bool]) {
+    if keep.iter().all(|k| *k) {
+        return;
     }
-    Ok(())
+    let mut flags = keep.iter();
+    list.retain(|_| *flags.next().unwrap_or(&true));
 }
 
-/// `tag.lower()`: the same object when it is lowercase ASCII already.
-fn lowercase<'py>(tag: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyString>> {
-    let text = tag.to_str()?;
-    if !text.is_ascii() {
-        // Unicode case rules exactly as Python applies them
-        return Ok(tag
-            .call_method0(intern!(tag.py(), "lower"))?
-            .cast_into::<PyString>()?);
+/// `tag.lower()`: ASCII directly; other text by Unicode's full lower-case mapping
+/// (final sigma included), as Python's `str.lower`.
+fn lowercase(tag: &str) -> Cow<'_, str> {
+    if !tag.is_ascii() {
+        Cow::Owned(tag.to_lowercase())
+    } else if tag.bytes().any(|b| b.is_ascii_uppercase()) {
+        Cow::Owned(tag.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(tag)
     }
-    if !text.bytes().any(|b| b.is_ascii_uppercase()) {
-        return Ok(tag.clone());
-    }
-    Ok(PyString::new(tag.py(), &text.to_ascii_lowercase()))
 }
 
-fn feeds_node_index(event: &Bound<'_, PyAny>) -> PyResult<bool> {
-    let py = event.py();
-    let Ok(event) = event.cast::<PyDict>() else {
+fn feeds_node_index(event: &Json<'_>) -> PyResult<bool> {
+    let Json::Object(event) = event else {
         // Python's `event.get` on a non-dict
         return Err(PyAttributeError::new_err("an event is not an object"));
     };
-    let etype = event.get_item(intern!(py, "type"))?;
-    if eq_int(etype.as_ref(), EVENT_FULL_SNAPSHOT) {
+    let etype = Num::of(obj_get(event, "type"));
+    if etype.is(EVENT_FULL_SNAPSHOT) {
         return Ok(true);
     }
-    if !eq_int(etype.as_ref(), EVENT_INCREMENTAL) {
+    if !etype.is(EVENT_INCREMENTAL) {
         return Ok(false);
     }
-    match event.get_item(intern!(py, "data"))? {
-        Some(data) => match data.cast::<PyDict>() {
-            Ok(data) => Ok(eq_int(
-                data.get_item(intern!(py, "source"))?.as_ref(),
-                SOURCE_MUTATION,
-            )),
-            Err(_) => Ok(false),
-        },
-        None => Ok(false),
-    }
+    Ok(match obj_get(event, "data") {
+        Some(Json::Object(data)) => Num::of(obj_get(data, "source")).is(SOURCE_MUTATION),
+        _ => false,
+    })
 }
 
 /// `granted` of a `replaypipe.consent` custom event, None for other events.
 /// Anything but `granted: true` counts as a refusal: when unsure, mask.
-fn consent_signal(event: &Bound<'_, PyAny>) -> PyResult<Option<bool>> {
-    let py = event.py();
-    let Ok(event) = event.cast::<PyDict>() else {
-        return Ok(None);
-    };
-    if !eq_int(event.get_item(intern!(py, "type"))?.as_ref(), EVENT_CUSTOM) {
-        return Ok(None);
+fn consent_signal(event: &Json<'_>) -> Option<bool> {
+    let Json::Object(event) = event else { return None };
+    if !Num::of(obj_get(event, "type")).is(EVENT_CUSTOM) {
+        return None;
     }
-    let Some(data) = event.get_item(intern!(py, "data"))? else {
-        return Ok(None);
-    };
-    let Ok(data) = data.cast::<PyDict>() else {
-        return Ok(None);
-    };
-    if !eq_str(
-        data.get_item(intern!(py, "tag"))?.as_ref(),
-        CONSENT_EVENT_TAG,
-    )? {
-        return Ok(None);
+    let Some(Json::Object(data)) = obj_get(event, "data") else { return None };
+    if !eq_str(obj_get(data, "tag"), CONSENT_EVENT_TAG) {
+        return None;
     }
-    let granted = match data.get_item(intern!(py, "payload"))? {
-        Some(payload) => match payload.cast::<PyDict>() {
-            Ok(payload) => is_true(payload.get_item(intern!(py, "granted"))?.as_ref()),
-            Err(_) => false,
-        },
-        None => false,
-    };
-    Ok(Some(granted))
+    Some(match obj_get(data, "payload") {
+        Some(Json::Object(payload)) => is_true(obj_get(payload, "granted")),
+        _ => false,
+    })
 }
 
-/// Masks one batch (the Python face of [`BatchWalk`]): `(kept events, consent
-/// state, dropped)`; the counts are added into `counts` (a `Counter`).
+// --- the Python face -------------------------------------------------------------
+
+/// A raw message's events, parsed (`parse_envelope`, or `events_from_objects`):
+/// the walk masks them in place, and the kept ones are written to JSON from here.
+#[pyclass(module = "replaypipe_masker_core")]
+pub struct ParsedEvents {
+    // SAFETY: the strings of `events` may borrow from `raw`'s buffer (the 'static
+    // is not true). `raw` is an immutable Python bytes object this struct keeps
+    // alive, so the buffer neither moves nor changes, and `events` is declared
+    // first, so it is dropped first; no `Json` is handed out of this struct.
+    events: Vec<Json<'static>>,
+    #[allow(dead_code)] // only kept alive
+    raw: Option<Py<PyBytes>>,
+    /// How deep the parsed document nested (None: built from Python objects,
+    /// which may nest deeper than a recursive drop or writer may go).
+    depth: Option<usize>,
+}
+
+impl Drop for ParsedEvents {
+    fn drop(&mut self) {
+        if self.depth.is_none() {
+            for event in self.events.drain(..) {
+                json_doc::dispose(event);
+            }
+        }
+    }
+}
+
+/// `value` as JSON and how deep it nests; no JSON when the envelope around it
+/// (`envelope_levels`) would nest past what orjson writes (the caller raises
+/// `BatchTooDeep`).
+fn write_checked(py: Python<'_>, value: &Json<'_>, envelope_levels: usize) -> (Option<Vec<u8>>, usize) {
+    py.detach(|| {
+        let depth = json_doc::depth(value);
+        if depth + envelope_levels >= json_doc::MAX_WRITE_DEPTH {
+            return (None, depth);
+        }
+        (Some(json_doc::to_vec(value)), depth)
+    })
+}
+
+#[pymethods]
+impl ParsedEvents {
+    fn __len__(&self) -> usize {
+        self.events.len()
+    }
+
+    /// Every event (as masked so far) as Python objects.
+    fn to_objects<'py>(&self, py: Python<'py>) -> PyResult<Vec<Bound<'py, PyAny>>> {
+        self.events.iter().map(|event| json_to_py(py, event)).collect()
+    }
+
+    /// Takes the events at the positions `kept` out, as a JSON array for an
+    /// envelope (`envelope_levels` around it), with how deep the array nests (or
+    /// a bound above it, when it cannot be too deep); no bytes when it nests too
+    /// deep for orjson to write the envelope.
+    fn kept_json<'py>(
+        &mut self,
+        py: Python<'py>,
+        kept: Vec<usize>,
+        envelope_levels: usize,
+    ) -> PyResult<(Option<Bound<'py, PyBytes>>, usize)> {
+        let mut chosen = Vec::with_capacity(kept.len());
+        for i in kept {
+            let Some(event) = self.events.get_mut(i) else {
+                return Err(PyValueError::new_err("kept index out of range"));
+            };
+            chosen.push(std::mem::replace(event, Json::Null));
+        }
+        let array = Json::Array(chosen);
+        // A parsed document's events nest less deep than the document, and the
+        // walk adds at most one level (a blocked element's placeholder attributes):
+        // when that cannot reach orjson's limit, the depth need not be counted.
+        let (bytes, depth) = match self.depth {
+            Some(depth) if depth + envelope_levels < json_doc::MAX_WRITE_DEPTH => {
+                // written and freed with the GIL released
+                let bytes = py.detach(move || json_doc::to_vec(&array));
+                (Some(bytes), depth)
+            }
+            _ => {
+                let written = write_checked(py, &array, envelope_levels);
+                json_doc::dispose(array);
+                written
+            }
+        };
+        Ok((bytes.map(|b| PyBytes::new(py, &b)), depth))
+    }
+}
+
+/// Python events (orjson's objects, or a test's dicts) as the walk reads
+/// them, without recursion (a test's DOM may be 20,000 levels deep): dicts,
+/// lists and tuples are containers, a key that is not a `str` is left out,
+/// other leaves as [`py_to_json`] reads them.
 #[pyfunction]
-#[pyo3(signature = (events, state, policy, consent, counts, *, budget_s, text_rule_bits, max_node_runs))]
+fn events_from_objects(events: &Bound<'_, PyList>) -> PyResult<ParsedEvents> {
+    /// A container being filled: its items still to read (reversed) and what is read.
+    struct Building<'py> {
+        todo: Vec<(Option<String>, Bound<'py, PyAny>)>,
+        array: Option<Vec<Json<'static>>>,
+        object: Vec<(Str<'static>, Json<'static>)>,
+        key: Option<String>,
+    }
+    fn open<'py>(value: &Bound<'py, PyAny>, key: Option<String>) -> Option<Building<'py>> {
+        let (todo, array) = if let Ok(d) = value.cast::<PyDict>() {
+            let todo = d
+                .iter()
+                .filter_map(|(k, v)| k.cast::<pyo3::types::PyString>().ok().map(|k| (Some(k.to_string_lossy().into_owned()), v)))
+                .collect::<Vec<_>>();
+            (todo, None)
+        } else if let Ok(l) = value.cast::<PyList>() {
+            (l.iter().map(|v| (None, v)).collect(), Some(Vec::with_capacity(l.len())))
+        } else if let Ok(t) = value.cast::<pyo3::types::PyTuple>() {
+            (t.iter().map(|v| (None, v)).collect(), Some(Vec::with_capacity(t.len())))
+        } else {
+            return None;
+        };
+        let mut todo = todo;
+        todo.reverse();
+        Some(Building { todo, array, object: Vec::new(), key })
+    }
+    let root = events.clone().into_any();
+    let mut stack = vec![open(&root, None).expect("a list")];
+    loop {
+        let top = stack.last_mut().expect("the root is popped last");
+        match top.todo.pop() {
+            Some((key, value)) => match open(&value, key.clone()) {
+                Some(child) => stack.push(child),
+                None => {
+                    let leaf = py_to_json(&value, 0, 0)?;
+                    match (&mut top.array, key) {
+                        (Some(items), _) => items.push(leaf),
+                        (None, Some(key)) => top.object.push((Str::Owned(key), leaf)),
+                        (None, None) => {}
+                    }
+                }
+            },
+            None => {
+                let mut done = stack.pop().expect("not empty");
+                let value = match done.array.take() {
+                    Some(items) => Json::Array(items),
+                    None => Json::Object(std::mem::take(&mut done.object)),
+                };
+                let Some(parent) = stack.last_mut() else {
+                    let mut value = value;
+                    let events = match &mut value {
+                        Json::Array(items) => std::mem::take(items),
+                        _ => Vec::new(), // the root is a list
+                    };
+                    return Ok(ParsedEvents { events, raw: None, depth: None });
+                };
+                match (&mut parent.array, done.key.take()) {
+                    (Some(items), _) => items.push(value),
+                    (None, Some(key)) => {
+                        // a dict's keys are distinct already
+                        parent.object.push((Str::Owned(key), value));
+                    }
+                    (None, None) => {}
+                }
+            }
+        }
+    }
+}
+
+/// A [`Json`] value as Python objects (what `orjson.loads` makes), without recursion.
+fn json_to_py<'py>(py: Python<'py>, value: &Json<'_>) -> PyResult<Bound<'py, PyAny>> {
+    fn leaf<'py>(py: Python<'py>, value: &Json<'_>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        Ok(Some(match value {
+            Json::Null => py.None().into_bound(py),
+            Json::Bool(b) => pyo3::types::PyBool::new(py, *b).to_owned().into_any(),
+            Json::Int(v) => v.into_pyobject(py)?.into_any(),
+            Json::UInt(v) => v.into_pyobject(py)?.into_any(),
+            Json::Float(v) => pyo3::types::PyFloat::new(py, *v).into_any(),
+            Json::Str(s) => pyo3::types::PyString::new(py, s).into_any(),
+            Json::Array(_) | Json::Object(_) => return Ok(None),
+        }))
+    }
+    fn empty<'py>(py: Python<'py>, value: &Json<'_>) -> Bound<'py, PyAny> {
+        match value {
+            Json::Array(_) => PyList::empty(py).into_any(),
+            _ => PyDict::new(py).into_any(),
+        }
+    }
+    if let Some(single) = leaf(py, value)? {
+        return Ok(single);
+    }
+    let root = empty(py, value);
+    let mut stack: Vec<(&Json, Bound<'py, PyAny>)> = vec![(value, root.clone())];
+    while let Some((json, target)) = stack.pop() {
+        match json {
+            Json::Array(items) => {
+                let list = target.cast::<PyList>()?;
+                for item in items {
+                    match leaf(py, item)? {
+                        Some(v) => list.append(v)?,
+                        None => {
+                            let child = empty(py, item);
+                            list.append(&child)?;
+                            stack.push((item, child));
+                        }
+                    }
+                }
+            }
+            Json::Object(pairs) => {
+                let dict = target.cast::<PyDict>()?;
+                for (key, item) in pairs {
+                    match leaf(py, item)? {
+                        Some(v) => dict.set_item(key, v)?,
+                        None => {
+                            let child = empty(py, item);
+                            dict.set_item(key, &child)?;
+                            stack.push((item, child));
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(root)
+}
+
+/// Splits an envelope into its header (every field, the events replaced by
+/// `[]` when they are a list) and the events: `events`, or `batch.events`
+/// when `events` is absent or null (as `BatchEnvelope.from_dict` finds them).
+fn split_envelope(mut doc: Json) -> (Json, Option<Vec<Json>>) {
+    let Json::Object(pairs) = &mut doc else {
+        return (Json::Null, None); // not an object: from_dict says so
+    };
+    let top = pairs.iter().position(|(k, v)| k == "events" && *v != Json::Null);
+    let slot = match top {
+        Some(i) => Some(&mut pairs[i].1),
+        None => match obj_get_mut(pairs, "batch") {
+            Some(Json::Object(batch)) => obj_get_mut(batch, "events"),
+            _ => None,
+        },
+    };
+    // the list is taken, an empty one left in its place
+    let events = match slot {
+        Some(Json::Array(events)) => Some(std::mem::take(events)),
+        _ => None,
+    };
+    (doc, events)
+}
+
+/// A raw envelope parsed with the GIL released: `(header JSON, events)` (the
+/// events None when they are not a list: the header then says why), or None
+/// when this parser cannot read the value as orjson does (not JSON at all,
+/// nested deeper than `MAX_PARSE_DEPTH`, or a negative zero): the caller
+/// takes orjson's way.
+#[pyfunction]
+fn parse_envelope<'py>(
+    py: Python<'py>,
+    raw: &Bound<'py, PyBytes>,
+) -> PyResult<Option<(Bound<'py, PyBytes>, Option<ParsedEvents>)>> {
+    let bytes = raw.as_bytes();
+    let split = py.detach(|| {
+        // a panic (a bug) takes orjson's way too
+        std::panic::catch_unwind(|| {
+            json_doc::parse(bytes).ok().map(|doc| {
+                let (header, events) = split_envelope(doc.value);
+                (json_doc::to_vec(&header), events, doc.depth)
+            })
+        })
+        .ok()
+        .flatten()
+    });
+    Ok(split.map(|(header, events, depth)| {
+        let events = events.map(|events| ParsedEvents {
+            // SAFETY: see `ParsedEvents`: it keeps `raw`, whose buffer these borrow.
+            events: unsafe { std::mem::transmute::<Vec<Json<'_>>, Vec<Json<'static>>>(events) },
+            raw: Some(raw.clone().unbind()),
+            depth: Some(depth),
+        });
+        (PyBytes::new(py, &header), events)
+    }))
+}
+
+/// Parses and writes back one JSON document (the tests' check that the
+/// parser means what orjson means); None where the fallback is taken.
+#[pyfunction]
+fn json_roundtrip<'py>(py: Python<'py>, raw: &[u8]) -> PyResult<Option<Bound<'py, PyBytes>>> {
+    match py.detach(|| json_doc::parse(raw).map(|doc| json_doc::to_vec(&doc.value))) {
+        Ok(bytes) => Ok(Some(PyBytes::new(py, &bytes))),
+        Err(ParseError::Fallback) => Ok(None),
+        Err(err) => Err(PyValueError::new_err(err.to_string())),
+    }
+}
+
+/// Masks parsed events in place with the GIL released: `(kept positions,
+/// consent state, dropped)`; the counts are added into `counts` (a `Counter`).
+#[pyfunction]
+#[pyo3(signature = (events, state, policy, consent, counts, *, budget_s, text_rule_bits, max_node_runs, max_field_names))]
 #[allow(clippy::too_many_arguments)]
-fn walk_batch<'py>(
-    events: &Bound<'py, PyList>,
-    state: &Bound<'py, PyAny>,
-    policy: &Bound<'py, PyAny>,
-    consent: Option<&Bound<'py, PyAny>>,
-    counts: &Bound<'py, PyAny>,
+fn mask_events(
+    py: Python<'_>,
+    events: &Bound<'_, ParsedEvents>,
+    state: &Bound<'_, PyAny>,
+    policy: &Bound<'_, PyAny>,
+    consent: Option<&Bound<'_, PyAny>>,
+    counts: &Bound<'_, PyAny>,
     budget_s: Option<f64>,
     text_rule_bits: i64,
     max_node_runs: usize,
-) -> PyResult<(Bound<'py, PyList>, Bound<'py, PyAny>, u64)> {
+    max_field_names: usize,
+) -> PyResult<(Vec<usize>, String, u64)> {
     let consent = match consent {
         Some(c) if !c.is_none() => Some(c.is_truthy()?),
         _ => None,
     };
-    let deps = Deps::new(policy, state, counts, max_node_runs)?;
-    let mut walk = BatchWalk::new(deps, budget_s, text_rule_bits as u64)?;
-    let outcome = walk.run(events, consent)?;
-    Ok((outcome.events, outcome.consent_state, outcome.dropped))
+    let mut deps = Deps::take(policy, state, max_node_runs, max_field_names)?;
+    let mut list = std::mem::take(&mut events.try_borrow_mut()?.events);
+    let deadline = deadline_after(budget_s);
+    let (outcome, walked) = py.detach(|| {
+        let mut walk = BatchWalk::new(&mut deps, deadline, text_rule_bits as u64);
+        // a panic (a bug) is a RuntimeError, a DLQ pointer (`mask_error`), not
+        // a BaseException that would stop the worker
+        let outcome = crate::detectors::guarded("walk", || walk.run(&mut list, consent))
+            .and_then(|outcome| outcome);
+        (outcome, std::mem::take(&mut walk.counts))
+    });
+    events.try_borrow_mut()?.events = list;
+    deps.put_back(state)?;
+    let outcome = outcome?;
+    walked.add_to_py(counts)?;
+    Ok((outcome.kept, outcome.consent_state, outcome.dropped))
 }
 
 /// Registers the walk's names in the core module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
-    m.add_function(wrap_pyfunction!(walk_batch, m)?)?;
+    m.add_class::<ParsedEvents>()?;
+    m.add_function(wrap_pyfunction!(events_from_objects, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_envelope, m)?)?;
+    m.add_function(wrap_pyfunction!(json_roundtrip, m)?)?;
+    m.add_function(wrap_pyfunction!(mask_events, m)?)?;
     m.add("WalkOverBudget", py.get_type::<WalkOverBudget>())?;
     m.add("INHERITED_MARKS", INHERITED_MARKS)?;
     m.add("TEXT_RULE_BITS", TEXT_RULE_BITS)?;
     m.add("BUDGET_CHECK_EVERY", BUDGET_CHECK_EVERY)?;
+    m.add("MAX_PARSE_DEPTH", json_doc::MAX_PARSE_DEPTH)?;
+    m.add("MAX_WRITE_DEPTH", json_doc::MAX_WRITE_DEPTH)?;
     let vocab = PyDict::new(py);
     vocab.set_item("EVENT_DOM_CONTENT_LOADED", EVENT_DOM_CONTENT_LOADED)?;
     vocab.set_item("EVENT_LOAD", EVENT_LOAD)?;

@@ -1,23 +1,31 @@
 //! Everything the batch walk (`walk.rs`) calls outside itself, one small
 //! function per call: the node index and tree (`node_index.rs`,
 //! `node_tree.rs`), the element rules (`policy.rs`) and the string rules
-//! (`detectors.rs`, `sensitivity.rs`), all called natively: the handles (the
-//! index, tree, element rules and scrubber of the batch's state and policy)
-//! are fetched once per batch in [`Deps::new`], and each call borrows them
-//! without going through Python.
+//! (`detectors.rs`, `sensitivity.rs`), all native.
 //!
-//! Strings go in as the Python string the walk holds (borrowed as `&str`) and
-//! a changed string comes back as `Some` (`None`: unchanged, nothing to set).
-use std::borrow::Cow;
-use std::cell::RefCell;
+//! The walk runs with the GIL released, so what it holds must be `Send`:
+//! [`Deps::take`] (GIL held) moves the native index and tree out of the
+//! session state's pyclasses, copies the state's consent and remembered field
+//! names, and keeps the frozen rule objects (read without the GIL);
+//! [`Deps::put_back`] (GIL held again, also after an error) returns them and
+//! applies what the walk changed. The tree needs the GIL only for what CPython
+//! does for it (reading a stored tree, decoding a stored snapshot shape with
+//! `zlib`): those few calls attach for their duration ([`Python::attach`]).
+//!
+//! Strings go in as `&str` and a changed string comes back as `Some`
+//! (`None`: unchanged, nothing to set).
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use pyo3::intern;
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyString};
+use pyo3::types::PyDict;
 
 use crate::counts::Counts;
 use crate::detectors::{self, ScrubOptions};
-use crate::{fingerprint, node_index, node_tree, policy, sensitivity};
+use crate::json_doc::Pairs;
+use crate::node_index::SessionNodeIndex;
+use crate::node_tree::{SessionNodeTree, SnapshotShape};
+use crate::{fingerprint, policy, sensitivity};
 
 /// How a string is scrubbed (the keyword arguments of `Scrubber.scrub`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,166 +38,90 @@ pub enum ScrubKind {
     Payload,
 }
 
-/// A session node index (ridx's `SessionNodeIndex`, borrowed per call).
-pub struct NodeIndex<'py> {
-    obj: Bound<'py, node_index::SessionNodeIndex>,
+/// The session's node tree, moved out of its pyclass for the walk.
+pub struct NodeTree {
+    tree: SessionNodeTree,
+    /// The shape of the full snapshot being walked (`start_snapshot` .. `end_snapshot`).
+    recording: Option<SnapshotShape>,
 }
 
-impl<'py> NodeIndex<'py> {
-    fn wrap(obj: Bound<'py, PyAny>) -> PyResult<Self> {
-        Ok(Self {
-            obj: obj.cast_into::<node_index::SessionNodeIndex>()?,
-        })
+impl NodeTree {
+    /// Reads a stored tree on first use (CPython objects: attaches once).
+    fn loaded(&mut self) -> PyResult<&mut SessionNodeTree> {
+        if self.tree.is_stored() {
+            Python::attach(|py| self.tree.load_stored(py))?;
+        }
+        Ok(&mut self.tree)
     }
 
-    /// A node's bits, None if unknown.
+    /// Starts recording a full snapshot's shape (the tree forgets the page before).
+    pub fn start_snapshot(&mut self) {
+        self.tree.forget_for_snapshot();
+        self.recording = Some(SnapshotShape::new());
+    }
+
+    /// The next node of the snapshot's depth-first walk; `id` None: not a node
+    /// id (an id that is no non-negative int holds its place, matching nothing).
     #[inline]
-    pub fn get(&self, id: i64) -> PyResult<Option<u64>> {
-        Ok(self.obj.try_borrow()?.get(id))
+    pub fn visit(&mut self, id: Option<i64>, depth: u32) {
+        if let Some(shape) = &mut self.recording {
+            shape.visit(id, depth);
+        }
     }
 
-    /// Records a node's bits.
-    #[inline]
-    pub fn set(&self, id: i64, value: u64) -> PyResult<()> {
-        self.obj.try_borrow_mut()?.set(id, value);
-        Ok(())
-    }
-
-    /// No run stored.
-    pub fn is_empty(&self) -> PyResult<bool> {
-        Ok(self.obj.try_borrow()?.is_empty())
-    }
-
-    /// Moves every run into a new index (the one before a full snapshot).
-    pub fn take(&self) -> PyResult<NodeIndex<'py>> {
-        let taken = self.obj.try_borrow_mut()?.take();
-        Ok(NodeIndex {
-            obj: Bound::new(self.obj.py(), taken)?,
-        })
-    }
-
-    /// ANDs every value with `keep_bits`.
-    pub fn map_values(&self, keep_bits: u64) -> PyResult<()> {
-        self.obj.try_borrow_mut()?.map_values(keep_bits);
-        Ok(())
-    }
-
-    /// ORs `bits` into every known node of `ids`.
-    pub fn add_bits(&self, ids: &[i64], bits: u64) -> PyResult<()> {
-        self.obj.try_borrow_mut()?.add_bits(ids, bits);
-        Ok(())
-    }
-
-    /// ORs `bits` into every known node.
-    pub fn add_bits_everywhere(&self, bits: u64) -> PyResult<()> {
-        self.obj.try_borrow_mut()?.add_bits_everywhere(bits);
-        Ok(())
-    }
-
-    /// Keeps the newest `max_runs` runs; how many were dropped.
-    pub fn trim(&self, max_runs: usize) -> PyResult<usize> {
-        Ok(self.obj.try_borrow_mut()?.trim(max_runs))
-    }
-}
-
-/// The shape of the full snapshot being walked (ridx's `SnapshotShape`).
-pub struct SnapshotShape<'py> {
-    obj: Bound<'py, node_tree::SnapshotShape>,
-}
-
-impl SnapshotShape<'_> {
-    /// The next node of the depth-first walk; `id` None: not a node id (an id
-    /// that is no non-negative int holds its place, matching nothing).
-    #[inline]
-    pub fn visit(&self, id: Option<i64>, depth: u32) -> PyResult<()> {
-        self.obj.try_borrow_mut()?.visit(id, depth);
-        Ok(())
-    }
-}
-
-/// The session's node tree (ridx's `SessionNodeTree`).
-pub struct NodeTree<'py> {
-    obj: Bound<'py, node_tree::SessionNodeTree>,
-}
-
-impl<'py> NodeTree<'py> {
-    fn wrap(obj: Bound<'py, PyAny>) -> PyResult<Self> {
-        Ok(Self {
-            obj: obj.cast_into::<node_tree::SessionNodeTree>()?,
-        })
-    }
-
-    /// Starts recording a full snapshot's shape.
-    pub fn start_snapshot(&self) -> PyResult<SnapshotShape<'py>> {
-        let py = self.obj.py();
-        let shape = self.obj.try_borrow_mut()?.start_snapshot(py)?;
-        Ok(SnapshotShape {
-            obj: shape.into_bound(py),
-        })
-    }
-
-    /// Ends the snapshot (drops a shape too big to keep).
-    pub fn end_snapshot(&self) -> PyResult<()> {
-        self.obj.try_borrow_mut()?.end_snapshot(self.obj.py())
+    /// Ends the snapshot: its shape is kept (a pyclass: attaches), unless too big.
+    pub fn end_snapshot(&mut self) -> PyResult<()> {
+        let Some(shape) = self.recording.take() else {
+            return Ok(());
+        };
+        if shape.recorded_len() > self.tree.max_shape_nodes() {
+            return Ok(()); // the tree stays unknown
+        }
+        Python::attach(|py| self.tree.set_shape(py, shape))
     }
 
     /// Where a node added by a mutation hangs.
-    pub fn add_parent(&self, id: i64, parent_id: i64) -> PyResult<()> {
-        self.obj
-            .try_borrow_mut()?
-            .add_parent(self.obj.py(), Some(id), Some(parent_id))
+    pub fn add_parent(&mut self, id: i64, parent_id: i64) -> PyResult<()> {
+        self.loaded()?.insert_parent(id, parent_id);
+        Ok(())
     }
 
     /// A node left the page.
-    pub fn remove(&self, id: i64) -> PyResult<()> {
-        self.obj.try_borrow_mut()?.remove(self.obj.py(), id)
+    pub fn remove(&mut self, id: i64) -> PyResult<()> {
+        self.loaded()?.remove_parent(id);
+        Ok(())
     }
 
     /// Every node known to be under `id` (sorted); None if the tree is unknown.
-    pub fn descendants(&self, id: i64) -> PyResult<Option<Vec<i64>>> {
-        self.obj.try_borrow_mut()?.descendants(self.obj.py(), id)
+    /// Reads the stored snapshot shape (attaches: a late mark is rare).
+    pub fn descendants(&mut self, id: i64) -> PyResult<Option<Vec<i64>>> {
+        Python::attach(|py| self.tree.descendants(py, id))
     }
 
     /// Bounds the pointer map; the nodes evicted while attached.
-    pub fn trim(&self) -> PyResult<Vec<i64>> {
-        self.obj.try_borrow_mut()?.trim(self.obj.py())
+    pub fn trim(&mut self) -> PyResult<Vec<i64>> {
+        if !self.tree.may_need_trim() {
+            return Ok(Vec::new());
+        }
+        Python::attach(|py| self.tree.trim(py))
     }
 }
 
-/// The per-session state around the index and tree (`SessionMaskState`, stays Python).
-pub struct SessionState<'py> {
-    obj: Bound<'py, PyAny>,
-    field_names: Bound<'py, PyDict>,
+/// What the walk reads and changes of `SessionMaskState` besides the index and tree.
+pub struct SessionState {
+    pub consent: String,
+    /// `state.field_names` (an ordered set), mirrored: the walk asks it and
+    /// `remember_field_name` is replayed on the Python state afterwards.
+    field_names: VecDeque<u64>,
+    field_set: HashSet<u64>,
+    max_field_names: usize,
+    remembered: Vec<u64>,
 }
 
-impl<'py> SessionState<'py> {
-    /// `state.consent`.
-    pub fn consent(&self) -> PyResult<String> {
-        self.obj
-            .getattr(intern!(self.obj.py(), "consent"))?
-            .extract()
-    }
-
-    /// `state.consent = consent`.
-    pub fn set_consent(&self, consent: &'static str) -> PyResult<()> {
-        self.obj.setattr(intern!(self.obj.py(), "consent"), consent)
-    }
-
-    /// `state.selector_key`.
-    pub fn selector_key(&self) -> PyResult<Bound<'py, PyAny>> {
-        self.obj.getattr(intern!(self.obj.py(), "selector_key"))
-    }
-
-    /// `state.selector_key = key`.
-    pub fn set_selector_key(&self, key: &Bound<'py, PyAny>) -> PyResult<()> {
-        self.obj
-            .setattr(intern!(self.obj.py(), "selector_key"), key)
-    }
-
-    /// A field name's fingerprint (a name with lone surrogates raises, as
-    /// `str.encode()` did in Python).
-    pub fn field_fingerprint(&self, name: &Bound<'py, PyString>) -> PyResult<u64> {
-        Ok(u64::from(fingerprint::field_fingerprint(name.to_str()?)))
+impl SessionState {
+    /// A field name's fingerprint.
+    pub fn field_fingerprint(&self, name: &str) -> u64 {
+        u64::from(fingerprint::field_fingerprint(name))
     }
 
     /// No sensitive field name remembered yet (`not state.field_names`).
@@ -198,28 +130,23 @@ impl<'py> SessionState<'py> {
     }
 
     /// `fingerprint in state.field_names`.
-    pub fn has_field_name(&self, fingerprint: u64) -> PyResult<bool> {
-        self.field_names.contains(fingerprint)
+    pub fn has_field_name(&self, fingerprint: u64) -> bool {
+        self.field_set.contains(&fingerprint)
     }
 
-    /// `state.remember_field_name(fingerprint)`.
-    pub fn remember_field_name(&self, fingerprint: u64) -> PyResult<()> {
-        self.obj.call_method1(
-            intern!(self.obj.py(), "remember_field_name"),
-            (fingerprint,),
-        )?;
-        Ok(())
+    /// `state.remember_field_name(fingerprint)` (the oldest forgotten past the cap).
+    pub fn remember_field_name(&mut self, fingerprint: u64) {
+        self.remembered.push(fingerprint);
+        if !self.field_set.insert(fingerprint) {
+            return;
+        }
+        self.field_names.push_back(fingerprint);
+        if self.field_names.len() > self.max_field_names {
+            if let Some(oldest) = self.field_names.pop_front() {
+                self.field_set.remove(&oldest);
+            }
+        }
     }
-}
-
-/// The site's element rules (rpol) and string rules (rdet), plus the Counter of
-/// the batch's result that the walk's counts are folded into at the end.
-pub struct Rules<'py> {
-    /// The batch's `MaskResult.counts`.
-    pub py_counts: Bound<'py, PyAny>,
-    element_rules: Bound<'py, policy::ElementRules>,
-    scrubber: Bound<'py, detectors::Scrubber>,
-    key_words: RefCell<KeyWordMemo<'py>>,
 }
 
 /// What the word rules say of one key: it names a secret, it has a weak secret word.
@@ -229,232 +156,205 @@ struct KeyWords {
     weak: bool,
 }
 
-/// Slots of [`KeyWordMemo`] (a power of two), and how many a key may take.
-const KEY_WORD_SLOTS: usize = 256;
-const KEY_WORD_WAYS: usize = 4;
+/// Keys remembered per batch at most (a page repeats a few dozen names).
+const KEY_WORD_MEMO: usize = 4096;
 
-/// The word rules' answers for the keys a batch asked about. A page repeats a
-/// few dozen attribute names (`class`, `href`, `src`...) thousands of times, and
-/// the rules are a pure function of the key's text, so each name is read once.
-/// A key takes one of [`KEY_WORD_WAYS`] slots from where its Python hash (cached
-/// on the string by the dict that holds it) points: a slot keeps the key it
-/// answers for and is taken only for the same object or the same text, so names
-/// that share slots only evict each other.
-struct KeyWordMemo<'py> {
-    slots: Vec<Option<(Bound<'py, PyString>, KeyWords)>>,
+/// The site's element rules (rpol) and string rules (rdet).
+pub struct Rules {
+    element_rules: Py<policy::ElementRules>,
+    scrubber: Py<detectors::Scrubber>,
+    /// The word rules are a pure function of the key's text, and a page repeats
+    /// a few dozen attribute names (`class`, `href`, `src`...) thousands of times.
+    key_words: HashMap<String, KeyWords, ahash::RandomState>,
 }
 
-impl<'py> KeyWordMemo<'py> {
-    fn new() -> Self {
-        Self { slots: vec![None; KEY_WORD_SLOTS] }
-    }
-
-    /// The memoised answer for `key`, or the rules' (remembered for the next time).
-    fn words(&mut self, key: &Bound<'py, PyString>) -> PyResult<KeyWords> {
-        if !key.is_exact_instance_of::<PyString>() {
-            // a str subclass (only in hand-made events) may hash as it likes
-            return Self::read(key);
-        }
-        let first = (key.hash()? as usize) & (KEY_WORD_SLOTS - 1);
-        let ways = (0..KEY_WORD_WAYS).map(|way| (first + way) & (KEY_WORD_SLOTS - 1));
-        let mut free = None;
-        for slot in ways {
-            match &self.slots[slot] {
-                Some((known, words)) if known.is(key) || same_text(known, key) => return Ok(*words),
-                Some(_) => {}
-                None => {
-                    free = Some(slot);
-                    break;
-                }
-            }
-        }
-        let words = Self::read(key)?;
-        // all ways taken (a page with hundreds of names): the first one is replaced
-        self.slots[free.unwrap_or(first)] = Some((key.clone(), words));
-        Ok(words)
-    }
-
-    /// The rules' answer, not memoised.
-    fn read(key: &Bound<'py, PyString>) -> PyResult<KeyWords> {
-        let name = text(key)?;
-        Ok(KeyWords {
-            secret: sensitivity::key_is_secret(&name),
-            weak: sensitivity::key_is_weak_secret(&name),
-        })
-    }
-}
-
-/// The same text in both strings (false for text with lone surrogates, which
-/// UTF-8 cannot hold: such a key is looked up again, never confused).
-fn same_text(a: &Bound<'_, PyString>, b: &Bound<'_, PyString>) -> bool {
-    matches!((a.to_str(), b.to_str()), (Ok(a), Ok(b)) if a == b)
-}
-
-/// A Python string as the string rules read it (lone surrogates replaced, as
-/// their Python face does).
-#[inline]
-fn text<'a>(value: &'a Bound<'_, PyString>) -> PyResult<Cow<'a, str>> {
-    detectors::py_str(value)
-}
-
-/// The walk's answer for a rule's result: None (unchanged) or the new Python string.
-#[inline]
-fn changed<'py>(
-    value: &Bound<'py, PyString>,
-    result: Option<String>,
-) -> Option<Bound<'py, PyString>> {
-    result.map(|masked| PyString::new(value.py(), &masked))
-}
-
-impl<'py> Rules<'py> {
-    /// An element's bits and its children's selector context (rpol's `ElementRules`).
+impl Rules {
     #[inline]
-    pub fn element_value(
-        &self,
-        tag: &Bound<'py, PyString>,
-        attrs: &Bound<'py, PyDict>,
-        parent: u64,
-    ) -> PyResult<u64> {
-        // a tag with lone surrogates raises, as the Python face's `tag: str` did
-        self.element_rules.get().element_value(tag.to_str()?, attrs, parent)
+    fn elements(&self) -> &policy::ElementRules {
+        self.element_rules.get()
+    }
+
+    /// An element's bits and its children's selector context.
+    #[inline]
+    pub fn element_value(&self, tag: &str, attrs: &Pairs<'_>, parent: u64) -> u64 {
+        self.elements().element_value(tag, attrs, parent)
     }
 
     /// Marks an attribute mutation adds to an element.
-    pub fn change_marks(&self, changed: &Bound<'py, PyDict>, value: u64) -> PyResult<u64> {
-        self.element_rules.get().change_marks(changed, value)
+    pub fn change_marks(&self, changed: &Pairs<'_>, value: u64) -> u64 {
+        self.elements().change_marks(changed, value)
     }
 
     /// What an attribute mutation means for the element's descendants.
-    pub fn change_ancestor_marks(
-        &self,
-        changed: &Bound<'py, PyDict>,
-        value: u64,
-    ) -> PyResult<(u64, u64)> {
-        self.element_rules.get().change_ancestor_marks(changed, value)
+    pub fn change_ancestor_marks(&self, changed: &Pairs<'_>, value: u64) -> (u64, u64) {
+        self.elements().change_ancestor_marks(changed, value)
     }
 
-    /// The site's scrubber on a text (rdet's `Scrubber::scrub`); a panic in a
-    /// rule is a `RuntimeError` (the batch goes to the DLQ as `mask_error`).
+    /// Whether the site has any selector rule.
+    pub fn has_selector_rules(&self) -> bool {
+        self.elements().has_selector_rules()
+    }
+
+    /// The site's scrubber on a text; a panic in a rule is a `RuntimeError`
+    /// (the batch goes to the DLQ as `mask_error`).
     #[inline]
-    pub fn scrub(
-        &self,
-        value: &Bound<'py, PyString>,
-        counts: &mut Counts,
-        kind: ScrubKind,
-    ) -> PyResult<Option<Bound<'py, PyString>>> {
+    pub fn scrub(&self, value: &str, counts: &mut Counts, kind: ScrubKind) -> PyResult<Option<String>> {
         let opts = match kind {
             ScrubKind::Text => ScrubOptions::TEXT,
-            ScrubKind::NoRandomTokens => ScrubOptions {
-                random_tokens: false,
-                ..ScrubOptions::TEXT
-            },
-            ScrubKind::Payload => ScrubOptions {
-                payload: true,
-                ..ScrubOptions::TEXT
-            },
+            ScrubKind::NoRandomTokens => ScrubOptions { random_tokens: false, ..ScrubOptions::TEXT },
+            ScrubKind::Payload => ScrubOptions { payload: true, ..ScrubOptions::TEXT },
         };
-        let input = text(value)?;
         let scrubber = self.scrubber.get();
-        let result = detectors::guarded("scrub", || scrubber.scrub(&input, counts, opts))?;
-        Ok(changed(value, result))
+        detectors::guarded("scrub", || scrubber.scrub(value, counts, opts))
     }
 
     /// The site's scrubber on a URL (`asset`: its path segments are kept).
-    pub fn scrub_url(
-        &self,
-        value: &Bound<'py, PyString>,
-        counts: &mut Counts,
-        asset: bool,
-    ) -> PyResult<Option<Bound<'py, PyString>>> {
-        let input = text(value)?;
+    pub fn scrub_url(&self, value: &str, counts: &mut Counts, asset: bool) -> PyResult<Option<String>> {
         let scrubber = self.scrubber.get();
-        let result =
-            detectors::guarded("scrub_url", || scrubber.scrub_url(&input, counts, asset))?;
-        Ok(changed(value, result))
+        detectors::guarded("scrub_url", || scrubber.scrub_url(value, counts, asset))
     }
 
     /// Every non-space character as `*` (length kept).
-    pub fn mask_text(&self, value: &Bound<'py, PyString>) -> PyResult<Bound<'py, PyString>> {
-        Ok(PyString::new(value.py(), &detectors::mask_text(&text(value)?)))
+    #[inline]
+    pub fn mask_text(&self, value: &str) -> String {
+        detectors::mask_text(value)
     }
 
     /// A value under a weak secret word that reads like a credential.
-    pub fn looks_secret_value(&self, value: &Bound<'py, PyString>) -> PyResult<bool> {
-        Ok(detectors::looks_secret_value(&text(value)?))
+    pub fn looks_secret_value(&self, value: &str) -> bool {
+        detectors::looks_secret_value(value)
     }
 
-    /// A JSON integer with a card number's length and checksum.
-    pub fn card_number(&self, number: &Bound<'py, PyAny>) -> PyResult<bool> {
-        let digits = number.str()?;
-        Ok(detectors::card_number(&text(&digits)?))
+    /// A JSON integer (its decimal digits) with a card number's length and checksum.
+    pub fn card_number(&self, digits: &str) -> bool {
+        detectors::card_number(digits)
+    }
+
+    fn words(&mut self, key: &str) -> KeyWords {
+        if let Some(words) = self.key_words.get(key) {
+            return *words;
+        }
+        let words = KeyWords {
+            secret: sensitivity::key_is_secret(key),
+            weak: sensitivity::key_is_weak_secret(key),
+        };
+        if self.key_words.len() < KEY_WORD_MEMO {
+            self.key_words.insert(key.to_owned(), words);
+        }
+        words
     }
 
     /// A key that names a secret word.
-    pub fn key_is_secret(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
-        Ok(self.key_words.borrow_mut().words(key)?.secret)
+    pub fn key_is_secret(&mut self, key: &str) -> bool {
+        self.words(key).secret
     }
 
     /// A key with a weak secret word (`key`, `api`...).
-    pub fn key_is_weak_secret(&self, key: &Bound<'py, PyString>) -> PyResult<bool> {
-        Ok(self.key_words.borrow_mut().words(key)?.weak)
+    pub fn key_is_weak_secret(&mut self, key: &str) -> bool {
+        self.words(key).weak
     }
 }
 
-/// What one batch's walk needs from the policy (rpol) that is plain data.
-pub struct PolicyFacts<'py> {
+/// What one batch's walk needs from the policy that is plain data.
+pub struct PolicyFacts {
     pub consent_mode: String,
     pub record_inputs: bool,
     pub has_selector_rules: bool,
-    pub selector_key: Bound<'py, PyAny>,
 }
 
-/// Every handle of one batch, fetched once.
-pub struct Deps<'py> {
-    pub index: NodeIndex<'py>,
-    pub tree: NodeTree<'py>,
-    pub state: SessionState<'py>,
-    pub rules: Rules<'py>,
-    pub policy: PolicyFacts<'py>,
+/// Every handle of one batch, taken out of the Python objects for the walk.
+pub struct Deps {
+    pub index: SessionNodeIndex,
+    pub tree: NodeTree,
+    pub state: SessionState,
+    pub rules: Rules,
+    pub policy: PolicyFacts,
     /// Upper bound on stored runs per session (`state.MAX_NODE_RUNS`).
     pub max_node_runs: usize,
 }
 
-impl<'py> Deps<'py> {
-    /// From the batch's `MaskPolicy`, `SessionMaskState` and the Counter of its result.
-    pub fn new(
-        policy: &Bound<'py, PyAny>,
-        state: &Bound<'py, PyAny>,
-        py_counts: &Bound<'py, PyAny>,
+impl Deps {
+    /// From the batch's `MaskPolicy` and `SessionMaskState` (GIL held). The
+    /// state's node bits computed with other selectors lose their selector
+    /// context here (marks already set stay: never unmask).
+    pub fn take(
+        policy: &Bound<'_, PyAny>,
+        state: &Bound<'_, PyAny>,
         max_node_runs: usize,
+        max_field_names: usize,
     ) -> PyResult<Self> {
         let py = policy.py();
-        let rules = Rules {
-            py_counts: py_counts.clone(),
-            element_rules: policy::ElementRules::of_policy(policy)?,
-            scrubber: policy
-                .getattr(intern!(py, "scrubber"))?
-                .cast_into::<detectors::Scrubber>()?,
-            key_words: RefCell::new(KeyWordMemo::new()),
-        };
+        let element_rules = policy::ElementRules::of_policy(policy)?.unbind();
+        let scrubber = policy
+            .getattr(intern!(py, "scrubber"))?
+            .cast_into::<detectors::Scrubber>()?
+            .unbind();
         let facts = PolicyFacts {
             consent_mode: policy.getattr(intern!(py, "consent_mode"))?.extract()?,
             record_inputs: policy.getattr(intern!(py, "record_inputs"))?.is_truthy()?,
-            has_selector_rules: rules.element_rules.get().has_selector_rules(),
-            selector_key: policy.getattr(intern!(py, "selector_key"))?,
+            has_selector_rules: element_rules.get().has_selector_rules(),
         };
-        let field_names = state
+        let nodes = state
+            .getattr(intern!(py, "nodes"))?
+            .cast_into::<SessionNodeIndex>()?;
+        let tree = state
+            .getattr(intern!(py, "tree"))?
+            .cast_into::<SessionNodeTree>()?;
+        let field_names: VecDeque<u64> = state
             .getattr(intern!(py, "field_names"))?
-            .cast_into::<PyDict>()?;
+            .cast_into::<PyDict>()?
+            .keys()
+            .iter()
+            .map(|k| k.extract::<u64>())
+            .collect::<PyResult<_>>()?;
+        let selector_key = policy.getattr(intern!(py, "selector_key"))?;
+        let mut index = nodes.try_borrow_mut()?.take();
+        if !state.getattr(intern!(py, "selector_key"))?.eq(&selector_key)? {
+            // Bits above FLAG_BITS index the old selector list: drop them.
+            if !index.is_empty() {
+                index.map_values(crate::flags::FLAG_BITS);
+            }
+            state.setattr(intern!(py, "selector_key"), selector_key)?;
+        }
+        let tree = tree.try_borrow_mut()?.take_out();
         Ok(Self {
-            index: NodeIndex::wrap(state.getattr(intern!(py, "nodes"))?)?,
-            tree: NodeTree::wrap(state.getattr(intern!(py, "tree"))?)?,
+            index,
+            tree: NodeTree { tree, recording: None },
             state: SessionState {
-                obj: state.clone(),
+                consent: state.getattr(intern!(py, "consent"))?.extract()?,
+                field_set: field_names.iter().copied().collect(),
                 field_names,
+                max_field_names,
+                remembered: Vec::new(),
             },
-            rules,
+            rules: Rules { element_rules, scrubber, key_words: HashMap::default() },
             policy: facts,
             max_node_runs,
         })
+    }
+
+    /// Returns the index and tree to `state` and applies the consent and the
+    /// remembered field names (GIL held; after an error too: what the walk
+    /// changed before it stopped stays changed, as when it ran in Python).
+    pub fn put_back(self, state: &Bound<'_, PyAny>) -> PyResult<()> {
+        let py = state.py();
+        let nodes = state
+            .getattr(intern!(py, "nodes"))?
+            .cast_into::<SessionNodeIndex>()?;
+        *nodes.try_borrow_mut()? = self.index;
+        let tree = state
+            .getattr(intern!(py, "tree"))?
+            .cast_into::<SessionNodeTree>()?;
+        let mut native = self.tree;
+        if let Some(shape) = native.recording.take() {
+            // stopped inside a snapshot: the shape recorded so far is kept, as before
+            native.tree.set_shape(py, shape)?;
+        }
+        *tree.try_borrow_mut()? = native.tree;
+        state.setattr(intern!(py, "consent"), self.state.consent)?;
+        for fingerprint in self.state.remembered {
+            state.call_method1(intern!(py, "remember_field_name"), (fingerprint,))?;
+        }
+        Ok(())
     }
 }
