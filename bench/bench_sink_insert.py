@@ -132,6 +132,9 @@ VARIANTS: dict[str, Variant] = {
         ddl=_on_both_tables("MODIFY SETTING fsync_after_insert = 1"),
     ),
     "no_dedup": Variant("insert with insert_deduplicate = 0", settings={"insert_deduplicate": 0}),
+    "summary_0003": Variant(
+        "the session summary's view as 0003 left it (the schema before 0006)", upto=5
+    ),
 }
 
 
