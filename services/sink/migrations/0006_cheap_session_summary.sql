@@ -8,10 +8,9 @@
 --   everywhere): computed once where the body is parsed, not in a level of its own
 --   in the summary's query.
 -- - Two levels instead of three; each named array is computed once and only read after.
--- - Events are ordered by (time, place in batch) as before, but the first page load and
---   the latest viewport are the smallest / largest (ms, idx, ...) tuple (arrayMin /
---   arrayMax) instead of the first element of a sorted array, and the clicks are sorted
---   as plain (ms, idx, (x, y)) tuples, without a key lambda.
+-- - Events are ordered by (time, place in batch) as before, but by sorting plain
+--   (ms, idx, ...) tuples (idx is unique, so nothing after it is compared) instead of
+--   sorting zips with a key lambda; the viewport is picked in the inner level, once.
 -- - The rage-click fold keeps its definition (0003) with a smaller state: it starts from a
 --   sentinel click far in the past (no click is within 1000 ms of it), so no "has a
 --   burst begun" test, and distances are L2SquaredDistance of (x, y) points (the same
@@ -57,12 +56,12 @@ SELECT
     inputs,
     console_errors,
     arraySort(arrayDistinct(arrayMap(p -> leftUTF8(p.3, 2048), page_loads))) AS page_urls,
-    leftUTF8(arrayMin(page_loads).3, 2048) AS entry_url,
-    if(empty(page_loads), toDateTime64('2100-01-01 00:00:00', 3, 'UTC'), fromUnixTimestamp64Milli(arrayMin(page_loads).1, 'UTC')) AS entry_url_ts,
+    leftUTF8(page_loads[1].3, 2048) AS entry_url,
+    if(empty(page_loads), toDateTime64('2100-01-01 00:00:00', 3, 'UTC'), fromUnixTimestamp64Milli(page_loads[1].1, 'UTC')) AS entry_url_ts,
     active_secs,
     toUInt16(least(greatest(assumeNotNull(viewport.3), 0.), 65535.)) AS viewport_w,
     toUInt16(least(greatest(assumeNotNull(viewport.4), 0.), 65535.)) AS viewport_h,
-    -- idx counts from 1: 0 is the empty tuple arrayMax gives when no event has a size.
+    -- idx counts from 1: 0 is the default tuple [1] gives when no event has both sizes.
     if(viewport.2 = 0, toDateTime64(0, 3, 'UTC'), fromUnixTimestamp64Milli(viewport.1, 'UTC')) AS viewport_ts,
     agent,
     consent_state
@@ -71,10 +70,10 @@ FROM
     SELECT
         site_id, session_id, window_id, seq, visitor_id, retention_days, agent, consent_state, times,
         length(arrayStringConcat(raw_events)) AS byte_count,
-        -- (ms, idx, url) of every Meta event with an href
-        arrayFilter((p, ty) -> p.3 != '' AND ty = 4, arrayZip(times, arrayEnumerate(times), parsed.data.href), parsed.type) AS page_loads,
+        -- (ms, idx, url) of every Meta event with an href, in time order
+        arraySort(arrayFilter((p, ty) -> p.3 != '' AND ty = 4, arrayZip(times, arrayEnumerate(times), parsed.data.href), parsed.type)) AS page_loads,
         -- (ms, idx, width, height) of the latest Meta or ViewportResize event with both sizes
-        arrayMax(arrayFilter((v, ty, s) -> isNotNull(v.3) AND isNotNull(v.4) AND (ty = 4 OR (ty = 3 AND s = 4)), arrayZip(times, arrayEnumerate(times), parsed.data.width, parsed.data.height), parsed.type, parsed.data.source)) AS viewport,
+        arrayReverseSort(arrayFilter((v, ty, s) -> isNotNull(v.3) AND isNotNull(v.4) AND (ty = 4 OR (ty = 3 AND s = 4)), arrayZip(times, arrayEnumerate(times), parsed.data.width, parsed.data.height), parsed.type, parsed.data.source))[1] AS viewport,
         -- (ms, idx, (x, y)) of every click (MouseInteraction type 2), in time order
         arraySort(arrayFilter((c, ty, s, it) -> ty = 3 AND s = 2 AND it = 2, arrayZip(times, arrayEnumerate(times), arrayZip(parsed.data.x, parsed.data.y)), parsed.type, parsed.data.source, parsed.data.type)) AS click_list,
         arrayCount((ty, s) -> ty = 3 AND s = 5, parsed.type, parsed.data.source) AS inputs,
