@@ -4,8 +4,8 @@
 -- with the query's expression nodes and nesting levels: session_batches_mv as 0003 left
 -- it cost 12-18 ms per insert whatever the insert held. Same summary, fewer nodes:
 --
--- - parsed_batches gains `times` (each event's time in ms, clamped to [1970, 2100) as
---   everywhere): computed once where the body is parsed, not in a level of its own
+-- - parsed_batches gains `times` (each event's time in ms, clamped to 1970..2100 as
+--   events.ts is): computed once where the body is parsed, not in a level of its own
 --   in the summary's query.
 -- - Two levels instead of three; each named array is computed once and only read after.
 -- - Events are ordered by (time, place in batch) as before, but by sorting plain
