@@ -11,7 +11,8 @@ changed) and/or other settings on the insert.
 Each variant runs in a child process of its own (chdb opens one store per process):
 ``--warmup`` inserts, then ``--inserts`` timed ones, merges stopped so only the
 insert itself is counted (``--merges`` leaves them on and counts their CPU too).
-Per insert: the process's CPU time (all threads, ``time.process_time``) and the
+Per insert: the process's CPU time (all threads, ``time.process_time``), its user part
+(CPU less the kernel's, which other processes' file churn makes noisy) and the
 wall time; medians. Variants run in rotating order for ``--rounds`` rounds and
 every figure is also given as a ratio to ``shipped`` of the same round.
 
@@ -132,6 +133,14 @@ VARIANTS: dict[str, Variant] = {
         ddl=_on_both_tables("MODIFY SETTING fsync_after_insert = 1"),
     ),
     "no_dedup": Variant("insert with insert_deduplicate = 0", settings={"insert_deduplicate": 0}),
+    "summary_0003": Variant(
+        "the session summary's view as 0003 left it (the schema before 0006)", upto=5
+    ),
+    "summary_0003_view_only": Variant(
+        "parse + session_batches_mv as 0003 left it into the Null table, no sessions_mv",
+        ddl=(*_NO_EVENTS, "DROP VIEW sessions_mv"),
+        upto=5,
+    ),
 }
 
 
@@ -211,6 +220,9 @@ def child(name: str, n_messages: int, inserts: int, warmup: int, merges: bool) -
             "cpu_ms": statistics.median(cpu),
             "wall_ms": statistics.median(wall),
             "sys_ms": statistics.mean(system),
+            # The engine's own work without the kernel's (part files), which other
+            # processes' file churn makes noisy.
+            "user_ms": statistics.median(c - k for c, k in zip(cpu, system, strict=True)),
             "total_cpu_ms_per_insert": total_cpu * 1000 / inserts,
             "parts": [list(p) for p in parts],
             "events_stored": stored,
@@ -256,8 +268,11 @@ def run(args: argparse.Namespace) -> None:
                 )
     print(f"load average after {load()}")
     print()
-    print("| variant | meaning | messages | CPU ms / insert | wall ms | vs shipped (CPU) |")
-    print("|---|---|---:|---:|---:|---:|")
+    print(
+        "| variant | meaning | messages | CPU ms / insert | wall ms | vs shipped (CPU) "
+        "| user CPU ms | vs shipped (user) |"
+    )
+    print("|---|---|---:|---:|---:|---:|---:|---:|")
     for name in names:
         for n in counts:
             runs = results[(name, n)]
@@ -267,9 +282,13 @@ def run(args: argparse.Namespace) -> None:
             ratio = statistics.median(
                 r["cpu_ms"] / b["cpu_ms"] for r, b in zip(runs, base, strict=True)
             )
+            user = statistics.median(r["user_ms"] for r in runs)
+            user_ratio = statistics.median(
+                r["user_ms"] / b["user_ms"] for r, b in zip(runs, base, strict=True)
+            )
             print(
                 f"| {name} | {VARIANTS[name].meaning} | {n} | {cpu:.1f} | {wall:.1f} | "
-                f"{ratio:.2f} |"
+                f"{ratio:.2f} | {user:.1f} | {user_ratio:.2f} |"
             )
     print()
     for name in names:

@@ -182,3 +182,15 @@ def test_cluster_variant_changes_the_event_codecs_on_every_shards_local_table() 
             "ALTER TABLE events_local ON CLUSTER 'replaypipe' MODIFY COLUMN "
         )
 
+
+def test_cluster_variant_of_the_cheap_summary_adds_times_and_changes_both_views_per_shard() -> None:
+    plan = {name: statements for _, name, statements in planned_statements("replaypipe")}
+    column, parse, summary = plan["cheap_session_summary"]
+    assert column == (
+        "ALTER TABLE parsed_batches_local ON CLUSTER 'replaypipe' "
+        "ADD COLUMN IF NOT EXISTS times Array(Int64)"
+    )
+    assert parse.startswith("ALTER TABLE parsed_batches_mv ON CLUSTER 'replaypipe' MODIFY QUERY")
+    assert "FROM incoming_batches_local" in parse
+    assert summary.startswith("ALTER TABLE session_batches_mv ON CLUSTER 'replaypipe' MODIFY QUERY")
+    assert "FROM parsed_batches_local" in summary
