@@ -76,13 +76,14 @@ class MaskerSettings:
     )
     # Big batches are masked in a worker thread, with the GIL released (the
     # compiled core parses, masks and writes them), so the ops endpoints, the
-    # consumer's heartbeats and the Kafka client's work go on meanwhile on the
-    # other core: 300 KB pages were masked faster from 256 KiB on than with 2 MiB,
-    # while sending every batch to the thread cost ~20 % more CPU per event
+    # consumer's heartbeats and the Kafka client's work go on meanwhile. Smaller
+    # ones stay on the loop: on a quiet machine 300 KB pages cost ~20 % more CPU
+    # per event when they went to the thread (256 KiB) than on the loop (2 MiB),
+    # and a batch below 2 MiB holds the loop for milliseconds
     # (docs/benchmarks.md, "Masking off the GIL (gilfree)").
     thread_batch_bytes: int = setting(
         "MASKER_THREAD_BATCH_BYTES",
-        262_144,
+        2_097_152,
         "batches at least this big are masked in a worker thread, off the GIL"
         " (probes and the Kafka client keep running)",
     )
