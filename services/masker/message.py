@@ -121,24 +121,6 @@ def stored_state(state_value: bytes | None) -> dict[str, Any] | None:
     return loaded if isinstance(loaded, dict) else None
 
 
-def nesting_depth(value: Any) -> int:
-    """How deep lists and objects nest in ``value`` (a scalar is 0, ``[]`` is 1)."""
-    deepest = 0
-    stack: list[tuple[Any, int]] = [(value, 0)]
-    while stack:
-        current, depth = stack.pop()
-        if isinstance(current, dict):
-            children: Any = current.values()
-        elif isinstance(current, list):
-            children = current
-        else:
-            continue
-        depth += 1
-        deepest = max(deepest, depth)
-        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
-    return deepest
-
-
 @contextmanager
 def collection_paused() -> Iterator[None]:
     """Pause the cyclic garbage collector for the block (as it was, after).

@@ -139,3 +139,21 @@ def raw_with_custom_payload_nested(depth: int, site: str = "deep", session: str 
     )
     text = orjson.dumps(page).decode()
     return text.replace(marker, "[" * depth + "1" + "]" * depth).encode()
+
+
+def nesting_depth(value: Any) -> int:
+    """How deep lists and objects nest in ``value`` (a scalar is 0, ``[]`` is 1)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        current, depth = stack.pop()
+        if isinstance(current, dict):
+            children: Any = current.values()
+        elif isinstance(current, list):
+            children = current
+        else:
+            continue
+        depth += 1
+        deepest = max(deepest, depth)
+        stack.extend((child, depth) for child in children if isinstance(child, dict | list))
+    return deepest

@@ -10,13 +10,12 @@ from services.masker.message import (
     BatchTooDeep,
     dlq_pointer,
     mask_message,
-    nesting_depth,
     rejection_for,
 )
 from services.shared.envelope import EnvelopeError
 from services.shared.limits import MAX_JSON_DEPTH
 from services.shared.site_settings import SiteRegistry, SiteSettings
-from tests.unit.masker_pages import raw_with_custom_payload_nested, small_page
+from tests.unit.masker_pages import nesting_depth, raw_with_custom_payload_nested, small_page
 
 REGISTRY = SiteRegistry([SiteSettings(site_id="deep", record_inputs=True)])
 

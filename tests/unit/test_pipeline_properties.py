@@ -16,10 +16,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from services.ingest.batch import Rejection, parse_batch
-from services.masker.message import mask_message, nesting_depth
+from services.masker.message import mask_message
 from services.shared.limits import MAX_JSON_DEPTH
 from services.shared.site_settings import SiteRegistry, SiteSettings
 from services.sink.rows import check_envelope, estimated_events, incoming_row, read_header
+from tests.unit.masker_pages import nesting_depth
 
 SITES = [
     SiteSettings(site_id="open", record_inputs=True),

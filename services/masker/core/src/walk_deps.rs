@@ -294,12 +294,7 @@ impl Deps {
             record_inputs: policy.getattr(intern!(py, "record_inputs"))?.is_truthy()?,
             has_selector_rules: element_rules.get().has_selector_rules(),
         };
-        let nodes = state
-            .getattr(intern!(py, "nodes"))?
-            .cast_into::<SessionNodeIndex>()?;
-        let tree = state
-            .getattr(intern!(py, "tree"))?
-            .cast_into::<SessionNodeTree>()?;
+        let (nodes, tree) = native_handles(state)?;
         let field_names: VecDeque<u64> = state
             .getattr(intern!(py, "field_names"))?
             .cast_into::<PyDict>()?
@@ -338,13 +333,8 @@ impl Deps {
     /// changed before it stopped stays changed, as when it ran in Python).
     pub fn put_back(self, state: &Bound<'_, PyAny>) -> PyResult<()> {
         let py = state.py();
-        let nodes = state
-            .getattr(intern!(py, "nodes"))?
-            .cast_into::<SessionNodeIndex>()?;
+        let (nodes, tree) = native_handles(state)?;
         *nodes.try_borrow_mut()? = self.index;
-        let tree = state
-            .getattr(intern!(py, "tree"))?
-            .cast_into::<SessionNodeTree>()?;
         let mut native = self.tree;
         if let Some(shape) = native.recording.take() {
             // stopped inside a snapshot: the shape recorded so far is kept, as before
@@ -357,4 +347,18 @@ impl Deps {
         }
         Ok(())
     }
+}
+
+/// The state's native node index and tree (what the walk takes out and puts back).
+fn native_handles<'py>(
+    state: &Bound<'py, PyAny>,
+) -> PyResult<(Bound<'py, SessionNodeIndex>, Bound<'py, SessionNodeTree>)> {
+    let py = state.py();
+    let nodes = state
+        .getattr(intern!(py, "nodes"))?
+        .cast_into::<SessionNodeIndex>()?;
+    let tree = state
+        .getattr(intern!(py, "tree"))?
+        .cast_into::<SessionNodeTree>()?;
+    Ok((nodes, tree))
 }
