@@ -48,7 +48,6 @@ from tests.unit.masker_pages import (
 pytestmark = pytest.mark.integration
 
 
-
 @pytest.fixture(scope="module")
 def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalKafkaBroker]:
     """A broker of this module's own, so the shared stack's masker never sees this data."""
@@ -109,22 +108,32 @@ def produce(bootstrap: str, envelopes: list[BatchEnvelope]) -> None:
     """Publish envelopes to ``recordings.raw`` keyed by session, acknowledged by the broker."""
 
     async def run() -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=10 << 20
-        )
+        producer = envelope_producer(bootstrap)
         await producer.start()
         try:
-            futures = [
-                await producer.send(
-                    topics.RAW, env.to_json(), key=topics.session_key(env.site_id, env.session_id)
-                )
-                for env in envelopes
-            ]
-            await asyncio.gather(*futures)
+            await send_envelopes(producer, envelopes)
         finally:
             await producer.stop()
 
     asyncio.run(run())
+
+
+def envelope_producer(bootstrap: str) -> AIOKafkaProducer:
+    """A producer for ``send_envelopes``: every batch acknowledged by all replicas."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap, acks="all", linger_ms=5, max_request_size=10 << 20
+    )
+
+
+async def send_envelopes(producer: AIOKafkaProducer, envelopes: list[BatchEnvelope]) -> None:
+    """Publish envelopes to ``recordings.raw`` keyed by session; return once all are acked."""
+    futures = [
+        await producer.send(
+            topics.RAW, env.to_json(), key=topics.session_key(env.site_id, env.session_id)
+        )
+        for env in envelopes
+    ]
+    await asyncio.gather(*futures)
 
 
 def consume_masked(
