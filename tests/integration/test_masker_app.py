@@ -402,7 +402,7 @@ def test_sigkill_mid_stream_loses_no_event_and_leaks_no_secret(
 ) -> None:
     bootstrap = broker.bootstrap_servers
     rng = random.Random(4)
-    sessions = [generate_session(rng, site_id="crash", start_ms=START_MS) for _ in range(600)]
+    sessions = [generate_session(rng, site_id="crash", start_ms=START_MS) for _ in range(1500)]
     envelopes = [env for session in sessions for env in session.envelopes(START_MS)]
     produce(bootstrap, envelopes)
     expected = {(env.session_id, env.seq): env for env in envelopes}
