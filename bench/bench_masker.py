@@ -5,10 +5,17 @@
 (b) the masker (``replaypipe masker``: rules, state table with changelog,
     acks after delivery),
 (c) the pure floor: ``orjson`` loads + dumps of the same messages in-process,
-(d) the pure masking work in-process (envelope parse, ``mask_batch``, dumps of
-    the batch and of the session state), without Kafka;
+(d) the pure masking work in-process (``mask_message`` on each raw value, the
+    session state carried: the masker's whole per-message work), without Kafka;
 (b0), (d0) with ``--baseline CHECKOUT``: (b) and (d) of another checkout (say a
-    ``git worktree`` of the previous commit), in the same rounds;
+    ``git worktree`` of the previous commit), in the same rounds. They run with
+    this checkout's interpreter and so with *its* compiled core: to compare two
+    cores, give the baseline's build with ``--baseline-core`` (without it a
+    baseline that differs only in the core measures this core twice);
+(b_agent), (b_agent_state) with ``--agent-only``: the masker's agent with
+    ``mask_message`` replaced by a stand-in that publishes the raw value
+    (``bench/masker_agent_only.py``), storing no state or one of
+    ``--agent-state-bytes`` per batch: the agent's own cost around the masking;
 (b_sealed) with ``--raw-encryption``: the masker with ``RAW_ENCRYPTION=required``
     on the same batches sealed as ingest seals them (``bench/masker_sealed.py``:
     ingest's ``RawSealer``, a KEK in a temporary ``RAW_KEK_DIR``, the wrapped data
@@ -28,7 +35,11 @@ rounds alternate which of (a) and (b) goes first; medians are reported. Run:
 
     .venv/bin/python -m bench.bench_masker [--sessions 2000] [--rounds 3] \
         [--snapshot-bytes 30000] [--page mixed] [--pure-only] [--baseline /tmp/base] \
-        [--raw-encryption [--raw-encryption-compression lz4]]
+        [--raw-encryption [--raw-encryption-compression lz4]] [--agent-only]
+
+The default pages are ~30 KB paragraph snapshots; ``--snapshot-bytes 0`` leaves
+the generator's own pages (~7 KB batches, ~11 KB snapshots, mouse moves and
+typing): the "generator pages" of docs/benchmarks.md.
 
 Prints a Markdown table for docs/benchmarks.md (section ``masker``).
 """
@@ -385,8 +396,10 @@ NAMES = {
     "sealed": "(b_sealed) masker agent on the same batches sealed (RAW_ENCRYPTION=required)",
     "passthrough_sealed": "(a_sealed) pass-through agent on the sealed batches",
     "baseline": "(b0) baseline checkout's masker agent",
+    "agent": "(b_agent) the masker's agent with no masking, no state stored",
+    "agent_state": "(b_agent_state) the masker's agent with no masking, a state stored per batch",
     "floor": "(c) pure floor: orjson loads + dumps, in-process",
-    "pure": "(d) pure masking (parse, mask_batch, dumps), in-process",
+    "pure": "(d) pure masking (mask_message: parse, mask, write), in-process",
     "pure_sealed": "(d_sealed) pure masking of the sealed batches (open, then as (d)), in-process",
     "baseline_pure": "(d0) baseline checkout's pure masking",
 }
@@ -425,7 +438,19 @@ def main() -> None:
         "--raw-encryption-compression", choices=("none", "lz4"), default="none",
         help="RAW_ENCRYPTION_COMPRESSION of the sealing (lz4: compressed before sealing)",
     )
+    parser.add_argument(
+        "--agent-only", action="store_true",
+        help="also (b_agent) and (b_agent_state): the masker's agent with mask_message "
+        "replaced by a stand-in that publishes the raw value (bench/masker_agent_only.py), "
+        "without and with a stored state per batch: what the agent around the masking costs",
+    )
+    parser.add_argument(
+        "--agent-state-bytes", type=int, default=400,
+        help="the state (b_agent_state) stores per batch (generator pages: ~380)",
+    )
     args = parser.parse_args()
+    if args.agent_only and args.pure_only:
+        parser.error("--agent-only runs workers on the broker: drop --pure-only")
     if args.raw_encryption and args.pure_only:
         parser.error("--raw-encryption seals through keys.raw on the broker: drop --pure-only")
 
@@ -445,6 +470,9 @@ def main() -> None:
         rates["sealed"] = []
         rates["passthrough_sealed"] = []
         rates["pure_sealed"] = []
+    if args.agent_only:
+        rates["agent"] = []
+        rates["agent_state"] = []
     if args.baseline is not None:
         rates["baseline_pure"] = []
         if not args.pure_only:
@@ -479,7 +507,10 @@ def main() -> None:
                 # Alternate which worker goes first, so neither always gets a warmer broker.
                 order = [
                     k
-                    for k in ("passthrough", "masker", "sealed", "passthrough_sealed", "baseline")
+                    for k in (
+                        "passthrough", "masker", "sealed", "passthrough_sealed", "baseline",
+                        "agent", "agent_state",
+                    )
                     if k in workers
                 ]
                 if round_no % 2:
@@ -538,7 +569,7 @@ def main() -> None:
     pairs = [("masker", "passthrough"), ("sealed", "passthrough"), ("sealed", "masker"),
              ("sealed", "passthrough_sealed"), ("passthrough_sealed", "passthrough"),
              ("baseline", "passthrough"), ("pure", "floor"), ("pure_sealed", "pure"),
-             ("baseline_pure", "floor")]
+             ("baseline_pure", "floor"), ("agent", "passthrough"), ("agent_state", "passthrough")]
     for top, bottom in pairs:
         if top in rates and bottom in rates:
             print_paired(f"{top} / {bottom} per round (same minute)", rates[top], rates[bottom])
@@ -551,7 +582,10 @@ def main() -> None:
         for key, values in cpu_per_m.items():
             rounds = ", ".join(f"{v:.1f}" for v in values)
             print(f"| {NAMES[key]} | {statistics.median(values):.1f} | {rounds} |")
-        for top, bottom in (("masker", "passthrough"), ("baseline", "masker")):
+        for top, bottom in (
+            ("masker", "passthrough"), ("baseline", "masker"), ("agent", "passthrough"),
+            ("agent_state", "passthrough"), ("masker", "agent_state"),
+        ):
             if top in cpu_per_m and bottom in cpu_per_m:
                 # Inverted (bottom / top), so that like the speeds, higher is better for top.
                 print_paired(
@@ -633,6 +667,24 @@ def _workers(
 
         workers["sealed"] = sealed
         workers["passthrough_sealed"] = passthrough_sealed
+    if args.agent_only:
+
+        def agent(state_bytes: int) -> Callable[[str], WorkerRun]:
+            def run(name: str) -> WorkerRun:
+                env_run = {
+                    **env, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
+                    "MASKER_STATE_DIR": str(tmp / name),
+                    "BENCH_AGENT_STATE_BYTES": str(state_bytes),
+                }
+                return run_worker(
+                    [sys.executable, "-m", "bench.masker_agent_only"], env_run, bootstrap,
+                    topics.MASKED, len(messages), args.partitions,
+                )
+
+            return run
+
+        workers["agent"] = agent(0)
+        workers["agent_state"] = agent(args.agent_state_bytes)
     if args.baseline is not None:
         baseline = args.baseline.resolve()
         baseline_env = dict(item.partition("=")[::2] for item in args.baseline_env)

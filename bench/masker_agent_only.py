@@ -1,0 +1,41 @@
+"""The masker's agent with the masking taken out: what the agent around it costs.
+
+Runs the masker worker (``services.masker.app``: the same faust App, state
+table, manual acks after delivery, metrics, DLQ path) with ``mask_message``
+replaced by a stand-in that does no parsing and no masking: it publishes each
+raw value as it came. ``BENCH_AGENT_STATE_BYTES`` (default 0) makes the
+stand-in store a state of that many bytes for every batch, as a batch that
+changes the session's node index does; 0 stores none. Run by
+``bench/bench_masker.py --agent-only`` as its own process:
+
+    MASKER_APP_ID=... BENCH_AGENT_STATE_BYTES=381 python -m bench.masker_agent_only
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from services.masker import app as masker_app
+from services.masker.message import MaskedBatch
+
+
+def main() -> None:
+    """Run the masker worker with the stand-in until SIGTERM."""
+    state_bytes = int(os.environ.get("BENCH_AGENT_STATE_BYTES", "0"))
+    state = b"s" * state_bytes if state_bytes else None
+
+    def no_masking(raw_value: bytes, *_args: Any, **_kwargs: Any) -> MaskedBatch:
+        return MaskedBatch(
+            value=raw_value, events=0, state=state, counts={}, dropped=0, site_id="bench",
+            received_at_ms=0,
+        )
+
+    masker_app.mask_message = no_masking
+    sys.argv = [sys.argv[0], "worker"]
+    masker_app.main()
+
+
+if __name__ == "__main__":
+    main()
