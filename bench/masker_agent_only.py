@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from services.masker import app as masker_app
 from services.masker.message import MaskedBatch
 
 
-def main() -> None:
-    """Run the masker worker with the stand-in until SIGTERM."""
-    state_bytes = int(os.environ.get("BENCH_AGENT_STATE_BYTES", "0"))
+def stand_in(state_bytes: int) -> Callable[..., MaskedBatch]:
+    """A ``mask_message`` that publishes the raw value as it came, storing
+    ``state_bytes`` of state per batch (none for 0)."""
     state = b"s" * state_bytes if state_bytes else None
 
     def no_masking(raw_value: bytes, *_args: Any, **_kwargs: Any) -> MaskedBatch:
@@ -32,7 +33,12 @@ def main() -> None:
             received_at_ms=0,
         )
 
-    masker_app.mask_message = no_masking
+    return no_masking
+
+
+def main() -> None:
+    """Run the masker worker with the stand-in until SIGTERM."""
+    masker_app.mask_message = stand_in(int(os.environ.get("BENCH_AGENT_STATE_BYTES", "0")))
     sys.argv = [sys.argv[0], "worker"]
     masker_app.main()
 
