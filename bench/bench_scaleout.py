@@ -422,6 +422,11 @@ class Bench:
             result[stage] = window
         result["sink_inserts_per_s"] = busy["inserts"] / busy["seconds"]
         result["busy_cpu_s_by_thread"] = busy["threads"]
+        # per worker: its busy CPU-s and the events its own counter moved
+        result["busy_by_worker"] = {
+            w.name: {"cpu_s": busy["cpu"][w.name], "events": busy["events"][w.name]}
+            for w in started
+        }
         result["load_average_1m"] = os.getloadavg()[0]
         print(
             f"scaleout: {tag}: masker {result['masker'].cpu_s_per_million:.1f},"
@@ -464,7 +469,10 @@ class Bench:
         cpu_before = {w.name: w.cpu_s() for w in workers}
         threads_before = {w.name: w.cpu_s_by_thread() for w in workers}
         began = time.monotonic()
-        profilers = [self.profile(w) for w in workers] if self.args.profile else []
+        profiled = [w for w in workers if self.args.profile and (
+            not self.args.profile_one or w.name.endswith("-0")
+        )]
+        profilers = [self.profile(w) for w in profiled]
         await asyncio.sleep(self.args.window_s)
         cpu_after = {w.name: w.cpu_s() for w in workers}
         for profiler in profilers:
@@ -612,6 +620,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--profile",
         action="store_true",
         help="py-spy (pip install -e '.[bench]') each busy window into WORK/NAME/busy.folded",
+    )
+    parser.add_argument(
+        "--profile-one",
+        action="store_true",
+        help="with --profile: only the first worker of each stage (one py-spy per stage "
+        "disturbs a 2-core run far less than one per worker)",
     )
     parser.add_argument(
         "--baseline", type=Path, default=None, help="another checkout, measured in the same rounds"
