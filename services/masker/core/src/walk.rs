@@ -1642,7 +1642,7 @@ fn parse_envelope<'py>(
     let bytes = raw.as_bytes();
     let split = py.detach(|| {
         // a panic (a bug) takes orjson's way too
-        std::panic::catch_unwind(|| {
+        crate::detectors::guarded("parse", || {
             json_doc::parse(bytes).ok().map(|doc| {
                 let (header, events) = split_envelope(doc.value);
                 (json_doc::to_vec(&header), events, doc.depth)
