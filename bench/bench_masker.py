@@ -632,14 +632,17 @@ def _workers(
         )
 
     def masker(
-        name: str, checkout: Path = PROJECT_ROOT, extra_env: dict[str, str] | None = None
+        name: str,
+        checkout: Path = PROJECT_ROOT,
+        extra_env: dict[str, str] | None = None,
+        command: list[str] = masker_cmd,
     ) -> WorkerRun:
         env_mask = {
             **env, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
             "MASKER_STATE_DIR": str(tmp / name), "PYTHONPATH": str(checkout), **(extra_env or {}),
         }
         return run_worker(
-            masker_cmd, env_mask, bootstrap, topics.MASKED, len(messages), args.partitions,
+            command, env_mask, bootstrap, topics.MASKED, len(messages), args.partitions,
             cwd=checkout,
         )
 
@@ -669,19 +672,11 @@ def _workers(
         workers["passthrough_sealed"] = passthrough_sealed
     if args.agent_only:
 
-        def agent(state_bytes: int) -> Callable[[str], WorkerRun]:
-            def run(name: str) -> WorkerRun:
-                env_run = {
-                    **env, "MASKER_APP_ID": name, "MASKER_PORT": str(free_port()),
-                    "MASKER_STATE_DIR": str(tmp / name),
-                    "BENCH_AGENT_STATE_BYTES": str(state_bytes),
-                }
-                return run_worker(
-                    [sys.executable, "-m", "bench.masker_agent_only"], env_run, bootstrap,
-                    topics.MASKED, len(messages), args.partitions,
-                )
+        agent_cmd = [sys.executable, "-m", "bench.masker_agent_only"]
 
-            return run
+        def agent(state_bytes: int) -> Callable[[str], WorkerRun]:
+            extra = {"BENCH_AGENT_STATE_BYTES": str(state_bytes)}
+            return lambda name: masker(name, extra_env=extra, command=agent_cmd)
 
         workers["agent"] = agent(0)
         workers["agent_state"] = agent(args.agent_state_bytes)
